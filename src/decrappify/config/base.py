@@ -1,0 +1,106 @@
+"""Base class of every configuration model: strict, validated, YAML round-trippable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from decrappify.errors import InputError
+
+M = TypeVar("M", bound="StrictModel")
+
+
+class StrictModel(BaseModel):
+    """Pydantic model that forbids unknown fields and validates on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    @classmethod
+    def from_yaml(cls: type[M], path: str | Path) -> M:
+        """Read and validate a YAML file.
+
+        Parameters
+        ----------
+        path : str or Path
+            The YAML file.
+
+        Returns
+        -------
+        StrictModel
+            The validated configuration.
+
+        Raises
+        ------
+        InputError
+            If the file is missing, not YAML, or fails validation; the message names
+            the file and the offending fields.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: not valid YAML ({err})") from err
+        return cls.validate_dict(raw, source=str(path))
+
+    @classmethod
+    def validate_dict(cls: type[M], raw: Any, *, source: str = "config") -> M:
+        """Validate a plain dict, turning pydantic errors into one readable line.
+
+        Parameters
+        ----------
+        raw : dict
+            The values.
+        source : str
+            What to call the values in the error message.
+
+        Returns
+        -------
+        StrictModel
+            The validated configuration.
+        """
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise InputError(f"{source}: {format_validation_error(err)}") from err
+
+    def to_yaml(self) -> str:
+        """Serialise to YAML text (round-trips through :meth:`from_yaml`).
+
+        Returns
+        -------
+        str
+            YAML text.
+        """
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """Summarise a pydantic error as ``field: message (got value)``, joined by ``; ``.
+
+    Parameters
+    ----------
+    err : pydantic.ValidationError
+        The error.
+
+    Returns
+    -------
+    str
+        One line.
+    """
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "value"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        if e["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown parameter")
+        elif isinstance(got, dict | list) or got is None:
+            parts.append(f"{loc}: {msg}")
+        else:
+            parts.append(f"{loc}: {msg} (got {got!r})")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""decrappify.train."""
