@@ -65,7 +65,7 @@ class Image:
 
     @property
     def dtype(self) -> np.dtype:
-        """dtype of the pixel array."""
+        """Pixel dtype (``numpy.dtype``)."""
         return np.dtype(self.data.dtype)
 
     @property

@@ -1,0 +1,127 @@
+"""Block grids and block-by-block computation (local threads or dask.distributed)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+Region = tuple[slice, ...]
+
+
+def round_up(value: int, step: int) -> int:
+    """Smallest multiple of ``step`` that is >= ``value``."""
+    return int(math.ceil(value / step) * step)
+
+
+def write_block_shape(data: Any, chunks: Sequence[int]) -> tuple[int, ...]:
+    """Shape of the blocks computed and written at once: whole output chunks.
+
+    Each block is a whole number of output ``chunks`` (so concurrent writes never share
+    a stored chunk) and, where the input's dask chunks are regular and nest with the
+    output chunks, one input chunk (so every input chunk is computed exactly once).
+    """
+    if isinstance(data, np.ndarray):
+        return tuple(int(c) for c in chunks)
+    block = []
+    for axis_chunks, size in zip(data.chunks, chunks, strict=True):
+        first = int(axis_chunks[0])
+        regular = all(c == first for c in axis_chunks[:-1]) and axis_chunks[-1] <= first
+        if regular and (len(axis_chunks) == 1 or first % size == 0):
+            block.append(round_up(first, size))
+        else:
+            block.append(int(size))
+    return tuple(block)
+
+
+def grid(shape: Sequence[int], block: Sequence[int]) -> list[tuple[tuple[int, ...], Region]]:
+    """Row-major list of ``(block index, region)`` covering ``shape`` with ``block`` tiles."""
+    counts = [math.ceil(s / b) for s, b in zip(shape, block, strict=True)]
+    items = []
+    for index in itertools.product(*(range(c) for c in counts)):
+        region = tuple(
+            slice(i * b, min((i + 1) * b, s)) for i, b, s in zip(index, block, shape, strict=True)
+        )
+        items.append((tuple(index), region))
+    return items
+
+
+def iter_blocks(
+    data: Any,
+    items: Iterable[tuple[Hashable, Region]],
+    *,
+    client: Any = None,
+    ordered: bool = False,
+    in_flight: int | None = None,
+) -> Iterator[tuple[Hashable, np.ndarray]]:
+    """Compute ``data[region]`` for each item and yield ``(key, numpy block)``.
+
+    numpy data is sliced; dask data is computed one block at a time with the threaded
+    scheduler (memory bounded by one block); with a dask.distributed ``client`` a bounded
+    number of blocks is computed on the cluster at once and yielded as they complete (in
+    submission order if ``ordered``). Closing the iterator cancels outstanding futures.
+    """
+    if isinstance(data, np.ndarray):
+        for key, region in items:
+            yield key, data[region]
+        return
+    if client is None:
+        for key, region in items:
+            yield key, np.asarray(data[region].compute(scheduler="threads"))
+        return
+    yield from _iter_distributed(data, items, client, ordered=ordered, in_flight=in_flight)
+
+
+def _iter_distributed(
+    data: Any,
+    items: Iterable[tuple[Hashable, Region]],
+    client: Any,
+    *,
+    ordered: bool,
+    in_flight: int | None,
+) -> Iterator[tuple[Hashable, np.ndarray]]:
+    from distributed import as_completed
+
+    limit = in_flight or max(2, 2 * sum(client.nthreads().values()))
+    pending = iter(items)
+    keys: dict[Any, Hashable] = {}
+    queue: deque[Any] = deque()
+
+    def submit() -> Any:
+        item = next(pending, None)
+        if item is None:
+            return None
+        key, region = item
+        future = client.compute(data[region])
+        keys[future] = key
+        queue.append(future)
+        return future
+
+    try:
+        for _ in range(limit):
+            if submit() is None:
+                break
+        if ordered:
+            while queue:
+                future = queue.popleft()
+                block = np.asarray(future.result())
+                key = keys.pop(future)
+                submit()
+                yield key, block
+        else:
+            completed = as_completed(list(queue))
+            for future in completed:
+                block = np.asarray(future.result())
+                key = keys.pop(future)
+                queue.remove(future)
+                new = submit()
+                if new is not None:
+                    completed.add(new)
+                yield key, block
+    finally:
+        if keys:
+            client.cancel(list(keys))

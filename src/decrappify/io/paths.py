@@ -1,0 +1,263 @@
+"""Paths for batches: expand CLI inputs, name outputs, refuse outputs that clobber inputs."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from decrappify.errors import InputError, OutputError
+
+#: File name endings of images decrappify reads (lower case), longest first.
+IMAGE_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif", ".zarr", ".tiff", ".tif")
+#: Endings of TIFF files.
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: Output formats and the names that select them.
+FORMAT_NAMES = {
+    "tif": "tiff",
+    "tiff": "tiff",
+    "ome-tiff": "tiff",
+    "ome.tif": "tiff",
+    "zarr": "zarr",
+    "ome-zarr": "zarr",
+    "ome.zarr": "zarr",
+}
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str | Path) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders ``img2`` before ``img10`` (case-insensitive).
+
+    Parameters
+    ----------
+    text : str or Path
+        A name or path.
+
+    Returns
+    -------
+    tuple
+        The key.
+    """
+    parts = _DIGITS.split(str(text))
+    return tuple((0, int(p)) if p.isdigit() else (1, p.lower()) for p in parts if p)
+
+
+def is_zarr_path(path: Path) -> bool:
+    """Whether ``path`` is a Zarr store (v2 or v3 array or group)."""
+    return path.is_dir() and any(
+        (path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup")
+    )
+
+
+def image_stem(path: str | Path) -> str:
+    """File name without ``.ome.zarr``, ``.zarr``, ``.ome.tif(f)`` or ``.tif(f)``.
+
+    Parameters
+    ----------
+    path : str or Path
+        An input path.
+
+    Returns
+    -------
+    str
+        The stem used to name outputs.
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or name
+
+
+def output_format(path: str | Path, format: str | None = None) -> str:
+    """Output format, ``"tiff"`` or ``"zarr"``, from ``format`` or the path's ending.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output path.
+    format : str or None
+        ``"tiff"``/``"tif"``/``"ome-tiff"`` or ``"zarr"``/``"ome-zarr"``; None to use the
+        path's ending.
+
+    Returns
+    -------
+    str
+        ``"tiff"`` or ``"zarr"``.
+
+    Raises
+    ------
+    OutputError
+        When neither names a known format.
+    """
+    if format is not None:
+        key = format.lower().lstrip(".")
+        if key not in FORMAT_NAMES:
+            raise OutputError(f"format must be one of 'tiff' or 'zarr', got {format!r}")
+        return FORMAT_NAMES[key]
+    lower = Path(path).name.lower()
+    if lower.endswith(TIFF_SUFFIXES):
+        return "tiff"
+    if lower.endswith(".zarr"):
+        return "zarr"
+    raise OutputError(
+        f"{path}: unknown output format; use a .tif/.tiff or .zarr/.ome.zarr name, or pass format"
+    )
+
+
+def output_path_for(input: str | Path, out_dir: str | Path, format: str) -> Path:
+    """Output path of one input in a batch: ``out_dir/<stem>.tif`` or ``out_dir/<stem>.zarr``.
+
+    Parameters
+    ----------
+    input : str or Path
+        The input image path.
+    out_dir : str or Path
+        The output folder.
+    format : str
+        ``"tiff"`` or ``"zarr"`` (or one of their aliases, see :data:`FORMAT_NAMES`).
+
+    Returns
+    -------
+    Path
+        The output path.
+    """
+    suffix = ".tif" if output_format(input, format) == "tiff" else ".zarr"
+    return Path(out_dir) / f"{image_stem(input)}{suffix}"
+
+
+def expand_inputs(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Expand CLI inputs: files as given, folders to their images, glob patterns to matches.
+
+    A folder that is itself a Zarr store counts as one image. Other folders expand to
+    their ``.tif``/``.tiff``/``.zarr``/``.ome.zarr`` children (hidden names skipped);
+    folders and patterns are sorted naturally (``img2`` before ``img10``); the order of
+    the arguments is kept and duplicates are dropped.
+
+    Parameters
+    ----------
+    paths : str, Path or iterable of them
+        What the user typed.
+
+    Returns
+    -------
+    list of Path
+        The images, in order.
+
+    Raises
+    ------
+    InputError
+        For a missing path, a pattern that matches nothing or a folder without images.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    result: list[Path] = []
+    seen: set[Path] = set()
+    for entry in paths:
+        for path in _expand_one(str(entry)):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                result.append(path)
+    return result
+
+
+def _expand_one(entry: str) -> list[Path]:
+    path = Path(entry).expanduser()
+    if path.exists():
+        if path.is_dir() and not is_zarr_path(path):
+            images = sorted(
+                (p for p in path.iterdir() if _is_image_name(p.name)),
+                key=lambda p: natural_key(p.name),
+            )
+            if not images:
+                raise InputError(f"{path}: folder contains no .tif, .tiff or .zarr images")
+            return images
+        return [path]
+    if _GLOB_CHARS.search(entry):
+        matches = [Path(m) for m in glob.glob(os.path.expanduser(entry), recursive=True)]
+        if not matches:
+            raise InputError(f"{entry}: no files match this pattern")
+        return sorted(matches, key=natural_key)
+    raise InputError(f"{path}: file not found")
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def check_output_path(
+    out: str | Path,
+    inputs: Iterable[str | Path | None] = (),
+    *,
+    is_folder: bool | None = None,
+) -> Path:
+    """Refuse an output that would clobber an input; create its folder if missing.
+
+    ``out`` is either an output image (a name ending in ``.tif``/``.tiff``/``.zarr``) or
+    an output folder (any other name, e.g. the ``--out`` folder of a batch). An image
+    must not be an input, lie inside an input (e.g. inside an input ``.zarr``) or contain
+    one (replacing it would delete the input); a folder must not be or lie inside an
+    input, but may hold inputs beside the outputs. The folder that receives the output
+    (the parent of an image, or the folder itself) is created if missing and must be
+    writable.
+
+    Parameters
+    ----------
+    out : str or Path
+        The output image or folder.
+    inputs : iterable of str or Path
+        The input paths of the run (None entries and non-paths such as layer names are
+        ignored).
+    is_folder : bool or None
+        Whether ``out`` is an output folder; None to decide from its name.
+
+    Returns
+    -------
+    Path
+        ``out`` as a Path.
+
+    Raises
+    ------
+    OutputError
+        When ``out`` clobbers an input as described, or the folder cannot be created or
+        written.
+    """
+    out = Path(out).expanduser()
+    if is_folder is None:
+        is_folder = not out.name.lower().endswith(IMAGE_SUFFIXES)
+    is_image = not is_folder
+    target = _resolved(out)
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).expanduser()
+        if not source.exists():
+            continue
+        resolved = _resolved(source)
+        if resolved == target:
+            raise OutputError(f"{out}: output would overwrite the input {source}")
+        if resolved in target.parents:
+            raise OutputError(
+                f"{out}: output lies inside the input {source}; choose an output outside it"
+            )
+        if is_image and target in resolved.parents:
+            raise OutputError(f"{out}: output would overwrite the input {source} inside it")
+    folder = out.parent if is_image else out
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(
+            f"{folder}: cannot create the output folder ({err.strerror or err})"
+        ) from err
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: output folder is not writable")
+    return out
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.realpath(path))

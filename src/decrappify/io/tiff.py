@@ -1,0 +1,802 @@
+"""TIFF: lazy reading of single files and folder stacks, tiled OME-TIFF writing.
+
+Reading
+-------
+A file up to :data:`EAGER_MAX_BYTES` is read into memory. A larger one becomes a dask
+array whose blocks are read on demand: uncompressed contiguous data through a memory
+map, anything else (tiled, compressed) through ``tifffile``'s Zarr store
+(``aszarr``), so reading one block decodes only the tiles or strips under it. The dask
+graph holds only the file path (the file is reopened where the block is computed), so
+it can be sent to dask.distributed workers.
+
+Metadata is taken, in order of preference, from OME-XML (``PhysicalSizeX/Y/Z``,
+``TimeIncrement`` and their units), ImageJ metadata (``spacing``, ``finterval``,
+``unit`` with the X/Y resolution tags) and the plain TIFF resolution tags (centimetre,
+millimetre, micrometre or inch; inch resolutions of 72, 96, 150, 300, 600 or 1200 dpi
+are screen/print defaults and are ignored).
+
+Writing
+-------
+:class:`TileWriter` writes a tiled (256x256 by default), zlib-compressed OME-TIFF from
+a stream of tiles in a background thread, so the caller can report progress tile row by
+tile row and cancel at any tile.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from decrappify.errors import InputError, OutputError
+from decrappify.io._units import (
+    LENGTH_UNITS,
+    MICROMETERS_PER_UNIT,
+    TIME_UNITS,
+    normalize_unit,
+    ome_symbol,
+)
+from decrappify.io.image import Image
+from decrappify.io.paths import TIFF_SUFFIXES, natural_key
+from decrappify.io.validate import (
+    Layout,
+    coerce_dtype,
+    physical_pixel_size,
+    resolve_layout,
+)
+
+#: Files up to this many bytes of pixels are read eagerly into numpy.
+EAGER_MAX_BYTES = 16 * 2**20
+#: Target size of a lazy block along Y and X (rounded to whole tiles/strips).
+BLOCK_TARGET = 1024
+#: Data this large (uncompressed) is written as BigTIFF.
+BIGTIFF_MIN_BYTES = 2**31 - 2**27
+#: Default tile shape of written TIFFs.
+DEFAULT_TILE = (256, 256)
+#: Screen/print default resolutions (pixels per inch) that say nothing about the sample.
+_DEFAULT_DPI = frozenset({72.0, 96.0, 150.0, 300.0, 600.0, 1200.0})
+_OPEN_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_tiff(path: str | Path, *, axes: str | None = None) -> Image:
+    """Read the first image series of a TIFF file (eagerly if small, else lazily).
+
+    Parameters
+    ----------
+    path : str or Path
+        The TIFF file.
+    axes : str or None
+        ``"YX"``, ``"ZYX"`` or ``"TYX"`` to override what the metadata says.
+
+    Returns
+    -------
+    Image
+        The image, its pixel size and units when the metadata has them.
+
+    Raises
+    ------
+    InputError
+        Not a TIFF, truncated or corrupt data, multi-channel/RGB, 4D+ or empty images.
+    """
+    path = Path(path)
+    with _open_tiff(path) as tif:
+        series = _first_series(tif, path)
+        shape, labels = tuple(series.get_shape(True)), series.get_axes(True)
+        layout = resolve_layout(shape, labels, str(path), axes)
+        _check_complete(tif, series, path)
+        pixel_size, units = physical_pixel_size(layout.axes, tiff_physical_sizes(tif, series))
+        if series.dtype is None:
+            raise InputError(f"{path}: unsupported TIFF pixel format")
+        if int(np.prod(shape)) * series.dtype.itemsize <= EAGER_MAX_BYTES:
+            data = _read_eager(series, path)[layout.index(len(shape))]
+        else:
+            data = TiffSource.from_series(path, tif, series, layout).to_dask()
+    data = coerce_dtype(data, str(path))
+    return Image(data, axes=layout.axes, pixel_size=pixel_size, units=units, source=str(path))
+
+
+def read_tiff_folder(path: str | Path, *, axes: str | None = None) -> Image:
+    """Read a folder of 2D TIFF files as a lazy ZYX (or TYX) stack, one slice per file.
+
+    Files are ordered naturally (``img2`` before ``img10``); hidden files are skipped.
+    Every file must hold one 2D single-channel image of the same shape and dtype. The
+    pixel size is taken from the first file; the Z spacing is unknown (1.0 in the Y/X
+    unit).
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder.
+    axes : str or None
+        ``"ZYX"`` (default) or ``"TYX"``.
+
+    Returns
+    -------
+    Image
+        A lazy image, one dask block per file (or per tile group for large files).
+
+    Raises
+    ------
+    InputError
+        No TIFF files, a file that is not 2D single-channel, or files that differ in
+        shape or dtype.
+    """
+    folder = Path(path)
+    if axes == "YX":
+        raise InputError(f"{folder}: a folder of TIFF files is a stack; use axes 'ZYX' or 'TYX'")
+    files = sorted(
+        (p for p in folder.iterdir() if _is_tiff_name(p.name) and p.is_file()),
+        key=lambda p: natural_key(p.name),
+    )
+    if not files:
+        raise InputError(f"{folder}: folder contains no .tif or .tiff files")
+    sources: list[TiffSource] = []
+    sizes: dict[str, tuple[float, str | None]] = {}
+    for index, file in enumerate(files):
+        with _open_tiff(file) as tif:
+            series = _first_series(tif, file)
+            shape, labels = tuple(series.get_shape(True)), series.get_axes(True)
+            layout = resolve_layout(shape, labels, str(file))
+            if layout.axes != "YX":
+                raise InputError(
+                    f"{folder}: a folder stack needs 2D TIFF files, but {file.name} has "
+                    f"shape {shape}"
+                )
+            _check_complete(tif, series, file)
+            source = TiffSource.from_series(file, tif, series, layout, keep_open=False)
+            if index == 0:
+                sizes = tiff_physical_sizes(tif, series)
+        if sources and (source.shape, source.dtype) != (sources[0].shape, sources[0].dtype):
+            first = sources[0]
+            raise InputError(
+                f"{folder}: all TIFF files of a folder stack must have the same shape and "
+                f"dtype; {files[0].name} is {first.shape} {first.dtype}, {file.name} is "
+                f"{source.shape} {source.dtype}"
+            )
+        sources.append(source)
+    stack = TiffStackSource(sources)
+    final_axes = axes or "ZYX"
+    pixel_size, units = physical_pixel_size(
+        final_axes, {k: v for k, v in sizes.items() if k in "YX"}
+    )
+    data = coerce_dtype(stack.to_dask(), str(folder))
+    return Image(data, axes=final_axes, pixel_size=pixel_size, units=units, source=str(folder))
+
+
+def _is_tiff_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(TIFF_SUFFIXES)
+
+
+def _open_tiff(path: Path) -> tifffile.TiffFile:
+    try:
+        return tifffile.TiffFile(path)
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: file not found") from err
+    except IsADirectoryError as err:
+        raise InputError(f"{path}: is a folder, expected a TIFF file") from err
+    except Exception as err:  # tifffile raises TiffFileError, ValueError, struct.error ...
+        raise InputError(f"{path}: not a readable TIFF file ({_short(err)})") from err
+
+
+def _first_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries:
+    try:
+        series = tif.series
+    except Exception as err:
+        raise InputError(f"{path}: corrupt TIFF file ({_short(err)})") from err
+    if not series:
+        raise InputError(f"{path}: TIFF file contains no image")
+    return series[0]
+
+
+def _check_complete(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> None:
+    """Raise when the image data of ``series`` extends past the end of the file."""
+    size = tif.filehandle.size
+    end = 0
+    try:
+        offset = series.dataoffset
+        if offset is not None:
+            end = offset + series.nbytes
+        else:
+            for page in series.pages:
+                if page is None:
+                    continue
+                for start, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+                    if count:
+                        end = max(end, start + count)
+    except Exception as err:
+        raise InputError(f"{path}: corrupt TIFF file ({_short(err)})") from err
+    if end > size:
+        raise InputError(
+            f"{path}: truncated or corrupt TIFF (image data ends at byte {end}, the file has "
+            f"{size} bytes)"
+        )
+
+
+def _read_eager(series: tifffile.TiffPageSeries, path: Path) -> np.ndarray:
+    try:
+        data = series.asarray()
+    except Exception as err:
+        raise InputError(f"{path}: cannot decode TIFF data ({_short(err)})") from err
+    return np.asarray(data).reshape(series.get_shape(True))
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def tiff_physical_sizes(
+    tif: tifffile.TiffFile, series: tifffile.TiffPageSeries
+) -> dict[str, tuple[float, str | None]]:
+    """Physical size per axis letter (``X``, ``Y``, ``Z``, ``T``) from a TIFF's metadata.
+
+    Parameters
+    ----------
+    tif : tifffile.TiffFile
+        The open file.
+    series : tifffile.TiffPageSeries
+        The image series.
+
+    Returns
+    -------
+    dict
+        Axis letter to ``(size, NGFF unit name or None)``; empty when unknown.
+    """
+    if tif.is_ome and tif.ome_metadata:
+        sizes = _ome_sizes(tif.ome_metadata)
+        if sizes:
+            return sizes
+    page = series.keyframe
+    if tif.is_imagej and tif.imagej_metadata is not None:
+        sizes = _imagej_sizes(tif.imagej_metadata, page)
+        if sizes:
+            return sizes
+    return _resolution_sizes(page)
+
+
+def _ome_sizes(xml: str) -> dict[str, tuple[float, str | None]]:
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return {}
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return {}
+    sizes: dict[str, tuple[float, str | None]] = {}
+    for axis in "XYZ":
+        value = _positive(pixels.get(f"PhysicalSize{axis}"))
+        if value is not None:
+            sizes[axis] = (value, normalize_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm")))
+    value = _positive(pixels.get("TimeIncrement"))
+    if value is not None:
+        sizes["T"] = (value, normalize_unit(pixels.get("TimeIncrementUnit", "s")))
+    return sizes
+
+
+def _imagej_sizes(meta: dict[str, Any], page: Any) -> dict[str, tuple[float, str | None]]:
+    unit = normalize_unit(meta.get("unit"))
+    if unit not in LENGTH_UNITS or "XResolution" not in page.tags:
+        return {}
+    xres, yres = page.resolution
+    sizes: dict[str, tuple[float, str | None]] = {}
+    if xres > 0 and yres > 0:
+        sizes["X"] = (1.0 / xres, unit)
+        sizes["Y"] = (1.0 / yres, unit)
+    spacing = _positive(meta.get("spacing"))
+    if spacing is not None:
+        sizes["Z"] = (spacing, unit)
+    interval = _positive(meta.get("finterval"))
+    if interval is not None:
+        sizes["T"] = (interval, normalize_unit(meta.get("tunit", "s")) or "second")
+    return sizes
+
+
+def _resolution_sizes(page: Any) -> dict[str, tuple[float, str | None]]:
+    if "XResolution" not in page.tags or "YResolution" not in page.tags:
+        return {}
+    xres, yres = page.resolution
+    per_unit = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}.get(int(page.resolutionunit))
+    if per_unit is None or xres <= 0 or yres <= 0:
+        return {}
+    if int(page.resolutionunit) == 2 and (xres in _DEFAULT_DPI or yres in _DEFAULT_DPI):
+        return {}
+    return {"X": _nice_length(per_unit / xres), "Y": _nice_length(per_unit / yres)}
+
+
+def _nice_length(micrometers: float) -> tuple[float, str]:
+    if micrometers < 0.1:
+        return micrometers * 1e3, "nanometer"
+    return micrometers, "micrometer"
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def dask_chunks(shape: Sequence[int], native: Sequence[int]) -> tuple[int, ...]:
+    """Dask chunk shape: whole native chunks, about :data:`BLOCK_TARGET` pixels in Y/X.
+
+    Leading axes get one native chunk (usually one plane) per block.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Array shape.
+    native : sequence of int
+        Shape of the stored chunks (TIFF tiles/strips, Zarr chunks).
+
+    Returns
+    -------
+    tuple of int
+        Chunk shape for dask.
+    """
+    chunks = []
+    ndim = len(shape)
+    for i, (size, unit) in enumerate(zip(shape, native, strict=True)):
+        unit = max(1, min(int(unit), int(size)))
+        if i >= ndim - 2 and unit < BLOCK_TARGET:
+            unit *= max(1, BLOCK_TARGET // unit)
+        chunks.append(min(unit, int(size)))
+    return tuple(chunks)
+
+
+class TiffSource:
+    """Picklable array-like over one TIFF image series, read region by region.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    shape : tuple of int
+        Shape of the image (after dropping singleton axes).
+    dtype : numpy.dtype
+        Pixel dtype (native byte order).
+    index : tuple
+        Index applied to the stored series to drop singleton axes (``0`` entries).
+    native : tuple of int
+        Shape of the stored chunks, in image axes.
+    memmap : tuple or None
+        ``(offset, stored_shape, stored_dtype)`` when the data is contiguous and
+        uncompressed (read through a memory map), else None (read through tifffile's
+        Zarr store).
+    keep_open : bool
+        Keep the file open between reads (single files) or reopen it for every read
+        (folder stacks, so that thousands of files do not exhaust file handles).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        index: tuple[Any, ...],
+        native: tuple[int, ...],
+        memmap: tuple[int, tuple[int, ...], str] | None,
+        keep_open: bool = True,
+    ) -> None:
+        self.path = path
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+        self.index = index
+        self.native = native
+        self.memmap = memmap
+        self.keep_open = keep_open
+        self._reader: Any = None
+
+    @classmethod
+    def from_series(
+        cls,
+        path: Path,
+        tif: tifffile.TiffFile,
+        series: tifffile.TiffPageSeries,
+        layout: Layout,
+        *,
+        keep_open: bool = True,
+    ) -> TiffSource:
+        """Describe ``series`` of an open file for later region reads.
+
+        Parameters
+        ----------
+        path : Path
+            The file.
+        tif : tifffile.TiffFile
+            The open file.
+        series : tifffile.TiffPageSeries
+            The series to read.
+        layout : Layout
+            Axes kept by the image.
+        keep_open : bool
+            See the class parameters.
+
+        Returns
+        -------
+        TiffSource
+            The source.
+        """
+        stored_shape = tuple(series.get_shape(True))
+        index = layout.index(len(stored_shape))
+        shape = tuple(stored_shape[i] for i in layout.keep)
+        page = series.keyframe
+        if page.is_tiled:
+            plane = (page.tilelength, page.tilewidth)
+        else:
+            plane = (min(page.rowsperstrip, page.imagelength), page.imagewidth)
+        native = (1,) * (len(shape) - 2) + plane
+        memmap = None
+        if series.dataoffset is not None and page.is_memmappable:
+            stored_dtype = series.dtype.newbyteorder(tif.byteorder).str
+            memmap = (int(series.dataoffset), stored_shape, stored_dtype)
+        return cls(
+            str(path),
+            shape=shape,
+            dtype=series.dtype.newbyteorder("="),
+            index=index,
+            native=native,
+            memmap=memmap,
+            keep_open=keep_open,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_reader"] = None
+        return state
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        stored_key = self._stored_key(key)
+        try:
+            if self.keep_open:
+                region = self._open()[stored_key]
+            else:
+                region = self._read_once(stored_key)
+        except InputError:
+            raise
+        except Exception as err:
+            raise InputError(f"{self.path}: cannot read TIFF data ({_short(err)})") from err
+        return np.asarray(region, dtype=self.dtype)
+
+    def _stored_key(self, key: Any) -> tuple[Any, ...]:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        parts = iter(key)
+        return tuple(next(parts) if entry != 0 else 0 for entry in self.index)
+
+    def _open(self) -> Any:
+        if self._reader is None:
+            with _OPEN_LOCK:
+                if self._reader is None:
+                    self._reader = self._make_reader()
+        return self._reader
+
+    def _make_reader(self) -> Any:
+        if self.memmap is not None:
+            offset, shape, dtype = self.memmap
+            return np.memmap(self.path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+        import zarr
+
+        store = tifffile.imread(self.path, aszarr=True, series=0, level=0, squeeze=True)
+        return zarr.open_array(store, mode="r")
+
+    def _read_once(self, stored_key: tuple[Any, ...]) -> np.ndarray:
+        reader = self._make_reader()
+        try:
+            return np.array(reader[stored_key])
+        finally:
+            if self.memmap is None:
+                reader.store.close()
+
+    def to_dask(self) -> Any:
+        """Lazy dask array over the whole image, chunked by :func:`dask_chunks`.
+
+        Returns
+        -------
+        dask.array.Array
+            The image.
+        """
+        import dask.array as da
+        from dask.base import tokenize
+
+        stat = Path(self.path).stat()
+        name = "tiff-" + tokenize(self.path, stat.st_mtime_ns, stat.st_size, self.index)
+        return da.from_array(
+            self,
+            chunks=dask_chunks(self.shape, self.native),
+            name=name,
+            asarray=False,
+            fancy=False,
+            meta=np.empty((0,) * self.ndim, dtype=self.dtype),
+        )
+
+
+class TiffStackSource:
+    """Picklable array-like stacking 2D TIFF files along a new first axis.
+
+    Parameters
+    ----------
+    sources : list of TiffSource
+        One 2D source per slice, all of the same shape and dtype.
+    """
+
+    def __init__(self, sources: list[TiffSource]) -> None:
+        self.sources = sources
+        self.shape = (len(sources), *sources[0].shape)
+        self.dtype = sources[0].dtype
+        self.ndim = 3
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        first, region = key[0], key[1:]
+        if isinstance(first, int | np.integer):
+            return self.sources[int(first)][region]
+        planes = [self.sources[i][region] for i in range(len(self.sources))[first]]
+        if not planes:
+            empty_shape = np.empty(self.shape[1:], dtype=np.uint8)[region].shape
+            return np.empty((0, *empty_shape), dtype=self.dtype)
+        return np.stack(planes)
+
+    def to_dask(self) -> Any:
+        """Lazy dask array of the stack, one slice (or tile group of a slice) per block.
+
+        Returns
+        -------
+        dask.array.Array
+            The stack.
+        """
+        import dask.array as da
+        from dask.base import tokenize
+
+        first = self.sources[0]
+        plane = self.shape[1:]
+        if int(np.prod(plane)) * self.dtype.itemsize <= EAGER_MAX_BYTES:
+            chunks = (1, *plane)
+        else:
+            chunks = (1, *dask_chunks(plane, first.native))
+        stats = [Path(s.path).stat() for s in self.sources]
+        name = "tiffstack-" + tokenize(
+            [s.path for s in self.sources], [(st.st_mtime_ns, st.st_size) for st in stats]
+        )
+        return da.from_array(
+            self,
+            chunks=chunks,
+            name=name,
+            asarray=False,
+            fancy=False,
+            meta=np.empty((0, 0, 0), dtype=self.dtype),
+        )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def ome_metadata(
+    axes: str, pixel_size: Sequence[float] | None, units: Sequence[str] | None
+) -> dict[str, Any]:
+    """OME-XML metadata for ``tifffile`` (axes, physical sizes and their units).
+
+    Sizes are written only where the unit is known and has an OME symbol: OME-XML
+    readers take a size without a unit as micrometres, which would be wrong.
+
+    Parameters
+    ----------
+    axes : str
+        Image axes.
+    pixel_size : sequence of float or None
+        Pixel size per axis.
+    units : sequence of str or None
+        NGFF unit per axis.
+
+    Returns
+    -------
+    dict
+        The ``metadata`` argument of :meth:`tifffile.TiffWriter.write`.
+    """
+    meta: dict[str, Any] = {"axes": axes}
+    if pixel_size is None or units is None:
+        return meta
+    for axis, size, unit in zip(axes, pixel_size, units, strict=True):
+        symbol = ome_symbol(unit)
+        name = normalize_unit(unit)
+        if symbol is None:
+            continue
+        if axis in "XYZ" and name in LENGTH_UNITS:
+            meta[f"PhysicalSize{axis}"] = float(size)
+            meta[f"PhysicalSize{axis}Unit"] = symbol
+        elif axis == "T" and name in TIME_UNITS:
+            meta["TimeIncrement"] = float(size)
+            meta["TimeIncrementUnit"] = symbol
+    return meta
+
+
+def resolution_tags(
+    pixel_size: Sequence[float] | None, units: Sequence[str] | None
+) -> dict[str, Any]:
+    """TIFF resolution tags (pixels per centimetre) for readers that ignore OME-XML.
+
+    Parameters
+    ----------
+    pixel_size : sequence of float or None
+        Pixel size per axis (Y and X last).
+    units : sequence of str or None
+        NGFF unit per axis.
+
+    Returns
+    -------
+    dict
+        ``resolution`` and ``resolutionunit`` arguments, or an empty dict.
+    """
+    if pixel_size is None or units is None:
+        return {}
+    scale_y = MICROMETERS_PER_UNIT.get(normalize_unit(units[-2]) or "")
+    scale_x = MICROMETERS_PER_UNIT.get(normalize_unit(units[-1]) or "")
+    if scale_y is None or scale_x is None:
+        return {}
+    return {
+        "resolution": (1e4 / (pixel_size[-1] * scale_x), 1e4 / (pixel_size[-2] * scale_y)),
+        "resolutionunit": "CENTIMETER",
+    }
+
+
+class _Abort(Exception):
+    """Raised inside the writer thread to stop ``tifffile`` when the write is cancelled."""
+
+
+_ABORT = object()
+
+
+class TileWriter:
+    """Write a tiled OME-TIFF from tiles handed over one by one, in a background thread.
+
+    ``tifffile`` consumes an iterator of tiles (row-major within each page, pages in
+    order) in one call; running that call in a thread lets the caller compute tiles,
+    report progress between them and cancel at any point. A bounded queue keeps at most
+    ``queue_size`` tiles in flight.
+
+    Parameters
+    ----------
+    path : Path
+        File to create.
+    shape : tuple of int
+        Image shape (Y and X last).
+    dtype : numpy.dtype
+        Pixel dtype.
+    axes : str
+        Image axes.
+    pixel_size, units : sequence or None
+        Physical metadata (see :func:`ome_metadata`).
+    tile : tuple of int
+        Tile shape (multiples of 16).
+    bigtiff : bool
+        Write BigTIFF.
+    queue_size : int
+        Tiles buffered between the caller and the writer thread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        axes: str,
+        pixel_size: Sequence[float] | None,
+        units: Sequence[str] | None,
+        tile: tuple[int, int],
+        bigtiff: bool,
+        queue_size: int,
+    ) -> None:
+        self.path = path
+        self.shape = shape
+        self.tile = tile
+        tiles_y = math.ceil(shape[-2] / tile[0])
+        tiles_x = math.ceil(shape[-1] / tile[1])
+        self.n_tiles = int(np.prod(shape[:-2], dtype=np.int64)) * tiles_y * tiles_x
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._error: BaseException | None = None
+        self._kwargs = {
+            "shape": shape,
+            "dtype": np.dtype(dtype),
+            "tile": tile,
+            "compression": "zlib",
+            "photometric": "minisblack",
+            "metadata": ome_metadata(axes, pixel_size, units),
+            "buffersize": 16 * 2**20,
+            **resolution_tags(pixel_size, units),
+        }
+        try:
+            self._writer = tifffile.TiffWriter(path, bigtiff=bigtiff, ome=True)
+        except OSError as err:
+            raise OutputError(f"{path}: cannot create TIFF file ({err.strerror or err})") from err
+        self._thread = threading.Thread(
+            target=self._run, name="decrappify-tiff-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _tiles(self) -> Any:
+        for _ in range(self.n_tiles):
+            item = self._queue.get()
+            if item is _ABORT:
+                raise _Abort
+            yield item
+
+    def _run(self) -> None:
+        try:
+            with self._writer as writer:
+                writer.write(self._tiles(), **self._kwargs)
+        except BaseException as err:  # handed to the caller's thread
+            self._error = err
+
+    def put(self, tile: np.ndarray) -> None:
+        """Hand one tile to the writer (blocks while the queue is full).
+
+        Parameters
+        ----------
+        tile : numpy.ndarray
+            The next tile, at most ``tile`` in shape (edge tiles are zero-padded).
+
+        Raises
+        ------
+        OutputError
+            When the writer thread failed (disk full, permission ...).
+        """
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(tile, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None or not self._thread.is_alive():
+            self._thread.join()
+            error = self._error
+            if error is None:
+                raise OutputError(f"{self.path}: TIFF writer stopped unexpectedly")
+            raise OutputError(f"{self.path}: cannot write TIFF ({_short(error)})") from error
+
+    def finish(self) -> None:
+        """Wait for the writer to write the last tiles and close the file.
+
+        Raises
+        ------
+        OutputError
+            When writing failed.
+        """
+        self._thread.join()
+        if self._error is not None:
+            raise OutputError(
+                f"{self.path}: cannot write TIFF ({_short(self._error)})"
+            ) from self._error
+
+    def abort(self) -> None:
+        """Stop the writer thread and wait for it (the partial file is left to the caller)."""
+        while self._thread.is_alive():
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                self._queue.put(_ABORT, timeout=0.1)
+            except queue.Full:
+                continue
+            self._thread.join(timeout=0.5)
+        self._thread.join()
