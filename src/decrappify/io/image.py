@@ -33,6 +33,9 @@ class Image:
         ``"second"`` ...), or None when unknown.
     source : str or None
         Where the pixels came from (a path, a layer name), for messages and reports.
+    translate : tuple of float or None
+        World position of the centre of the first pixel along each axis, in the units
+        of ``pixel_size`` (napari's ``translate``, NGFF's translation), or None for 0.
     """
 
     data: Any
@@ -40,6 +43,7 @@ class Image:
     pixel_size: tuple[float, ...] | None = None
     units: tuple[str, ...] | None = None
     source: str | None = None
+    translate: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         name = self.source or "image"
@@ -50,7 +54,11 @@ class Image:
                 f"{name}: axes {self.axes!r} need a {len(self.axes)}D array, "
                 f"got shape {tuple(self.data.shape)}"
             )
-        for label, value in (("pixel_size", self.pixel_size), ("units", self.units)):
+        for label, value in (
+            ("pixel_size", self.pixel_size),
+            ("units", self.units),
+            ("translate", self.translate),
+        ):
             if value is not None and len(value) != len(self.axes):
                 raise InputError(
                     f"{name}: {label} needs one entry per axis {self.axes!r}, got {value!r}"
@@ -96,6 +104,12 @@ class Image:
     def with_data(self, data: Any, *, yx_factor: float = 1.0, **changes: Any) -> Image:
         """Return a copy with new pixels; the Y/X pixel size is multiplied by ``yx_factor``.
 
+        The translation moves by ``(yx_factor - 1) / 2`` old pixels in Y and X, so that
+        the new pixel centres overlay the old ones: a pixel of a 4x downsampled image
+        sits over the centre of the 4x4 block it came from, and a 4x super-resolved
+        image over its input. An unknown pixel size becomes ``yx_factor`` (in input
+        pixels) so the derived image still lines up with its source.
+
         Parameters
         ----------
         data : array
@@ -111,7 +125,14 @@ class Image:
         Image
             The new record.
         """
-        pixel_size = self.pixel_size
-        if pixel_size is not None and yx_factor != 1.0:
-            pixel_size = (*pixel_size[:-2], pixel_size[-2] * yx_factor, pixel_size[-1] * yx_factor)
-        return replace(self, data=data, pixel_size=pixel_size, **changes)
+        if yx_factor == 1.0:
+            return replace(self, data=data, **changes)
+        old = self.scale
+        pixel_size = (*old[:-2], old[-2] * yx_factor, old[-1] * yx_factor)
+        shift = self.translate or (0.0,) * self.ndim
+        translate = (
+            *shift[:-2],
+            shift[-2] + (yx_factor - 1) / 2 * old[-2],
+            shift[-1] + (yx_factor - 1) / 2 * old[-1],
+        )
+        return replace(self, data=data, pixel_size=pixel_size, translate=translate, **changes)

@@ -288,6 +288,7 @@ def _image_from_multiscale(
                 unit = None
             sizes[axis] = (scale[i], unit)
     pixel_size, units = physical_pixel_size(layout.axes, sizes)
+    shift = tuple(meta.translations[level][i] for i in layout.keep)
     data = _dask_from_zarr(array)[layout.index(array.ndim)]
     return Image(
         coerce_dtype(data, str(path)),
@@ -295,6 +296,7 @@ def _image_from_multiscale(
         pixel_size=pixel_size,
         units=units,
         source=str(path),
+        translate=shift if any(shift) else None,
     )
 
 
@@ -365,6 +367,7 @@ def multiscale_attributes(
     levels: int,
     name: str,
     dtype: np.dtype,
+    translate: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Zarr v3 group attributes of an NGFF 0.5 image with ``levels`` 2x pyramid levels.
 
@@ -378,6 +381,8 @@ def multiscale_attributes(
         NGFF unit per axis (omitted when None).
     levels : int
         Number of resolution levels.
+    translate : sequence of float or None
+        Level-0 position of the first pixel centre (0 per axis when None).
     name : str
         Image name.
     dtype : numpy.dtype
@@ -395,13 +400,14 @@ def multiscale_attributes(
         if units is not None:
             entry["unit"] = normalize_unit(units[i]) or units[i]
         axes_meta.append(entry)
+    origin = [float(t) for t in translate] if translate is not None else [0.0] * len(axes)
     datasets = []
     for level in range(levels):
         factor = 2**level
         scale = [*base[:-2], base[-2] * factor, base[-1] * factor]
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
-        if level:
-            shift = [0.0] * (len(axes) - 2) + [b * (factor - 1) / 2 for b in base[-2:]]
+        shift = origin[:-2] + [o + b * (factor - 1) / 2 for o, b in zip(origin[-2:], base[-2:], strict=True)]
+        if any(shift):
             transforms.append({"type": "translation", "translation": shift})
         datasets.append({"path": str(level), "coordinateTransformations": transforms})
     rounding = ", rounded half to even" if np.dtype(dtype).kind in "iub" else ""
@@ -509,6 +515,7 @@ def iter_write_ome_zarr(
     units: Sequence[str] | None,
     name: str,
     chunks: tuple[int, ...],
+    translate: Sequence[float] | None = None,
     levels: int,
     resume_key: str | None = None,
     client: Any = None,
@@ -531,6 +538,8 @@ def iter_write_ome_zarr(
         Physical metadata.
     name : str
         Image name stored in the metadata.
+    translate : sequence of float or None
+        Level-0 position of the first pixel centre.
     chunks : tuple of int
         Chunk shape of every level.
     levels : int
@@ -556,7 +565,9 @@ def iter_write_ome_zarr(
     dtype = np.dtype(data.dtype)
     shapes = level_shapes(shape, levels)
     block = write_block_shape(data, chunks)
-    attrs = multiscale_attributes(axes, pixel_size, units, levels=levels, name=name, dtype=dtype)
+    attrs = multiscale_attributes(
+        axes, pixel_size, units, levels=levels, name=name, dtype=dtype, translate=translate
+    )
     level0 = grid(shape, block)
     pyramid = [
         grid(s, tuple(min(c, n) for c, n in zip(chunks, s, strict=True))) for s in shapes[1:]

@@ -125,6 +125,7 @@ def iter_write_image(
                 axes=image.axes,
                 pixel_size=image.pixel_size,
                 units=image.units,
+                translate=image.translate,
                 name=image.name if image.source else image_stem(path),
                 chunks=chunk_shape,
                 levels=n_levels,
