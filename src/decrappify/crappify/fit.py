@@ -1,0 +1,551 @@
+"""Fit a crappifier to real low-resolution images: a Poisson-Gaussian noise model.
+
+Camera images follow ``variance = gain * (mean - offset) + read_noise**2`` (photon
+shot noise scaled by the conversion gain in grey levels per photon, plus Gaussian read
+noise). :func:`fit_noise_model` measures mean and variance on many small flat patches
+of real LR images, fits that line robustly and converts it to a
+:class:`~decrappify.config.crappify.CrappifyConfig` in normalised units (a photon
+budget at the bright level and a read noise in electrons). Given registered HR images
+of the same fields, it also estimates the scale (from the shapes) and the extra PSF
+blur between HR and LR.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decrappify.config.crappify import (
+    BlurStep,
+    CrappifyConfig,
+    DownsampleStep,
+    GaussianNoiseStep,
+    PoissonStep,
+    ReadNoiseStep,
+)
+from decrappify.config.normalization import NormalizationConfig
+from decrappify.crappify import degradations as deg
+from decrappify.errors import InputError, OutputError
+from decrappify.io.image import Image
+from decrappify.normalize import normalize, percentile_range
+
+__all__ = ["FitResult", "fit_noise_model"]
+
+#: Side of the sampled regions read from large images.
+_REGION = 256
+#: Fewest patches an intensity bin needs to be used.
+_MIN_BIN_PATCHES = 24
+#: Quantile of the patch variances used for the first, texture-robust estimate.
+_ROBUST_QUANTILE = 0.2
+#: Shot-noise variance at the bright level below this fraction of the read-noise variance
+#: counts as no signal-dependent noise (the config then uses Gaussian noise only).
+_MIN_SHOT_FRACTION = 0.05
+#: Patches whose noise estimate exceeds this quantile of pure noise at the bin's level are
+#: not flat.
+_FLAT_QUANTILE = 0.995
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted noise model and the crappifier that reproduces it.
+
+    Attributes
+    ----------
+    config : CrappifyConfig
+        Crappifier in normalised units (blur if estimated, downsampling, Poisson shot
+        noise at ``photons`` with ``background``, read noise), named ``"fitted"``.
+    gain : float
+        Conversion gain, grey levels (ADU) per photon (0 when no signal-dependent noise
+        was found: the config then has Gaussian noise only).
+    read_noise : float
+        Read noise in grey levels rms.
+    offset : float
+        Grey level of zero photons.
+    offset_estimated : bool
+        True when ``offset`` was estimated as the mean of the darkest flat patches
+        (assuming they hold no photons: background shot noise then counts as read
+        noise), False when given.
+    photons : float
+        Photon budget at the bright level (normalised 1.0): ``(hi - lo) / gain``.
+    background : float
+        Photons at the background level (normalised 0) as a fraction of ``photons``.
+    read_noise_electrons : float
+        ``read_noise / gain``.
+    lo, hi : float
+        Percentiles of the LR images defining the normalised units.
+    r2 : float
+        Weighted coefficient of determination of the variance-mean line.
+    n_patches : int
+        Flat patches used.
+    bin_means, bin_variances : tuple of float
+        The per-intensity-bin estimates the line was fitted to (for plots).
+    scale : int
+        Scale of the config (from HR/LR shapes, the argument, or 1).
+    blur_sigma : float or None
+        Extra Gaussian blur of LR relative to HR, in HR pixels, or None if not estimated.
+    notes : tuple of str
+        How each quantity was obtained and any caveat.
+    """
+
+    config: CrappifyConfig
+    gain: float
+    read_noise: float
+    offset: float
+    offset_estimated: bool
+    photons: float
+    background: float
+    read_noise_electrons: float
+    lo: float
+    hi: float
+    r2: float
+    n_patches: int
+    bin_means: tuple[float, ...]
+    bin_variances: tuple[float, ...]
+    scale: int
+    blur_sigma: float | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def report(self) -> str:
+        """Human-readable summary of the fit.
+
+        Returns
+        -------
+        str
+            Several lines: the fitted line, the derived photon budget and read noise,
+            the blur and scale, the resulting config and the notes.
+        """
+        lines = [
+            f"Noise model fitted on {self.n_patches} flat patches in "
+            f"{len(self.bin_means)} intensity bins (r2 = {self.r2:.4f})",
+            f"  variance = {self.gain:.4g} x (mean - {self.offset:.4g}) + "
+            f"{self.read_noise:.4g}^2   [grey levels]",
+        ]
+        if self.gain > 0:
+            lines += [
+                f"  gain {self.gain:.4g} grey levels/photon, read noise {self.read_noise:.4g} "
+                f"grey levels ({self.read_noise_electrons:.3g} e-), offset {self.offset:.4g}"
+                + (" (estimated)" if self.offset_estimated else " (given)"),
+                f"  intensity range {self.lo:.4g} - {self.hi:.4g} -> {self.photons:.4g} photons "
+                f"at the bright level, background {self.background:.3g} x that",
+            ]
+        else:
+            lines.append(
+                f"  no signal-dependent noise: Gaussian noise of {self.read_noise:.4g} grey levels"
+            )
+        blur = "not estimated" if self.blur_sigma is None else f"{self.blur_sigma:.3g} HR pixels"
+        lines += [f"  scale {self.scale}, extra blur {blur}", f"  config: {self.config.summary()}"]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML of the fitted config (usable with ``--config``), with the fit as comments.
+
+        Parameters
+        ----------
+        path : str or Path or None
+            If given, also write the text there (atomically: a temporary file beside it,
+            renamed at the end).
+
+        Returns
+        -------
+        str
+            The YAML text; it loads with ``CrappifyConfig.from_yaml``.
+
+        Raises
+        ------
+        OutputError
+            If the file cannot be written.
+        """
+        header = "".join(f"# {line}\n" for line in self.report().splitlines())
+        text = header + self.config.to_yaml()
+        if path is not None:
+            _write_atomic(Path(path), text)
+        return text
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a ``.<name>.partial`` file renamed at the end."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write the fitted config ({err.strerror})") from err
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _as_images(images: Any, what: str) -> list[Image]:
+    """Accept one image or a sequence of them (Image, numpy or dask arrays)."""
+    if isinstance(images, Image) or hasattr(images, "ndim"):
+        images = [images]
+    out = []
+    for i, item in enumerate(images):
+        img = item if isinstance(item, Image) else None
+        if img is None:
+            ndim = getattr(item, "ndim", None)
+            if ndim not in (2, 3):
+                raise InputError(
+                    f"{what}[{i}]: expected a 2D or 3D image, got shape "
+                    f"{getattr(item, 'shape', None)}"
+                )
+            img = Image(item, axes="YX" if ndim == 2 else "ZYX", source=f"{what}[{i}]")
+        out.append(img)
+    if not out:
+        raise InputError(f"{what}: no images given")
+    return out
+
+
+def _regions(image: Image, max_pixels: int) -> list[np.ndarray]:
+    """2D regions of an image, about ``max_pixels`` in total, spread evenly over it.
+
+    Whole planes when the image is small enough, otherwise evenly spaced tiles of
+    :data:`_REGION` pixels (edge tiles included), read one at a time from lazy data.
+    """
+    height, width = image.shape[-2:]
+    planes = image.shape[0] if image.ndim == 3 else 1
+    if planes * height * width <= max_pixels:
+        tiles_y, tiles_x, rh, rw = 1, 1, height, width
+    else:
+        rh, rw = min(height, _REGION), min(width, _REGION)
+        tiles_y, tiles_x = -(-height // rh), -(-width // rw)
+    per_plane = tiles_y * tiles_x
+    total = planes * per_plane
+    count = max(1, min(total, max_pixels // (rh * rw)))
+    out = []
+    for flat in np.unique(np.round(np.linspace(0, total - 1, count)).astype(np.int64)):
+        z, cell = divmod(int(flat), per_plane)
+        iy, ix = divmod(cell, tiles_x)
+        y0, x0 = min(iy * rh, height - rh), min(ix * rw, width - rw)
+        index: tuple[Any, ...] = (slice(y0, y0 + rh), slice(x0, x0 + rw))
+        if image.ndim == 3:
+            index = (z, *index)
+        region = image.data[index]
+        out.append(np.asarray(region.compute() if hasattr(region, "compute") else region))
+    return out
+
+
+#: Separable second-difference kernel (Immerkaer 1996): blind to anything linear along Y
+#: or along X, so edges and smooth gradients barely leak into the noise estimate.
+_KERNEL = np.outer([1.0, -2.0, 1.0], [1.0, -2.0, 1.0])
+
+
+def _noise_responses(blocks: np.ndarray, patch: int) -> np.ndarray:
+    """Per patch, the mean squared response to :data:`_KERNEL` scaled to a variance."""
+    cube = blocks.reshape(-1, patch, patch)
+    response = np.zeros((cube.shape[0], patch - 2, patch - 2))
+    for i in range(3):
+        for j in range(3):
+            response += _KERNEL[i, j] * cube[:, i : i + patch - 2, j : j + patch - 2]
+    return (response**2).mean(axis=(1, 2)) / float((_KERNEL**2).sum())
+
+
+@lru_cache(maxsize=8)
+def _calibration(patch: int) -> tuple[float, float, float]:
+    """Quantile, flatness threshold and truncation factors for pure Gaussian noise.
+
+    The per-patch estimates of :func:`_noise_responses` are averages of correlated
+    squares, so their distribution is found by simulation (unit noise, fixed seed).
+
+    Returns
+    -------
+    q_factor : float
+        :data:`_ROBUST_QUANTILE` quantile of the estimate for unit variance.
+    threshold : float
+        :data:`_FLAT_QUANTILE` quantile of the estimate for unit variance.
+    trunc_factor : float
+        Mean of the estimates below ``threshold`` for unit variance.
+    """
+    noise = np.random.default_rng(0).standard_normal((40_000, patch * patch))
+    v = _noise_responses(noise, patch)
+    threshold = float(np.quantile(v, _FLAT_QUANTILE))
+    return float(np.quantile(v, _ROBUST_QUANTILE)), threshold, float(v[v <= threshold].mean())
+
+
+def _patch_stats(region: np.ndarray, patch: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and noise variance estimate of each non-saturated ``patch x patch`` patch."""
+    h, w = (region.shape[0] // patch) * patch, (region.shape[1] // patch) * patch
+    blocks = region[:h, :w].astype(np.float64)
+    blocks = blocks.reshape(h // patch, patch, w // patch, patch).transpose(0, 2, 1, 3)
+    blocks = blocks.reshape(-1, patch * patch)
+    keep = np.isfinite(blocks).all(axis=1)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        keep &= (blocks.max(axis=1) < info.max) & (blocks.min(axis=1) > info.min)
+    blocks = blocks[keep]
+    return blocks.mean(axis=1), _noise_responses(blocks, patch)
+
+
+def _bin_estimates(
+    means: np.ndarray, variances: np.ndarray, patch: int, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-intensity-bin noise variance from the flat patches (robust to texture)."""
+    edges = np.quantile(means, np.linspace(0, 1, n_bins + 1))
+    which = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, n_bins - 1)
+    q_factor, threshold, trunc_factor = _calibration(patch)
+    bin_mean, bin_var, bin_count = [], [], []
+    for b in range(n_bins):
+        m, v = means[which == b], variances[which == b]
+        if m.size < _MIN_BIN_PATCHES:
+            continue
+        first = np.quantile(v, _ROBUST_QUANTILE) / q_factor
+        flat = v <= first * threshold
+        if flat.sum() < _MIN_BIN_PATCHES // 2 or first <= 0:
+            continue
+        bin_mean.append(m[flat].mean())
+        bin_var.append(v[flat].mean() / trunc_factor)
+        bin_count.append(int(flat.sum()))
+    return np.array(bin_mean), np.array(bin_var), np.array(bin_count)
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
+    """Weighted line ``y = a x + c`` with Huber reweighting; returns a, c and weighted r2."""
+    w = weights.copy()
+    a = c = 0.0
+    for _ in range(20):
+        design = np.stack([x, np.ones_like(x)], axis=1) * np.sqrt(w)[:, None]
+        (a, c), *_ = np.linalg.lstsq(design, y * np.sqrt(w), rcond=None)
+        r = (y - (a * x + c)) * np.sqrt(weights)
+        scale = 1.4826 * np.median(np.abs(r)) or 1.0
+        huber = np.minimum(1.0, 1.345 * scale / np.maximum(np.abs(r), 1e-300))
+        w = weights * huber
+    mean_y = np.average(y, weights=w)
+    ss_res = np.sum(w * (y - (a * x + c)) ** 2)
+    ss_tot = np.sum(w * (y - mean_y) ** 2)
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+    return float(a), float(c), float(r2)
+
+
+# ------------------------------------------------------------------------ HR pairs
+
+
+def _pair_scale(lr: Image, hr: Image, index: int) -> int:
+    """Integer scale between a HR image and its LR counterpart, from their shapes."""
+    ratios = [h / n for h, n in zip(hr.shape[-2:], lr.shape[-2:], strict=True)]
+    scale = round(ratios[0])
+    if scale < 1 or any(
+        abs(h - scale * n) >= scale for h, n in zip(hr.shape[-2:], lr.shape[-2:], strict=True)
+    ):
+        raise InputError(
+            f"hr_images[{index}]: shape {hr.shape} is not an integer multiple of the LR "
+            f"shape {lr.shape}"
+        )
+    return scale
+
+
+def _estimate_blur(lr: Image, hr: Image, scale: int, notes: list[str]) -> float | None:
+    """Extra Gaussian blur (HR pixels) that best maps a registered HR image onto its LR."""
+    from scipy import optimize
+    from skimage.registration import phase_cross_correlation
+
+    size = min(_REGION, lr.shape[-2], lr.shape[-1])
+    ly, lx = (lr.shape[-2] - size) // 2, (lr.shape[-1] - size) // 2
+    lr_idx = (slice(ly, ly + size), slice(lx, lx + size))
+    hr_idx = (slice(ly * scale, (ly + size) * scale), slice(lx * scale, (lx + size) * scale))
+    if lr.ndim == 3:
+        z = lr.shape[0] // 2
+        lr_idx, hr_idx = (z, *lr_idx), (min(z, hr.shape[0] - 1), *hr_idx)
+    lr_reg = np.asarray(lr.data[lr_idx], dtype=np.float64)
+    hr_reg = np.asarray(hr.data[hr_idx], dtype=np.float32)
+    lo, hi = percentile_range(hr_reg)
+    hr_n = np.asarray(normalize(hr_reg, lo, hi))
+    shift, _, _ = phase_cross_correlation(
+        lr_reg, deg.area_downsample(hr_n, scale).astype(np.float64), normalization=None
+    )
+    if np.max(np.abs(shift)) > 0.5:
+        notes.append(
+            f"HR/LR pairs are shifted by {tuple(float(s) for s in shift)} LR pixels: "
+            "blur not estimated (it needs registered pairs)"
+        )
+        return None
+
+    def misfit(sigma: float) -> float:
+        pred = deg.area_downsample(deg.gaussian_blur(hr_n, sigma=sigma), scale).ravel()
+        design = np.stack([pred, np.ones_like(pred)], axis=1).astype(np.float64)
+        coef, *_ = np.linalg.lstsq(design, lr_reg.ravel(), rcond=None)
+        return float(np.mean((design @ coef - lr_reg.ravel()) ** 2))
+
+    best = optimize.minimize_scalar(
+        misfit, bounds=(0.0, 3.0 * scale), method="bounded", options={"xatol": 0.02}
+    )
+    notes.append("blur estimated on the central region of the first HR/LR pair")
+    return float(best.x)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def fit_noise_model(
+    lr_images: Any,
+    hr_images: Any = None,
+    *,
+    scale: int | None = None,
+    offset: float | None = None,
+    patch_size: int = 8,
+    n_bins: int = 24,
+    max_pixels: int = 2**22,
+    normalization: NormalizationConfig | None = None,
+) -> FitResult:
+    """Fit a Poisson-Gaussian noise model to real LR images and make a crappifier of it.
+
+    Each image is cut into ``patch_size``-square patches (at most ``max_pixels`` pixels
+    per image are read, from regions spread evenly over it, so huge lazy images are
+    fine). Each patch gives a mean and a variance around its best-fitting plane (smooth
+    gradients do not count as noise); patches touching the dtype limits are dropped.
+    Patches are binned by mean; in each bin the noise variance is first estimated from
+    a low quantile of the patch variances (structure only adds variance), patches whose
+    variance is implausibly high for pure noise at that level (above the 99.5 % chi-square
+    quantile) are rejected as textured, and the mean variance of the remaining *flat*
+    patches (corrected for the truncation) is the bin's estimate. A weighted, Huber-robust
+    line ``variance = gain * mean + c`` through the bins gives the gain; the read noise is
+    ``sqrt(c + gain * offset)``.
+
+    Parameters
+    ----------
+    lr_images : Image or array or sequence of them
+        Real low-resolution images (2D or stacks) from one microscope setting.
+    hr_images : Image or array or sequence of them, optional
+        Registered high-resolution images of the same fields (same order). The scale
+        is then taken from the shapes and the extra blur of LR relative to HR is
+        estimated (least squares over the blur width, after a registration check).
+    scale : int, optional
+        Scale of the fitted config. Default: from the HR/LR shapes, else 1 (set it with
+        ``result.config.with_scale(s)`` or the CLI's ``--scale``).
+    offset : float, optional
+        The camera's zero-photon grey level (its offset/bias), if known. When omitted,
+        the mean of the darkest flat patches is used, i.e. the darkest areas are assumed
+        to hold no photons and their noise is all read noise (for crappifying this is
+        equivalent: only the sum of background shot noise and read noise matters).
+    patch_size : int
+        Side of the patches (>= 4).
+    n_bins : int
+        Most intensity bins (>= 3); fewer when there are few patches (each bin needs
+        about 48).
+    max_pixels : int
+        Pixels read per image.
+    normalization : NormalizationConfig, optional
+        Percentiles defining the normalised units (default 0.1 / 99.9).
+
+    Returns
+    -------
+    FitResult
+        The fitted model, its config, r2 and a report.
+
+    Raises
+    ------
+    InputError
+        For bad inputs, or too few flat patches to fit (fewer than 3 usable bins).
+    """
+    if patch_size < 4:
+        raise InputError(f"fit_noise_model: patch_size must be >= 4 (got {patch_size})")
+    if n_bins < 3:
+        raise InputError(f"fit_noise_model: n_bins must be >= 3 (got {n_bins})")
+    norm = normalization or NormalizationConfig()
+    lrs = _as_images(lr_images, "lr_images")
+    notes: list[str] = []
+
+    means, variances, samples = [], [], []
+    for img in lrs:
+        for region in _regions(img, max_pixels):
+            m, v = _patch_stats(region, patch_size, img.dtype)
+            means.append(m)
+            variances.append(v)
+            samples.append(region.ravel()[:: max(1, region.size // 65536)])
+    all_means, all_vars = np.concatenate(means), np.concatenate(variances)
+    if all_means.size < 3 * _MIN_BIN_PATCHES:
+        raise InputError(
+            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
+            f"({all_means.size} unsaturated patches; need {3 * _MIN_BIN_PATCHES})"
+        )
+    bins = max(3, min(n_bins, all_means.size // (2 * _MIN_BIN_PATCHES)))
+    bin_mean, bin_var, bin_count = _bin_estimates(all_means, all_vars, patch_size, bins)
+    if bin_mean.size < 3:
+        raise InputError(
+            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
+            f"({all_means.size} patches, {bin_mean.size} usable intensity bins; need 3)"
+        )
+    weights = bin_count / np.maximum(bin_var, 1e-12) ** 2
+    gain, intercept, r2 = _robust_line(bin_mean, bin_var, weights)
+    lo, hi = percentile_range(np.concatenate(samples), norm.low, norm.high)
+
+    offset_estimated = offset is None
+    if offset is None:
+        offset = float(bin_mean.min())
+        notes.append("offset = mean of the darkest flat patches (assumed photon-free)")
+    read_var = intercept + gain * offset
+    if gain > 0 and gain * (hi - offset) >= _MIN_SHOT_FRACTION * max(read_var, 0.0):
+        photons = (hi - lo) / gain
+        background = max(0.0, (lo - offset) / (hi - lo))
+    else:
+        gain = 0.0
+        read_var = float(np.average(bin_var, weights=bin_count))
+        photons, background = math.inf, 0.0
+        notes.append(
+            "no significant signal-dependent noise (shot noise at the bright level below "
+            f"{_MIN_SHOT_FRACTION:.0%} of the read noise variance): Gaussian noise only"
+        )
+    if read_var < 0:
+        notes.append(f"negative read-noise variance {read_var:.3g} clipped to 0")
+        read_var = 0.0
+    read_noise = math.sqrt(read_var)
+
+    blur_sigma = None
+    if hr_images is not None:
+        hrs = _as_images(hr_images, "hr_images")
+        if len(hrs) != len(lrs):
+            raise InputError(
+                f"hr_images: got {len(hrs)} HR images for {len(lrs)} LR images; pairs must match"
+            )
+        scales = {_pair_scale(lr, hr, i) for i, (lr, hr) in enumerate(zip(lrs, hrs, strict=True))}
+        if len(scales) > 1:
+            raise InputError(f"hr_images: HR/LR pairs have different scales {sorted(scales)}")
+        pair_scale = scales.pop()
+        if scale is not None and scale != pair_scale:
+            raise InputError(
+                f"fit_noise_model: scale {scale} does not match the HR/LR shapes (x{pair_scale})"
+            )
+        scale = pair_scale
+        notes.append(f"scale {scale} from the HR/LR shapes")
+        blur_sigma = _estimate_blur(lrs[0], hrs[0], scale, notes)
+    else:
+        notes.append("no HR images: blur not estimated")
+    scale = 1 if scale is None else int(scale)
+
+    steps: list[Any] = []
+    if blur_sigma is not None and blur_sigma > 0.25:
+        steps.append(BlurStep(sigma=round(blur_sigma, 3)))
+    steps.append(DownsampleStep(method="area"))
+    if gain > 0:
+        steps.append(PoissonStep(photons=float(f"{photons:.4g}"), background=round(background, 4)))
+        steps.append(ReadNoiseStep(sigma=float(f"{read_noise / gain:.4g}")))
+    else:
+        steps.append(GaussianNoiseStep(sigma=float(f"{read_noise / (hi - lo):.4g}")))
+    config = CrappifyConfig(name="fitted", scale=scale, steps=steps, normalization=norm)
+
+    return FitResult(
+        config=config,
+        gain=float(gain),
+        read_noise=read_noise,
+        offset=float(offset),
+        offset_estimated=offset_estimated,
+        photons=float(photons),
+        background=float(background),
+        read_noise_electrons=read_noise / gain if gain > 0 else math.inf,
+        lo=lo,
+        hi=hi,
+        r2=r2,
+        n_patches=int(bin_count.sum()),
+        bin_means=tuple(float(v) for v in bin_mean),
+        bin_variances=tuple(float(v) for v in bin_var),
+        scale=scale,
+        blur_sigma=blur_sigma,
+        notes=tuple(notes),
+    )
