@@ -94,11 +94,13 @@ def format_validation_error(err: ValidationError) -> str:
     """
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "value"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
         if e["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown parameter")
+        elif not loc:
+            parts.append(msg)
         elif isinstance(got, dict | list) or got is None:
             parts.append(f"{loc}: {msg}")
         else:
