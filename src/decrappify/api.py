@@ -1,0 +1,302 @@
+"""The core API the CLI and napari call: crappify, sample, train, predict, evaluate, demo.
+
+Each long operation comes in two forms: ``iter_<name>(...)``, a generator of
+:class:`decrappify.events.Progress` events that returns the result (what shells drive
+with progress bars and cancel), and ``<name>(...)``, which runs it to the end.
+Heavy modules (torch, dask) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from decrappify.errors import DecrappifyError, InputError
+from decrappify.events import Progress, run_to_end
+
+PathLike = str | Path
+Format = Literal["tif", "zarr"]
+
+
+@dataclass
+class FileResult:
+    """What happened to one input of a batch.
+
+    Parameters
+    ----------
+    input : str
+        The input path.
+    output : str or None
+        The output written, or None on failure.
+    ok : bool
+        Whether the input succeeded.
+    error : str or None
+        The one-line error when it failed.
+    seconds : float
+        Wall-clock time spent on it.
+    info : dict
+        Extra figures (shapes, pixels/s ...).
+    """
+
+    input: str
+    output: str | None = None
+    ok: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form for JSON reports.
+
+        Returns
+        -------
+        dict
+            The fields.
+        """
+        return asdict(self)
+
+
+def file_seed(seed: int, path: PathLike) -> int:
+    """Seed of one file in a batch: the user seed and a checksum of the file's stem.
+
+    The result does not depend on the order of the batch, and two files of the same
+    shape do not receive the same noise.
+
+    Parameters
+    ----------
+    seed : int
+        The user's seed.
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    int
+        ``seed * 2**32 + crc32(stem)``: a non-negative seed unique to the file.
+    """
+    stem = Path(path).name.split(".")[0]
+    return int(seed) * 2**32 + zlib.crc32(stem.encode())
+
+
+def _batch(
+    inputs: Sequence[PathLike],
+    out_dir: PathLike,
+    fmt: Format,
+    work: Any,
+) -> Generator[Progress, None, list[FileResult]]:
+    """Run ``work(path, out_path)`` (a progress generator) on each input; one failure fails alone."""
+    from decrappify.io import check_output_path, expand_inputs, output_path_for
+
+    paths = expand_inputs(inputs)
+    out_dir = Path(out_dir)
+    check_output_path(out_dir, paths)
+    results: list[FileResult] = []
+    for index, path in enumerate(paths):
+        out_path = output_path_for(path, out_dir, fmt)
+        result = FileResult(input=str(path))
+        start = time.perf_counter()
+        try:
+            check_output_path(out_path, paths)
+            gen = work(path, out_path)
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    result.info.update(stop.value or {})
+                    break
+                yield Progress(
+                    phase=path.name,
+                    step=event.step,
+                    total=event.total,
+                    message=event.message,
+                    losses=event.losses,
+                    metrics=event.metrics,
+                    preview=event.preview,
+                    info={**event.info, "file_index": index, "n_files": len(paths)},
+                )
+            result.output, result.ok = str(out_path), True
+        except DecrappifyError as err:
+            result.error = str(err)
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+    return results
+
+
+# ----------------------------------------------------------------------------- crappify
+
+
+def iter_crappify(
+    inputs: Sequence[PathLike],
+    out_dir: PathLike,
+    *,
+    config: Any,
+    seed: int = 0,
+    fmt: Format = "tif",
+    overwrite: bool = False,
+) -> Generator[Progress, None, list[FileResult]]:
+    """Crappify each input file into ``out_dir/<stem>.<fmt>``, chunk by chunk.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        Files, folders (each image file inside) or glob patterns.
+    out_dir : path
+        Output folder (created if missing).
+    config : CrappifyConfig
+        The degradation pipeline.
+    seed : int
+        Seed; each file's stream is derived from it and the file's stem.
+    fmt : {"tif", "zarr"}
+        Output format (OME-TIFF or OME-Zarr).
+    overwrite : bool
+        Replace existing outputs.
+
+    Yields
+    ------
+    Progress
+        One event per written block, ``phase`` is the input's file name.
+
+    Returns
+    -------
+    list of FileResult
+        One per input, in order.
+    """
+    from decrappify.crappify import crappify_image
+    from decrappify.io import iter_write_image, read_image
+
+    def work(path: Path, out_path: Path) -> Generator[Progress, None, dict[str, Any]]:
+        image = read_image(path)
+        lr = crappify_image(image, config, seed=file_seed(seed, path))
+        yield from iter_write_image(lr, out_path, overwrite=overwrite)
+        return {"input_shape": image.shape, "output_shape": lr.shape, "dtype": str(lr.dtype)}
+
+    return (yield from _batch(inputs, out_dir, fmt, work))
+
+
+def crappify(inputs: Sequence[PathLike], out_dir: PathLike, **kwargs: Any) -> list[FileResult]:
+    """Run :func:`iter_crappify` to the end.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        Input files, folders or globs.
+    out_dir : path
+        Output folder.
+    **kwargs
+        As :func:`iter_crappify`.
+
+    Returns
+    -------
+    list of FileResult
+        One per input.
+    """
+    return run_to_end(iter_crappify(inputs, out_dir, **kwargs)) or []
+
+
+def crappify_config(
+    preset: str | None = "em",
+    *,
+    config_file: PathLike | None = None,
+    scale: int | None = None,
+) -> Any:
+    """Build a crappify config from a preset or a YAML file, with a scale override.
+
+    Parameters
+    ----------
+    preset : str or None
+        Preset name (ignored when ``config_file`` is given).
+    config_file : path or None
+        A YAML file written by ``decrappify crappify --fit`` or by hand.
+    scale : int or None
+        Override the downsampling factor.
+
+    Returns
+    -------
+    CrappifyConfig
+        The validated configuration.
+    """
+    from decrappify.config.crappify import CrappifyConfig
+    from decrappify.crappify import get_preset
+
+    if config_file is not None:
+        config = CrappifyConfig.from_yaml(config_file)
+    elif preset is not None:
+        config = get_preset(preset)
+    else:
+        raise InputError("crappify: give a --preset or a --config file")
+    if scale is not None:
+        config = config.with_scale(scale)
+    return config
+
+
+def fit_crappifier(lr: Sequence[PathLike], hr: Sequence[PathLike] | None = None) -> Any:
+    """Fit the noise model of a microscope to its real low-resolution images.
+
+    Parameters
+    ----------
+    lr : sequence of path
+        Real low-resolution (fast / low-dose) acquisitions.
+    hr : sequence of path or None
+        Matching high-resolution acquisitions, if any.
+
+    Returns
+    -------
+    FitResult
+        The fitted config and a report.
+    """
+    from decrappify.crappify import fit_noise_model
+    from decrappify.io import expand_inputs, read_image
+
+    lr_images = [read_image(p) for p in expand_inputs(lr)]
+    hr_images = [read_image(p) for p in expand_inputs(hr)] if hr else None
+    return fit_noise_model(lr_images, hr_images)
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+def iter_sample(
+    kind: Literal["em", "fluorescence"],
+    out: PathLike,
+    *,
+    size: int | Sequence[int] = 1024,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Generator[Progress, None, Path]:
+    """Write a synthetic EM or fluorescence image (any size, generated chunk by chunk).
+
+    Parameters
+    ----------
+    kind : {"em", "fluorescence"}
+        Which kind of sample.
+    out : path
+        Output file (``.tif`` / ``.tiff`` / ``.zarr`` / ``.ome.zarr``).
+    size : int or sequence of int
+        Edge length of a square 2D image, or a full shape (Y, X) or (Z, Y, X).
+    seed : int
+        Seed.
+    overwrite : bool
+        Replace an existing file.
+
+    Yields
+    ------
+    Progress
+        One event per written block.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    from decrappify.io import iter_write_image
+    from decrappify.sample import synthetic_image
+
+    shape = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+    if any(s < 16 for s in shape[-2:]):
+        raise InputError(f"sample: size must be at least 16 pixels (got {shape})")
+    image = synthetic_image(kind, shape, seed=seed, chunks=(*([1] * (len(shape) - 2)), 1024, 1024))
+    return (yield from iter_write_image(image, out, overwrite=overwrite))

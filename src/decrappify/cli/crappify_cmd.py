@@ -1,0 +1,122 @@
+"""``decrappify crappify`` and ``decrappify sample``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from decrappify.cli._shell import (
+    drive,
+    err_console,
+    fail,
+    handle_errors,
+    out_console,
+    summary_table,
+)
+
+
+class Preset(str, Enum):
+    """Crappify presets (see docs/crappify.md)."""
+
+    em = "em"
+    em_poisson = "em-poisson"
+    fluorescence = "fluorescence"
+    fluorescence_pssr = "fluorescence-pssr"
+
+
+class OutFormat(str, Enum):
+    """Output formats."""
+
+    tif = "tif"
+    zarr = "zarr"
+
+
+class SampleKind(str, Enum):
+    """Synthetic sample kinds."""
+
+    em = "em"
+    fluorescence = "fluorescence"
+
+
+@handle_errors
+def crappify(
+    inputs: list[Path] = typer.Argument(
+        None, help="High-res images: TIFF, Zarr/OME-Zarr, folders or globs.", show_default=False
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (one file per input)."),
+    preset: Preset = typer.Option(Preset.em, "--preset", "-p", help="Degradation preset."),
+    scale: int | None = typer.Option(None, "--scale", "-s", help="Downsampling factor (1-16)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same output)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Crappify YAML config (overrides --preset)."
+    ),
+    fmt: OutFormat = typer.Option(OutFormat.tif, "--format", "-f", help="Output format."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    fit: list[Path] | None = typer.Option(
+        None, "--fit", help="Fit the noise model to these real low-res images instead."
+    ),
+    hr: list[Path] | None = typer.Option(None, "--hr", help="With --fit: matching high-res images."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Turn high-res images into realistic low-res, noisy inputs (or fit a noise model)."""
+    from decrappify import api
+
+    if fit:
+        result = api.fit_crappifier(fit, hr)
+        err_console.print(result.report(), highlight=False)
+        text = result.to_yaml()
+        if out is not None:
+            from decrappify.io.atomic import atomic_write_text
+
+            atomic_write_text(out, text)
+            err_console.print(f"fitted config written to {out}")
+        else:
+            out_console.print(text, highlight=False, markup=False)
+        return
+    if not inputs:
+        raise fail("crappify: give at least one INPUT image (or --fit LR...)")
+    if out is None:
+        raise fail("crappify: --out DIR is required")
+    cfg = api.crappify_config(preset.value, config_file=config, scale=scale)
+    results = drive(
+        api.iter_crappify(
+            inputs, out, config=cfg, seed=seed, fmt=fmt.value, overwrite=overwrite
+        ),
+        quiet=quiet,
+    )
+    rows = [
+        (
+            Path(r.input).name,
+            "ok" if r.ok else "FAILED",
+            r.output or r.error,
+            " → ".join(str(tuple(r.info[k])) for k in ("input_shape", "output_shape") if k in r.info),
+            f"{r.seconds:.1f}",
+        )
+        for r in results
+    ]
+    err_console.print(summary_table("crappify", ["input", "status", "output / error", "shape", "s"], rows))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise fail(f"{len(failed)} of {len(results)} inputs failed")
+
+
+@handle_errors
+def sample(
+    kind: SampleKind = typer.Option(SampleKind.em, "--kind", "-k", help="What to synthesise."),
+    size: int = typer.Option(1024, "--size", help="Edge length in pixels (square 2D image)."),
+    depth: int = typer.Option(0, "--depth", help="Planes for a ZYX stack (0: a 2D image)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.tif or .zarr)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write synthetic EM or fluorescence data (generated here, no downloads)."""
+    from decrappify import api
+
+    shape = (depth, size, size) if depth else (size, size)
+    path = drive(
+        api.iter_sample(kind.value, out, size=shape, seed=seed, overwrite=overwrite), quiet=quiet
+    )
+    err_console.print(f"wrote {path}")
