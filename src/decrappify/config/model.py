@@ -1,0 +1,329 @@
+"""Network, critic and loss settings, and the metadata stored with every trained model.
+
+These models are pure configuration (no torch): :mod:`decrappify.models.factory` turns
+them into modules. The names of the choices (encoders, presets, normalisations, loss
+terms) are :class:`enum.Enum` classes defined here so that both the configuration and
+the factory use the same spelling.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from decrappify import __version__
+from decrappify.config.base import StrictModel
+from decrappify.config.normalization import NormalizationConfig
+
+#: Version of the saved-model layout (``model.json`` + ``model.safetensors``). Bump it when
+#: a change makes older decrappify releases unable to read new files.
+MODEL_FORMAT_VERSION = 1
+
+#: Number of U-Net decoder blocks (one per resolution change of every ResNet encoder).
+N_DECODER_BLOCKS = 4
+
+#: Indices of the ReLU layers just before each max-pool of torchvision's ``vgg16_bn.features``.
+VGG16_BN_BLOCK_ENDS = (5, 12, 22, 32, 42)
+
+
+class EncoderName(str, Enum):
+    """ResNet encoders of the generator (torchvision parameter names)."""
+
+    RESNET18 = "resnet18"
+    RESNET34 = "resnet34"
+    RESNET50 = "resnet50"
+    RESNET101 = "resnet101"
+
+
+class Preset(str, Enum):
+    """Decoder layouts, after DeOldify's ``DynamicUnetWide`` and ``DynamicUnetDeep``."""
+
+    WIDE = "wide"
+    DEEP = "deep"
+
+
+class NormType(str, Enum):
+    """Normalisation of the decoder convolutions."""
+
+    BATCH = "batch"
+    SPECTRAL = "spectral"
+    WEIGHT = "weight"
+
+
+class PoolType(str, Enum):
+    """How the critic reduces its patch map."""
+
+    GLOBAL = "global"
+    PATCH = "patch"
+
+
+class LossTerm(str, Enum):
+    """Terms a :class:`LossConfig` can weight."""
+
+    L1 = "l1"
+    MSE = "mse"
+    SSIM = "ssim"
+    MS_SSIM = "ms_ssim"
+    FEATURE = "feature"
+
+
+#: Preset defaults: ``(nf_factor, convolutions per decoder block)``.
+PRESET_DEFAULTS: dict[Preset, tuple[float, int]] = {
+    Preset.WIDE: (2.0, 1),
+    Preset.DEEP: (1.5, 2),
+}
+
+
+class GeneratorConfig(StrictModel):
+    """The super-resolution generator: ResNet encoder + DynamicUnet-style decoder.
+
+    Parameters
+    ----------
+    encoder : EncoderName
+        ResNet encoder (``resnet18`` / ``resnet34`` are practical on a CPU).
+    preset : Preset
+        ``"wide"`` (DeOldify's "stable" layout): fewer layers, more filters near full
+        resolution; every decoder block is ``blocks_per_stage`` convolutions (default 1)
+        of a constant width ``64 * nf_factor`` (default ``nf_factor`` 2: 128 channels,
+        64 in the last block). ``"deep"`` (DeOldify's "artistic" idea): more layers,
+        fewer filters near full resolution; ``blocks_per_stage`` convolutions (default 2)
+        of width ``32 * nf_factor * 2**level`` (default ``nf_factor`` 1.5: 384, 192, 96
+        and 48 channels from 1/16 to 1/2 resolution).
+    nf_factor : float or None
+        Width multiplier of the decoder; None takes the preset's default.
+    blocks_per_stage : int or None
+        Convolutions per decoder block; None takes the preset's default.
+    self_attention : bool
+        Put a self-attention layer after the convolutions of one decoder block.
+    attention_block : int
+        Which of the 4 decoder blocks gets it (Python indexing, negative from the end);
+        the default ``-3`` is fastai's ``self_attention=True`` (output at 1/8 resolution).
+    norm_type : NormType
+        ``"batch"``: BatchNorm after each decoder convolution (fastai default);
+        ``"spectral"``: spectral-normalised convolutions, plus BatchNorm in the middle
+        and U-Net blocks (DeOldify); ``"weight"``: weight-normalised convolutions and no
+        BatchNorm (PSSR).
+    blur : bool
+        Blur after every PixelShuffle upsampling (replication pad + 2x2 average), which
+        removes checkerboard artefacts.
+    y_range : tuple of float or None
+        Output range of the final sigmoid in normalised intensity units; None for a
+        linear output.
+    n_frames : int
+        Input frames (neighbouring z-slices or time points, odd); the network predicts
+        the centre one.
+    scale : int
+        Integer up-sampling factor from the input to the output pixel grid.
+    """
+
+    encoder: EncoderName = EncoderName.RESNET34
+    preset: Preset = Preset.WIDE
+    nf_factor: float | None = Field(None, gt=0.0, le=8.0)
+    blocks_per_stage: int | None = Field(None, ge=1, le=4)
+    self_attention: bool = True
+    attention_block: int = Field(-3, ge=-N_DECODER_BLOCKS, lt=N_DECODER_BLOCKS)
+    norm_type: NormType = NormType.BATCH
+    blur: bool = True
+    y_range: tuple[float, float] | None = (-0.2, 1.2)
+    n_frames: int = Field(1, ge=1, le=15)
+    scale: int = Field(4, ge=1, le=8)
+
+    @field_validator("n_frames")
+    @classmethod
+    def _check_odd(cls, value: int) -> int:
+        if value % 2 != 1:
+            raise ValueError("must be odd so that there is a centre frame")
+        return value
+
+    @field_validator("y_range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None:
+            low, high = value
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"must be [low, high] with low < high (got {list(value)})")
+        return value
+
+    @property
+    def resolved_nf_factor(self) -> float:
+        """Decoder width multiplier, the preset's default when ``nf_factor`` is None."""
+        return self.nf_factor if self.nf_factor is not None else PRESET_DEFAULTS[self.preset][0]
+
+    @property
+    def resolved_blocks_per_stage(self) -> int:
+        """Convolutions per decoder block, the preset's default when unset."""
+        if self.blocks_per_stage is not None:
+            return self.blocks_per_stage
+        return PRESET_DEFAULTS[self.preset][1]
+
+
+class CriticConfig(StrictModel):
+    """The NoGAN critic (fastai ``gan_critic`` layout, spectral norm everywhere).
+
+    Parameters
+    ----------
+    nf : int
+        Filters of the first convolution; doubled by every strided block.
+    n_blocks : int
+        Strided 4x4 blocks after the first one; the input must be at least
+        ``2 ** (n_blocks + 3)`` pixels on each side.
+    dropout : float
+        Dropout2d probability in the blocks (half of it after the first convolution).
+    self_attention : bool
+        Self-attention in the first strided block.
+    pool : PoolType
+        ``"global"``: one logit per image (mean of the patch map); ``"patch"``: the
+        patch map of logits itself (PatchGAN).
+    """
+
+    nf: int = Field(64, ge=8, le=512)
+    n_blocks: int = Field(3, ge=1, le=5)
+    dropout: float = Field(0.15, ge=0.0, lt=1.0)
+    self_attention: bool = True
+    pool: PoolType = PoolType.GLOBAL
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input side the critic accepts."""
+        return 2 ** (self.n_blocks + 3)
+
+
+class LossConfig(StrictModel):
+    """Generator loss: a weighted sum of pixel, structural and perceptual terms.
+
+    Parameters
+    ----------
+    weights : dict of str to float
+        Weight of each term among ``l1``, ``mse``, ``ssim`` (``1 - SSIM``), ``ms_ssim``
+        (``1 - MS-SSIM``) and ``feature`` (perceptual loss on VGG16-bn features, which
+        needs a local ImageNet weights file). Terms with weight 0 are not computed.
+    data_range : float
+        Dynamic range for SSIM / MS-SSIM in normalised units (1 = background to bright).
+    ssim_window : int
+        Side of the Gaussian SSIM window (odd).
+    ssim_sigma : float
+        Standard deviation of the Gaussian SSIM window.
+    feature_layers : list of int
+        Indices in ``vgg16_bn.features`` whose outputs are compared; the default is
+        fastai's super-resolution choice (the ReLUs before the 3rd, 4th and 5th
+        max-pool, ``blocks[2:5]``).
+    feature_layer_weights : list of float
+        Weight of each feature layer (fastai: 5, 15, 2).
+    feature_pixel_weight : float
+        Weight of the L1 pixel term inside the feature loss (fastai: 1).
+    feature_gram_weight : float
+        Multiplier of the Gram-matrix (style) terms, each weighted
+        ``feature_gram_weight * w**2`` (fastai: 5e3); 0 disables them.
+    """
+
+    weights: dict[str, float] = Field(default_factory=lambda: {"l1": 1.0, "ssim": 0.5})
+    data_range: float = Field(1.0, gt=0.0, le=1e6)
+    ssim_window: int = Field(11, ge=3, le=31)
+    ssim_sigma: float = Field(1.5, gt=0.0, le=10.0)
+    feature_layers: list[int] = Field(default_factory=lambda: [22, 32, 42])
+    feature_layer_weights: list[float] = Field(default_factory=lambda: [5.0, 15.0, 2.0])
+    feature_pixel_weight: float = Field(1.0, ge=0.0)
+    feature_gram_weight: float = Field(5e3, ge=0.0)
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        valid = [t.value for t in LossTerm]
+        for name, weight in value.items():
+            if name not in valid:
+                raise ValueError(f"unknown loss term {name!r}; expected one of {valid}")
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"weight of {name!r} must be >= 0 (got {weight})")
+        if not any(w > 0 for w in value.values()):
+            raise ValueError(f"at least one loss weight must be > 0 (got {value})")
+        return value
+
+    @field_validator("ssim_window")
+    @classmethod
+    def _check_window(cls, value: int) -> int:
+        if value % 2 != 1:
+            raise ValueError("must be odd")
+        return value
+
+    @field_validator("feature_layers")
+    @classmethod
+    def _check_layers(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("needs at least one layer")
+        last = VGG16_BN_BLOCK_ENDS[-1]
+        for index in value:
+            if not 0 <= index <= last:
+                raise ValueError(f"layer indices must be in [0, {last}] (got {index})")
+        return value
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> LossConfig:
+        if len(self.feature_layers) != len(self.feature_layer_weights):
+            raise ValueError(
+                "feature_layer_weights needs one weight per feature layer "
+                f"(got {len(self.feature_layer_weights)} for {len(self.feature_layers)} layers)"
+            )
+        return self
+
+    def weight(self, term: LossTerm | str) -> float:
+        """Weight of one term (0 when absent).
+
+        Parameters
+        ----------
+        term : LossTerm or str
+            The term.
+
+        Returns
+        -------
+        float
+            Its weight.
+        """
+        return float(self.weights.get(LossTerm(term).value, 0.0))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class ModelInfo(StrictModel):
+    """Metadata saved beside the weights of a trained model (``model.json``).
+
+    Parameters
+    ----------
+    format_version : int
+        Layout version of the model file (:data:`MODEL_FORMAT_VERSION`).
+    decrappify_version : str
+        decrappify release that wrote the file.
+    generator : GeneratorConfig
+        The network, including ``scale`` and ``n_frames``.
+    normalization : NormalizationConfig
+        How input images must be normalised (and outputs mapped back).
+    crappify : dict or None
+        The crappifier configuration used to make the training inputs (plain dict), or
+        None when the model was trained on real LR/HR pairs or it is unknown.
+    training : dict
+        Summary of the training data and schedule (free form, JSON-serialisable).
+    metrics : dict of str to float
+        Validation metrics of the final model.
+    history : list of dict
+        Per-epoch (or per-phase) log entries.
+    created : datetime
+        When the model was saved (UTC).
+    description : str
+        Free text from the user.
+    """
+
+    format_version: int = Field(MODEL_FORMAT_VERSION, ge=1)
+    decrappify_version: str = __version__
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    crappify: dict[str, Any] | None = None
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    created: datetime = Field(default_factory=_utc_now)
+    description: str = ""

@@ -1,0 +1,432 @@
+"""The model file: weights in safetensors, metadata (:class:`ModelInfo`) in JSON. Never pickle.
+
+Two layouts, chosen by the path's suffix:
+
+- a folder ``name/`` holding ``model.safetensors`` and ``model.json`` (easy to inspect);
+- a single ``name.safetensors`` whose header metadata holds the same JSON under the key
+  ``"decrappify"`` (one file to share).
+
+Writes are atomic: everything goes to ``.<name>.partial`` beside the target, renamed at
+the end. :func:`save_tensors` / :func:`read_tensors` are the same machinery for any state
+dict (trainer checkpoints of the generator and the critic, spectral-norm vectors
+included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from decrappify import __version__
+from decrappify.config.base import format_validation_error
+from decrappify.config.model import MODEL_FORMAT_VERSION, GeneratorConfig, ModelInfo
+from decrappify.errors import InputError, ModelFileError, OutputError
+from decrappify.models.factory import generator_skeleton
+from decrappify.models.unet import SuperResolutionNet
+from decrappify.models.weights import load_checked, state_dict_mismatch
+
+#: File names inside a model folder.
+WEIGHTS_NAME = "model.safetensors"
+INFO_NAME = "model.json"
+#: safetensors header key holding the JSON metadata of a single-file model.
+METADATA_KEY = "decrappify"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model read from disk.
+
+    Parameters
+    ----------
+    net : SuperResolutionNet
+        The network, in eval mode, on the requested device.
+    info : ModelInfo
+        Its metadata.
+    path : Path
+        Where it was read from.
+    """
+
+    net: SuperResolutionNet
+    info: ModelInfo
+    path: Path
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def _cpu_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_tensors(
+    path: str | Path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write tensors (a state dict) to a ``.safetensors`` file atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file (replaced if it exists).
+    tensors : mapping of str to torch.Tensor
+        For example ``module.state_dict()``; moved to the CPU, made contiguous.
+    metadata : mapping of str to str or None
+        Header metadata.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = _partial(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(_cpu_tensors(tensors), str(tmp), metadata=dict(metadata or {}))
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write weights ({err.strerror or err})") from err
+    finally:
+        _remove(tmp)
+    return path
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a ``.safetensors`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    tensors : dict of str to torch.Tensor
+        CPU tensors.
+    metadata : dict of str to str
+        Header metadata (empty if none).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, truncated or not safetensors.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises SafetensorError, OSError, ...
+        text = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ModelFileError(
+            f"{path}: not a readable safetensors file, it may be truncated or corrupted ({text})"
+        ) from err
+    return tensors, metadata
+
+
+def _check_info_matches(net: SuperResolutionNet, generator: GeneratorConfig, target: Path) -> None:
+    if net.config is not None:
+        ours, theirs = net.config.model_dump(), generator.model_dump()
+        diff = [k for k in ours if ours[k] != theirs[k]]
+        if diff:
+            k = diff[0]
+            raise InputError(
+                f"{target}: info.generator does not describe the network: {k} is "
+                f"{theirs[k]!r} in info but {ours[k]!r} in the network"
+            )
+        return
+    expected = {k: v.shape for k, v in generator_skeleton(generator).state_dict().items()}
+    problem = state_dict_mismatch(expected, net.state_dict())
+    if problem:
+        raise InputError(f"{target}: info.generator does not describe the network: {problem}")
+
+
+def save_model(
+    path: str | Path, net: SuperResolutionNet, info: ModelInfo, *, overwrite: bool = False
+) -> Path:
+    """Save a trained generator and its metadata.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``name.safetensors`` for a single file (metadata in the header), anything else
+        for a folder with ``model.safetensors`` + ``model.json``.
+    net : SuperResolutionNet
+        The network (any device; saved as CPU tensors).
+    info : ModelInfo
+        Metadata; ``info.generator`` must describe ``net``.
+    overwrite : bool
+        Replace an existing model at ``path``.
+
+    Returns
+    -------
+    Path
+        The written file or folder.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` exists and ``overwrite`` is False, or it cannot be written.
+    InputError
+        If ``info.generator`` does not describe ``net``.
+    """
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputError(f"{path}: already exists; choose another name or allow overwriting")
+    _check_info_matches(net, info.generator, path)
+    text = info.model_dump_json(indent=2)
+    tensors = net.state_dict()
+    if path.suffix.lower() == ".safetensors":
+        if path.is_dir():
+            raise OutputError(f"{path}: is a folder; cannot replace it with a model file")
+        return save_tensors(path, tensors, {METADATA_KEY: text, "format": "decrappify"})
+    tmp, old = _partial(path), path.with_name(f".{path.name}.old")
+    moved_aside = False
+    try:
+        _remove(tmp)
+        tmp.mkdir(parents=True)
+        save_tensors(tmp / WEIGHTS_NAME, tensors, {"format": "decrappify"})
+        (tmp / INFO_NAME).write_text(text + "\n", encoding="utf-8")
+        if path.exists() or path.is_symlink():
+            _remove(old)
+            os.replace(path, old)
+            moved_aside = True
+        os.replace(tmp, path)
+    except (OSError, OutputError) as err:
+        if moved_aside and not path.exists():
+            os.replace(old, path)  # put the previous model back
+        if isinstance(err, OutputError):
+            raise
+        raise OutputError(f"{path}: cannot write the model ({err.strerror or err})") from err
+    finally:
+        _remove(tmp)
+        if path.exists():
+            _remove(old)
+    return path
+
+
+def parse_model_info(text: str, source: str | Path) -> ModelInfo:
+    """Validate the JSON metadata of a model file.
+
+    Parameters
+    ----------
+    text : str
+        The JSON.
+    source : str or Path
+        Where it came from, for messages.
+
+    Returns
+    -------
+    ModelInfo
+        The metadata.
+
+    Raises
+    ------
+    ModelFileError
+        If the JSON is invalid, its format version is newer than this release reads,
+        or a field is invalid.
+    """
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"{source}: model metadata is not valid JSON ({err})") from err
+    if not isinstance(raw, dict):
+        raise ModelFileError(
+            f"{source}: model metadata must be a JSON object, got {type(raw).__name__}"
+        )
+    version = raw.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(
+            f"{source}: model metadata needs an integer format_version, got {version!r}"
+        )
+    if version > MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{source}: model format version {version} is newer than decrappify {__version__} "
+            f"reads (up to {MODEL_FORMAT_VERSION}); upgrade decrappify"
+        )
+    try:
+        return ModelInfo.model_validate(raw)
+    except ValidationError as err:
+        raise ModelFileError(
+            f"{source}: invalid model metadata: {format_validation_error(err)}"
+        ) from err
+
+
+def _locate(path: Path) -> tuple[Path, Path | None]:
+    """Return (weights file, JSON file or None when the metadata is in the header)."""
+    if path.is_dir():
+        weights, info = path / WEIGHTS_NAME, path / INFO_NAME
+        for needed in (weights, info):
+            if not needed.is_file():
+                raise ModelFileError(
+                    f"{path}: not a decrappify model folder ({needed.name} missing)"
+                )
+        return weights, info
+    if path.is_file():
+        return path, None
+    raise ModelFileError(
+        f"{path}: model not found (expected a folder with {INFO_NAME} and {WEIGHTS_NAME}, "
+        "or a .safetensors file)"
+    )
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """Read a model saved by :func:`save_model`.
+
+    Parameters
+    ----------
+    path : str or Path
+        Model folder or ``.safetensors`` file.
+    device : str or torch.device
+        Where to put the network.
+
+    Returns
+    -------
+    LoadedModel
+        The network (eval mode) and its metadata.
+
+    Raises
+    ------
+    ModelFileError
+        If the model is missing, corrupted (truncated weights, bad JSON), written by a
+        newer format version, or its weights do not match the architecture in its
+        metadata; the message names the file.
+    """
+    path = Path(path)
+    weights, info_file = _locate(path)
+    tensors, header = read_tensors(weights)
+    if info_file is None:
+        text = header.get(METADATA_KEY)
+        if text is None:
+            raise ModelFileError(
+                f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata in the header)"
+            )
+        info = parse_model_info(text, path)
+    else:
+        try:
+            text = info_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
+        info = parse_model_info(text, info_file)
+    net = generator_skeleton(info.generator)
+    cfg = info.generator
+    load_checked(
+        net,
+        tensors,
+        source=weights,
+        what=f"{cfg.encoder.value} {cfg.preset.value} generator described in its metadata",
+    )
+    return LoadedModel(net=net.to(device).eval(), info=info, path=path)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Count the parameters of a module.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module.
+
+    Returns
+    -------
+    int
+        Total element count of its parameters.
+    """
+    return sum(p.numel() for p in module.parameters())
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _describe_crappify(cfg: dict[str, Any]) -> str:
+    """``name, xscale: kind -> kind`` from a crappifier config dict (any part may be absent)."""
+    steps = cfg.get("steps")
+    kinds = ""
+    if isinstance(steps, list):
+        kinds = " -> ".join(str(s.get("kind", "?")) for s in steps if isinstance(s, dict))
+    name = cfg.get("name") or cfg.get("preset")
+    scale = cfg.get("scale")
+    head = ", ".join(x for x in (str(name) if name else "", f"x{scale}" if scale else "") if x)
+    summary = ": ".join(x for x in (head, kinds) if x)
+    return summary or _fmt(cfg)
+
+
+def describe_model(info: ModelInfo) -> str:
+    """Human-readable summary of a model's metadata (what ``decrappify info`` prints).
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The metadata.
+
+    Returns
+    -------
+    str
+        Several lines.
+    """
+    g = info.generator
+    attention = f"self-attention in block {g.attention_block}" if g.self_attention else "none"
+    out_range = "linear" if g.y_range is None else f"sigmoid to [{g.y_range[0]}, {g.y_range[1]}]"
+    norm = info.normalization
+    lines = [
+        f"decrappify model (format {info.format_version}, written by decrappify "
+        f"{info.decrappify_version} on {info.created.isoformat()})",
+    ]
+    if info.description:
+        lines.append(f"  description:   {info.description}")
+    lines += [
+        f"  network:       {g.encoder.value} U-Net, {g.preset.value} decoder (nf_factor "
+        f"{g.resolved_nf_factor:g}, {g.resolved_blocks_per_stage} conv/block), "
+        f"{g.norm_type.value} norm, blur {'on' if g.blur else 'off'}, attention: {attention}",
+        f"  input/output:  {g.n_frames} frame(s) in, x{g.scale} upsampling, output {out_range}",
+        f"  normalisation: {norm.method} {norm.low:g}-{norm.high:g}",
+    ]
+    if info.crappify is None:
+        lines.append("  crappifier:    none recorded (trained on real pairs or unknown)")
+    else:
+        lines.append(f"  crappifier:    {_describe_crappify(info.crappify)}")
+    if info.training:
+        lines.append(f"  training:      {_fmt(info.training)}")
+    if info.metrics:
+        lines.append(f"  metrics:       {_fmt(info.metrics)}")
+    if info.history:
+        lines.append(
+            f"  history:       {len(info.history)} entries, last: {_fmt(info.history[-1])}"
+        )
+    return "\n".join(lines)
