@@ -1,1 +1,1 @@
-"""decrappify._napari."""
+"""napari plugin: reader, writer, sample data and the dock widgets (a thin shell over the API)."""
