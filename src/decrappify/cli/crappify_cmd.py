@@ -45,7 +45,9 @@ def crappify(
     inputs: list[Path] = typer.Argument(
         None, help="High-res images: TIFF, Zarr/OME-Zarr, folders or globs.", show_default=False
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (one file per input)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder (one file per input)."
+    ),
     preset: Preset = typer.Option(Preset.em, "--preset", "-p", help="Degradation preset."),
     scale: int | None = typer.Option(None, "--scale", "-s", help="Downsampling factor (1-16)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same output)."),
@@ -57,7 +59,9 @@ def crappify(
     fit: list[Path] | None = typer.Option(
         None, "--fit", help="Fit the noise model to these real low-res images instead."
     ),
-    hr: list[Path] | None = typer.Option(None, "--hr", help="With --fit: matching high-res images."),
+    hr: list[Path] | None = typer.Option(
+        None, "--hr", help="With --fit: matching high-res images."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Turn high-res images into realistic low-res, noisy inputs (or fit a noise model)."""
@@ -81,9 +85,7 @@ def crappify(
         raise fail("crappify: --out DIR is required")
     cfg = api.crappify_config(preset.value, config_file=config, scale=scale)
     results = drive(
-        api.iter_crappify(
-            inputs, out, config=cfg, seed=seed, fmt=fmt.value, overwrite=overwrite
-        ),
+        api.iter_crappify(inputs, out, config=cfg, seed=seed, fmt=fmt.value, overwrite=overwrite),
         quiet=quiet,
     )
     rows = [
@@ -91,12 +93,16 @@ def crappify(
             Path(r.input).name,
             "ok" if r.ok else "FAILED",
             r.output or r.error,
-            " → ".join(str(tuple(r.info[k])) for k in ("input_shape", "output_shape") if k in r.info),
+            " → ".join(
+                str(tuple(r.info[k])) for k in ("input_shape", "output_shape") if k in r.info
+            ),
             f"{r.seconds:.1f}",
         )
         for r in results
     ]
-    err_console.print(summary_table("crappify", ["input", "status", "output / error", "shape", "s"], rows))
+    err_console.print(
+        summary_table("crappify", ["input", "status", "output / error", "shape", "s"], rows)
+    )
     failed = [r for r in results if not r.ok]
     if failed:
         raise fail(f"{len(failed)} of {len(results)} inputs failed")

@@ -1,132 +1,14 @@
-"""The core API the CLI and napari call: crappify, sample, train, predict, evaluate, demo.
-
-Each long operation comes in two forms: ``iter_<name>(...)``, a generator of
-:class:`decrappify.events.Progress` events that returns the result (what shells drive
-with progress bars and cancel), and ``<name>(...)``, which runs it to the end.
-Heavy modules (torch, dask) are imported inside the functions.
-"""
+"""Crappify and sample: degrade high-res files into realistic low-res ones, make synthetic data."""
 
 from __future__ import annotations
 
-import time
-import zlib
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from decrappify.errors import DecrappifyError, InputError
+from decrappify.api.common import FileResult, Format, PathLike, file_seed, iter_batch
+from decrappify.errors import InputError
 from decrappify.events import Progress, run_to_end
-
-PathLike = str | Path
-Format = Literal["tif", "zarr"]
-
-
-@dataclass
-class FileResult:
-    """What happened to one input of a batch.
-
-    Parameters
-    ----------
-    input : str
-        The input path.
-    output : str or None
-        The output written, or None on failure.
-    ok : bool
-        Whether the input succeeded.
-    error : str or None
-        The one-line error when it failed.
-    seconds : float
-        Wall-clock time spent on it.
-    info : dict
-        Extra figures (shapes, pixels/s ...).
-    """
-
-    input: str
-    output: str | None = None
-    ok: bool = False
-    error: str | None = None
-    seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for JSON reports.
-
-        Returns
-        -------
-        dict
-            The fields.
-        """
-        return asdict(self)
-
-
-def file_seed(seed: int, path: PathLike) -> int:
-    """Seed of one file in a batch: the user seed and a checksum of the file's stem.
-
-    The result does not depend on the order of the batch, and two files of the same
-    shape do not receive the same noise.
-
-    Parameters
-    ----------
-    seed : int
-        The user's seed.
-    path : str or Path
-        The file.
-
-    Returns
-    -------
-    int
-        ``seed * 2**32 + crc32(stem)``: a non-negative seed unique to the file.
-    """
-    stem = Path(path).name.split(".")[0]
-    return int(seed) * 2**32 + zlib.crc32(stem.encode())
-
-
-def _batch(
-    inputs: Sequence[PathLike],
-    out_dir: PathLike,
-    fmt: Format,
-    work: Any,
-) -> Generator[Progress, None, list[FileResult]]:
-    """Run ``work(path, out_path)`` (a progress generator) on each input; one failure fails alone."""
-    from decrappify.io import check_output_path, expand_inputs, output_path_for
-
-    paths = expand_inputs(inputs)
-    out_dir = Path(out_dir)
-    check_output_path(out_dir, paths)
-    results: list[FileResult] = []
-    for index, path in enumerate(paths):
-        out_path = output_path_for(path, out_dir, fmt)
-        result = FileResult(input=str(path))
-        start = time.perf_counter()
-        try:
-            check_output_path(out_path, paths)
-            gen = work(path, out_path)
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    result.info.update(stop.value or {})
-                    break
-                yield Progress(
-                    phase=path.name,
-                    step=event.step,
-                    total=event.total,
-                    message=event.message,
-                    losses=event.losses,
-                    metrics=event.metrics,
-                    preview=event.preview,
-                    info={**event.info, "file_index": index, "n_files": len(paths)},
-                )
-            result.output, result.ok = str(out_path), True
-        except DecrappifyError as err:
-            result.error = str(err)
-        result.seconds = time.perf_counter() - start
-        results.append(result)
-    return results
-
-
-# ----------------------------------------------------------------------------- crappify
 
 
 def iter_crappify(
@@ -174,7 +56,7 @@ def iter_crappify(
         yield from iter_write_image(lr, out_path, overwrite=overwrite)
         return {"input_shape": image.shape, "output_shape": lr.shape, "dtype": str(lr.dtype)}
 
-    return (yield from _batch(inputs, out_dir, fmt, work))
+    return (yield from iter_batch(inputs, out_dir, fmt, work))
 
 
 def crappify(inputs: Sequence[PathLike], out_dir: PathLike, **kwargs: Any) -> list[FileResult]:
