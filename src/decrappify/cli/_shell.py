@@ -180,6 +180,26 @@ def summary_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[An
     return table
 
 
+def raise_on_failures(results: list[Any]) -> None:
+    """Print one ``error:`` line per failed input and exit 1 if any failed.
+
+    Parameters
+    ----------
+    results : list of FileResult
+        The batch results.
+
+    Raises
+    ------
+    typer.Exit
+        With code 1 when at least one input failed.
+    """
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        err_console.print(f"[bold red]error:[/] {r.error}", highlight=False, soft_wrap=True)
+    if failed:
+        raise fail(f"{len(failed)} of {len(results)} inputs failed")
+
+
 class Timer:
     """Wall-clock seconds since creation."""
 

@@ -13,6 +13,7 @@ from decrappify.cli._shell import (
     fail,
     handle_errors,
     out_console,
+    raise_on_failures,
     summary_table,
 )
 
@@ -103,9 +104,7 @@ def crappify(
     err_console.print(
         summary_table("crappify", ["input", "status", "output / error", "shape", "s"], rows)
     )
-    failed = [r for r in results if not r.ok]
-    if failed:
-        raise fail(f"{len(failed)} of {len(results)} inputs failed")
+    raise_on_failures(results)
 
 
 @handle_errors
