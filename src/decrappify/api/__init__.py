@@ -15,14 +15,19 @@ from decrappify.api.crappify import (
     iter_crappify,
     iter_sample,
 )
+from decrappify.api.evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
 
 __all__ = [
+    "EvaluationReport",
     "FileResult",
     "crappify",
     "crappify_config",
+    "evaluate",
     "file_seed",
     "fit_crappifier",
     "iter_batch",
     "iter_crappify",
+    "iter_evaluate",
     "iter_sample",
+    "parse_baselines",
 ]

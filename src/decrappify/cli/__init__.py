@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from decrappify import __version__
-from decrappify.cli import crappify_cmd
+from decrappify.cli import crappify_cmd, evaluate_cmd
 
 app = typer.Typer(
     name="decrappify",
@@ -44,6 +44,7 @@ def _root(
 
 app.command("crappify")(crappify_cmd.crappify)
 app.command("sample")(crappify_cmd.sample)
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def main() -> None:

@@ -1,0 +1,52 @@
+"""``decrappify evaluate``: PSNR/SSIM/NRMSE/FRC of predictions against ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from decrappify.cli._shell import drive, err_console, handle_errors, out_console, summary_table
+
+
+@handle_errors
+def evaluate(
+    pred: list[Path] = typer.Option(..., "--pred", help="Predictions (files, folders or globs)."),
+    gt: list[Path] = typer.Option(..., "--gt", help="Ground truths, paired with --pred in order."),
+    lr: list[Path] | None = typer.Option(
+        None, "--lr", help="Low-res inputs, paired in order, for the baselines."
+    ),
+    baselines: str = typer.Option(
+        "bicubic", "--baselines", help="Comma-separated: nearest, bilinear, bicubic."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write the metrics as CSV."),
+    figure: Path | None = typer.Option(
+        None, "--figure", help="PNG: LR | bicubic | prediction | GT crops, error maps, FRC."
+    ),
+    crop: bool = typer.Option(False, "--crop", help="Compare the common region of other grids."),
+    resize: bool = typer.Option(False, "--resize", help="Resample the prediction onto the GT."),
+    scale: int | None = typer.Option(None, "--scale", help="LR → GT factor (default: inferred)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Score predictions against ground truth (and interpolation baselines from the LR)."""
+    from decrappify import api
+
+    report = drive(
+        api.iter_evaluate(
+            pred,
+            gt,
+            lr or None,
+            baselines=baselines if lr else None,
+            json_path=json_path,
+            csv_path=csv_path,
+            figure=figure,
+            crop=crop,
+            resize=resize,
+            scale=scale,
+        ),
+        quiet=quiet,
+    )
+    out_console.print(summary_table("evaluate", report.table.columns, report.table.rows))
+    for path in report.written:
+        err_console.print(f"wrote {path}")
