@@ -1,0 +1,437 @@
+"""Where layers lie in the world: visible regions, current planes and shared pixel grids.
+
+Pure geometry on :class:`decrappify.io.Image` records (pixel size, translate, units) and
+on public viewer state (camera, dims). Conventions are those of napari and NGFF: pixel
+``i`` of an axis has its centre at ``translate + i * pixel_size`` and covers half a pixel
+on either side; a derived LR image of factor ``s`` has its pixel ``j`` centred over the
+``s x s`` block it came from (``Image.with_data(yx_factor=s)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from decrappify.errors import InputError
+from decrappify.io import Image
+
+#: Positions are equal when they differ by less than this fraction of a pixel.
+GRID_TOLERANCE = 1e-3
+
+Box = tuple[tuple[float, float], tuple[float, float]]
+
+
+# ----------------------------------------------------------------------------- viewer
+
+
+def canvas_size(viewer: Any) -> tuple[int, int]:
+    """Height and width of the viewer's canvas in screen pixels.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    (int, int)
+        ``viewer.canvas.size`` (napari >= 0.9); 600 x 800 when unknown.
+    """
+    canvas = getattr(viewer, "canvas", None)
+    size = getattr(canvas, "size", None)
+    if size is not None and len(size) == 2 and min(size) > 0:
+        return int(size[0]), int(size[1])
+    return 600, 800
+
+
+def _camera(viewer: Any) -> Any:
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def visible_data_box(viewer: Any, layer: Any) -> Box:
+    """The canvas' field of view in the data coordinates of an image layer's Y and X axes.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer, in 2D display with the layer's Y and X axes on screen.
+    layer : napari.layers.Layer
+        The layer.
+
+    Returns
+    -------
+    ((y0, y1), (x0, x1))
+        Continuous data coordinates (pixel centres at integers) of the bounding box of
+        the four canvas corners.
+
+    Raises
+    ------
+    InputError
+        In 3D display, or when the screen does not show the layer's last two axes.
+    """
+    dims = viewer.dims
+    if dims.ndisplay != 2:
+        raise InputError("preview: switch the viewer to 2D display first")
+    n_world = len(dims.point)
+    if tuple(dims.displayed) != (n_world - 2, n_world - 1):
+        raise InputError(
+            f"preview: the canvas shows axes {tuple(dims.displayed)}; show the Y/X plane "
+            "(the last two axes) to preview"
+        )
+    height, width = canvas_size(viewer)
+    camera = _camera(viewer)
+    cy, cx = (float(c) for c in tuple(camera.center)[-2:])
+    zoom = float(camera.zoom)
+    half_h, half_w = height / zoom / 2, width / zoom / 2
+    point = np.asarray(dims.point, dtype=float)
+    corners = []
+    for y in (cy - half_h, cy + half_h):
+        for x in (cx - half_w, cx + half_w):
+            world = point.copy()
+            world[-2:] = (y, x)
+            corners.append(np.asarray(layer.world_to_data(world), dtype=float)[-2:])
+    stacked = np.stack(corners)
+    low, high = stacked.min(axis=0), stacked.max(axis=0)
+    return (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
+
+
+def current_plane(viewer: Any, layer: Any) -> int:
+    """Index of the plane of a 3D layer shown at the viewer's current position.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    layer : napari.layers.Layer
+        A 3D layer (0 is returned for 2D layers).
+
+    Returns
+    -------
+    int
+        The plane index, clipped to the layer's planes.
+    """
+    shape = layer.data[0].shape if getattr(layer, "multiscale", False) else layer.data.shape
+    if len(shape) < 3:
+        return 0
+    position = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)
+    return int(np.clip(np.round(position[-3]), 0, shape[-3] - 1))
+
+
+def lr_region(
+    box: Box, scale: int, lr_shape: tuple[int, int], *, margin: int = 1
+) -> tuple[slice, slice]:
+    """LR pixels whose HR blocks meet a box given in HR data coordinates.
+
+    LR pixel ``j`` covers HR pixels ``[j * scale, (j + 1) * scale)``, i.e. the continuous
+    HR coordinates ``[j * scale - 0.5, (j + 1) * scale - 0.5)``.
+
+    Parameters
+    ----------
+    box : ((y0, y1), (x0, x1))
+        HR data coordinates (pixel centres at integers).
+    scale : int
+        The crappifier's downsampling factor.
+    lr_shape : (int, int)
+        LR height and width.
+    margin : int
+        LR pixels added on each side.
+
+    Returns
+    -------
+    (slice, slice)
+        Y and X slices of the LR image, clipped to it (possibly empty).
+    """
+    out = []
+    for (low, high), size in zip(box, lr_shape, strict=True):
+        start = math.floor((low + 0.5) / scale) - margin
+        stop = math.floor((high + 0.5) / scale) + 1 + margin
+        out.append(slice(int(np.clip(start, 0, size)), int(np.clip(stop, 0, size))))
+    return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- units
+
+
+def _unit_factor(unit: str | None, target: str | None) -> float | None:
+    """Factor converting lengths (or times) in ``unit`` to ``target``, None if impossible."""
+    if unit == target:
+        return 1.0
+    if unit is None or target is None:
+        return None
+    import pint
+
+    registry = pint.get_application_registry()
+    try:
+        return float(registry.Quantity(1.0, unit).to(target).magnitude)
+    except (pint.errors.PintError, AttributeError, ValueError):
+        return None
+
+
+def in_units_of(image: Image, reference: Image) -> Image:
+    """Express ``image``'s pixel size and translate in the units of ``reference``.
+
+    Parameters
+    ----------
+    image : Image
+        The record to convert.
+    reference : Image
+        The record whose units to use (same number of axes).
+
+    Returns
+    -------
+    Image
+        ``image`` itself when the units already match or cannot be converted, else a
+        copy with converted ``pixel_size``, ``translate`` and ``units``.
+    """
+    if image.units == reference.units or image.units is None or reference.units is None:
+        return image
+    if image.ndim != reference.ndim:
+        return image
+    factors = [_unit_factor(u, r) for u, r in zip(image.units, reference.units, strict=True)]
+    if any(f is None for f in factors):
+        return image
+    scale = tuple(s * f for s, f in zip(image.scale, factors, strict=True))  # type: ignore[operator]
+    shift = image.translate or (0.0,) * image.ndim
+    translate = tuple(t * f for t, f in zip(shift, factors, strict=True))  # type: ignore[operator]
+    return replace(image, pixel_size=scale, units=reference.units, translate=translate)
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+def origin(image: Image) -> tuple[float, ...]:
+    """World position of the centre of the first pixel along each axis.
+
+    Parameters
+    ----------
+    image : Image
+        The record.
+
+    Returns
+    -------
+    tuple of float
+        ``translate`` (zeros when None).
+    """
+    return tuple(float(t) for t in (image.translate or (0.0,) * image.ndim))
+
+
+def extent(image: Image, axis: int) -> tuple[float, float]:
+    """World interval covered by an axis: from the first pixel's edge to the last's.
+
+    Parameters
+    ----------
+    image : Image
+        The record.
+    axis : int
+        Axis index (negative counts from the end).
+
+    Returns
+    -------
+    (float, float)
+        ``translate - size / 2`` and ``translate + (n - 1/2) * size``.
+    """
+    size, start = image.scale[axis], origin(image)[axis]
+    return start - size / 2, start + (image.shape[axis] - 0.5) * size
+
+
+def _close(a: float, b: float, pixel: float) -> bool:
+    return abs(a - b) <= GRID_TOLERANCE * pixel
+
+
+def same_pixels(a: Image, b: Image, axes: tuple[int, ...] = (-2, -1)) -> bool:
+    """Whether two records have the same pixel size and origin along ``axes``.
+
+    Parameters
+    ----------
+    a, b : Image
+        The records (in the same units).
+    axes : tuple of int
+        Axes to compare.
+
+    Returns
+    -------
+    bool
+        True when sizes and origins agree within a thousandth of a pixel.
+    """
+    return all(
+        _close(a.scale[i], b.scale[i], b.scale[i])
+        and _close(origin(a)[i], origin(b)[i], b.scale[i])
+        for i in axes
+    )
+
+
+def same_field_of_view(a: Image, b: Image, axes: tuple[int, ...] = (-2, -1)) -> bool:
+    """Whether two records cover the same world interval along ``axes`` (within half a pixel).
+
+    Parameters
+    ----------
+    a, b : Image
+        The records (in the same units); ``b``'s pixel size sets the tolerance.
+    axes : tuple of int
+        Axes to compare.
+
+    Returns
+    -------
+    bool
+        True when both ends agree within half a pixel of ``b``.
+    """
+    for i in axes:
+        (a0, a1), (b0, b1) = extent(a, i), extent(b, i)
+        if abs(a0 - b0) > b.scale[i] / 2 or abs(a1 - b1) > b.scale[i] / 2:
+            return False
+    return True
+
+
+def describe_extent(image: Image) -> str:
+    """Y/X world intervals of a record, for messages.
+
+    Parameters
+    ----------
+    image : Image
+        The record.
+
+    Returns
+    -------
+    str
+        For example ``"y 0-512, x 0-512 micrometer"``.
+    """
+    unit = f" {image.units[-1]}" if image.units else ""
+    parts = [
+        f"{label} {a:.6g}-{b:.6g}"
+        for label, (a, b) in zip("yx", (extent(image, -2), extent(image, -1)), strict=True)
+    ]
+    return ", ".join(parts) + unit
+
+
+@dataclass(frozen=True)
+class ComparePlan:
+    """How a prediction, its ground truth and an optional LR input are put on one grid.
+
+    Parameters
+    ----------
+    mode : {"exact", "crop", "resize"}
+        ``"exact"``: same grids. ``"crop"``: same origin and pixel size, the common
+        region from the first pixel is compared (an LR whose HR size was not a multiple
+        of the scale). ``"resize"``: the prediction (and the baselines) are resampled
+        onto the ground-truth grid, which covers the same field of view.
+    scale : int or None
+        Integer factor between the LR and the ground-truth grids, if known.
+    n_planes : int
+        Planes compared (1 for 2D images).
+    """
+
+    mode: Literal["exact", "crop", "resize"]
+    scale: int | None
+    n_planes: int
+
+    def evaluate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`decrappify.metrics.iter_evaluate_stack`.
+
+        Returns
+        -------
+        dict
+            ``crop``, ``resize`` and ``scale``.
+        """
+        return {"crop": self.mode == "crop", "resize": self.mode == "resize", "scale": self.scale}
+
+
+def plan_comparison(pred: Image, gt: Image, lr: Image | None = None) -> ComparePlan:
+    """Decide how to compare layers from where they lie in the world, or refuse.
+
+    Parameters
+    ----------
+    pred : Image
+        The prediction.
+    gt : Image
+        The ground truth; the others are converted to its units.
+    lr : Image or None
+        The low-resolution input, for the interpolation baselines.
+
+    Returns
+    -------
+    ComparePlan
+        The mode and the LR factor.
+
+    Raises
+    ------
+    InputError
+        When the layers differ in dimensions or planes, or do not cover the same region
+        (the message gives both world extents).
+    """
+    pred = in_units_of(pred, gt)
+    _check_planes(pred, gt, "prediction")
+    if pred.shape[-2:] == gt.shape[-2:] and same_pixels(pred, gt):
+        modes = {"exact"}
+    elif same_pixels(pred, gt):
+        modes = {"crop"}
+    elif same_field_of_view(pred, gt):
+        modes = {"resize"}
+    else:
+        raise InputError(
+            f"prediction {pred.source!r} does not overlay ground truth {gt.source!r}: it "
+            f"covers {describe_extent(pred)}, the ground truth {describe_extent(gt)}; give "
+            "both layers the same field of view (scale and translate)"
+        )
+    scale = None
+    if lr is not None:
+        lr = in_units_of(lr, gt)
+        _check_planes(lr, gt, "LR input")
+        lr_mode, scale = _lr_mode(lr, gt)
+        modes.add(lr_mode)
+    if {"crop", "resize"} <= modes:
+        raise InputError(
+            f"prediction {pred.source!r} needs resampling onto ground truth {gt.source!r} but "
+            "the LR input only covers part of it; crop the layers to a common region first"
+        )
+    mode = "resize" if "resize" in modes else "crop" if "crop" in modes else "exact"
+    n_planes = gt.shape[0] if gt.ndim == 3 else 1
+    return ComparePlan(mode=mode, scale=scale, n_planes=n_planes)  # type: ignore[arg-type]
+
+
+def _check_planes(image: Image, gt: Image, label: str) -> None:
+    if image.ndim != gt.ndim:
+        raise InputError(
+            f"{label} {image.source!r} is {image.ndim}D {image.shape} but ground truth "
+            f"{gt.source!r} is {gt.ndim}D {gt.shape}"
+        )
+    if gt.ndim == 3:
+        if image.shape[0] != gt.shape[0]:
+            raise InputError(
+                f"{label} {image.source!r} has {image.shape[0]} planes but ground truth "
+                f"{gt.source!r} has {gt.shape[0]}"
+            )
+        if not same_pixels(image, gt, axes=(0,)):
+            raise InputError(
+                f"{label} {image.source!r} has planes at {origin(image)[0]:.6g} + k * "
+                f"{image.scale[0]:.6g} but ground truth {gt.source!r} at "
+                f"{origin(gt)[0]:.6g} + k * {gt.scale[0]:.6g}; give them the same Z scale "
+                "and translate"
+            )
+
+
+def _lr_mode(lr: Image, gt: Image) -> tuple[str, int | None]:
+    """How the LR grid relates to the GT grid: an integer factor with centred blocks, or not."""
+    factors = [lr.scale[i] / gt.scale[i] for i in (-2, -1)]
+    s = round(factors[0])
+    integer = s >= 1 and all(abs(f - s) <= GRID_TOLERANCE * s for f in factors)
+    if integer:
+        expected = [origin(gt)[i] + (s - 1) / 2 * gt.scale[i] for i in (-2, -1)]
+        centred = all(
+            _close(origin(lr)[i], e, gt.scale[i]) for i, e in zip((-2, -1), expected, strict=True)
+        )
+        if centred:
+            if all(lr.shape[i] * s == gt.shape[i] for i in (-2, -1)):
+                return "exact", s
+            return "crop", s
+    if same_field_of_view(lr, gt):
+        return "resize", s if integer else None
+    raise InputError(
+        f"LR input {lr.source!r} does not overlay ground truth {gt.source!r}: it covers "
+        f"{describe_extent(lr)}, the ground truth {describe_extent(gt)}; the LR pixel size "
+        "must be an integer multiple of the ground truth's, each LR pixel centred on its "
+        "block (as the Crappify widget makes it)"
+    )

@@ -1,0 +1,523 @@
+"""The Compare dock widget: score a prediction layer against a ground-truth layer.
+
+A thin shell over :func:`decrappify.metrics.iter_evaluate_stack`: the layers become
+:class:`~decrappify.io.Image` records, :func:`~decrappify._napari._alignment.plan_comparison`
+checks from their scale and translate that they lie on one grid (resampling or refusing
+otherwise), and the job of :func:`~decrappify._napari._jobs.iter_compare` runs in a
+worker. The widget shows the metrics of the current plane and the means over the stack in
+two tables, a per-plane plot, and adds the absolute-error and bicubic-baseline layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from decrappify._napari._alignment import current_plane
+from decrappify._napari._controls import LayerPicker
+from decrappify._napari._jobs import Comparison, iter_compare, safe_name
+from decrappify._napari._layers import (
+    display_kwargs,
+    find_layer,
+    image_layer_kwargs,
+    layer_to_image,
+    set_or_add_image,
+)
+from decrappify._napari._runner import TaskPanel, report_errors
+from decrappify.errors import InputError
+from decrappify.events import Progress
+from decrappify.metrics import METRIC_NAMES, PREDICTION, results_to_json, write_csv
+from decrappify.metrics.report import METRIC_TITLES
+
+#: Delay before the table follows a change of the current plane (ms).
+DEBOUNCE_MS = 150
+#: Metric plotted by default.
+DEFAULT_PLOT_METRIC = "psnr_norm"
+#: File-dialog filters of Export and what they write.
+EXPORT_FILTERS = {
+    "JSON (*.json)": (".json", False),
+    "CSV, one row per method (*.csv)": (".csv", False),
+    "CSV, one row per plane (*.csv)": (".csv", True),
+}
+
+
+def format_metric(metric: str, value: float, sd: float | None = None) -> str:
+    """Table text of a metric: 2 decimals for dB values, 4 for SSIM and NRMSE.
+
+    Parameters
+    ----------
+    metric : str
+        One of :data:`decrappify.metrics.METRIC_NAMES`.
+    value : float
+        The value (or mean).
+    sd : float or None
+        A standard deviation shown as ``± sd``.
+
+    Returns
+    -------
+    str
+        The text (``"inf"`` for a perfect match).
+    """
+    digits = 4 if metric in ("ssim", "ssim_norm", "nrmse") else 2
+    text = f"{value:.{digits}f}"
+    return text if sd is None else f"{text} ± {sd:.{digits}f}"
+
+
+class CompareWidget(QWidget):
+    """Dock widget comparing a prediction with its ground truth (and the bicubic baseline).
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer.
+
+    Attributes
+    ----------
+    comparison : Comparison or None
+        The last completed comparison.
+    plane : int
+        Plane of the ground truth whose metrics the plane table shows.
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.comparison: Comparison | None = None
+        self.plane = 0
+        self._names: tuple[str | None, str | None, str | None] = (None, None, None)
+        self._partial: dict[int, dict[str, float]] = {}
+        self._n_planes = 0
+
+        self.pred_picker = LayerPicker(napari_viewer)
+        self.pred_picker.setToolTip("The restored image (super-resolved or denoised)")
+        self.gt_picker = LayerPicker(napari_viewer)
+        self.gt_picker.setToolTip("The ground truth, on the same field of view")
+        self.lr_picker = LayerPicker(napari_viewer, optional=True)
+        self.lr_picker.setToolTip("The low-resolution input, for the bicubic baseline")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Score every plane; the plane on screen comes first")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Write the metrics as JSON or CSV")
+        self.export_button.setEnabled(False)
+        self.panel = TaskPanel("Compare")
+        self.plane_label = QLabel("")
+        self.plane_table = MetricTable()
+        self.stack_label = QLabel("")
+        self.stack_table = MetricTable()
+        self.plot_metric = QComboBox()
+        for metric in METRIC_NAMES:
+            self.plot_metric.addItem(METRIC_TITLES[metric], metric)
+        self.plot_metric.setCurrentIndex(METRIC_NAMES.index(DEFAULT_PLOT_METRIC))
+        self.figure, self.axes, self.canvas = _make_plot(self)
+
+        form = QFormLayout()
+        form.addRow("Prediction", self.pred_picker)
+        form.addRow("Ground truth", self.gt_picker)
+        form.addRow("LR input", self.lr_picker)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.compare_button)
+        buttons.addWidget(self.export_button)
+        plot_row = QFormLayout()
+        plot_row.addRow("Plot", self.plot_metric)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.plane_label)
+        layout.addWidget(self.plane_table)
+        layout.addWidget(self.stack_label)
+        layout.addWidget(self.stack_table)
+        layout.addLayout(plot_row)
+        layout.addWidget(self.canvas, 1)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.update_plane)
+        napari_viewer.dims.events.current_step.connect(self._on_step)
+        for picker in (self.pred_picker, self.gt_picker, self.lr_picker):
+            picker.layer_changed.connect(self._on_layers_changed)
+        self.compare_button.clicked.connect(lambda *_: self.compare())
+        self.export_button.clicked.connect(lambda *_: self._export_dialog())
+        self.plot_metric.currentIndexChanged.connect(lambda *_: self.redraw())
+        self.panel.running_changed.connect(lambda busy: self.compare_button.setEnabled(not busy))
+        self._default_gt()
+        self._clear_table()
+        self.redraw()
+
+    # -- actions
+
+    @report_errors("Compare")
+    def compare(self) -> None:
+        """Score the prediction against the ground truth in a worker, current plane first."""
+        pred_layer, gt_layer = self.pred_picker.layer(), self.gt_picker.layer()
+        if pred_layer is None or gt_layer is None:
+            raise InputError("Compare: choose a prediction and a ground-truth layer")
+        if pred_layer.name == gt_layer.name:
+            raise InputError(
+                f"Compare: prediction and ground truth are the same layer {gt_layer.name!r}"
+            )
+        lr_layer = self.lr_picker.layer()
+        pred, gt = layer_to_image(pred_layer), layer_to_image(gt_layer)
+        lr = None if lr_layer is None else layer_to_image(lr_layer)
+        plane = current_plane(self.viewer, gt_layer) if gt.ndim == 3 else 0
+        self.comparison = None
+        self.export_button.setEnabled(False)
+        self._names = (pred_layer.name, gt_layer.name, None if lr_layer is None else lr_layer.name)
+        self._partial = {}
+        self._n_planes = gt.shape[0] if gt.ndim == 3 else 1
+        self.plane = plane
+        self._clear_table()
+        self.redraw()
+        name = pred_layer.name
+        self.panel.start(
+            lambda: iter_compare(pred, gt, lr, plane=plane, name=name),
+            on_event=self._on_event,
+            on_result=self._on_result,
+        )
+
+    @report_errors("Export")
+    def export(self, path: str | Path, *, per_slice: bool = False) -> Path:
+        """Write the last comparison as JSON (``.json``) or CSV (any other suffix).
+
+        Parameters
+        ----------
+        path : str or Path
+            The file.
+        per_slice : bool
+            CSV only: one row per plane instead of one per method.
+
+        Returns
+        -------
+        Path
+            The written file.
+
+        Raises
+        ------
+        InputError
+            When there is nothing to export yet.
+        """
+        if self.comparison is None:
+            raise InputError("Export: run Compare first")
+        path = Path(path)
+        results = {self._names[0] or "prediction": self.comparison.result}
+        if path.suffix.lower() == ".json":
+            results_to_json(results, path)
+            return path
+        return write_csv(results, path, per_slice=per_slice)
+
+    def update_plane(self) -> None:
+        """Show the current plane's metrics (after the debounce of a dims change)."""
+        gt_layer = find_layer(self.viewer, self._names[1])
+        if gt_layer is None or self._n_planes <= 1:
+            return
+        plane = current_plane(self.viewer, gt_layer)
+        if plane == self.plane:
+            return
+        self.plane = plane
+        if self.comparison is not None:
+            self._fill_table(self.comparison.result)
+        self.redraw()
+
+    def metrics(self, method: str = PREDICTION, scope: str = "plane") -> dict[str, float]:
+        """Full-precision values shown in a column of the tables.
+
+        Parameters
+        ----------
+        method : str
+            ``"prediction"`` or a baseline (``"bicubic"``).
+        scope : {"plane", "stack"}
+            The current plane's table, or the table of means over the stack.
+
+        Returns
+        -------
+        dict of str to float
+            Metric name to value.
+
+        Raises
+        ------
+        KeyError
+            For a method the table does not show.
+        """
+        table = self.plane_table if scope == "plane" else self.stack_table
+        return table.values(method)
+
+    # -- worker callbacks (main thread)
+
+    # -- worker callbacks (main thread)
+
+    def _on_event(self, event: Progress) -> None:
+        if event.phase == "current slice":
+            self._show_plane(event.info["result"], 0, event.info["plane"])
+        elif event.phase == "evaluate" and event.metrics:
+            self._partial[event.step - 1] = dict(event.metrics)
+            self.redraw()
+
+    def _on_result(self, comparison: Comparison) -> None:
+        self.comparison = comparison
+        self.export_button.setEnabled(True)
+        self._fill_table(comparison.result)
+        self.redraw()
+        self._add_layers(comparison)
+
+    # -- tables
+
+    def _show_plane(self, result: Any, index: int, plane: int) -> None:
+        self.plane_label.setText(f"<b>Plane {plane}</b>" if self._n_planes > 1 else "<b>Image</b>")
+        self.plane_table.fill({m: (result.slice_metrics(index, m), None) for m in result.methods})
+
+    def _fill_table(self, result: Any) -> None:
+        index = self.plane if self._n_planes > 1 else 0
+        self._show_plane(result, index, self.plane)
+        if self._n_planes > 1:
+            self.stack_label.setText(f"<b>Mean ± sd over {result.n_slices} planes</b>")
+            self.stack_table.fill({m: (result.mean(m), result.sd(m)) for m in result.methods})
+            self.stack_label.show()
+            self.stack_table.show()
+
+    def _clear_table(self) -> None:
+        self.plane_label.setText("")
+        self.plane_table.fill({})
+        self.stack_label.hide()
+        self.stack_table.hide()
+        self.stack_table.fill({})
+
+    # -- plot
+
+    def redraw(self) -> None:
+        """Redraw the plot: the chosen metric per plane (stacks) or per method (2D)."""
+        metric = self.plot_metric.currentData() or DEFAULT_PLOT_METRIC
+        ax = self.axes
+        ax.clear()
+        _style_axes(ax, self._colors)
+        title = METRIC_TITLES[metric]
+        if self.comparison is not None:
+            series = {
+                method: np.asarray(self.comparison.result.values[method][metric])
+                for method in self.comparison.result.methods
+            }
+        elif self._partial:
+            planes = sorted(self._partial)
+            full = np.full(self._n_planes, np.nan)
+            full[planes] = [self._partial[p][metric] for p in planes]
+            series = {PREDICTION: full}
+        else:
+            series = {}
+        if not series:
+            ax.text(
+                0.5,
+                0.5,
+                "Compare to see the metrics",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color=self._colors["text"],
+            )
+        elif self._n_planes > 1:
+            for method, values in series.items():
+                ax.plot(np.arange(len(values)), values, marker=".", label=method)
+            ax.axvline(self.plane, color=self._colors["highlight"], lw=1, ls="--")
+            ax.set_xlabel("plane")
+            ax.set_ylabel(title)
+            ax.legend(loc="best", fontsize="small", frameon=False, labelcolor=self._colors["text"])
+        else:
+            names = list(series)
+            values = [float(series[m][0]) for m in names]
+            ax.bar(names, values, color=[f"C{i}" for i in range(len(names))])
+            ax.set_ylabel(title)
+        self.figure.tight_layout()
+        self.canvas.draw_idle()
+
+    @property
+    def _colors(self) -> dict[str, str]:
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self.viewer.theme)
+            return {
+                "background": theme.background.as_hex(),
+                "text": theme.text.as_hex(),
+                "highlight": theme.current.as_hex(),
+            }
+        except Exception:  # an unknown theme keeps matplotlib's defaults
+            return {"background": "#ffffff", "text": "#000000", "highlight": "#4560c4"}
+
+    # -- layers
+
+    def _add_layers(self, comparison: Comparison) -> None:
+        gt_layer = find_layer(self.viewer, self._names[1])
+        gt_display = display_kwargs(gt_layer) if gt_layer is not None else {}
+        error_kwargs = image_layer_kwargs(
+            comparison.error,
+            name=f"{self._names[0]} error",
+            colormap="magma",
+            contrast_limits=comparison.error_limits,
+            gamma=1.0,
+            blending="additive",
+        )
+        if "affine" in gt_display:
+            error_kwargs["affine"] = gt_display["affine"]
+        set_or_add_image(self.viewer, comparison.error.data, error_kwargs)
+        if comparison.baseline is not None:
+            kwargs = image_layer_kwargs(
+                comparison.baseline, name=f"{self._names[2]} bicubic", **gt_display
+            )
+            set_or_add_image(self.viewer, comparison.baseline.data, kwargs)
+
+    # -- events
+
+    def _on_step(self, event: Any = None) -> None:
+        self._timer.start()
+
+    def _on_layers_changed(self, name: Any = None) -> None:
+        current = (
+            self.pred_picker.layer_name(),
+            self.gt_picker.layer_name(),
+            self.lr_picker.layer_name(),
+        )
+        if self.comparison is not None and current != self._names and not self.panel.is_running:
+            self.comparison = None
+            self._partial = {}
+            self.export_button.setEnabled(False)
+            self._clear_table()
+            self.redraw()
+
+    def _default_gt(self) -> None:
+        # start with two different layers when there are two
+        names = self.gt_picker.names()
+        if len(names) > 1 and self.gt_picker.layer_name() == self.pred_picker.layer_name():
+            self.gt_picker.set_layer(names[1])
+
+    def _export_dialog(self) -> None:
+        stem = safe_name(self._names[0] or "prediction")
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export metrics", f"{stem}_metrics.json", ";;".join(EXPORT_FILTERS)
+        )
+        if not path:
+            return
+        suffix, per_slice = EXPORT_FILTERS.get(chosen, (".json", False))
+        target = Path(path)
+        if not target.suffix:
+            target = target.with_suffix(suffix)
+        self.export(target, per_slice=per_slice)
+
+
+class MetricTable(QTableWidget):
+    """A read-only table of the six metrics (rows) for a few methods (columns).
+
+    Each cell shows the formatted value (``mean ± sd`` when a standard deviation is
+    given) and keeps the full-precision value under ``Qt.ItemDataRole.UserRole``.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(len(METRIC_NAMES), 0, parent)
+        self.setVerticalHeaderLabels([METRIC_TITLES[m] for m in METRIC_NAMES])
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._fit_height()
+
+    def fill(self, columns: dict[str, tuple[dict[str, float], dict[str, float] | None]]) -> None:
+        """Show one column per method.
+
+        Parameters
+        ----------
+        columns : dict
+            Method name to ``(values, sds)``; ``sds`` may be None.
+        """
+        self.setColumnCount(len(columns))
+        self.setHorizontalHeaderLabels(list(columns))
+        for c, (values, sds) in enumerate(columns.values()):
+            for r, metric in enumerate(METRIC_NAMES):
+                value = float(values[metric])
+                sd = None if sds is None else float(sds[metric])
+                item = QTableWidgetItem(format_metric(metric, value, sd))
+                item.setData(Qt.ItemDataRole.UserRole, value)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.setItem(r, c, item)
+        self._fit_height()
+
+    def methods(self) -> list[str]:
+        """Column titles (the methods shown).
+
+        Returns
+        -------
+        list of str
+            The methods.
+        """
+        return [self.horizontalHeaderItem(c).text() for c in range(self.columnCount())]  # type: ignore[union-attr]
+
+    def values(self, method: str) -> dict[str, float]:
+        """Full-precision values of a method's column.
+
+        Parameters
+        ----------
+        method : str
+            The column title.
+
+        Returns
+        -------
+        dict of str to float
+            Metric name to value.
+
+        Raises
+        ------
+        KeyError
+            For a method the table does not show.
+        """
+        methods = self.methods()
+        if method not in methods:
+            raise KeyError(method)
+        c = methods.index(method)
+        return {
+            metric: float(self.item(r, c).data(Qt.ItemDataRole.UserRole))  # type: ignore[union-attr]
+            for r, metric in enumerate(METRIC_NAMES)
+        }
+
+    def _fit_height(self) -> None:
+        self.resizeRowsToContents()
+        height = self.horizontalHeader().height() + 4
+        height += sum(self.rowHeight(r) for r in range(self.rowCount()))
+        self.setFixedHeight(height)
+
+
+def _make_plot(parent: QWidget) -> tuple[Any, Any, Any]:
+    """A small matplotlib figure embedded as a Qt widget (no pyplot state)."""
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.0, 2.6), dpi=90)
+    axes = figure.add_subplot(1, 1, 1)
+    canvas = FigureCanvasQTAgg(figure)
+    canvas.setParent(parent)
+    canvas.setMinimumHeight(200)
+    return figure, axes, canvas
+
+
+def _style_axes(ax: Any, colors: dict[str, str]) -> None:
+    """Colour the axes like the napari theme."""
+    ax.figure.set_facecolor(colors["background"])
+    ax.set_facecolor(colors["background"])
+    for spine in ax.spines.values():
+        spine.set_color(colors["text"])
+    ax.tick_params(colors=colors["text"], labelsize="small")
+    ax.xaxis.label.set_color(colors["text"])
+    ax.yaxis.label.set_color(colors["text"])

@@ -1,0 +1,273 @@
+"""Small Qt controls shared by the dock widgets: a layer picker and form helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from decrappify._napari._layers import find_layer
+
+#: Entry of an optional picker meaning "no layer".
+NO_LAYER = "(none)"
+
+
+def is_usable_image(layer: Any) -> bool:
+    """Whether a layer is a 2D or 3D image layer (the widgets explain what else they refuse).
+
+    RGB layers are listed too, so that choosing one gives a message on how to split
+    the channels rather than a silently missing layer.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        The layer.
+
+    Returns
+    -------
+    bool
+        True for image layers with 2 or 3 (non-channel) dimensions.
+    """
+    from napari.layers import Image as ImageLayer
+
+    return isinstance(layer, ImageLayer) and layer.ndim in (2, 3)
+
+
+class LayerPicker(QComboBox):
+    """A combo box of the viewer's layers that pass a filter, kept in sync with the viewer.
+
+    The list follows layers being added, removed, moved and renamed; the selection is
+    kept by name. Layers are looked up by name when asked for, so a picker never holds
+    a removed layer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    accept : callable, optional
+        Filter on layers; default :func:`is_usable_image`.
+    optional : bool
+        Offer :data:`NO_LAYER` first (and select it by default).
+    parent : QWidget or None
+        Parent widget.
+    """
+
+    #: Emitted with the new layer name (or None) when the selection changes.
+    layer_changed = Signal(object)
+
+    def __init__(
+        self,
+        viewer: Any,
+        *,
+        accept: Callable[[Any], bool] | None = None,
+        optional: bool = False,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.accept = accept or is_usable_image
+        self.optional = optional
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        events = viewer.layers.events
+        events.inserted.connect(self._on_inserted)
+        events.removed.connect(self.refresh)
+        events.moved.connect(self.refresh)
+        events.reordered.connect(self.refresh)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_renamed)
+            layer.events.data.connect(self.refresh)
+        self._names: list[str] = []
+        self.currentIndexChanged.connect(lambda *_: self.layer_changed.emit(self.layer_name()))
+        self.refresh()
+
+    def names(self) -> list[str]:
+        """Names of the layers offered, top layer first (without :data:`NO_LAYER`).
+
+        Returns
+        -------
+        list of str
+            The names.
+        """
+        return [n for n in self._names if n != NO_LAYER]
+
+    def layer_name(self) -> str | None:
+        """Name of the selected layer, or None.
+
+        Returns
+        -------
+        str or None
+            The name.
+        """
+        text = self.currentText()
+        return None if not text or text == NO_LAYER else text
+
+    def layer(self) -> Any:
+        """The selected layer, or None.
+
+        Returns
+        -------
+        napari.layers.Layer or None
+            The layer.
+        """
+        return find_layer(self.viewer, self.layer_name())
+
+    def set_layer(self, layer: Any) -> None:
+        """Select a layer (or its name); None selects :data:`NO_LAYER` when optional.
+
+        Parameters
+        ----------
+        layer : napari.layers.Layer or str or None
+            What to select.
+        """
+        name = layer if isinstance(layer, str) or layer is None else layer.name
+        self.refresh()
+        if name is None:
+            if self.optional:
+                self.setCurrentIndex(0)
+            return
+        index = self.findText(name)
+        if index >= 0:
+            self.setCurrentIndex(index)
+
+    def refresh(self, *_: Any) -> None:
+        """Rebuild the list from the viewer, keeping the selection by name."""
+        current = self.currentText()
+        names = [layer.name for layer in self.viewer.layers if self.accept(layer)]
+        items = ([NO_LAYER] if self.optional else []) + names[::-1]  # top layer first
+        if items == self._names:
+            return
+        self.blockSignals(True)
+        try:
+            self.clear()
+            self.addItems(items)
+            self._names = items
+            index = self.findText(current) if current else -1
+            if index < 0 and not self.optional and names:
+                active = self.viewer.layers.selection.active
+                index = self.findText(active.name) if active is not None else -1
+                index = max(index, 0)
+            self.setCurrentIndex(max(index, 0) if items else -1)
+        finally:
+            self.blockSignals(False)
+        if self.currentText() != current:
+            self.layer_changed.emit(self.layer_name())
+
+    def showPopup(self) -> None:
+        self.refresh()
+        super().showPopup()
+
+    def _on_inserted(self, event: Any) -> None:
+        layer = event.value
+        layer.events.name.connect(self._on_renamed)
+        layer.events.data.connect(self.refresh)
+        self.refresh()
+
+    def _on_renamed(self, event: Any = None) -> None:
+        # the selected layer was renamed when its old name vanished: follow it
+        old = self.currentText()
+        self.refresh()
+        layer = getattr(event, "source", None)
+        if old and old != NO_LAYER and old not in self._names and layer is not None:
+            self.set_layer(layer.name)
+
+
+class PathEdit(QWidget):
+    """A line edit with a Browse button for a file or a folder.
+
+    Parameters
+    ----------
+    mode : {"folder", "open", "save"}
+        What the Browse dialog picks.
+    placeholder : str
+        Grey text shown when empty.
+    file_filter : str
+        Name filter of the file dialogs (``"YAML (*.yaml *.yml)"``).
+    parent : QWidget or None
+        Parent widget.
+    """
+
+    #: Emitted with the text when the user finishes editing or picks a path.
+    path_changed = Signal(str)
+
+    def __init__(
+        self,
+        mode: str = "folder",
+        *,
+        placeholder: str = "",
+        file_filter: str = "",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.mode = mode
+        self.file_filter = file_filter
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        self.edit.setClearButtonEnabled(True)
+        self.edit.editingFinished.connect(lambda: self.path_changed.emit(self.text()))
+        self.button = QPushButton("Browse…")
+        self.button.clicked.connect(lambda *_: self.browse())
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.button)
+
+    def text(self) -> str:
+        """The path text, stripped.
+
+        Returns
+        -------
+        str
+            The text.
+        """
+        return self.edit.text().strip()
+
+    def set_text(self, text: str) -> None:
+        """Set the path and emit :attr:`path_changed`.
+
+        Parameters
+        ----------
+        text : str
+            The path.
+        """
+        self.edit.setText(text)
+        self.path_changed.emit(self.text())
+
+    def browse(self) -> None:
+        """Open the file or folder dialog and take the chosen path."""
+        start = self.text()
+        if self.mode == "folder":
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder", start)
+        elif self.mode == "save":
+            path, _ = QFileDialog.getSaveFileName(self, "Save as", start, self.file_filter)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Open", start, self.file_filter)
+        if path:
+            self.set_text(path)
+
+
+def section_label(text: str) -> QLabel:
+    """A bold label heading a group of controls.
+
+    Parameters
+    ----------
+    text : str
+        The heading.
+
+    Returns
+    -------
+    QLabel
+        The label.
+    """
+    label = QLabel(f"<b>{text}</b>")
+    return label
