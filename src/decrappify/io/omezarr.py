@@ -406,7 +406,9 @@ def multiscale_attributes(
         factor = 2**level
         scale = [*base[:-2], base[-2] * factor, base[-1] * factor]
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
-        shift = origin[:-2] + [o + b * (factor - 1) / 2 for o, b in zip(origin[-2:], base[-2:], strict=True)]
+        shift = origin[:-2] + [
+            o + b * (factor - 1) / 2 for o, b in zip(origin[-2:], base[-2:], strict=True)
+        ]
         if any(shift):
             transforms.append({"type": "translation", "translation": shift})
         datasets.append({"path": str(level), "coordinateTransformations": transforms})
