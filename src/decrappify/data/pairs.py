@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +161,7 @@ def as_image(item: Any, *, role: str = "image", index: int = 0) -> Image:
     if not isinstance(item, np.ndarray | da.Array):
         # zarr and other array-likes: read lazily, chunk by chunk, through dask
         item = da.from_array(item, chunks=getattr(item, "chunks", "auto"), asarray=False)
-    return replace(read_array(item, source=f"{role} {index}"), source=f"{role} {index}")
+    return read_array(item, source=f"{role} {index}")
 
 
 def image_stats(

@@ -77,7 +77,7 @@ def read_image(source: Any, *, axes: str | None = None) -> Image:
     )
 
 
-def read_array(data: Any, *, axes: str | None = None, source: str = "array") -> Image:
+def read_array(data: Any, *, axes: str | None = None, source: str | None = None) -> Image:
     """Wrap a numpy or dask array as an :class:`Image` after the usual checks.
 
     Parameters
@@ -86,18 +86,20 @@ def read_array(data: Any, *, axes: str | None = None, source: str = "array") -> 
         The pixels.
     axes : str or None
         ``"YX"``, ``"ZYX"`` or ``"TYX"``; by default ``YX`` for 2D and ``ZYX`` for 3D.
-    source : str
-        Name for messages.
+    source : str or None
+        Where the array came from (a layer name ...), kept in the record and used in
+        messages (``"array"`` when None).
 
     Returns
     -------
     Image
         The image (no pixel size).
     """
-    layout = resolve_layout(data.shape, None, source, axes, squeeze=False)
+    label = source or "array"
+    layout = resolve_layout(data.shape, None, label, axes, squeeze=False)
     if len(layout.keep) != data.ndim:
         data = data[layout.index(data.ndim)]
-    return Image(coerce_dtype(data, source), axes=layout.axes, source=None)
+    return Image(coerce_dtype(data, label), axes=layout.axes, source=source)
 
 
 def _relabel(image: Image, axes: str | None) -> Image:

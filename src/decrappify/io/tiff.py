@@ -25,6 +25,7 @@ tile row and cancel at any tile.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 import xml.etree.ElementTree as ElementTree
@@ -398,6 +399,7 @@ class TiffSource:
         self.memmap = memmap
         self.keep_open = keep_open
         self._reader: Any = None
+        self._pid: int | None = None
 
     @classmethod
     def from_series(
@@ -455,6 +457,7 @@ class TiffSource:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_reader"] = None
+        state["_pid"] = None
         return state
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -478,10 +481,13 @@ class TiffSource:
         return tuple(next(parts) if entry != 0 else 0 for entry in self.index)
 
     def _open(self) -> Any:
-        if self._reader is None:
+        # a reader opened before a fork (DataLoader workers) shares its file position
+        # with the parent: reopen it in each process
+        if self._reader is None or self._pid != os.getpid():
             with _OPEN_LOCK:
-                if self._reader is None:
+                if self._reader is None or self._pid != os.getpid():
                     self._reader = self._make_reader()
+                    self._pid = os.getpid()
         return self._reader
 
     def _make_reader(self) -> Any:
