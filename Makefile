@@ -47,7 +47,7 @@ lint: venv-test
 	$(BIN)/lint-imports
 	$(BIN)/npe2 validate decrappify
 
-test: system-deps venv-test lint
+test: system-deps venv-test lint docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 docs: venv-test
