@@ -1,0 +1,288 @@
+"""Train the DEFAULT NoGAN recipe on real data under a CPU time budget and score it.
+
+Usage::
+
+    python benchmarks/train_benchmark.py --data em --minutes 20
+    python benchmarks/train_benchmark.py --data fluo --minutes 20
+    python benchmarks/train_benchmark.py --data em --minutes 5 --set gan.max_steps=0 --tag quick
+
+What it does:
+
+1. splits the images *by image*: ``em`` = the 30 ISBI 2012 ssTEM training sections
+   (512² uint8): the first 24 for training, the last 6 held back for testing;
+   ``fluo`` = the 20 W2S widefield averages (512² uint8): 16 / 4. Training also holds
+   out a few of its own images as the validation crops it uses for checkpoints and early
+   stopping (``--val-images``), so the test images are never seen, not even for model
+   selection;
+2. trains with the default :class:`~decrappify.config.train.TrainConfig` (``em`` /
+   ``fluorescence`` crappify preset, 4x) and the wall-clock budget (``--set`` overrides
+   any setting, for tuning);
+3. crappifies every held-back image whole with a fixed seed (the LR image as a
+   microscope would store it: same dtype), predicts it whole (the LR normalised with its
+   own 0.1/99.9 percentiles, as at inference) and scores bicubic and model with the
+   normalised metrics of :mod:`decrappify.metrics` (percentile-normalised ground truth,
+   prediction affinely matched, as CSBDeep);
+4. prints the table and writes ``RUN/benchmark.json``; with ``--figures`` also
+   ``docs/images/train_<data>_curves.png`` and ``docs/images/train_<data>_comparison.png``.
+
+The machine load (``os.getloadavg``) before and after is recorded: the numbers are
+honest only if nothing else ran on the cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Idle OpenMP threads sleep instead of spinning: on a machine shared with other jobs,
+# spinning threads of an oversubscribed CPU slow training several-fold. Set before torch
+# is imported (it has no effect afterwards).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+DATA = {
+    "em": {
+        "folder": "/work/shared/data/em/isbi2012_train",
+        "n_test": 6,
+        "n_val": 3,
+        "preset": "em",
+    },
+    "fluo": {
+        "folder": "/work/shared/data/fluo/w2s_avg400",
+        "n_test": 4,
+        "n_val": 2,
+        "preset": "fluorescence",
+    },
+}
+REPO = Path(__file__).resolve().parents[1]
+#: Seed of the crappification of the held-back test images.
+TEST_SEED = 2024
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=sorted(DATA), default="em")
+    parser.add_argument("--minutes", type=float, default=20.0, help="CPU time budget")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default /tmp/...)")
+    parser.add_argument("--tag", default="default", help="name of this run (tuning log)")
+    parser.add_argument("--set", action="append", default=[], help="override key=value")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-images", type=int, default=None, help="validation images")
+    parser.add_argument("--figures", action="store_true", help="write docs/images/train_*")
+    parser.add_argument("--every", type=int, default=50, help="print every N steps")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="tuning: fixed pretraining steps, no budget"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
+    return parser.parse_args(argv)
+
+
+def split_files(data: str) -> tuple[list[Path], list[Path]]:
+    spec = DATA[data]
+    files = sorted(Path(spec["folder"]).glob("*.tif"))
+    if len(files) <= spec["n_test"]:
+        sys.exit(f"{spec['folder']}: expected more than {spec['n_test']} TIFF files")
+    return files[: -spec["n_test"]], files[-spec["n_test"] :]
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from decrappify.config.train import TrainConfig
+
+    spec = DATA[args.data]
+    overrides: dict[str, Any] = {
+        "crappify": spec["preset"],
+        "time_budget": args.minutes * 60.0,
+        "seed": args.seed,
+        "device": "cpu",
+        "data.validation.count": args.val_images or spec["n_val"],
+    }
+    if args.steps is not None:
+        overrides.update({"time_budget": None, "pretrain_generator.steps": args.steps})
+    if args.threads is not None:
+        overrides["num_threads"] = args.threads
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return TrainConfig().with_overrides(overrides)
+
+
+def train(args: argparse.Namespace, config: Any, files: list[Path], run_dir: Path) -> Any:
+    from decrappify.train import iter_train
+
+    start = time.perf_counter()
+    gen = iter_train(config, [str(f) for f in files], run_dir)
+    last_phase = None
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        show = (
+            event.phase != last_phase
+            or event.metrics
+            or (event.step % args.every == 0)
+            or event.step == event.total
+        )
+        if show:
+            losses = " ".join(f"{k} {v:.4f}" for k, v in event.losses.items())
+            metrics = " ".join(f"{k} {v:.3f}" for k, v in event.metrics.items())
+            print(
+                f"[{time.perf_counter() - start:7.1f}s cpu {cpu_seconds():7.1f}s] "
+                f"{event.phase:22s} {event.step}/{event.total} {losses} {metrics} "
+                f"{event.message}",
+                flush=True,
+            )
+        last_phase = event.phase
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def evaluate(model_path: Path, test_files: list[Path], crappify: Any) -> dict[str, Any]:
+    import torch
+
+    from decrappify.crappify import crappify_image
+    from decrappify.io import read_image
+    from decrappify.metrics import evaluate_pair, upsample
+    from decrappify.models import load_model
+    from decrappify.normalize import normalize, percentile_range
+
+    model = load_model(model_path)
+    norm = model.info.normalization
+    scale = model.info.generator.scale
+    rows = []
+    images = {}
+    for index, path in enumerate(test_files):
+        hr = read_image(path)
+        lr_image = crappify_image(hr, crappify, seed=TEST_SEED + index)
+        lr = np.asarray(lr_image.data)
+        gt = np.asarray(hr.data)
+        lo, hi = percentile_range(lr, norm.low, norm.high)
+        x = torch.from_numpy(normalize(lr, lo, hi)[None, None].astype(np.float32))
+        start = time.perf_counter()
+        with torch.inference_mode():
+            pred = model.net(x)[0, 0].numpy()
+        seconds = time.perf_counter() - start
+        bicubic = upsample(lr.astype(np.float32), scale, "bicubic")
+        b = evaluate_pair(bicubic, gt)
+        m = evaluate_pair(pred, gt)
+        rows.append(
+            {
+                "image": path.name,
+                "bicubic_psnr": b["psnr_norm"],
+                "bicubic_ssim": b["ssim_norm"],
+                "model_psnr": m["psnr_norm"],
+                "model_ssim": m["ssim_norm"],
+                "predict_s": seconds,
+            }
+        )
+        images[path.name] = (lr, bicubic, pred, gt)
+    summary = {}
+    for key in ("bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim"):
+        values = np.array([r[key] for r in rows])
+        summary[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1))}
+    summary["gain_psnr"] = summary["model_psnr"]["mean"] - summary["bicubic_psnr"]["mean"]
+    summary["gain_ssim"] = summary["model_ssim"]["mean"] - summary["bicubic_ssim"]["mean"]
+    return {"per_image": rows, "summary": summary, "images": images}
+
+
+def figures(data: str, run_dir: Path, evaluation: dict[str, Any], scale: int) -> list[Path]:
+    from decrappify.metrics import comparison_figure
+
+    out = REPO / "docs" / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    curves = out / f"train_{data}_curves.png"
+    shutil.copyfile(run_dir / "curves.png", curves)
+    name, (lr, bicubic, pred, gt) = next(iter(evaluation["images"].items()))
+    comparison = comparison_figure(
+        lr,
+        bicubic,
+        pred,
+        gt,
+        path=out / f"train_{data}_comparison.png",
+        scale=scale,
+        crop_size=256,
+        title=f"{data}: held-back image {name}, default recipe, "
+        f"{evaluation['minutes']:g} CPU minutes",
+    )
+    return [curves, comparison]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    from decrappify.train.runtime import available_cores
+
+    train_files, test_files = split_files(args.data)
+    config = build_config(args)
+    run_dir = args.out or Path(f"/tmp/decrappify_bench/{args.data}_{args.tag}")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    load_before = os.getloadavg()
+    print(
+        f"{args.data}: training on {len(train_files)} images ({config.data.validation.count} of "
+        f"them for validation crops), testing on {len(test_files)} held-back images; budget "
+        f"{args.minutes:g} min on {available_cores()} cores (torch {torch.__version__}); "
+        f"load average {load_before[0]:.2f}",
+        flush=True,
+    )
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    result = train(args, config, train_files, run_dir)
+    train_s, train_cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    load_after = os.getloadavg()
+    evaluation = evaluate(result.model_path, test_files, config.resolved_crappify())
+    evaluation["minutes"] = args.minutes
+    s = evaluation["summary"]
+    print(f"\n{'image':24s} {'bicubic PSNR':>12s} {'SSIM':>7s} {'model PSNR':>11s} {'SSIM':>7s}")
+    for r in evaluation["per_image"]:
+        print(
+            f"{r['image']:24s} {r['bicubic_psnr']:12.2f} {r['bicubic_ssim']:7.3f} "
+            f"{r['model_psnr']:11.2f} {r['model_ssim']:7.3f}"
+        )
+    print(
+        f"{'mean':24s} {s['bicubic_psnr']['mean']:12.2f} {s['bicubic_ssim']['mean']:7.3f} "
+        f"{s['model_psnr']['mean']:11.2f} {s['model_ssim']['mean']:7.3f}"
+    )
+    print(
+        f"gain over bicubic: {s['gain_psnr']:+.2f} dB PSNR, {s['gain_ssim']:+.3f} SSIM; "
+        f"training {train_s / 60:.1f} min (budget {args.minutes:g}, CPU time "
+        f"{train_cpu / 60:.1f} min), steps {result.steps}, "
+        f"best from {result.best}; load average {load_before[0]:.2f} -> {load_after[0]:.2f}"
+    )
+    record = {
+        "data": args.data,
+        "tag": args.tag,
+        "minutes": args.minutes,
+        "overrides": args.set,
+        "train_seconds": train_s,
+        "train_cpu_seconds": train_cpu,
+        "steps": result.steps,
+        "best": result.best,
+        "validation": {"model": result.metrics, "bicubic": result.baseline},
+        "test": {"summary": s, "per_image": evaluation["per_image"]},
+        "load_average": {"before": load_before, "after": load_after},
+        "cores": available_cores(),
+        "history": result.history,
+        "config": config.resolved().model_dump(mode="json"),
+    }
+    (run_dir / "benchmark.json").write_text(json.dumps(record, indent=1))
+    if args.figures:
+        for path in figures(args.data, run_dir, evaluation, config.generator.scale):
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""Train: NoGAN training from files or arrays, with config files and overrides; model metadata."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from decrappify.api.common import PathLike
+from decrappify.errors import InputError, ModelFileError
+from decrappify.events import Progress, run_to_end
+
+if TYPE_CHECKING:
+    from decrappify.config.model import ModelInfo
+    from decrappify.config.train import TrainConfig
+    from decrappify.train import TrainResult
+
+#: Settings of :func:`train_config` that are not dotted overrides.
+_SETTINGS = (
+    "config_file",
+    "preset",
+    "crappify_file",
+    "scale",
+    "encoder",
+    "time_budget",
+    "device",
+    "seed",
+    "overrides",
+)
+
+
+def train_config(
+    config_file: PathLike | TrainConfig | None = None,
+    *,
+    preset: str | None = None,
+    crappify_file: PathLike | None = None,
+    scale: int | None = None,
+    encoder: str | None = None,
+    time_budget: str | float | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    paired: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """Build a training config from a YAML file (or the defaults) and command-line settings.
+
+    Parameters
+    ----------
+    config_file : path, TrainConfig or None
+        A ``train.yaml`` (for example a run's own, or one written by hand) or a config
+        object to start from; None starts from the defaults.
+    preset : str or None
+        Crappify preset (``em``, ``em-poisson``, ``fluorescence``,
+        ``fluorescence-pssr``).
+    crappify_file : path or None
+        A crappify YAML file (e.g. from ``decrappify crappify --fit``); overrides
+        ``preset``.
+    scale : int or None
+        Super-resolution factor: sets the generator's scale and the crappifier's
+        downsampling factor.
+    encoder : str or None
+        Generator encoder (``resnet18`` ... ``resnet101``).
+    time_budget : str, float or None
+        Wall-clock budget (``"20m"``, ``"1h30m"``, seconds).
+    device : str or None
+        ``auto``, ``cpu`` or ``cuda``.
+    seed : int or None
+        Seed of everything random.
+    paired : bool
+        Training on real LR/HR pairs: the crappifier is set to None (giving a preset or
+        a crappify file, or a config file with a crappifier, is then an error).
+    overrides : mapping or None
+        Dotted keys to values (``{"gan.max_steps": 0}``), applied last.
+
+    Returns
+    -------
+    TrainConfig
+        The validated configuration.
+
+    Raises
+    ------
+    InputError
+        For a missing or invalid file, an unknown override or an invalid value.
+    """
+    from decrappify.config.crappify import CrappifyConfig
+    from decrappify.config.train import TrainConfig
+
+    if isinstance(config_file, TrainConfig):
+        base = config_file
+        explicit = "crappify" in base.model_fields_set and base.crappify is not None
+    elif config_file is not None:
+        base = TrainConfig.from_yaml(config_file)
+        explicit = "crappify" in base.model_fields_set and base.crappify is not None
+    else:
+        base, explicit = TrainConfig(), False
+    values: dict[str, Any] = {}
+    crappify: Any = None
+    if paired:
+        if preset is not None or crappify_file is not None:
+            raise InputError(
+                "crappify: paired training (--lr) uses the real LR images; do not give "
+                "--preset or --crappify-config"
+            )
+        if explicit:
+            raise InputError(
+                f"{_name(config_file)}: crappify must be null for paired training (--lr) "
+                "on real LR images"
+            )
+        values["crappify"] = None
+    elif crappify_file is not None:
+        crappify = CrappifyConfig.from_yaml(crappify_file)
+    elif preset is not None:
+        crappify = preset
+    if crappify is not None or (scale is not None and not paired):
+        chosen = crappify if crappify is not None else base.crappify
+        values["crappify"] = _crappify_with_scale(chosen, scale)
+    if scale is not None:
+        values["generator.scale"] = scale
+    given = {
+        "generator.encoder": encoder,
+        "time_budget": time_budget,
+        "device": device,
+        "seed": seed,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    values.update(dict(overrides or {}))
+    return base.with_overrides(values)
+
+
+def _name(config: Any) -> str:
+    return "config" if config is None or not isinstance(config, str | Path) else str(config)
+
+
+def _crappify_with_scale(crappify: Any, scale: int | None) -> Any:
+    """Return the crappifier (a preset name or a config) as JSON-able, with a new scale."""
+    from decrappify.config.crappify import CrappifyConfig, get_preset
+
+    if isinstance(crappify, str):
+        if scale is None:
+            return crappify
+        crappify = get_preset(crappify)
+    if crappify is None:
+        raise InputError("scale: paired training infers the scale from the LR/HR images")
+    config = crappify if isinstance(crappify, CrappifyConfig) else CrappifyConfig(**crappify)
+    if scale is not None:
+        config = config.with_scale(scale)
+    return config.model_dump(mode="json")
+
+
+def _sources(items: Sequence[Any] | None, role: str) -> list[Any] | None:
+    """Expand paths, folders and globs; keep arrays and Image records as they are."""
+    if items is None:
+        return None
+    from decrappify.io import expand_inputs
+
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, str | Path):
+            found = expand_inputs([item])
+            if not found:
+                raise InputError(f"{item}: no {role} image found")
+            out.extend(str(p) for p in found)
+        else:
+            out.append(item)
+    return out
+
+
+def _recorded_sources(run_dir: Path) -> list[str]:
+    """Return the HR image paths a run was started with (``RUN_DIR/data.json``), for resume."""
+    path = run_dir / "data.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(
+            f"{path}: cannot read the run's training images ({err}); give the HR images again"
+        ) from err
+    sources = [im.get("source") for im in summary.get("images", [])]
+    missing = [s for s in sources if not s or not Path(s).exists()]
+    if missing or not sources:
+        raise InputError(
+            f"{path}: the run's HR images {missing[:3] or sources} are not files any more; "
+            "give them again with --hr"
+        )
+    return sources
+
+
+def iter_train(
+    hr: Sequence[Any] | None,
+    out: PathLike,
+    *,
+    config: TrainConfig | PathLike | None = None,
+    lr: Sequence[Any] | None = None,
+    resume: bool = False,
+    **settings: Any,
+) -> Generator[Progress, None, TrainResult]:
+    """Train a generator with NoGAN on image files or arrays (progress events).
+
+    Parameters
+    ----------
+    hr : sequence of path, Image or array, or None
+        High-resolution training images: files, folders (every image inside), globs,
+        :class:`~decrappify.io.Image` records or arrays. None or empty with ``resume``:
+        the images the run was started with (from ``RUN_DIR/data.json``).
+    out : path
+        Run folder (see :func:`decrappify.train.iter_train`).
+    config : TrainConfig, path or None
+        A config object, a ``train.yaml`` path, or None: the defaults (with
+        ``resume``, the run's own ``train.yaml``).
+    lr : sequence or None
+        Aligned low-resolution images for paired training (no crappifier).
+    resume : bool
+        Continue the run in ``out`` from its last checkpoint.
+    **settings
+        Passed to :func:`train_config`: ``preset``, ``crappify_file``, ``scale``,
+        ``encoder``, ``time_budget``, ``device``, ``seed``, ``overrides``.
+
+    Yields
+    ------
+    Progress
+        One event per training step.
+
+    Returns
+    -------
+    TrainResult
+        Model path, validation metrics, baseline, steps per phase, history.
+    """
+    from decrappify.config.train import TrainConfig
+    from decrappify.train import iter_train as run
+
+    unknown = sorted(set(settings) - set(_SETTINGS))
+    if unknown:
+        raise InputError(f"train: unknown settings {unknown}; expected some of {list(_SETTINGS)}")
+    run_dir = Path(out)
+    paired = lr is not None
+    if config is None and resume and (run_dir / "train.yaml").is_file():
+        config = run_dir / "train.yaml"
+    if (
+        isinstance(config, TrainConfig)
+        and not paired
+        and not any(v is not None for v in settings.values())
+    ):
+        cfg = config
+    else:
+        cfg = train_config(config, paired=paired, **settings)
+    hr_list = _sources(hr, "HR")
+    if not hr_list:
+        if not resume:
+            raise InputError("train: give at least one HR training image (--hr)")
+        hr_list = _recorded_sources(run_dir)
+    lr_list = _sources(lr, "LR")
+    return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
+
+
+def train(hr: Sequence[Any] | None, out: PathLike, **kwargs: Any) -> TrainResult:
+    """Run :func:`iter_train` to the end.
+
+    Parameters
+    ----------
+    hr : sequence of path, Image or array, or None
+        High-resolution training images.
+    out : path
+        Run folder.
+    **kwargs
+        As :func:`iter_train`.
+
+    Returns
+    -------
+    TrainResult
+        The result.
+    """
+    result = run_to_end(iter_train(hr, out, **kwargs))
+    assert result is not None
+    return result
+
+
+def model_info(path: PathLike) -> ModelInfo:
+    """Read a model's metadata without loading its weights.
+
+    Parameters
+    ----------
+    path : path
+        A model folder (``model.json`` + ``model.safetensors``) or a single
+        ``.safetensors`` model file.
+
+    Returns
+    -------
+    ModelInfo
+        The metadata (print it with :func:`decrappify.models.describe_model`).
+
+    Raises
+    ------
+    ModelFileError
+        If the model is missing or its metadata unreadable.
+    """
+    from decrappify.models.store import INFO_NAME, METADATA_KEY, parse_model_info
+
+    path = Path(path)
+    if path.is_dir():
+        info_file = path / INFO_NAME
+        if not info_file.is_file():
+            raise ModelFileError(f"{path}: not a decrappify model folder ({INFO_NAME} missing)")
+        try:
+            text = info_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
+        return parse_model_info(text, info_file)
+    if not path.is_file():
+        raise ModelFileError(
+            f"{path}: model not found (expected a model folder or a .safetensors file)"
+        )
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            header = dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types
+        raise ModelFileError(f"{path}: not a readable safetensors model file ({err})") from err
+    text = header.get(METADATA_KEY)
+    if text is None:
+        raise ModelFileError(f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata)")
+    return parse_model_info(text, path)

@@ -1,0 +1,215 @@
+"""``decrappify train`` (NoGAN training) and ``decrappify info`` (a model's metadata)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from decrappify.cli._shell import (
+    drive,
+    err_console,
+    fail,
+    handle_errors,
+    out_console,
+    summary_table,
+)
+
+
+class Preset(str, Enum):
+    """Crappify presets (see docs/crappify.md)."""
+
+    em = "em"
+    em_poisson = "em-poisson"
+    fluorescence = "fluorescence"
+    fluorescence_pssr = "fluorescence-pssr"
+
+
+class Encoder(str, Enum):
+    """Generator encoders."""
+
+    resnet18 = "resnet18"
+    resnet34 = "resnet34"
+    resnet50 = "resnet50"
+    resnet101 = "resnet101"
+
+
+class Device(str, Enum):
+    """Training devices."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``--set key=value`` options (values are read as YAML: numbers, lists, null).
+
+    Parameters
+    ----------
+    items : list of str or None
+        What the user typed, e.g. ``["gan.max_steps=0", "data.patch_size=96"]``.
+
+    Returns
+    -------
+    dict
+        Dotted key to value.
+
+    Raises
+    ------
+    typer.Exit
+        With ``error: --set expects KEY=VALUE (got 'x')``.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--set expects KEY=VALUE, e.g. gan.max_steps=0 (got {item!r})")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise fail(f"--set {key.strip()}: cannot read the value {value!r}") from None
+    return out
+
+
+T = TypeVar("T")
+
+
+def with_last_metrics(events: Generator[Any, None, T]) -> Generator[Any, None, T]:
+    """Show the last validation metrics on the steps between two checkpoints.
+
+    Parameters
+    ----------
+    events : generator
+        Training progress events.
+
+    Yields
+    ------
+    Progress
+        The events; those without metrics get ``"val psnr .. ssim .."`` as message.
+
+    Returns
+    -------
+    object
+        The training result.
+    """
+    last = ""
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                return stop.value
+            if event.metrics:
+                last = "val " + " ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
+            elif last and not event.message:
+                event = replace(event, message=last)
+            yield event
+    finally:
+        events.close()
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@handle_errors
+def train(
+    inputs: list[Path] = typer.Argument(
+        None, help="High-res training images (same as --hr).", show_default=False
+    ),
+    hr: list[Path] | None = typer.Option(
+        None, "--hr", help="High-res training images, folders or globs (repeatable)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (config, log, curves, checkpoints, model/)."
+    ),
+    lr: list[Path] | None = typer.Option(
+        None, "--lr", help="Aligned low-res images for paired data, one per --hr (repeatable)."
+    ),
+    preset: Preset | None = typer.Option(
+        None, "--preset", "-p", help="Crappify preset making the LR inputs (default em)."
+    ),
+    crappify_config: Path | None = typer.Option(
+        None, "--crappify-config", help="Crappify YAML (e.g. from crappify --fit)."
+    ),
+    scale: int | None = typer.Option(None, "--scale", "-s", help="Super-resolution factor."),
+    encoder: Encoder | None = typer.Option(None, "--encoder", help="Generator encoder."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Training YAML; options given here override it."
+    ),
+    time_budget: str | None = typer.Option(
+        None, "--time-budget", "-t", help="Wall-clock budget: 20m, 1h30m, 3600 (seconds)."
+    ),
+    device: Device | None = typer.Option(None, "--device", "-d", help="auto, cpu or cuda."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    overrides: list[str] | None = typer.Option(
+        None, "--set", help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its last checkpoint."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train a super-resolution generator with NoGAN (pretrain G, critic, short GAN)."""
+    from decrappify import api
+
+    if out is None:
+        raise fail("train: --out RUN_DIR is required")
+    images = [*(inputs or []), *(hr or [])]
+    if not images and not resume:
+        raise fail("train: give the high-res training images with --hr PATH (or as arguments)")
+    result = drive(
+        with_last_metrics(
+            api.iter_train(
+                images or None,
+                out,
+                config=config,
+                lr=lr or None,
+                resume=resume,
+                preset=preset.value if preset is not None else None,
+                crappify_file=crappify_config,
+                scale=scale,
+                encoder=encoder.value if encoder is not None else None,
+                time_budget=time_budget,
+                device=device.value if device is not None else None,
+                seed=seed,
+                overrides=parse_overrides(overrides),
+            )
+        ),
+        quiet=quiet,
+    )
+    if result.already_finished:
+        err_console.print(f"{out}: this run is already finished; nothing to do")
+    rows = [
+        ("bicubic", _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
+        ("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)),
+    ]
+    err_console.print(summary_table("validation crops", ["", "PSNR (dB)", "SSIM"], rows))
+    steps = ", ".join(f"{k} {v}" for k, v in result.steps.items())
+    best = result.best
+    err_console.print(
+        f"steps: {steps}\nbest generator: {best.get('phase')} (cycle "
+        f"{(best.get('cycle') or 0) + 1}, step {best.get('step')}); "
+        f"{result.seconds / 60:.1f} min of training\nmodel: {result.model_path}",
+        highlight=False,
+    )
+
+
+@handle_errors
+def info(
+    model: Path = typer.Argument(
+        ..., help="Model folder or .safetensors file.", show_default=False
+    ),
+) -> None:
+    """Print a trained model's metadata (network, normalisation, crappifier, training)."""
+    from decrappify import api
+    from decrappify.models.store import describe_model
+
+    out_console.print(describe_model(api.model_info(model)), highlight=False, markup=False)

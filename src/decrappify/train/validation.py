@@ -1,0 +1,194 @@
+"""Validation on the fixed crops: normalised PSNR/SSIM, the bicubic baseline and previews.
+
+The validation crops (:class:`~decrappify.data.dataset.ValidationSet`) are the same
+every checkpoint and every run with the same seed. Scores follow CSBDeep and
+:mod:`decrappify.metrics`: each ground-truth crop is percentile-normalised (0.1 / 99.9),
+the prediction is mapped onto it by the least-squares affine fit, and PSNR (data range
+1) and SSIM are computed; the reported numbers are means over the crops. The bicubic
+upsampling of the LR input's centre frame is scored the same way, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from decrappify.data.dataset import ValidationSet
+from decrappify.metrics import normalize_minmse, psnr, ssim, upsample
+from decrappify.metrics.core import gt_range
+
+
+def normalized_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """Normalised PSNR and SSIM of one prediction (CSBDeep convention).
+
+    Parameters
+    ----------
+    pred : numpy.ndarray
+        2D prediction.
+    gt : numpy.ndarray
+        2D ground truth (not constant).
+
+    Returns
+    -------
+    (float, float)
+        ``psnr_norm`` and ``ssim_norm`` as :func:`decrappify.metrics.evaluate_pair`
+        computes them.
+    """
+    gt64 = np.asarray(gt, dtype=np.float64)
+    lo, hi = gt_range(gt64)
+    gt_n = (gt64 - lo) / (hi - lo)
+    pred_n = normalize_minmse(np.asarray(pred, dtype=np.float64), gt_n)
+    return psnr(pred_n, gt_n, data_range=1.0), ssim(pred_n, gt_n, data_range=1.0)
+
+
+def mean_scores(preds: np.ndarray, gts: np.ndarray) -> dict[str, float]:
+    """Mean normalised PSNR / SSIM over crops.
+
+    Parameters
+    ----------
+    preds, gts : numpy.ndarray
+        ``(n, H, W)`` predictions and ground truths.
+
+    Returns
+    -------
+    dict of str to float
+        ``{"psnr": ..., "ssim": ...}`` (infinite PSNRs of perfect crops are capped at
+        100 dB so that one perfect crop does not make the mean infinite).
+    """
+    scores = np.array([normalized_scores(p, g) for p, g in zip(preds, gts, strict=True)])
+    psnrs = np.minimum(scores[:, 0], 100.0)
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(scores[:, 1]))}
+
+
+class Validator:
+    """Scores a generator on the fixed validation crops.
+
+    Parameters
+    ----------
+    validation : ValidationSet
+        The fixed crops.
+    scale : int
+        Super-resolution factor.
+    device : torch.device
+        Where the network runs.
+    batch_size : int
+        Crops per forward pass.
+    autocast : callable
+        Returns the mixed-precision context of the run.
+    channels_last : bool
+        Feed channels-last inputs.
+
+    Attributes
+    ----------
+    n_crops : int
+        Crops scored (crops whose ground truth is constant are left out: normalised
+        scores are undefined for them).
+    baseline : dict of str to float
+        Bicubic ``psnr`` / ``ssim``.
+    """
+
+    def __init__(
+        self,
+        validation: ValidationSet,
+        *,
+        scale: int,
+        device: torch.device,
+        batch_size: int,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+        channels_last: bool = False,
+    ) -> None:
+        crops = [validation.crop(i) for i in range(len(validation))]
+        keep = [c for c in crops if float(c.hr.max()) > float(c.hr.min())]
+        self.n_skipped = len(crops) - len(keep)
+        self.n_crops = len(keep)
+        self.scale = int(scale)
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.autocast = autocast
+        self.channels_last = channels_last
+        self.lr = np.stack([c.lr for c in keep]) if keep else np.zeros((0, 1, 1, 1), np.float32)
+        self.hr = np.stack([c.hr[0] for c in keep]) if keep else np.zeros((0, 1, 1), np.float32)
+        self.baseline: dict[str, float] = {}
+        if keep:
+            centre = self.lr.shape[1] // 2
+            bicubic = np.stack([upsample(x[centre], self.scale, "bicubic") for x in self.lr])
+            self.baseline = mean_scores(bicubic, self.hr)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is anything to score."""
+        return self.n_crops > 0
+
+    def predict(self, net: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
+        """Run the network in eval mode on LR crops (its training flag is restored).
+
+        Parameters
+        ----------
+        net : torch.nn.Module
+            The generator.
+        lr : numpy.ndarray
+            ``(n, n_frames, h, w)`` inputs.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, h * scale, w * scale)`` float32 predictions.
+        """
+        was_training = net.training
+        net.eval()
+        out = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(lr), self.batch_size):
+                    x = torch.from_numpy(np.ascontiguousarray(lr[start : start + self.batch_size]))
+                    x = x.to(self.device)
+                    if self.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with self.autocast():
+                        y = net(x)
+                    out.append(y.float()[:, 0].cpu().numpy())
+        finally:
+            net.train(was_training)
+        return np.concatenate(out) if out else np.zeros((0, 1, 1), np.float32)
+
+    def evaluate(self, net: torch.nn.Module) -> dict[str, float]:
+        """Mean normalised PSNR / SSIM of the network on the crops.
+
+        Parameters
+        ----------
+        net : torch.nn.Module
+            The generator.
+
+        Returns
+        -------
+        dict of str to float
+            ``{"psnr": ..., "ssim": ...}``; empty without crops.
+        """
+        if not self.enabled:
+            return {}
+        return mean_scores(self.predict(net, self.lr), self.hr)
+
+    def preview(self, net: torch.nn.Module) -> np.ndarray | None:
+        """LR (nearest-neighbour upsampled) | prediction | HR of the first crop, side by side.
+
+        Parameters
+        ----------
+        net : torch.nn.Module
+            The generator.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            float32 ``(H, 3 W)`` in normalised units, None without crops.
+        """
+        if not self.enabled:
+            return None
+        lr = self.lr[:1]
+        pred = self.predict(net, lr)[0]
+        centre = lr[0, lr.shape[1] // 2]
+        nearest = np.repeat(np.repeat(centre, self.scale, axis=0), self.scale, axis=1)
+        return np.concatenate([nearest, pred, self.hr[0]], axis=1).astype(np.float32)
