@@ -294,6 +294,7 @@ def predict_plane(
     channels_last: bool = False,
     blend: float = 0.5,
     progress: ProgressCallback | None = None,
+    on_retry: Callable[[TileSettings, TileSettings], None] | None = None,
 ) -> np.ndarray:
     """Super-resolve one LR plane tile by tile.
 
@@ -330,6 +331,10 @@ def predict_plane(
         :func:`~decrappify.predict.tiling.split_overlap`).
     progress : callable, optional
         ``progress(tiles_done, tiles_total)`` after each batch; it may raise to cancel.
+    on_retry : callable, optional
+        ``on_retry(failed, next)`` is told about each out-of-memory step down (so that
+        a caller predicting many blocks can start the next block with the settings
+        that fitted).
 
     Returns
     -------
@@ -356,6 +361,7 @@ def predict_plane(
         channels_last=channels_last,
         blend=blend,
         progress=progress,
+        on_retry=on_retry,
     )
 
 
@@ -373,6 +379,7 @@ def predict_region(
     channels_last: bool = False,
     blend: float = 0.5,
     progress: ProgressCallback | None = None,
+    on_retry: Callable[[TileSettings, TileSettings], None] | None = None,
 ) -> np.ndarray:
     """Super-resolve one region of an LR block that carries a halo of context around it.
 
@@ -392,7 +399,7 @@ def predict_region(
         Normalised float LR block ``(h, w)`` or ``(n_frames, h, w)``, halo included.
     region : Bounds or pair of slice
         LR rectangle of ``lr`` to super-resolve, ``((y0, y1), (x0, x1))``.
-    tile, overlap, batch_size, device, dtype, amp, channels_last, blend, progress
+    tile, overlap, batch_size, device, dtype, amp, channels_last, blend, progress, on_retry
         As for :func:`predict_plane`.
 
     Returns
@@ -448,6 +455,7 @@ def predict_region(
             quantum=quantum,
             min_tile=max(quantum, math.ceil(2 * overlap / quantum) * quantum),
             empty_cache=empty_cache,
+            on_retry=on_retry,
             where=str(torch_device),
             advice=(
                 "use a smaller overlap or free memory"
@@ -534,7 +542,11 @@ class _RegionPredictor:
         frames = np.stack([_frames(extract_window(self.lr, tile.window)) for tile in batch]).astype(
             np.float32, copy=False
         )
-        x = torch.from_numpy(frames).to(device=self.device, dtype=self.dtype)
+        x = torch.from_numpy(frames)
+        if self.device.type == "cuda":
+            # pinned host memory: the copy to the device is a fast asynchronous DMA
+            x = x.pin_memory()
+        x = x.to(device=self.device, dtype=self.dtype, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():

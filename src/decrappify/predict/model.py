@@ -1,0 +1,296 @@
+"""The network behind a prediction: its geometry, identity and per-process cache (torch)."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from decrappify.config.normalization import NormalizationConfig
+from decrappify.errors import InputError, ModelFileError
+from decrappify.io import Image
+from decrappify.predict.identity import path_digest
+from decrappify.predict.tiling import DEFAULT_MULTIPLE
+
+__all__ = [
+    "ModelHandle",
+    "check_image",
+    "load_count",
+    "model_handle",
+    "prepare_net",
+    "state_digest",
+    "worker_net",
+]
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A super-resolution network with what prediction needs to know about it.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network: ``(N, n_frames, h, w)`` normalised LR in, ``(N, 1, h·s, w·s)`` out.
+    scale : int
+        Upsampling factor.
+    n_frames : int
+        Input planes (1, or an odd number for 2.5D models).
+    multiple : int
+        HR tile sides must be multiples of this (32 for the U-Nets).
+    normalization : NormalizationConfig
+        Percentiles the model was trained with.
+    digest : str
+        SHA-256 of the model file (or of the state dict of an in-memory network).
+    path : Path or None
+        The model file or folder, if any (distributed workers load it from there).
+    name : str
+        For messages.
+    """
+
+    net: Any
+    scale: int
+    n_frames: int
+    multiple: int
+    normalization: NormalizationConfig
+    digest: str
+    path: Path | None
+    name: str
+
+
+def model_handle(model: Any, normalization: NormalizationConfig | None = None) -> ModelHandle:
+    """Describe a model for prediction.
+
+    Parameters
+    ----------
+    model : LoadedModel, str, Path, torch.nn.Module or ModelHandle
+        A model read by :func:`decrappify.models.load_model`, its path, a bare network
+        with ``scale`` and ``n_frames`` attributes (and optionally ``multiple``), or a
+        handle (returned as is).
+    normalization : NormalizationConfig or None
+        Normalisation of a bare network (default percentiles 0.1–99.9); a loaded model
+        uses its own.
+
+    Returns
+    -------
+    ModelHandle
+        The network and its properties.
+
+    Raises
+    ------
+    ModelFileError
+        For a missing or corrupted model file, or metadata that contradicts the network.
+    InputError
+        For an object that is not a model.
+    """
+    from decrappify.models.store import INFO_NAME, WEIGHTS_NAME, LoadedModel, load_model
+
+    if isinstance(model, ModelHandle):
+        return model
+    if isinstance(model, str | Path):
+        model = load_model(model)
+    if isinstance(model, LoadedModel):
+        net = model.net
+        generator = model.info.generator
+        scale, n_frames = _net_geometry(net, str(model.path))
+        if (generator.scale, generator.n_frames) != (scale, n_frames):
+            raise ModelFileError(
+                f"{model.path}: metadata says scale {generator.scale} and {generator.n_frames} "
+                f"frame(s), but the network has scale {scale} and {n_frames} frame(s)"
+            )
+        path = Path(model.path)
+        if path.exists():
+            digest = path_digest(path, (WEIGHTS_NAME, INFO_NAME))
+        else:
+            digest, path = state_digest(net), None
+        return ModelHandle(
+            net=net,
+            scale=scale,
+            n_frames=n_frames,
+            multiple=_net_multiple(net),
+            normalization=model.info.normalization,
+            digest=digest,
+            path=path,
+            name=Path(model.path).name,
+        )
+    if isinstance(model, torch.nn.Module):
+        scale, n_frames = _net_geometry(model, type(model).__name__)
+        return ModelHandle(
+            net=model,
+            scale=scale,
+            n_frames=n_frames,
+            multiple=_net_multiple(model),
+            normalization=normalization or NormalizationConfig(),
+            digest=state_digest(model),
+            path=None,
+            name=type(model).__name__,
+        )
+    raise InputError(
+        "model: expected a model path, a LoadedModel or a torch network, "
+        f"got {type(model).__name__}"
+    )
+
+
+def state_digest(net: torch.nn.Module) -> str:
+    """SHA-256 of a network's class, geometry and state dict (parameters and buffers).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    sha = hashlib.sha256(type(net).__qualname__.encode())
+    sha.update(repr(_net_geometry(net, "net")).encode())
+    for key, value in sorted(net.state_dict().items()):
+        sha.update(key.encode())
+        tensor = value.detach().to("cpu").contiguous()
+        sha.update(str(tensor.dtype).encode())
+        sha.update(repr(tuple(tensor.shape)).encode())
+        sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
+def _net_geometry(net: Any, name: str) -> tuple[int, int]:
+    scale = getattr(net, "scale", None)
+    n_frames = getattr(net, "n_frames", 1)
+    for label, value in (("scale", scale), ("n_frames", n_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name}: expected an integer attribute {label} >= 1, got {value!r}")
+    return int(scale), int(n_frames)  # type: ignore[arg-type]
+
+
+def _net_multiple(net: Any) -> int:
+    multiple = getattr(net, "multiple", DEFAULT_MULTIPLE)
+    return int(multiple) if isinstance(multiple, int) and multiple >= 1 else DEFAULT_MULTIPLE
+
+
+def check_image(image: Image, handle: ModelHandle) -> None:
+    """Refuse an image the model cannot process.
+
+    Parameters
+    ----------
+    image : Image
+        The input.
+    handle : ModelHandle
+        The model.
+
+    Raises
+    ------
+    InputError
+        For a 2.5D model on a 2D image, or an unsupported pixel type.
+    """
+    if handle.n_frames > 1 and image.ndim == 2:
+        raise InputError(
+            f"{image.name}: the model {handle.name} takes {handle.n_frames} neighbouring planes "
+            f"(2.5D) but the image is 2D (shape {image.shape}); use a ZYX or TYX stack or a "
+            "2D model"
+        )
+    if image.dtype.kind not in "uif":
+        raise InputError(f"{image.name}: cannot super-resolve pixel type {image.dtype}")
+
+
+# --------------------------------------------------------------------------- worker cache
+
+#: torch threads of this process's prediction tasks, set by the distributed worker plugin
+#: (torch's thread count is per thread, so each task applies it).
+WORKER_TORCH_THREADS: int | None = None
+_NETS: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+_NETS_LOCK = threading.Lock()
+_LOADS: collections.Counter[str] = collections.Counter()
+
+
+def load_count(digest: str | None = None) -> int:
+    """Count how often this process loaded a model from its file (distributed workers).
+
+    Parameters
+    ----------
+    digest : str or None
+        One model's digest, or None for all models.
+
+    Returns
+    -------
+    int
+        The count (workers load each model once).
+    """
+    return _LOADS[digest] if digest is not None else sum(_LOADS.values())
+
+
+def worker_net(
+    path: str | None, digest: str, device: str, compile: bool, shipped: Any = None
+) -> Any:
+    """Get the network of a model in this process, loaded once and kept.
+
+    Parameters
+    ----------
+    path : str or None
+        The model file or folder.
+    digest : str
+        The model's SHA-256 (the cache key, with the device type and ``compile``).
+    device : str
+        Where the network runs.
+    compile : bool
+        ``torch.compile`` it.
+    shipped : torch.nn.Module or None
+        The network itself, when it has no file (sent to the worker once).
+
+    Returns
+    -------
+    torch.nn.Module
+        The prepared network (eval mode, on ``device``); the two most recent are kept.
+
+    Raises
+    ------
+    ModelFileError
+        When there is neither a network nor a file.
+    """
+    key = (digest, torch.device(device).type, compile)
+    with _NETS_LOCK:
+        if key in _NETS:
+            _NETS.move_to_end(key)
+            return _NETS[key]
+        if shipped is not None:
+            net = shipped
+        elif path is not None:
+            from decrappify.models.store import load_model
+
+            net = load_model(path).net
+            _LOADS[digest] += 1
+        else:
+            raise ModelFileError("model: no file to load the network from on this worker")
+        net = prepare_net(net, device, compile)
+        _NETS[key] = net
+        while len(_NETS) > 2:
+            _NETS.popitem(last=False)
+        return net
+
+
+def prepare_net(net: Any, device: str, compile: bool) -> Any:
+    """Move a network to its device in eval mode, and compile it if asked.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network (moved in place).
+    device : str
+        Its device.
+    compile : bool
+        Wrap it with ``torch.compile`` (static shapes: one compilation per tile size).
+
+    Returns
+    -------
+    torch.nn.Module
+        The network, or its compiled wrapper.
+    """
+    net = net.to(device).eval()
+    if compile:
+        net = torch.compile(net, dynamic=False)
+    return net
