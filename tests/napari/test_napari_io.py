@@ -32,7 +32,12 @@ def test_manifest_is_valid_and_commands_import():
     assert manifest.name == "decrappify"
     manifest.validate_imports()  # every python_name resolves
     contrib = manifest.contributions
-    assert [w.display_name for w in contrib.widgets] == ["Crappify", "Compare"]
+    assert [w.display_name for w in contrib.widgets] == [
+        "Crappify",
+        "Train",
+        "Super-resolve",
+        "Compare",
+    ]
     assert {s.key for s in contrib.sample_data} == {"em", "fluorescence", "fluorescence-stack"}
     reader = contrib.readers[0]
     assert set(reader.filename_patterns) == {"*.tif", "*.tiff", "*.zarr"}

@@ -1,21 +1,26 @@
-"""Small Qt controls shared by the dock widgets: a layer picker and form helpers."""
+"""Small Qt controls shared by the dock widgets: layer pickers, path fields, model picker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QWidget,
 )
 
+from decrappify._napari._jobs import recent_models
 from decrappify._napari._layers import find_layer
 
 #: Entry of an optional picker meaning "no layer".
@@ -271,3 +276,295 @@ def section_label(text: str) -> QLabel:
     """
     label = QLabel(f"<b>{text}</b>")
     return label
+
+
+def theme_colors(viewer: Any) -> dict[str, str]:
+    """Background, text and highlight colours of the viewer's napari theme (for plots).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    dict of str to str
+        ``background``, ``text`` and ``highlight`` as hex colours; black on white when
+        the theme is unknown.
+    """
+    try:
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(viewer.theme)
+        return {
+            "background": theme.background.as_hex(),
+            "text": theme.text.as_hex(),
+            "highlight": theme.current.as_hex(),
+        }
+    except Exception:  # an unknown theme keeps matplotlib's defaults
+        return {"background": "#ffffff", "text": "#000000", "highlight": "#4560c4"}
+
+
+class LayerChecklist(QListWidget):
+    """A list of the viewer's image layers with a check box each, kept in sync.
+
+    The list follows layers being added, removed, moved and renamed; check marks are
+    kept by name. Layers are looked up by name when asked for.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    accept : callable, optional
+        Filter on layers; default :func:`is_usable_image`.
+    rows : int
+        Rows shown without scrolling.
+    parent : QWidget or None
+        Parent widget.
+    """
+
+    #: Emitted when a check mark changes (or a checked layer goes away).
+    checked_changed = Signal()
+
+    def __init__(
+        self,
+        viewer: Any,
+        *,
+        accept: Callable[[Any], bool] | None = None,
+        rows: int = 4,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.accept = accept or is_usable_image
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self._rows = rows
+        self._names: list[str] = []
+        events = viewer.layers.events
+        events.inserted.connect(self._on_inserted)
+        events.removed.connect(self.refresh)
+        events.moved.connect(self.refresh)
+        events.reordered.connect(self.refresh)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_renamed)
+        self.itemChanged.connect(lambda *_: self.checked_changed.emit())
+        self.refresh()
+
+    def names(self) -> list[str]:
+        """Names of the layers listed, top layer first.
+
+        Returns
+        -------
+        list of str
+            The names.
+        """
+        return list(self._names)
+
+    def checked_names(self) -> list[str]:
+        """Names of the checked layers, in list order.
+
+        Returns
+        -------
+        list of str
+            The names.
+        """
+        return [
+            self.item(i).text()  # type: ignore[union-attr]
+            for i in range(self.count())
+            if self.item(i).checkState() == Qt.CheckState.Checked  # type: ignore[union-attr]
+        ]
+
+    def checked_layers(self) -> list[Any]:
+        """The checked layers.
+
+        Returns
+        -------
+        list of napari.layers.Layer
+            The layers, in list order.
+        """
+        found = (find_layer(self.viewer, name) for name in self.checked_names())
+        return [layer for layer in found if layer is not None]
+
+    def set_checked(self, layers: Iterable[Any], checked: bool = True) -> None:
+        """Check (or uncheck) layers given as layers or names.
+
+        Parameters
+        ----------
+        layers : iterable of napari.layers.Layer or str
+            What to change.
+        checked : bool
+            The new state.
+        """
+        names = {layer if isinstance(layer, str) else layer.name for layer in layers}
+        self.refresh()
+        state = Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked
+        for i in range(self.count()):
+            item = self.item(i)
+            if item is not None and item.text() in names:
+                item.setCheckState(state)
+
+    def refresh(self, *_: Any) -> None:
+        """Rebuild the list from the viewer, keeping check marks by name."""
+        names = [layer.name for layer in self.viewer.layers if self.accept(layer)][::-1]
+        if names == self._names:
+            return
+        checked = set(self.checked_names())
+        self.blockSignals(True)
+        try:
+            self.clear()
+            for name in names:
+                item = QListWidgetItem(name)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(
+                    Qt.CheckState.Checked if name in checked else Qt.CheckState.Unchecked
+                )
+                self.addItem(item)
+            self._names = names
+        finally:
+            self.blockSignals(False)
+        self._fit_height()
+        if checked - set(names):
+            self.checked_changed.emit()
+
+    def _fit_height(self) -> None:
+        row = self.sizeHintForRow(0) if self.count() else self.fontMetrics().height() + 4
+        self.setFixedHeight(row * self._rows + 2 * self.frameWidth() + 2)
+
+    def _on_inserted(self, event: Any) -> None:
+        event.value.events.name.connect(self._on_renamed)
+        self.refresh()
+
+    def _on_renamed(self, event: Any = None) -> None:
+        layer = getattr(event, "source", None)
+        old = set(self.checked_names())
+        self.refresh()
+        if layer is not None and old - set(self._names):
+            self.set_checked([layer.name])  # the renamed layer keeps its check mark
+
+
+class _RecentModelsNotifier(QObject):
+    """Tells every model picker that the recent models list changed."""
+
+    changed = Signal()
+
+
+_NOTIFIER: list[_RecentModelsNotifier] = []
+
+
+def recent_models_notifier() -> _RecentModelsNotifier:
+    """The process-wide notifier of changes to the recent models list.
+
+    Returns
+    -------
+    QObject
+        Emit its ``changed`` signal after :func:`decrappify._napari._jobs.remember_model`.
+    """
+    if not _NOTIFIER:
+        _NOTIFIER.append(_RecentModelsNotifier())
+    return _NOTIFIER[0]
+
+
+class ModelPicker(QWidget):
+    """An editable combo box of recent models with a Browse button.
+
+    The list holds the models trained or used recently (most recent first,
+    :func:`decrappify._napari._jobs.recent_models`) and is refreshed when that list
+    changes. Browse accepts a ``.safetensors`` model file or a model folder's
+    ``model.json`` (the folder is taken).
+
+    Parameters
+    ----------
+    parent : QWidget or None
+        Parent widget.
+    """
+
+    #: Emitted with the path text when another model is chosen.
+    model_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.combo = QComboBox()
+        self.combo.setEditable(True)
+        self.combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.combo.setMinimumContentsLength(12)
+        line = self.combo.lineEdit()
+        if line is not None:
+            line.setPlaceholderText("model folder or .safetensors file")
+            line.editingFinished.connect(self._emit)
+        self.combo.activated.connect(lambda *_: self._emit())
+        self.button = QPushButton("Browse…")
+        self.button.clicked.connect(lambda *_: self.browse())
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo, 1)
+        layout.addWidget(self.button)
+        self._last = ""
+        recent_models_notifier().changed.connect(self.refresh)
+        self.refresh()
+        if self.combo.count():
+            self.combo.setCurrentIndex(0)
+            self._last = self.path()
+
+    def path(self) -> str:
+        """The chosen model path (text as shown, stripped).
+
+        Returns
+        -------
+        str
+            The path, or ``""``.
+        """
+        return self.combo.currentText().strip()
+
+    def recent(self) -> list[str]:
+        """The recent models listed.
+
+        Returns
+        -------
+        list of str
+            Paths, most recent first.
+        """
+        return [self.combo.itemText(i) for i in range(self.combo.count())]
+
+    def set_path(self, path: str | Path) -> None:
+        """Choose a model and emit :attr:`model_changed`.
+
+        Parameters
+        ----------
+        path : str or Path
+            Model folder or file.
+        """
+        self.combo.setCurrentText(str(path))
+        self._emit()
+
+    def refresh(self) -> None:
+        """Reload the recent models, keeping the current text."""
+        current = self.combo.currentText()
+        self.combo.blockSignals(True)
+        try:
+            self.combo.clear()
+            self.combo.addItems([str(p) for p in recent_models()])
+            self.combo.setCurrentText(current)
+        finally:
+            self.combo.blockSignals(False)
+
+    def browse(self) -> None:
+        """Open a file dialog for a model file or a model folder's ``model.json``."""
+        start = self.path()
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Choose a decrappify model",
+            start,
+            "decrappify models (*.safetensors model.json);;All files (*)",
+        )
+        if path:
+            chosen = Path(path)
+            self.set_path(chosen.parent if chosen.name == "model.json" else chosen)
+
+    def _emit(self) -> None:
+        text = self.path()
+        if text != self._last:
+            self._last = text
+            self.model_changed.emit(text)

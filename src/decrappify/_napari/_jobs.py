@@ -561,3 +561,476 @@ def _per_plane(func: Any, shape: tuple[int, ...], *arrays: Any) -> Any:
         for i in range(first.shape[0])
     ]
     return da.stack(planes)
+
+
+# ----------------------------------------------------------------------------- models
+
+#: Environment variable naming the folder of decrappify's napari settings (tests, portable
+#: installs); default: the platform's user config folder.
+CONFIG_DIR_ENV = "DECRAPPIFY_CONFIG_DIR"
+#: File of the recent models list, in :func:`user_config_dir`.
+RECENT_MODELS_NAME = "recent_models.json"
+#: Most recent models remembered.
+MAX_RECENT_MODELS = 10
+#: The best generator inside a training run folder (``decrappify.train.run.MODEL_NAME``).
+RUN_MODEL_NAME = "model"
+#: Largest preview side in HR pixels (the visible region's centre when zoomed out).
+PREDICT_PREVIEW_MAX = 1024
+
+
+def user_config_dir() -> Path:
+    """The folder of decrappify's napari settings (not created here).
+
+    Returns
+    -------
+    Path
+        ``$DECRAPPIFY_CONFIG_DIR`` when set, else the platform's user config folder
+        (``~/.config/decrappify`` on Linux).
+    """
+    override = os.environ.get(CONFIG_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("decrappify", appauthor=False))
+
+
+def _recent_file(folder: str | Path | None) -> Path:
+    return Path(folder if folder is not None else user_config_dir()) / RECENT_MODELS_NAME
+
+
+def recent_models(folder: str | Path | None = None) -> list[Path]:
+    """Models used or trained recently, most recent first (those that still exist).
+
+    Parameters
+    ----------
+    folder : path or None
+        Settings folder (default :func:`user_config_dir`).
+
+    Returns
+    -------
+    list of Path
+        Model folders and ``.safetensors`` files; an unreadable list is empty.
+    """
+    import json
+
+    try:
+        entries = json.loads(_recent_file(folder).read_text(encoding="utf-8")).get("models", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    paths = [Path(p) for p in entries if isinstance(p, str)]
+    return [p for p in paths if p.exists()][:MAX_RECENT_MODELS]
+
+
+def remember_model(path: str | Path, folder: str | Path | None = None) -> list[Path]:
+    """Put a model first in the recent models list (written atomically).
+
+    Parameters
+    ----------
+    path : path
+        The model folder or file.
+    folder : path or None
+        Settings folder (default :func:`user_config_dir`).
+
+    Returns
+    -------
+    list of Path
+        The new list. A list that cannot be written is left as it was (logged, the
+        list is a convenience).
+    """
+    import json
+    import logging
+
+    from decrappify.io import atomic_write_text
+
+    model = Path(path).expanduser().resolve()
+    models = [model, *(p for p in recent_models(folder) if p.resolve() != model)]
+    models = models[:MAX_RECENT_MODELS]
+    target = _recent_file(folder)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, json.dumps({"models": [str(p) for p in models]}, indent=1))
+    except OSError as err:
+        logging.getLogger("decrappify").warning("%s: cannot save recent models (%s)", target, err)
+    return models
+
+
+def model_summary(info: Any) -> str:
+    """A few lines about a model for the Super-resolve widget.
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The metadata (:func:`decrappify.api.model_info`).
+
+    Returns
+    -------
+    str
+        Scale and input planes, network, normalisation, validation metrics against
+        bicubic, and whether its training run had finished.
+    """
+    g = info.generator
+    norm = info.normalization
+    frames = "2D" if g.n_frames == 1 else f"2.5D ({g.n_frames} input planes)"
+    lines = [
+        f"×{g.scale} super-resolution, {frames}",
+        f"{g.encoder.value} U-Net, normalisation: {norm.method} {norm.low:g}–{norm.high:g} %",
+    ]
+    metrics = info.metrics
+    parts = []
+    for key, label, fmt in (("psnr", "PSNR", "{:.2f} dB"), ("ssim", "SSIM", "{:.3f}")):
+        if key in metrics:
+            text = f"{label} {fmt.format(metrics[key])}"
+            if f"bicubic_{key}" in metrics:
+                text += f" (bicubic {fmt.format(metrics[f'bicubic_{key}'])})"
+            parts.append(text)
+    lines.append("validation: " + (", ".join(parts) if parts else "none recorded"))
+    finished = info.training.get("finished") if info.training else None
+    if finished is False:
+        lines.append("training: not finished (generator after pretraining)")
+    return "\n".join(lines)
+
+
+def check_model_scale(info: Any, scale: int | None, name: str) -> None:
+    """Refuse a model whose factor is not the one expected for an image.
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The model's metadata.
+    scale : int or None
+        Expected factor (None: any).
+    name : str
+        The model, for the message.
+
+    Raises
+    ------
+    InputError
+        ``model m upsamples ×4, but scale 2 was asked``.
+    """
+    if scale is not None and info.generator.scale != scale:
+        raise InputError(
+            f"model {name} upsamples ×{info.generator.scale}, but scale {scale} was asked"
+        )
+
+
+def visible_rect(
+    box: tuple[tuple[float, float], tuple[float, float]],
+    shape: tuple[int, ...],
+    max_side: int,
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The pixels of an image under a visible box, at most ``max_side`` around its centre.
+
+    Parameters
+    ----------
+    box : ((y0, y1), (x0, x1))
+        Continuous data coordinates (pixel centres at integers).
+    shape : tuple of int
+        The image shape (its last two axes are used).
+    max_side : int
+        Largest side in pixels.
+
+    Returns
+    -------
+    ((y0, y1), (x0, x1))
+        Pixel ranges clipped to the image; empty (``y1 <= y0``) when the box misses it.
+    """
+    out = []
+    for (low, high), size in zip(box, shape[-2:], strict=True):
+        start = max(0, int(np.floor(low + 0.5)))
+        stop = min(int(size), int(np.ceil(high + 0.5)))
+        region = _central(slice(start, max(start, stop)), max_side)
+        out.append((region.start, region.stop))
+    return out[0], out[1]
+
+
+def _model_info(model: str | Path) -> Any:
+    from decrappify.api import model_info
+
+    return model_info(model)
+
+
+def predict_plan(
+    model: str | Path, image: Image, *, scale: int | None = None
+) -> tuple[Any, tuple[int, ...]]:
+    """Read a model's metadata and check it against an image before any work.
+
+    Parameters
+    ----------
+    model : path
+        Model folder or ``.safetensors`` file.
+    image : Image
+        The LR image.
+    scale : int or None
+        Expected factor (None: any).
+
+    Returns
+    -------
+    info : ModelInfo
+        The metadata.
+    out_shape : tuple of int
+        Shape of the result.
+
+    Raises
+    ------
+    ModelFileError
+        For a missing or unreadable model.
+    InputError
+        For another factor than ``scale`` (the API refuses a 2.5D model on a 2D image
+        when it starts).
+    """
+    info = _model_info(model)
+    name = Path(model).name
+    check_model_scale(info, scale, name)
+    g = info.generator
+    out_shape = (*image.shape[:-2], image.shape[-2] * g.scale, image.shape[-1] * g.scale)
+    return info, tuple(int(n) for n in out_shape)
+
+
+def iter_predict_layer(
+    model: str | Path,
+    image: Image,
+    *,
+    out_dir: str | Path | None = None,
+    memory_limit: int = MEMORY_LIMIT,
+    name: str = "image",
+    scale: int | None = None,
+    **settings: Any,
+) -> Generator[Progress, None, Image]:
+    """Super-resolve a whole image, into memory when small, else into an OME-Zarr store.
+
+    Parameters
+    ----------
+    model : path
+        Model folder or ``.safetensors`` file.
+    image : Image
+        The LR record (numpy or dask; a dask record is read block by block).
+    out_dir : path or None
+        Write the result to ``out_dir/<name>_x<scale>.zarr`` (a new name if taken) and
+        return it lazily. None: compute into memory when the result takes at most
+        ``memory_limit`` bytes, else write to a temporary folder removed at exit.
+    memory_limit : int
+        Largest in-memory result, in bytes.
+    name : str
+        Stem of the output store.
+    scale : int or None
+        Refuse a model with another factor.
+    **settings
+        ``tile``, ``overlap``, ``batch``, ``device``, ``out_dtype`` of
+        :func:`decrappify.api.iter_predict_image`.
+
+    Yields
+    ------
+    Progress
+        ``phase="predict"``, one per block (and the pyramid of a store).
+
+    Returns
+    -------
+    Image
+        The HR record placed over the input (pixel size / factor, translate): numpy in
+        memory, or lazy from the written store. Closing the generator early (Cancel)
+        leaves no store behind.
+    """
+    from decrappify.api import iter_predict_image
+
+    yield Progress(phase="predict", step=0, total=None, message="reading the model")
+    info, out_shape = predict_plan(model, image, scale=scale)
+    factor = info.generator.scale
+    dtype = np.dtype(settings.get("out_dtype") or image.dtype)
+    out_nbytes = int(np.prod(out_shape, dtype=np.int64)) * dtype.itemsize
+    if out_dir is None and out_nbytes <= memory_limit:
+        result = yield from iter_predict_image(str(model), image, None, **settings)
+        return image.with_data(result.image.data, yx_factor=1.0 / factor)
+    folder = Path(out_dir) if out_dir is not None else session_temp_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = unique_path(folder, f"{safe_name(name)}_x{factor}")
+    # the layer name is no path: keep it out of the writer's input-overlap check
+    result = yield from iter_predict_image(
+        str(model), replace(image, source=None), target, **settings
+    )
+    return image.with_data(result.image.data, yx_factor=1.0 / factor, source=str(result.path))
+
+
+def iter_predict_preview(
+    model: str | Path,
+    image: Image,
+    *,
+    box: tuple[tuple[float, float], tuple[float, float]],
+    plane: int = 0,
+    scale: int | None = None,
+    max_side: int = PREDICT_PREVIEW_MAX,
+    **settings: Any,
+) -> Generator[Progress, None, Image]:
+    """Super-resolve only the visible region of one plane (:func:`decrappify.api.predict_region`).
+
+    Parameters
+    ----------
+    model : path
+        Model folder or ``.safetensors`` file.
+    image : Image
+        The LR record.
+    box : ((y0, y1), (x0, x1))
+        The visible region in LR data coordinates.
+    plane : int
+        Plane of a stack.
+    scale : int or None
+        Refuse a model with another factor.
+    max_side : int
+        Largest preview side in HR pixels (the centre of a zoomed-out view).
+    **settings
+        ``tile``, ``overlap``, ``batch``, ``device``, ``out_dtype``.
+
+    Yields
+    ------
+    Progress
+        ``phase="preview"`` before the model runs.
+
+    Returns
+    -------
+    Image
+        The HR pixels of the region with the input's axes (one plane for a stack),
+        placed over the region; equal to the same region of a full run.
+
+    Raises
+    ------
+    InputError
+        When the region is not in view, or the model does not fit the image.
+    """
+    from decrappify.api import predict_region
+
+    yield Progress(phase="preview", step=0, total=None, message="reading the model")
+    info, _ = predict_plan(model, image, scale=scale)
+    rows, cols = visible_rect(box, image.shape, max(1, max_side // info.generator.scale))
+    if rows[1] <= rows[0] or cols[1] <= cols[0]:
+        raise InputError(f"preview: layer {image.source!r} is not in view; pan to it first")
+    yield Progress(
+        phase="preview",
+        step=0,
+        total=None,
+        message=f"{rows[1] - rows[0]}×{cols[1] - cols[0]} LR pixels",
+    )
+    stack = image.ndim == 3
+    out = predict_region(
+        str(model), image, (rows, cols), plane=plane if stack else None, **settings
+    )
+    if not stack:
+        return replace(out, source=image.source)
+    z, tz = image.scale[0], (image.translate or (0.0,) * image.ndim)[0]
+    return Image(
+        out.data[None],
+        axes=image.axes,
+        pixel_size=(z, *out.scale) if image.pixel_size is not None else (1.0, *out.scale),
+        units=image.units,
+        source=image.source,
+        translate=(tz + plane * z, *(out.translate or (0.0, 0.0))),
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """Read ``key=value`` settings separated by ``;`` or new lines (values as YAML).
+
+    Parameters
+    ----------
+    text : str
+        ``"gan.max_steps=0; data.patch_size=96"``.
+
+    Returns
+    -------
+    dict
+        Dotted key to value (numbers, lists, ``null`` as YAML reads them).
+
+    Raises
+    ------
+    InputError
+        For an item without ``=`` or a value YAML cannot read.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in re.split(r"[;\n]+", text):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"overrides: expected KEY=VALUE, e.g. gan.max_steps=0 (got {item!r})")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"overrides: {key.strip()}: cannot read the value {value!r}") from None
+    return out
+
+
+def run_model(run_dir: str | Path) -> Path | None:
+    """The model a training run folder holds so far, or None.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+
+    Returns
+    -------
+    Path or None
+        ``run_dir/model`` when it holds a model (written after generator pretraining and
+        at the end).
+    """
+    path = Path(run_dir) / RUN_MODEL_NAME
+    return path if (path / "model.json").is_file() else None
+
+
+def iter_export_model(
+    source: str | Path, target: str | Path, *, overwrite: bool = False
+) -> Generator[Progress, None, Path]:
+    """Copy a model to a single ``.safetensors`` file or a model folder.
+
+    Parameters
+    ----------
+    source : path
+        The model (a run's ``model`` folder or a file).
+    target : path
+        ``name.safetensors`` for one file with the metadata in its header, anything else
+        for a folder (``model.safetensors`` + ``model.json``).
+    overwrite : bool
+        Replace an existing model at ``target``.
+
+    Yields
+    ------
+    Progress
+        ``phase="save"`` before the copy.
+
+    Returns
+    -------
+    Path
+        The written model (checked by loading it; written atomically).
+
+    Raises
+    ------
+    ModelFileError
+        For an unreadable source.
+    OutputError
+        For an existing target (without ``overwrite``) or one that cannot be written.
+    """
+    from decrappify.models import load_model, save_model
+
+    yield Progress(phase="save", step=0, total=1, message=f"{source} → {target}")
+    loaded = load_model(source)
+    return save_model(target, loaded.net, loaded.info, overwrite=overwrite)
+
+
+def release_device_memory() -> None:
+    """Give cached GPU memory back to the driver after training or prediction.
+
+    Nothing happens when torch was never imported or CUDA was never used.
+    """
+    import gc
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    gc.collect()
+    torch.cuda.empty_cache()

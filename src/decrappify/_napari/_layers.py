@@ -271,3 +271,22 @@ def set_or_add_image(viewer: Any, data: Any, kwargs: dict[str, Any]) -> Any:
         if key in kwargs:
             setattr(layer, key, kwargs[key])
     return layer
+
+
+def crappified_scale(layer: Any) -> int | None:
+    """The factor a layer was crappified by, when decrappify's Crappify widget made it.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer or None
+        The layer.
+
+    Returns
+    -------
+    int or None
+        ``metadata["decrappify"]["crappify"]["config"]["scale"]``, or None.
+    """
+    info = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+    config = (info.get("crappify") or {}).get("config") or {}
+    scale = config.get("scale") if isinstance(config, dict) else None
+    return int(scale) if isinstance(scale, int) and not isinstance(scale, bool) else None

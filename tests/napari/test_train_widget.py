@@ -1,0 +1,327 @@
+"""The Train dock widget: a tiny NoGAN run with live curves and preview, Stop, Save, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from decrappify._napari._jobs import CONFIG_DIR_ENV, recent_models
+from decrappify._napari._train_widget import (
+    PREVIEW_LAYER,
+    TrainCurves,
+    TrainWidget,
+    phase_text,
+    preview_placement,
+)
+from decrappify.api import model_info
+from decrappify.events import Progress
+from decrappify.io import Image
+from decrappify.sample import synthetic_image
+
+pytestmark = pytest.mark.napari
+
+#: A run in seconds on the CPU: 32 px patches, the smallest decoder, a tiny critic.
+TINY = {
+    "data.patch_size": 32,
+    "data.samples_per_epoch": 16,
+    "data.validation.count": 1,
+    "data.validation.patches": 2,
+    "batch_size": 2,
+    "generator.nf_factor": 0.25,
+    "generator.self_attention": False,
+    "critic.nf": 8,
+    "critic.n_blocks": 2,
+    "critic.self_attention": False,
+    "pretrain_generator.checkpoint_every": 2,
+    "save_outputs.patches": 4,
+    "pretrain_critic.max_steps": 2,
+    "pretrain_critic.smoothing": 2,
+    "gan.checkpoint_every": 1,
+    "gan.patience": 5,
+    "gan.max_critic_steps": 2,
+    "gan.critic_threshold": 0.693,
+    "num_threads": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def settings_dir(tmp_path, monkeypatch):
+    """The recent models list goes to a per-test folder, never the user's."""
+    folder = tmp_path / "settings"
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture
+def widget(viewer, qtbot):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Train")
+    return w
+
+
+def add_em(viewer, n=3, size=64):
+    for i in range(n):
+        image = synthetic_image("em", (size, size), seed=i)
+        viewer.add_image(np.asarray(image.data), name=f"em {i}")
+    return [f"em {i}" for i in range(n)]
+
+
+def configure(widget, run_dir, *, generator_steps=2, gan_steps=0, preview_every=1):
+    widget.layer_list.set_checked(widget.layer_list.names())
+    widget.steps_radio.setChecked(True)
+    widget.generator_steps.setValue(generator_steps)
+    widget.gan_steps.setValue(gan_steps)
+    widget.device_combo.setCurrentText("cpu")
+    widget.preview_spin.setValue(preview_every)
+    widget.set_overrides(TINY)
+    widget.run_path.set_text(str(run_dir))
+
+
+def record(widget):
+    """Events, phase lines and drawn curves seen while the run was going."""
+    seen = {"events": [], "phases": [], "draws": []}
+    on_event, redraw = widget._on_event, widget.redraw
+
+    def record_event(event):
+        on_event(event)
+        seen["events"].append(event)
+        seen["phases"].append(widget.phase_label.text())
+
+    def record_redraw():
+        redraw()
+        lines = sum(len(a.get_lines()) for a in (widget.loss_axes, widget.metric_axes))
+        seen["draws"].append((widget.panel.is_running, lines))
+
+    widget._on_event, widget.redraw = record_event, record_redraw
+    return seen
+
+
+def test_config_from_the_form(viewer, widget, tmp_path):
+    add_em(viewer, 2)
+    configure(widget, tmp_path / "run", generator_steps=7, gan_steps=3, preview_every=5)
+    widget.scale_spin.setValue(2)
+    widget.encoder_combo.setCurrentText("resnet34")
+    widget.preset_combo.setCurrentText("fluorescence")
+    widget.seed_spin.setValue(9)
+    config = widget.current_config()
+    assert config.generator.scale == 2 and config.generator.encoder.value == "resnet34"
+    assert config.pretrain_generator.steps == 7 and config.gan.max_steps == 3
+    assert config.preview_every == 5 and config.seed == 9 and config.device == "cpu"
+    assert config.time_budget is None and config.data.patch_size == 32
+    assert config.crappify.scale == 2 and config.crappify.name == "fluorescence"
+    widget.budget_radio.setChecked(True)
+    widget.budget_edit.setText("1h30m")
+    assert widget.current_config().time_budget == 5400.0
+    images = widget.training_images()
+    assert [im.source for im in images] == ["em 1", "em 0"]  # top layer first
+    assert all(isinstance(im.data, np.ndarray) for im in images)  # no pixel copied
+    assert images[0].data is viewer.layers["em 1"].data
+    widget.files_path.set_text("/data/em/*.tif")
+    assert widget.training_images()[-1] == "/data/em/*.tif"
+
+
+def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
+    viewer, widget, tmp_path, wait_idle, notes
+):
+    add_em(viewer)
+    run_dir = tmp_path / "run"
+    configure(widget, run_dir, generator_steps=3)
+    seen = record(widget)
+    widget.start()
+    assert not widget.start_button.isEnabled()
+    wait_idle(widget.panel, timeout=60000)
+    assert notes["error"] == [] and widget.panel.state == "done"
+    events = seen["events"]
+    assert [(e.phase, e.step) for e in events] == [("pretrain_generator", s) for s in range(4)]
+    assert set(seen["phases"]) == {"Phase 1 of 1 · generator pretraining"}
+    # the curves: content loss per step, validation at the checkpoints (0, 2, 3)
+    curves = widget.curves
+    assert curves.losses["content"][0] == [1, 2, 3]
+    assert curves.losses["content"][1] == pytest.approx([e.losses["loss"] for e in events[1:]])
+    assert curves.metrics["psnr"][0] == [0, 2, 3] and curves.metrics["ssim"][0] == [0, 2, 3]
+    assert set(curves.baseline) == {"psnr", "ssim"}
+    assert widget.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
+    assert any(running and lines for running, lines in seen["draws"])  # drawn while running
+    # the preview layer: LR | prediction | HR of the validation crop, normalised units
+    preview = viewer.layers[PREVIEW_LAYER]
+    assert preview.data.shape == (32, 96) and preview.data.dtype == np.float32
+    np.testing.assert_array_equal(preview.data, events[-1].preview)
+    assert tuple(preview.contrast_limits) == (0.0, 1.0)
+    assert tuple(preview.translate) == (0.0, 64.0 + 16.0)  # beside the first training layer
+    assert "training preview" not in widget.layer_list.names()
+    # the model is kept, remembered, and its metrics shown
+    model = run_dir / "model"
+    assert widget.model_path == model and widget.result.model_path == model
+    info = model_info(model)
+    assert info.generator.scale == 4 and info.training["finished"] is True
+    assert recent_models() == [model.resolve()]
+    assert widget.phase_label.text() == "Finished"
+    assert f"validation PSNR {widget.result.metrics['psnr']:.2f} dB" in widget.result_label.text()
+    assert widget.save_button.isEnabled() and widget.start_button.isEnabled()
+    # Save copies it to one file, checked by loading it, and remembers that copy
+    target = tmp_path / "exported.safetensors"
+    widget.save_model(target)
+    wait_idle(widget.panel)
+    assert widget.panel.state == "done" and target.is_file()
+    assert model_info(target).generator == info.generator
+    assert recent_models() == [target.resolve(), model.resolve()]
+
+
+@pytest.mark.slow
+def test_nogan_run_goes_through_the_four_phases(viewer, widget, tmp_path, wait_idle, notes):
+    add_em(viewer)
+    configure(widget, tmp_path / "run", generator_steps=2, gan_steps=2, preview_every=0)
+    seen = record(widget)
+    widget.start()
+    wait_idle(widget.panel, timeout=120000)
+    assert notes["error"] == [] and widget.panel.state == "done"
+    assert list(dict.fromkeys(seen["phases"])) == [
+        "Phase 1 of 4 · generator pretraining",
+        "Phase 2 of 4 · saving generator outputs",
+        "Phase 3 of 4 · critic pretraining",
+        "Phase 4 of 4 · GAN",
+    ]
+    curves = widget.curves
+    critic_steps = widget.result.steps["pretrain_critic"]
+    assert [mark for _, mark in curves.phases] == ["G", "C", "GAN"]
+    assert [x for x, _ in curves.phases] == [0, 2, 2 + critic_steps]
+    assert curves.losses["adversarial"][0] == [2 + critic_steps + 1, 2 + critic_steps + 2]
+    assert curves.metrics["psnr"][0] == [0, 2, 2 + critic_steps + 1, 2 + critic_steps + 2]
+    assert widget.result.best["phase"] in ("pretrain_generator", "gan")
+    assert (widget.result.model_path / "model.json").is_file()
+
+
+def test_stop_before_the_first_model_keeps_nothing_and_says_so(
+    viewer, widget, tmp_path, wait_idle, notes
+):
+    add_em(viewer)
+    run_dir = tmp_path / "run"
+    configure(widget, run_dir, generator_steps=50)
+    widget.panel.progressed.connect(lambda e: e.step == 1 and widget.stop())
+    widget.start()
+    wait_idle(widget.panel, timeout=60000)
+    assert notes["error"] == [] and widget.panel.state == "cancelled"
+    steps = widget.curves.losses["content"][0]
+    assert steps[0] == 1 and len(steps) <= 3  # the step under way ends, then the run stops
+    assert not (run_dir / "model").exists() and not list(run_dir.rglob("*.partial"))
+    assert (run_dir / "checkpoints" / "state.json").is_file()  # Resume continues from here
+    assert widget.result_label.text() == (
+        f"Stopped at pretrain_generator step {steps[-1]}: no model yet (one is saved when "
+        "generator pretraining ends). Tick Resume and Start to continue from the last "
+        "checkpoint."
+    )
+    assert widget.phase_label.text() == "Stopped" and widget.model_path is None
+    assert not widget.save_button.isEnabled() and recent_models() == []
+
+
+@pytest.mark.slow
+def test_stop_after_pretraining_keeps_the_pretrained_model_and_resume_finishes(
+    viewer, widget, tmp_path, wait_idle, notes
+):
+    add_em(viewer)
+    run_dir = tmp_path / "run"
+    configure(widget, run_dir, generator_steps=2, gan_steps=2)
+
+    def stop_after_pretraining(event):
+        if event.phase == "save_outputs":
+            widget.stop()
+
+    widget.panel.progressed.connect(stop_after_pretraining)
+    widget.start()
+    wait_idle(widget.panel, timeout=60000)
+    assert notes["error"] == [] and widget.panel.state == "cancelled"
+    model = run_dir / "model"
+    assert widget.model_path == model and recent_models() == [model.resolve()]
+    assert model_info(model).training["finished"] is False
+    text = widget.result_label.text()
+    assert text.startswith("Stopped at ") and f". Kept {model}: the generator saved after " in text
+    assert widget.save_button.isEnabled() and not list(run_dir.rglob("*.partial"))
+    # Resume: the run's own settings from the last checkpoint, to the end
+    widget.panel.progressed.disconnect(stop_after_pretraining)
+    widget.resume_check.setChecked(True)
+    widget.start()
+    wait_idle(widget.panel, timeout=60000)
+    assert notes["error"] == [] and widget.panel.state == "done"
+    assert widget.result.steps["gan"] == 2 and model_info(model).training["finished"] is True
+
+
+def test_bad_settings_are_notifications(viewer, widget, tmp_path, notes):
+    widget.start()
+    add_em(viewer, 1)
+    widget.run_path.set_text(str(tmp_path / "run"))
+    widget.start()
+    widget.layer_list.set_checked(["em 0"])
+    widget.overrides_edit.setText("gan.max_steps")
+    widget.start()
+    widget.overrides_edit.setText("gan.max_stepz=3")
+    widget.start()
+    widget.overrides_edit.setText("")
+    widget.budget_edit.setText("soon")
+    widget.start()
+    widget.resume_check.setChecked(True)
+    widget.start()
+    assert notes["error"] == [
+        "run folder: choose a new folder for the run",
+        "training images: tick at least one image layer or give a folder, file or glob of HR "
+        "images",
+        "overrides: expected KEY=VALUE, e.g. gan.max_steps=0 (got 'gan.max_steps')",
+        notes["error"][3],
+        notes["error"][4],
+        f"{tmp_path / 'run' / 'train.yaml'}: no run to resume here; untick Resume to start one",
+    ]
+    assert notes["error"][3] == "override gan.max_stepz: unknown setting 'max_stepz'"
+    assert notes["error"][4] == (
+        "train config: time_budget: expected seconds or a duration such as '20m', '1h30m', "
+        "'90s' or '1.5h' (got 'soon')"
+    )
+    assert widget.panel.state == "idle" and not (tmp_path / "run").exists()
+    assert not widget.budget_edit.isEnabled() and not widget.preset_combo.isEnabled()
+
+
+def test_curves_put_the_phases_one_after_the_other():
+    curves = TrainCurves()
+    base = {"baseline": {"psnr": 20.0, "ssim": 0.5}}
+    events = [
+        Progress("pretrain_generator", 0, 2, metrics={"psnr": 21.0, "ssim": 0.6}, info=base),
+        Progress("pretrain_generator", 1, 2, losses={"loss": 0.9, "l1": 0.3}),
+        Progress("pretrain_generator", 2, 2, losses={"loss": 0.7}, metrics={"psnr": 22.0}),
+        Progress("save_outputs 1/2", 4, 4),
+        Progress("pretrain_critic 1/2", 1, 2, losses={"critic": 0.69}),
+        Progress("pretrain_critic 1/2", 2, 2, losses={"critic": 0.6}),
+        Progress("gan 1/2", 1, 1, losses={"content": 0.5, "adv": 0.7, "critic": 0.65}),
+        Progress("pretrain_critic 2/2", 1, 1, losses={"critic": 0.5}),
+    ]
+    for event in events:
+        curves.add(event)
+    assert curves.events == 8 and curves.baseline == {"psnr": 20.0, "ssim": 0.5}
+    assert curves.phases == [(0, "G"), (2, "C 1"), (4, "GAN 1"), (5, "C 2")]
+    assert curves.losses["content"] == ([1, 2, 5], [0.9, 0.7, 0.5])
+    assert curves.losses["critic"] == ([3, 4, 5, 6], [0.69, 0.6, 0.65, 0.5])
+    assert curves.losses["adversarial"] == ([5], [0.7])
+    assert curves.metrics == {"psnr": ([0, 2], [21.0, 22.0]), "ssim": ([0], [0.6])}
+    assert curves.x_end == 6
+
+
+def test_phase_text():
+    assert phase_text("pretrain_generator", 4) == "Phase 1 of 4 · generator pretraining"
+    assert phase_text("gan 2/3", 4) == "Phase 4 of 4 · GAN (cycle 2/3)"
+    assert phase_text("pretrain_generator", 1) == "Phase 1 of 1 · generator pretraining"
+
+
+def test_preview_goes_beside_the_first_training_image():
+    image = Image(
+        np.zeros((5, 40, 50), np.uint8),
+        axes="ZYX",
+        pixel_size=(0.2, 0.05, 0.04),
+        units=("micrometer",) * 3,
+        translate=(1.0, 2.0, 3.0),
+    )
+    place = preview_placement(image)
+    assert place["pixel_size"] == (0.05, 0.04) and place["units"] == ("micrometer",) * 2
+    assert place["translate"] == pytest.approx((2.0, 3.0 + (50 + 16) * 0.04))
+    assert preview_placement(Image(np.zeros((8, 10)))) == {
+        "pixel_size": None,
+        "units": None,
+        "translate": (0.0, 26.0),
+    }
+    assert preview_placement(None) == {}
