@@ -15,19 +15,33 @@ from decrappify.api.crappify import (
     iter_crappify,
     iter_sample,
 )
+from decrappify.api.demo import DemoReport, demo, iter_demo
 from decrappify.api.evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
+from decrappify.api.predict import iter_predict, iter_predict_image, predict, predict_region
+from decrappify.api.train import iter_train, model_info, train, train_config
 
 __all__ = [
+    "DemoReport",
     "EvaluationReport",
     "FileResult",
     "crappify",
     "crappify_config",
+    "demo",
     "evaluate",
     "file_seed",
     "fit_crappifier",
     "iter_batch",
     "iter_crappify",
+    "iter_demo",
     "iter_evaluate",
+    "iter_predict",
+    "iter_predict_image",
     "iter_sample",
+    "iter_train",
+    "model_info",
     "parse_baselines",
+    "predict",
+    "predict_region",
+    "train",
+    "train_config",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from decrappify import __version__
-from decrappify.cli import crappify_cmd, evaluate_cmd
+from decrappify.cli import crappify_cmd, demo_cmd, evaluate_cmd, predict_cmd, train_cmd
 
 app = typer.Typer(
     name="decrappify",
@@ -45,6 +45,10 @@ def _root(
 app.command("crappify")(crappify_cmd.crappify)
 app.command("sample")(crappify_cmd.sample)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("predict")(predict_cmd.predict)
+app.command("train")(train_cmd.train)
+app.command("info")(train_cmd.info)
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:

@@ -1,0 +1,250 @@
+"""The demo: the whole method end to end on data generated here, on a small budget.
+
+``decrappify demo`` (the README's main job) generates high-resolution images, crappifies
+held-back ones, runs the full NoGAN schedule on the rest, super-resolves the held-back
+low-resolution images with the tiled predictor, scores them against bicubic
+interpolation and writes a report folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from decrappify.api.common import PathLike
+from decrappify.errors import InputError, OutputError
+from decrappify.events import Progress, run_to_end
+
+#: Seconds of the budget kept for everything but training (data, prediction, scoring).
+RESERVED_SECONDS = 45.0
+#: Held-back test images and training images, and their size.
+N_TEST, N_TRAIN, SIZE = 2, 8, 512
+
+
+@dataclass
+class DemoReport:
+    """What the demo produced.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The report folder.
+    metrics : dict
+        The evaluation JSON document (per image, ``mean``, ``baselines``).
+    gain_db : float
+        Mean normalised PSNR of the model minus that of bicubic, on the held-back images.
+    files : dict of str to Path
+        The main outputs by role (model, predictions, metrics, figure, curves ...).
+    seconds : float
+        Wall-clock time of the whole demo.
+    table : MetricsTable
+        The table printed at the end.
+    """
+
+    out_dir: Path
+    metrics: dict[str, Any]
+    gain_db: float
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+    table: Any = None
+
+
+def _phase(name: str, events: Generator[Progress, None, Any]) -> Generator[Progress, None, Any]:
+    """Relay a sub-operation's events under the demo step's name."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        phase = name if event.phase in (name, "") else f"{name}: {event.phase}"
+        yield Progress(
+            phase=phase,
+            step=event.step,
+            total=event.total,
+            message=event.message,
+            losses=event.losses,
+            metrics=event.metrics,
+            preview=event.preview,
+            info=event.info,
+        )
+
+
+def iter_demo(
+    out_dir: PathLike = "decrappify-demo",
+    *,
+    budget: str | float = "5m",
+    kind: Literal["em", "fluorescence"] = "em",
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Generator[Progress, None, DemoReport]:
+    """Run the whole method on synthetic data and write a report folder.
+
+    Parameters
+    ----------
+    out_dir : path
+        Report folder; must not exist yet unless ``overwrite``.
+    budget : str or float
+        Wall-clock budget of the whole demo (``"5m"``, seconds ...); training gets what
+        is left after a reserve for data, prediction and scoring.
+    kind : {"em", "fluorescence"}
+        Synthetic data and matching crappify preset.
+    seed : int
+        Seed of the data, the crappifier and the training.
+    overwrite : bool
+        Replace an existing report folder.
+
+    Yields
+    ------
+    Progress
+        Events of each step (``data``, ``train: <phase>``, ``predict``, ``evaluate``).
+
+    Returns
+    -------
+    DemoReport
+        Where everything is, and the gain over bicubic.
+    """
+    from decrappify.api.crappify import iter_crappify
+    from decrappify.api.evaluate import iter_evaluate
+    from decrappify.api.predict import iter_predict
+    from decrappify.api.train import iter_train
+    from decrappify.config.train import parse_duration
+    from decrappify.crappify import get_preset
+    from decrappify.io import write_image
+    from decrappify.sample import synthetic_image
+
+    start = time.perf_counter()
+    total = parse_duration(budget)
+    train_seconds = total - RESERVED_SECONDS
+    if train_seconds < 30:
+        raise InputError(
+            f"demo: budget must leave at least 30 s for training after {RESERVED_SECONDS:.0f} s "
+            f"for data, prediction and scoring (got {budget!r})"
+        )
+    out = Path(out_dir)
+    if out.exists():
+        if not overwrite:
+            raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
+        shutil.rmtree(out)
+    data = out / "data" / "train"
+    test_hr, test_lr = out / "data" / "test_hr", out / "data" / "test_lr"
+    for folder in (data, test_hr):
+        folder.mkdir(parents=True)
+
+    # 1. data: synthetic HR images (train + held back); held-back ones crappified with the
+    #    same preset training uses
+    n = N_TRAIN + N_TEST
+    for i in range(n):
+        image = synthetic_image(kind, (SIZE, SIZE), seed=seed * 1000 + i)
+        target = (data if i < N_TRAIN else test_hr) / f"{kind}_{i:02d}.tif"
+        write_image(image, target)
+        yield Progress(phase="data", step=i + 1, total=n, message=target.name)
+    preset = "em" if kind == "em" else "fluorescence"
+    results = yield from _phase(
+        "crappify held-back",
+        # OME-Zarr keeps the LR grid's translation, so layers overlay exactly in napari
+        iter_crappify([test_hr], test_lr, config=get_preset(preset), seed=seed + 1, fmt="zarr"),
+    )
+    _raise_failed(results)
+
+    # 2. train with the full NoGAN schedule on what is left of the budget
+    run_dir = out / "run"
+    trained = yield from _phase(
+        "train",
+        iter_train(
+            [data],
+            run_dir,
+            preset=preset,
+            scale=4,
+            time_budget=train_seconds - (time.perf_counter() - start),
+            seed=seed,
+        ),
+    )
+
+    # 3. super-resolve the held-back low-res images with the tiled predictor
+    pred_dir = out / "predictions"
+    results = yield from _phase(
+        "predict", iter_predict(trained.model_path, [test_lr], pred_dir, fmt="zarr")
+    )
+    _raise_failed(results)
+
+    # 4. score against ground truth and bicubic
+    report = yield from _phase(
+        "evaluate",
+        iter_evaluate(
+            sorted(pred_dir.glob("*.zarr")),
+            sorted(test_hr.glob("*.tif")),
+            sorted(test_lr.glob("*.zarr")),
+            baselines=("bicubic", "bilinear"),
+            json_path=out / "metrics.json",
+            csv_path=out / "metrics.csv",
+            figure=out / "comparison.png",
+        ),
+    )
+    mean = report.json["mean"]
+    gain = mean["psnr_norm"]["mean"] - mean["baselines"]["bicubic"]["psnr_norm"]["mean"]
+    seconds = time.perf_counter() - start
+    files = {
+        "model": trained.model_path,
+        "predictions": pred_dir,
+        "metrics_json": out / "metrics.json",
+        "metrics_csv": out / "metrics.csv",
+        "training_log": run_dir / "log.csv",
+        "training_curves": run_dir / "curves.png",
+        "test_hr": test_hr,
+        "test_lr": test_lr,
+    }
+    files.update({f"figure_{p.stem}": p for p in report.written if p.suffix == ".png"})
+    summary = {
+        "kind": kind,
+        "budget_seconds": total,
+        "seconds": round(seconds, 1),
+        "psnr_norm_gain_db_vs_bicubic": round(gain, 3),
+        "training": {
+            "metrics": trained.metrics,
+            "baseline": trained.baseline,
+            "best": trained.best,
+            "steps": trained.steps,
+        },
+        "files": {k: str(v.relative_to(out)) for k, v in files.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    files["summary"] = out / "summary.json"
+    return DemoReport(
+        out_dir=out,
+        metrics=report.json,
+        gain_db=gain,
+        files=files,
+        seconds=seconds,
+        table=report.table,
+    )
+
+
+def _raise_failed(results: list[Any]) -> None:
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise InputError(f"demo: {failed[0].input}: {failed[0].error}")
+
+
+def demo(out_dir: PathLike = "decrappify-demo", **kwargs: Any) -> DemoReport:
+    """Run :func:`iter_demo` to the end.
+
+    Parameters
+    ----------
+    out_dir : path
+        Report folder.
+    **kwargs
+        As :func:`iter_demo`.
+
+    Returns
+    -------
+    DemoReport
+        The report.
+    """
+    report = run_to_end(iter_demo(out_dir, **kwargs))
+    assert report is not None
+    return report

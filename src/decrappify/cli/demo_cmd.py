@@ -1,0 +1,57 @@
+"""``decrappify demo``: the whole method end to end on generated data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from decrappify.cli._shell import (
+    drive,
+    err_console,
+    fail,
+    handle_errors,
+    out_console,
+    summary_table,
+)
+
+
+@handle_errors
+def demo(
+    out: Path = typer.Option(Path("decrappify-demo"), "--out", "-o", help="Report folder (new)."),
+    budget: str = typer.Option("5m", "--budget", help="Wall-clock budget, e.g. 5m, 20m, 1h."),
+    kind: str = typer.Option("em", "--kind", help="Synthetic data: em or fluorescence."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    napari: bool = typer.Option(False, "--napari", help="Open the results in napari."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Generate data, crappify, train (NoGAN), super-resolve and score against bicubic."""
+    from decrappify import api
+
+    if kind not in ("em", "fluorescence"):
+        raise fail(f"--kind: expected em or fluorescence (got {kind!r})")
+    report = drive(
+        api.iter_demo(out, budget=budget, kind=kind, seed=seed, overwrite=overwrite), quiet=quiet
+    )
+    table = report.table
+    out_console.print(summary_table("held-back images", table.columns, table.rows))
+    verdict = "[green]beats[/]" if report.gain_db > 0 else "[red]does not beat[/]"
+    out_console.print(
+        f"model {verdict} bicubic by {report.gain_db:+.2f} dB normalised PSNR "
+        f"(demo took {report.seconds:.0f} s)"
+    )
+    for role, path in report.files.items():
+        err_console.print(f"  {role:<18} {path}", highlight=False)
+    if napari:
+        files = [
+            report.files["test_hr"],
+            report.files["test_lr"],
+            report.files["predictions"],
+        ]
+        paths = [str(p) for folder in files for p in sorted(Path(folder).iterdir())]
+        cmd = [sys.executable, "-m", "napari", *paths, "-w", "decrappify", "__all__"]
+        err_console.print("opening napari: " + " ".join(cmd[2:]), highlight=False)
+        raise typer.Exit(subprocess.call(cmd))
