@@ -1,7 +1,7 @@
 """Benchmark: end-to-end Zarr -> OME-Zarr throughput against the model's raw forward throughput.
 
 A real decrappify generator (ResNet-18 U-Net x4, random initialisation: ``--config
-default`` is the ``GeneratorConfig`` defaults, ``small`` a narrow decoder with
+default`` is the generator ``decrappify train`` builds by default, ``small`` a narrow decoder with
 ``nf_factor`` 0.25 and no self-attention, about 10x cheaper per pixel, which makes the
 engine's own costs weigh more; or a trained model with ``--model``) super-resolves a
 synthetic EM image stored as OME-Zarr (``--size`` LR pixels a side, 1024 by default: a
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 CONFIGS = {
-    "default": {},
+    # the generator `decrappify train` builds by default (TrainConfig.generator)
+    "default": {"nf_factor": 1.0, "self_attention": False},
     "small": {"self_attention": False, "nf_factor": 0.25, "blocks_per_stage": 1, "blur": False},
 }
 

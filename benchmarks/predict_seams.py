@@ -9,9 +9,9 @@ image into a 2048^2 output twice:
   default: 256 overlapping tiles) and the automatic overlap (half the tile for U-Nets).
 
 Generators (``--configs``): ``small`` (``nf_factor`` 0.25, one convolution per decoder
-block, no blur, no self-attention) and ``wide`` (the ``GeneratorConfig`` defaults: ``wide``
-decoder with ``nf_factor`` 2 and blur, but without self-attention: on a CPU, attention over
-a whole 2048^2 image needs hundreds of GB), random initialisation (``--train-steps N``
+block, no blur, no self-attention) and ``default`` (the generator ``decrappify train``
+builds by default: ``wide`` decoder with ``nf_factor`` 1 and blur, no self-attention),
+random initialisation (``--train-steps N``
 trains each briefly first: L1 on x4 area-downsampled noisy synthetic EM), or a trained
 model file with ``--model``.
 
@@ -30,7 +30,7 @@ nearest tile edge).
 
 Targets: PSNR >= 50 dB, jump <= 1 and level <= 1 (no seam).
 
-Usage: python benchmarks/predict_seams.py [--configs small wide] [--train-steps N]
+Usage: python benchmarks/predict_seams.py [--configs small default] [--train-steps N]
        [--model PATH] [--tile 64] [--size 512]
 """
 
@@ -51,7 +51,8 @@ CONFIGS = {
         "blocks_per_stage": 1,
         "blur": False,
     },
-    "wide": {"self_attention": False},
+    # the generator `decrappify train` builds by default (TrainConfig.generator)
+    "default": {"nf_factor": 1.0, "self_attention": False},
 }
 
 
@@ -253,7 +254,13 @@ def figure(rows, scale, tile, path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["small", "wide"], choices=CONFIGS)
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        choices=CONFIGS,
+        help="random-init generators (default: small default; none with --model)",
+    )
     parser.add_argument("--model", type=Path, default=None, help="a trained model instead")
     parser.add_argument("--train-steps", type=int, default=0)
     parser.add_argument("--size", type=int, default=512, help="LR side")
@@ -273,18 +280,16 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
     nets = []
     if args.model is not None:
-        nets.append((load_model(args.model).net, args.model.name))
-    else:
-        for name in args.configs:
-            net = build_generator(
-                GeneratorConfig(encoder="resnet18", scale=4, **CONFIGS[name]), seed=0
-            )
-            label = f"ResNet-18 U-Net x4 '{name}', random init"
-            if args.train_steps:
-                print(f"training '{name}' for {args.train_steps} steps ...")
-                net = train_briefly(net, args.train_steps, 4)
-                label = f"ResNet-18 U-Net x4 '{name}', {args.train_steps} training steps"
-            nets.append((net.eval(), label))
+        nets.append((load_model(args.model).net.eval(), f"trained model {args.model}"))
+    configs = args.configs if args.configs is not None else ([] if args.model else list(CONFIGS))
+    for name in configs:
+        net = build_generator(GeneratorConfig(encoder="resnet18", scale=4, **CONFIGS[name]), seed=0)
+        label = f"ResNet-18 U-Net x4 '{name}', random init"
+        if args.train_steps:
+            print(f"training '{name}' for {args.train_steps} steps ...")
+            net = train_briefly(net, args.train_steps, 4)
+            label = f"ResNet-18 U-Net x4 '{name}', {args.train_steps} training steps"
+        nets.append((net.eval(), label))
     scale = nets[0][0].scale
     hr = synthetic_image("em", (args.size * scale, args.size * scale), seed=3)
     lr = np.asarray(hr.data)[scale // 2 :: scale, scale // 2 :: scale]

@@ -202,3 +202,41 @@ def test_parameter_groups(net3: SuperResolutionNet) -> None:
         [{**groups[0], "lr": 1e-5}, {**groups[1], "lr": 1e-3}],
     )
     assert [g["lr"] for g in opt.param_groups] == [1e-5, 1e-3]
+
+
+@pytest.mark.parametrize("norm", ["batch", "spectral", "weight"])
+def test_residual_starts_at_bilinear_and_learns(norm: str) -> None:
+    cfg = GeneratorConfig(
+        encoder="resnet18", scale=4, n_frames=3, nf_factor=0.25, residual=True, norm_type=norm
+    )
+    net = build_generator(cfg, seed=0)
+    x = torch.rand(2, 3, 16, 16)
+    bilinear = nn.functional.interpolate(
+        x[:, 1:2], scale_factor=4, mode="bilinear", align_corners=False
+    )
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), bilinear.clamp(-0.2, 1.2))  # the centre frame, upsampled
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    target = torch.zeros(2, 1, 64, 64)
+    losses = []
+    for _ in range(3):
+        loss = (net(x) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.encoder.parameters())
+
+
+def test_residual_clamps_to_y_range_outside_training_only() -> None:
+    cfg = GeneratorConfig(encoder="resnet18", scale=2, nf_factor=0.25, residual=True)
+    net = build_generator(cfg, seed=0)
+    x = torch.full((2, 1, 8, 8), 5.0)
+    net.train()
+    assert float(net(x).max()) == pytest.approx(5.0)
+    net.eval()
+    with torch.no_grad():
+        assert float(net(x).max()) == pytest.approx(1.2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,14 +125,9 @@ def iter_batch(
                 except StopIteration as stop:
                     result.info.update(stop.value or {})
                     break
-                yield Progress(
+                yield replace(
+                    event,
                     phase=path.name,
-                    step=event.step,
-                    total=event.total,
-                    message=event.message,
-                    losses=event.losses,
-                    metrics=event.metrics,
-                    preview=event.preview,
                     info={**event.info, "file_index": index, "n_files": len(paths)},
                 )
             result.output, result.ok = str(out_path), True

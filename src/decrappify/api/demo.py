@@ -8,6 +8,7 @@ interpolation and writes a report folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -22,6 +23,8 @@ from decrappify.events import Progress, run_to_end
 
 #: Seconds of the budget kept for everything but training (data, prediction, scoring).
 RESERVED_SECONDS = 45.0
+#: Shortest training the demo accepts.
+MIN_TRAIN_SECONDS = 30.0
 #: Held-back test images and training images, and their size.
 N_TEST, N_TRAIN, SIZE = 2, 8, 512
 
@@ -62,16 +65,7 @@ def _phase(name: str, events: Generator[Progress, None, Any]) -> Generator[Progr
         except StopIteration as stop:
             return stop.value
         phase = name if event.phase in (name, "") else f"{name}: {event.phase}"
-        yield Progress(
-            phase=phase,
-            step=event.step,
-            total=event.total,
-            message=event.message,
-            losses=event.losses,
-            metrics=event.metrics,
-            preview=event.preview,
-            info=event.info,
-        )
+        yield dataclasses.replace(event, phase=phase)
 
 
 def iter_demo(
@@ -120,10 +114,10 @@ def iter_demo(
     start = time.perf_counter()
     total = parse_duration(budget)
     train_seconds = total - RESERVED_SECONDS
-    if train_seconds < 30:
+    if train_seconds < MIN_TRAIN_SECONDS:
         raise InputError(
-            f"demo: budget must leave at least 30 s for training after {RESERVED_SECONDS:.0f} s "
-            f"for data, prediction and scoring (got {budget!r})"
+            f"demo: --budget must leave at least {MIN_TRAIN_SECONDS:.0f} s for training after "
+            f"{RESERVED_SECONDS:.0f} s for data, prediction and scoring (got {budget!r})"
         )
     out = Path(out_dir)
     if out.exists():

@@ -112,7 +112,11 @@ class GeneratorConfig(StrictModel):
         removes checkerboard artefacts.
     y_range : tuple of float or None
         Output range of the final sigmoid in normalised intensity units; None for a
-        linear output.
+        linear output. With ``residual`` it clamps the output at inference only.
+    residual : bool
+        Global residual (VDSR-style): the output is the bilinearly upsampled input
+        (its centre frame) plus the U-Net's correction, whose last layer starts at zero,
+        so training starts from bilinear interpolation and learns only what it misses.
     n_frames : int
         Input frames (neighbouring z-slices or time points, odd); the network predicts
         the centre one.
@@ -129,6 +133,7 @@ class GeneratorConfig(StrictModel):
     norm_type: NormType = NormType.BATCH
     blur: bool = True
     y_range: tuple[float, float] | None = (-0.2, 1.2)
+    residual: bool = False
     n_frames: int = Field(1, ge=1, le=15)
     scale: int = Field(4, ge=1, le=8)
 

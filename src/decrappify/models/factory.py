@@ -62,6 +62,7 @@ def _generator_from_encoder(cfg: GeneratorConfig, encoder: ResNetEncoder) -> Sup
         norm=cfg.norm_type,
         blur=cfg.blur,
         y_range=cfg.y_range,
+        residual=cfg.residual,
     )
     return SuperResolutionNet(unet, scale=cfg.scale, config=cfg.model_copy(deep=True))
 

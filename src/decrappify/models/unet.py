@@ -225,7 +225,10 @@ class DynamicUnet(nn.Module):
     blur : bool
         Blur after every PixelShuffle.
     y_range : tuple of float or None
-        Output range (SigmoidRange), None for linear.
+        Output range (SigmoidRange), None for linear; with ``residual`` a clamp applied
+        outside training only.
+    residual : bool
+        Output = the input's centre channel + the head's correction (head starts at 0).
     """
 
     def __init__(
@@ -240,6 +243,7 @@ class DynamicUnet(nn.Module):
         norm: NormType = NormType.BATCH,
         blur: bool = True,
         y_range: tuple[float, float] | None = (-0.2, 1.2),
+        residual: bool = False,
     ) -> None:
         super().__init__()
         norm = NormType(norm)
@@ -287,8 +291,16 @@ class DynamicUnet(nn.Module):
         ni = up_in + encoder.in_channels
         self.res = ResBlock(ni, norm=norm)
         head = init_conv(nn.Conv2d(ni, 1, kernel_size=1, bias=True))
-        self.head = apply_norm(head, norm)
-        self.out_act: nn.Module = SigmoidRange(*y_range) if y_range is not None else nn.Identity()
+        self.residual = residual
+        self.y_range = y_range
+        if residual:  # start from the interpolated input: the correction is 0 (and stays
+            nn.init.zeros_(head.weight)  # unnormalised: spectral/weight norm of 0 is NaN)
+            nn.init.zeros_(head.bias)
+            self.head = head
+        else:
+            self.head = apply_norm(head, norm)
+        use_sigmoid = y_range is not None and not residual
+        self.out_act: nn.Module = SigmoidRange(*y_range) if use_sigmoid else nn.Identity()
         self.attention_block = attention_at
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -318,7 +330,13 @@ class DynamicUnet(nn.Module):
         if y.shape[-2:] != x.shape[-2:]:
             y = F.interpolate(y, x.shape[-2:], mode="nearest")
         y = self.res(torch.cat([y, x], dim=1))
-        return self.out_act(self.head(y))
+        if not self.residual:
+            return self.out_act(self.head(y))
+        centre = x.shape[1] // 2
+        out = x[:, centre : centre + 1] + self.head(y)
+        if self.y_range is not None and not self.training:
+            out = out.clamp(*self.y_range)
+        return out
 
 
 def _reflect_pad_axis(x: torch.Tensor, before: int, after: int, axis: int) -> torch.Tensor:

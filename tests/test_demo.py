@@ -1,0 +1,84 @@
+"""``decrappify demo``: the whole method end to end, and its report folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from decrappify import api
+from decrappify.api import demo as demo_module
+from decrappify.cli import app
+from decrappify.errors import InputError, OutputError
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_demo(monkeypatch):
+    """A demo small enough for the default suite: 3 + 1 images of 128^2, a few seconds."""
+    monkeypatch.setattr(demo_module, "SIZE", 128)
+    monkeypatch.setattr(demo_module, "N_TRAIN", 3)
+    monkeypatch.setattr(demo_module, "N_TEST", 1)
+    monkeypatch.setattr(demo_module, "RESERVED_SECONDS", 2.0)
+    monkeypatch.setattr(demo_module, "MIN_TRAIN_SECONDS", 1.0)
+
+
+def test_demo_writes_a_complete_report(tmp_path, tiny_demo):
+    out = tmp_path / "demo"
+    phases = []
+    gen = api.iter_demo(out, budget="10s", seed=3)
+    while True:
+        try:
+            phases.append(next(gen).phase)
+        except StopIteration as stop:
+            report = stop.value
+            break
+    # every step of the method ran, in order
+    firsts = list(dict.fromkeys(p.split(":")[0] for p in phases))
+    assert firsts == ["data", "crappify held-back", "train", "predict", "evaluate"]
+    assert {"train: pretrain_generator", "train: gan"} <= set(phases)
+    for role in ("model", "metrics_json", "metrics_csv", "training_log", "training_curves"):
+        assert report.files[role].exists(), role
+    # the prediction is an OME-Zarr 4x the held-back LR image, on the HR grid
+    (pred,) = sorted((out / "predictions").glob("*.zarr"))
+    assert zarr.open_group(pred, mode="r")["0"].shape == (128, 128)
+    metrics = json.loads((out / "metrics.json").read_text())
+    gain = (
+        metrics["mean"]["psnr_norm"]["mean"]
+        - (metrics["mean"]["baselines"]["bicubic"]["psnr_norm"]["mean"])
+    )
+    assert report.gain_db == pytest.approx(gain)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["psnr_norm_gain_db_vs_bicubic"] == pytest.approx(gain, abs=1e-3)
+    assert set(summary["training"]["steps"]) >= {"pretrain_generator", "gan"}
+    assert np.isfinite(report.gain_db)
+
+
+def test_demo_refuses_an_existing_folder_and_a_short_budget(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+        api.demo(tmp_path / "taken")
+    with pytest.raises(InputError, match="--budget must leave at least 30 s"):
+        api.demo(tmp_path / "new", budget="1m")
+    assert not (tmp_path / "new").exists()
+
+
+def test_demo_cli(tmp_path, tiny_demo):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--budget", "10s", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "bicubic by" in result.output and "dB normalised PSNR" in result.output
+    assert (out / "summary.json").exists()
+    result = runner.invoke(app, ["demo", "--out", str(out), "--kind", "brightfield"])
+    assert result.exit_code != 0
+    assert "--kind: expected em or fluorescence" in result.output
+
+
+@pytest.mark.slow
+def test_default_demo_beats_bicubic_by_2_db(tmp_path):
+    report = api.demo(tmp_path / "demo")
+    assert report.gain_db >= 2.0
