@@ -280,7 +280,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
     nets = []
     if args.model is not None:
-        nets.append((load_model(args.model).net.eval(), f"trained model {args.model}"))
+        label = f"trained model {args.model.parent.name}/{args.model.name}"
+        nets.append((load_model(args.model).net.eval(), label))
     configs = args.configs if args.configs is not None else ([] if args.model else list(CONFIGS))
     for name in configs:
         net = build_generator(GeneratorConfig(encoder="resnet18", scale=4, **CONFIGS[name]), seed=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 
 import numpy as np
@@ -10,11 +12,16 @@ import zarr
 from typer.testing import CliRunner
 
 from decrappify import api
-from decrappify.api import demo as demo_module
 from decrappify.cli import app
 from decrappify.errors import InputError, OutputError
 
 runner = CliRunner()
+#: The module (``decrappify.api.demo`` the attribute is the function of the same name).
+demo_module = importlib.import_module("decrappify.api.demo")
+
+
+#: Cheaper training for the tiny demos (the critic's self-attention dominates on a CPU).
+CHEAP = {"critic.self_attention": False, "data.patch_size": 64, "gan.max_critic_steps": 1}
 
 
 @pytest.fixture
@@ -30,7 +37,7 @@ def tiny_demo(monkeypatch):
 def test_demo_writes_a_complete_report(tmp_path, tiny_demo):
     out = tmp_path / "demo"
     phases = []
-    gen = api.iter_demo(out, budget="10s", seed=3)
+    gen = api.iter_demo(out, budget="10s", seed=3, overrides=CHEAP)
     while True:
         try:
             phases.append(next(gen).phase)
@@ -67,7 +74,8 @@ def test_demo_refuses_an_existing_folder_and_a_short_budget(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def test_demo_cli(tmp_path, tiny_demo):
+def test_demo_cli(tmp_path, tiny_demo, monkeypatch):
+    monkeypatch.setattr(api, "iter_demo", functools.partial(api.iter_demo, overrides=CHEAP))
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out), "--budget", "10s", "-q"])
     assert result.exit_code == 0, result.output

@@ -22,7 +22,7 @@ from decrappify.cli._shell import (
 def demo(
     out: Path = typer.Option(Path("decrappify-demo"), "--out", "-o", help="Report folder (new)."),
     budget: str = typer.Option("5m", "--budget", help="Wall-clock budget, e.g. 5m, 20m, 1h."),
-    kind: str = typer.Option("em", "--kind", help="Synthetic data: em or fluorescence."),
+    kind: str = typer.Option("fluorescence", "--kind", help="Synthetic data: fluorescence or em."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     napari: bool = typer.Option(False, "--napari", help="Open the results in napari."),
