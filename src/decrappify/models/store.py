@@ -403,6 +403,9 @@ def describe_model(info: ModelInfo) -> str:
     g = info.generator
     attention = f"self-attention in block {g.attention_block}" if g.self_attention else "none"
     out_range = "linear" if g.y_range is None else f"sigmoid to [{g.y_range[0]}, {g.y_range[1]}]"
+    if g.residual:
+        clamp = "" if g.y_range is None else f", clamped to [{g.y_range[0]}, {g.y_range[1]}]"
+        out_range = f"bilinear input + learned correction{clamp}"
     norm = info.normalization
     lines = [
         f"decrappify model (format {info.format_version}, written by decrappify "
