@@ -38,10 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
+#: Changes to the default training generator (``TrainConfig().generator``), by name.
 CONFIGS = {
     # the generator `decrappify train` builds by default (TrainConfig.generator)
-    "default": {"nf_factor": 1.0, "self_attention": False},
-    "small": {"self_attention": False, "nf_factor": 0.25, "blocks_per_stage": 1, "blur": False},
+    "default": {},
+    "small": {
+        "self_attention": False,
+        "nf_factor": 0.25,
+        "blocks_per_stage": 1,
+        "blur": False,
+        "residual": False,
+    },
 }
 
 
@@ -109,6 +116,7 @@ def main() -> None:
 
     from decrappify import api
     from decrappify.config.model import GeneratorConfig, ModelInfo
+    from decrappify.config.train import TrainConfig
     from decrappify.events import run_to_end
     from decrappify.io import write_image
     from decrappify.models import build_generator, load_model, save_model
@@ -122,7 +130,9 @@ def main() -> None:
     try:
         model_path = args.model
         if model_path is None:
-            cfg = GeneratorConfig(encoder="resnet18", scale=4, **CONFIGS[args.config])
+            cfg = GeneratorConfig(
+                **{**TrainConfig().generator.model_dump(), **CONFIGS[args.config]}
+            )
             model_path = workdir / f"resnet18_x4_{args.config}.safetensors"
             save_model(model_path, build_generator(cfg, seed=0), ModelInfo(generator=cfg))
         model = load_model(model_path)

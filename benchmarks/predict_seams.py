@@ -10,7 +10,7 @@ image into a 2048^2 output twice:
 
 Generators (``--configs``): ``small`` (``nf_factor`` 0.25, one convolution per decoder
 block, no blur, no self-attention) and ``default`` (the generator ``decrappify train``
-builds by default: ``wide`` decoder with ``nf_factor`` 1 and blur, no self-attention),
+builds by default, ``TrainConfig().generator``),
 random initialisation (``--train-steps N``
 trains each briefly first: L1 on x4 area-downsampled noisy synthetic EM), or a trained
 model file with ``--model``.
@@ -44,15 +44,17 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Changes to the default training generator (``TrainConfig().generator``), by name.
 CONFIGS = {
     "small": {
         "self_attention": False,
         "nf_factor": 0.25,
         "blocks_per_stage": 1,
         "blur": False,
+        "residual": False,
     },
     # the generator `decrappify train` builds by default (TrainConfig.generator)
-    "default": {"nf_factor": 1.0, "self_attention": False},
+    "default": {},
 }
 
 
@@ -273,6 +275,7 @@ def main() -> None:
     import torch
 
     from decrappify.config.model import GeneratorConfig
+    from decrappify.config.train import TrainConfig
     from decrappify.models import build_generator, load_model
     from decrappify.normalize import normalize, percentile_range
     from decrappify.sample import synthetic_image
@@ -284,7 +287,8 @@ def main() -> None:
         nets.append((load_model(args.model).net.eval(), label))
     configs = args.configs if args.configs is not None else ([] if args.model else list(CONFIGS))
     for name in configs:
-        net = build_generator(GeneratorConfig(encoder="resnet18", scale=4, **CONFIGS[name]), seed=0)
+        cfg = GeneratorConfig(**{**TrainConfig().generator.model_dump(), **CONFIGS[name]})
+        net = build_generator(cfg, seed=0)
         label = f"ResNet-18 U-Net x4 '{name}', random init"
         if args.train_steps:
             print(f"training '{name}' for {args.train_steps} steps ...")
