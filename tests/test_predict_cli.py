@@ -141,8 +141,8 @@ def test_bad_tile(models, em, tmp_path):
     result = invoke(models["x2"], em, "--out", tmp_path / "o", "--tile", "100")
     assert result.exit_code == 1
     assert one_line_error(result) == (
-        "error: tile 100: tile × scale must be a multiple of 32 (100 × 2 = 200); "
-        "use a multiple of 16 such as 96 or 112"
+        "error: tile 100: tile × scale must be a multiple of 64 (100 × 2 = 200); "
+        "use a multiple of 32 such as 96 or 128"
     )
     assert not (tmp_path / "o").exists()
 

@@ -273,6 +273,9 @@ def parse_model_info(text: str, source: str | Path) -> ModelInfo:
             f"{source}: model format version {version} is newer than decrappify {__version__} "
             f"reads (up to {MODEL_FORMAT_VERSION}); upgrade decrappify"
         )
+    generator = raw.get("generator")
+    if version < 2 and isinstance(generator, dict):  # before the "lr" layout existed
+        raw["generator"] = {**generator, "grid": generator.get("grid", "hr")}
     try:
         return ModelInfo.model_validate(raw)
     except ValidationError as err:
