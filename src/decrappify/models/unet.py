@@ -44,7 +44,7 @@ IMAGENET_GREY_STD = 0.226
 
 
 def encoder_taps(encoder: ResNetEncoder) -> list[tuple[str, int, int]]:
-    """The encoder stages after which the resolution changes (fastai ``_get_sfs_idxs``).
+    """List the encoder stages after which the resolution changes (fastai ``_get_sfs_idxs``).
 
     Parameters
     ----------
@@ -378,9 +378,11 @@ def prime_factors(n: int) -> list[int]:
 
 
 class UpsampleTail(nn.Module):
-    """The decoder's continuation past the input grid: one PixelShuffle-ICNR stage per
-    factor (blur, then a 3x3 convolution), the upsampled input frames concatenated before
-    the last convolution (cross connection on the output grid).
+    """The decoder's continuation past the input grid.
+
+    One PixelShuffle-ICNR stage per factor (blur, then a 3x3 convolution), the upsampled
+    input frames concatenated before the last convolution (cross connection on the output
+    grid).
 
     Parameters
     ----------
