@@ -102,7 +102,7 @@ def test_cli_info(cli_run):
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--set", "oops"],
-            "error: --set expects KEY=VALUE, e.g. gan.max_steps=0 (got 'oops')",
+            "error: --set: expected KEY=VALUE, e.g. gan.max_steps=0 (got 'oops')",
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--time-budget", "soon"],

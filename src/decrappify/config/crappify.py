@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from decrappify.config.base import StrictModel
+from decrappify.config.choices import CrappifyPreset
 from decrappify.config.normalization import NormalizationConfig
 from decrappify.errors import InputError
 
@@ -628,10 +629,10 @@ def preset_fluorescence_pssr() -> CrappifyConfig:
 
 
 _PRESETS: dict[str, Callable[[], CrappifyConfig]] = {
-    "em": preset_em,
-    "em-poisson": preset_em_poisson,
-    "fluorescence": preset_fluorescence,
-    "fluorescence-pssr": preset_fluorescence_pssr,
+    CrappifyPreset.EM.value: preset_em,
+    CrappifyPreset.EM_POISSON.value: preset_em_poisson,
+    CrappifyPreset.FLUORESCENCE.value: preset_fluorescence,
+    CrappifyPreset.FLUORESCENCE_PSSR.value: preset_fluorescence_pssr,
 }
 
 #: Names accepted by :func:`get_preset`.
