@@ -87,8 +87,8 @@ def test_model_summary_and_settings(widget, model):
     assert widget.settings().overlap == "auto" and widget.settings().dtype is None
     widget.set_model(model.parent / "missing.safetensors")
     assert widget.model_info_label.text() == (
-        f"⚠ {model.parent / 'missing.safetensors'}: model not found (expected a model folder "
-        "or a .safetensors file)"
+        f"⚠ {model.parent / 'missing.safetensors'}: model not found (expected a folder with "
+        "model.json and model.safetensors, or a .safetensors file)"
     )
 
 
@@ -252,8 +252,8 @@ def test_model_and_setting_errors_are_notifications(
     assert notes["error"] == [
         "flat: the model z3.safetensors takes 3 neighbouring planes (2.5D) but the image is 2D "
         "(shape (16, 16)); use a ZYX or TYX stack or a 2D model",
-        f"{tmp_path / 'm.safetensors'}: model not found (expected a model folder or a "
-        ".safetensors file)",
+        f"{tmp_path / 'm.safetensors'}: model not found (expected a folder with model.json "
+        "and model.safetensors, or a .safetensors file)",
         "tile 12: tile × scale must be a multiple of 32 (12 × 2 = 24); use a multiple of 16 "
         "such as 16",
         "Super-resolve: choose a model (a model folder or .safetensors file)",

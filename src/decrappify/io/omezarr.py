@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.errors import InputError
+from decrappify.errors import InputError, short_message
 from decrappify.events import Progress
 from decrappify.io._blocks import Region, grid, iter_blocks, write_block_shape
 from decrappify.io._units import TIME_UNITS, normalize_unit
@@ -130,7 +130,7 @@ def read_ome_zarr_metadata(path: str | Path) -> Multiscale:
     try:
         group = zarr.open_group(path, mode="r")
     except Exception as err:
-        raise InputError(f"{path}: not an OME-Zarr image ({_short(err)})") from err
+        raise InputError(f"{path}: not an OME-Zarr image ({short_message(err)})") from err
     return _multiscale_of_group(group, path)
 
 
@@ -159,7 +159,9 @@ def _multiscale_of_group(group: Any, path: Path) -> Multiscale:
     try:
         return _parse_multiscale(multiscales[0], version, group, prefix)
     except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise InputError(f"{path}: invalid OME-Zarr multiscales metadata ({_short(err)})") from err
+        raise InputError(
+            f"{path}: invalid OME-Zarr multiscales metadata ({short_message(err)})"
+        ) from err
 
 
 def _parse_multiscale(
@@ -222,11 +224,6 @@ def _transforms(items: Any, ndim: int) -> tuple[tuple[float, ...], tuple[float, 
     return tuple(scale), tuple(shift)
 
 
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -257,7 +254,7 @@ def read_zarr(path: str | Path, *, axes: str | None = None) -> Image:
     try:
         node = zarr.open(path, mode="r")
     except Exception as err:
-        raise InputError(f"{path}: not a readable Zarr store ({_short(err)})") from err
+        raise InputError(f"{path}: not a readable Zarr store ({short_message(err)})") from err
     if isinstance(node, zarr.Group):
         meta = _multiscale_of_group(node, path)
         array_path = f"{meta.group}/{meta.paths[0]}".lstrip("/")

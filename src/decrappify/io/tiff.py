@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from decrappify.errors import InputError, OutputError
+from decrappify.errors import InputError, OutputError, short_message
 from decrappify.io._units import (
     LENGTH_UNITS,
     MICROMETERS_PER_UNIT,
@@ -186,14 +186,14 @@ def _open_tiff(path: Path) -> tifffile.TiffFile:
     except IsADirectoryError as err:
         raise InputError(f"{path}: is a folder, expected a TIFF file") from err
     except Exception as err:  # tifffile raises TiffFileError, ValueError, struct.error ...
-        raise InputError(f"{path}: not a readable TIFF file ({_short(err)})") from err
+        raise InputError(f"{path}: not a readable TIFF file ({short_message(err)})") from err
 
 
 def _first_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries:
     try:
         series = tif.series
     except Exception as err:
-        raise InputError(f"{path}: corrupt TIFF file ({_short(err)})") from err
+        raise InputError(f"{path}: corrupt TIFF file ({short_message(err)})") from err
     if not series:
         raise InputError(f"{path}: TIFF file contains no image")
     return series[0]
@@ -215,7 +215,7 @@ def _check_complete(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, pat
                     if count:
                         end = max(end, start + count)
     except Exception as err:
-        raise InputError(f"{path}: corrupt TIFF file ({_short(err)})") from err
+        raise InputError(f"{path}: corrupt TIFF file ({short_message(err)})") from err
     if end > size:
         raise InputError(
             f"{path}: truncated or corrupt TIFF (image data ends at byte {end}, the file has "
@@ -227,13 +227,8 @@ def _read_eager(series: tifffile.TiffPageSeries, path: Path) -> np.ndarray:
     try:
         data = series.asarray()
     except Exception as err:
-        raise InputError(f"{path}: cannot decode TIFF data ({_short(err)})") from err
+        raise InputError(f"{path}: cannot decode TIFF data ({short_message(err)})") from err
     return np.asarray(data).reshape(series.get_shape(True))
-
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def tiff_physical_sizes(
@@ -470,7 +465,7 @@ class TiffSource:
         except InputError:
             raise
         except Exception as err:
-            raise InputError(f"{self.path}: cannot read TIFF data ({_short(err)})") from err
+            raise InputError(f"{self.path}: cannot read TIFF data ({short_message(err)})") from err
         return np.asarray(region, dtype=self.dtype)
 
     def _stored_key(self, key: Any) -> tuple[Any, ...]:
@@ -776,7 +771,7 @@ class TileWriter:
             error = self._error
             if error is None:
                 raise OutputError(f"{self.path}: TIFF writer stopped unexpectedly")
-            raise OutputError(f"{self.path}: cannot write TIFF ({_short(error)})") from error
+            raise OutputError(f"{self.path}: cannot write TIFF ({short_message(error)})") from error
 
     def finish(self) -> None:
         """Wait for the writer to write the last tiles and close the file.
@@ -789,7 +784,7 @@ class TileWriter:
         self._thread.join()
         if self._error is not None:
             raise OutputError(
-                f"{self.path}: cannot write TIFF ({_short(self._error)})"
+                f"{self.path}: cannot write TIFF ({short_message(self._error)})"
             ) from self._error
 
     def abort(self) -> None:
