@@ -12,11 +12,11 @@ from scipy.ndimage import gaussian_filter
 from skimage.transform import downscale_local_mean
 
 from decrappify.errors import InputError, OutputError
+from decrappify.io.atomic import atomic_write
 from decrappify.metrics.core import METRIC_NAMES, evaluate_pair
 from decrappify.metrics.frc import frc
 from decrappify.metrics.report import (
     MetricsTable,
-    atomic_write,
     comparison_figure,
     format_table,
     results_to_json,

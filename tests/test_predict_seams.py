@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from decrappify.config.model import GeneratorConfig
+from decrappify.config.predict import PredictConfig
 from decrappify.events import run_to_end
 from decrappify.models import build_generator
 from decrappify.normalize import normalize, percentile_range
 from decrappify.predict.engine import iter_predict_image
-from decrappify.predict.tiling import plan_tiles, tile_quantum
+from decrappify.predict.tile_geometry import plan_tiles, tile_quantum
 from decrappify.sample import synthetic_image
 
 
@@ -98,12 +99,9 @@ def seam_figures(net, lr, *, tile, overlap="auto", blend=0.5):
             net,
             lr,
             None,
-            tile=tile,
-            overlap=overlap,
-            blend=blend,
-            device="cpu",
-            threads=1,
-            out_dtype="float32",
+            PredictConfig(
+                tile=tile, overlap=overlap, blend=blend, device="cpu", threads=1, dtype="float32"
+            ),
         )
     )
     diff = (result.image.data - lo) / (hi - lo) - whole

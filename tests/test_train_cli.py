@@ -102,7 +102,7 @@ def test_cli_info(cli_run):
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--set", "oops"],
-            "error: --set expects KEY=VALUE, e.g. gan.max_steps=0 (got 'oops')",
+            "error: --set: expected KEY=VALUE, e.g. gan.max_steps=0 (got 'oops')",
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--time-budget", "soon"],
@@ -181,7 +181,7 @@ def test_model_info_reads_metadata_only(cli_run, tmp_path):
         api.model_info(tmp_path)
     not_model = tmp_path / "x.safetensors"
     not_model.write_bytes(b"garbage")
-    with pytest.raises(ModelFileError, match="not a readable safetensors model file"):
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
         api.model_info(not_model)
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from decrappify._napari._compare_widget import CompareWidget, format_metric
-from decrappify._napari._jobs import error_plane
 from decrappify._napari._layers import image_layer_kwargs
 from decrappify.crappify import crappify_image, get_preset
 from decrappify.metrics import evaluate_pair, evaluate_stack, upsample
+from decrappify.metrics.maps import error_plane
 from decrappify.sample import synthetic_image
 
 pytestmark = pytest.mark.napari

@@ -17,7 +17,13 @@ from decrappify.api.crappify import (
 )
 from decrappify.api.demo import DemoReport, demo, iter_demo
 from decrappify.api.evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
-from decrappify.api.predict import iter_predict, iter_predict_image, predict, predict_region
+from decrappify.api.predict import (
+    iter_predict,
+    iter_predict_image,
+    predict,
+    predict_config,
+    predict_region,
+)
 from decrappify.api.train import iter_train, model_info, train, train_config
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "model_info",
     "parse_baselines",
     "predict",
+    "predict_config",
     "predict_region",
     "train",
     "train_config",

@@ -13,14 +13,15 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from decrappify.errors import InputError, OutputError
+from decrappify.errors import InputError
+from decrappify.io.atomic import atomic_write
 from decrappify.io.image import Image
 from decrappify.metrics.baselines import scale_for, upsample
 from decrappify.metrics.core import (
@@ -321,45 +322,6 @@ def format_table(results: Results) -> MetricsTable:
                 cells.append(_cell(k, float(np.mean(vals)), sd))
             rows.append((MEAN_KEY, method, *cells))
     return MetricsTable(columns=columns, rows=tuple(rows))
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
-    """Write a file through a temporary name beside it, then rename it into place.
-
-    Parameters
-    ----------
-    path : path-like
-        The target file.
-    write : callable
-        Called with the temporary path (``.<name>.partial`` in the same folder); must
-        create that file.
-
-    Returns
-    -------
-    Path
-        The target path.
-
-    Raises
-    ------
-    OutputError
-        If the folder does not exist or the file cannot be written; the temporary file
-        is removed.
-    """
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise OutputError(f"{target}: folder {target.parent} does not exist")
-    if target.is_dir():
-        raise OutputError(f"{target}: expected a file path, got a folder")
-    tmp = target.with_name(f".{target.name}.partial")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except OSError as err:
-        raise OutputError(f"{target}: cannot write ({err.strerror or err})") from err
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
 
 
 def _pick_plane(array: Any, plane: int | None, name: str) -> np.ndarray:
