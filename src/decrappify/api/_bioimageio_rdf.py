@@ -152,7 +152,8 @@ def rdf_content(
     license : str
         SPDX licence identifier.
     files : PackageFiles
-        ``README.md``, ``cover.png``, ``test_input.npy``, ``test_output.npy`` and the
+        ``README.md``, ``cover.png``, ``test_input.npy``, ``test_output.npy``, their TIFF
+        views ``sample_input.tif`` and ``sample_output.tif``, and the
         weight files (``weights.pt``, ``architecture.py``, ``environment.yaml`` for the
         state dict; ``weights_torchscript.pt``) with their digests.
     geometry : Geometry
@@ -211,8 +212,6 @@ def rdf_content(
         }
         if "pytorch_state_dict" in weight_formats:
             weights["torchscript"]["parent"] = "pytorch_state_dict"
-    training = info.training or {}
-    data = training.get("data") or {}
     return {
         "format_version": format_version,
         "type": "model",
@@ -235,6 +234,7 @@ def rdf_content(
                     *space_in,
                 ],
                 "test_tensor": files.entry("test_input.npy"),
+                "sample_tensor": files.entry("sample_input.tif"),
                 "data": {"type": "float32"},
                 "preprocessing": [
                     {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
@@ -253,13 +253,14 @@ def rdf_content(
             {
                 "id": "output",
                 "description": f"x{g.scale} super-resolved image in normalised units "
-                f"(0 = the input's {norm.low:g}th percentile, 1 = its {norm.high:g}th)",
+                f"(0 and 1 = the input's percentiles {norm.low:g} and {norm.high:g})",
                 "axes": [
                     {"type": "batch"},
                     {"type": "channel", "channel_names": ["intensity"]},
                     *space_out,
                 ],
                 "test_tensor": files.entry("test_output.npy"),
+                "sample_tensor": files.entry("sample_output.tif"),
                 "data": {"type": "float32"},
                 "postprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}],
             }
@@ -271,13 +272,7 @@ def rdf_content(
                 "architecture_description": _architecture(info),
                 "task": "super-resolution",
                 "model_parameter_count": int(parameter_count),
-                "training": {
-                    "training_preprocessing": f"percentile normalisation {norm.low:g}-"
-                    f"{norm.high:g}; inputs made by {crappify_summary(info)}",
-                    "training_batch_size": data.get("batch_size"),
-                    "training_duration": _hours(training.get("seconds")),
-                    "loss_function": "NoGAN: pixel/SSIM loss, then adversarial critic",
-                },
+                "training": _training_details(info),
             },
             "decrappify": {
                 **info.model_dump(mode="json"),
@@ -285,6 +280,21 @@ def rdf_content(
             },
         },
     }
+
+
+def _training_details(info: ModelInfo) -> dict[str, Any]:
+    norm, training = info.normalization, info.training or {}
+    loss = ((training.get("config") or {}).get("loss") or {}).get("weights")
+    terms = ", ".join(f"{k} {v:g}" for k, v in loss.items() if v) if loss else "pixel/SSIM"
+    details = {
+        "training_preprocessing": f"percentile normalisation {norm.low:g}-{norm.high:g}; "
+        f"inputs made by {crappify_summary(info)}",
+        "training_batch_size": (training.get("data") or {}).get("batch_size"),
+        "training_duration": _hours(training.get("seconds")),
+        "loss_function": f"NoGAN: generator pretraining on {terms}, then a critic "
+        "(adversarial loss) and the generator in turn",
+    }
+    return {k: v for k, v in details.items() if v is not None}
 
 
 def _tags(info: ModelInfo, g: Geometry) -> list[str]:
@@ -354,8 +364,8 @@ def readme_text(
         "",
         f"- Input: a low-resolution image ({g.n_frames} plane(s) as channels), raw "
         f"intensities. Sides must be {g.min_side} + n x {g.step} pixels (pad or crop).",
-        f"- Preprocessing: percentile normalisation per image, {norm.low:g}th percentile -> 0 "
-        f"and {norm.high:g}th -> 1 (bioimage.io `scale_range`), as decrappify trained it.",
+        f"- Preprocessing: percentile normalisation per image, percentile {norm.low:g} -> 0 "
+        f"and percentile {norm.high:g} -> 1 (bioimage.io `scale_range`), as decrappify trained it.",
         f"- Output: the image super-resolved x{g.scale} (output pixels are 1/{g.scale} of "
         "the input's), in the same normalised units; multiply by the input's percentile "
         "range and add its low percentile to get intensities back (what `decrappify "
@@ -388,7 +398,8 @@ def readme_text(
         lines.append("")
     lines += [
         f"The test tensors are {test_source}; `bioimageio test` re-runs the model on "
-        "`test_input.npy` and compares with `test_output.npy`, decrappify's own prediction.",
+        "`test_input.npy` and compares with `test_output.npy`, the output of the network "
+        "as decrappify runs it.",
         "To validate on your data, crappify held-back high-resolution images (or acquire "
         "low/high-resolution pairs) and score the predictions against them and against "
         "bicubic interpolation:",

@@ -134,7 +134,7 @@ def iter_evaluate(
         name = gt_img.name if gt_img.name not in results else f"{gt_img.name}-{i}"
         events = iter_evaluate_stack(
             pred_img.data,
-            gt_img.data,
+            gt_img,  # the record: its pixel size turns the FRC resolution into a length
             None if lr_img is None else lr_img.data,
             baselines=names,
             scale=scale,

@@ -175,6 +175,7 @@ def iter_export_bioimageio(
         faithfully, the description is invalid or the package fails its test; nothing
         is left at ``out`` then.
     """
+    import tifffile
     import torch
 
     from decrappify.models.store import count_parameters, load_model
@@ -198,6 +199,10 @@ def iter_export_bioimageio(
     try:
         np.save(work / "test_input.npy", raw[None])
         np.save(work / "test_output.npy", expected)
+        for sample, data in (("input", raw[0] if len(raw) == 1 else raw), ("output", expected)):
+            tifffile.imwrite(
+                work / f"sample_{sample}.tif", data.squeeze(), photometric="minisblack"
+            )
         _write_cover(work / "cover.png", raw[raw.shape[0] // 2], expected[0, 0], geometry.scale)
         yield Progress(phase="export", step=1, total=total, message="weights")
         _write_weights(net, normalised, formats, work, geometry, Path(model))
