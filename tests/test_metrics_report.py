@@ -237,3 +237,25 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
         atomic_write(target, failing)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_figure_panels_each_get_their_own_contrast(rng, tmp_path):
+    # dim texture beside a few very bright spots (fluorescence puncta): on the ground
+    # truth's 0.1-99.9 % scale the texture would be black; each panel's own percentiles
+    # show it in grey levels
+    from matplotlib.image import imread
+
+    texture = gaussian_filter(rng.random((256, 256)), 2.0)
+    gt = 100 + 400 * (texture - texture.min()) / (texture.max() - texture.min())
+    gt[rng.random(gt.shape) < 0.004] = 20000
+    lr = downscale_local_mean(gt, 4)
+    pred = gt + rng.normal(0, 5, gt.shape)
+    grey = imread(comparison_figure(lr, None, pred, gt, path=tmp_path / "f.png"))
+    grey = grey[..., :3].mean(axis=2)
+    top = grey[: grey.shape[0] // 2]
+    quarter = top.shape[1] // 4
+    mid_grey = [
+        float(((q > 0.15) & (q < 0.85)).mean())
+        for q in (top[:, i * quarter : (i + 1) * quarter] for i in range(4))
+    ]
+    assert mid_grey[1] > 0.1 and mid_grey[2] > 0.3 and mid_grey[3] > 0.3, mid_grey

@@ -26,6 +26,10 @@ from decrappify.metrics.core import (
 from decrappify.metrics.frc import FRCResult, frc
 from decrappify.metrics.report import atomic_write
 from decrappify.metrics.stack import PREDICTION
+from decrappify.normalize import percentile_range
+
+#: Percentiles of each image panel shown as black and white.
+PANEL_PERCENTILES = (0.5, 99.5)
 
 
 def _pick_plane(array: Any, plane: int | None, name: str) -> np.ndarray:
@@ -57,16 +61,18 @@ def comparison_figure(
     """Draw LR | baseline | prediction | GT, their error maps and FRC curves to a PNG.
 
     Top row: central crops of the low-resolution input, the baseline, the prediction and
-    the ground truth, covering the same field of view and shown with the same contrast.
+    the ground truth, covering the same field of view, each shown with its own contrast:
+    grey levels from the crop's :data:`PANEL_PERCENTILES` (so that dim structure next
+    to a few bright spots, common in fluorescence, stays visible).
     Bottom row: absolute error maps ``|baseline - GT|`` and ``|prediction - GT|`` on one
     colour scale, and the FRC curves with the threshold line.
 
-    Intensities are shown in normalised units: the ground truth is percentile-normalised
-    (0.1 / 99.9) and displayed from 0 to 1; the prediction, the baseline and the
-    low-resolution input (against the ground truth averaged over each input pixel) are
-    mapped onto it by their least-squares affine fit, as for the normalised metrics. The
-    error maps thus show what ``psnr_norm`` / ``ssim_norm`` score, which the panel titles
-    quote (computed on the whole plane).
+    The error maps are in normalised units: the ground truth is percentile-normalised
+    (0.1 / 99.9) and the prediction, the baseline and the low-resolution input (against
+    the ground truth averaged over each input pixel) are mapped onto it by their
+    least-squares affine fit, as for the normalised metrics. They thus show what
+    ``psnr_norm`` / ``ssim_norm`` score, which the panel titles quote (computed on the
+    whole plane).
 
     Parameters
     ----------
@@ -201,7 +207,8 @@ def _draw(
             ax.text(0.5, 0.5, "no low-resolution input", ha="center", va="center")
             ax.set_title(label)
             continue
-        ax.imshow(crop, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        lo, hi = percentile_range(crop, *PANEL_PERCENTILES)
+        ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(_panel_title(label, metrics.get(label)))
     vmax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1.0
     error_axes = []

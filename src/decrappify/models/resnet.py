@@ -281,7 +281,7 @@ def load_encoder_weights(encoder: ResNetEncoder, path: str | Path) -> None:
         If the file is missing or unreadable, or its names or shapes do not match the
         encoder; the message names the file and the first offending keys.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
     expected = {k: v.shape for k, v in encoder.state_dict().items()}
     conv1 = state.get("conv1.weight")
