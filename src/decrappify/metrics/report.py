@@ -46,7 +46,7 @@ def as_stack_result(value: StackResult | Mapping[str, Any], name: str = "image")
     Parameters
     ----------
     value : StackResult or dict
-        A stack result, or one image's metrics (the six metric keys, optionally with
+        A stack result, or one image's metrics (the metric keys of ``METRIC_NAMES``, optionally with
         ``"baselines": {method: {metric: value}}``).
     name : str
         Name of the image, for messages.
@@ -285,7 +285,7 @@ def format_table(results: Results) -> MetricsTable:
     Returns
     -------
     MetricsTable
-        Columns ``image, method`` and the six metrics. Cells of stacks read
+        Columns ``image, method`` and the seven metrics. Cells of stacks read
         ``mean ± sd`` over the planes, cells of 2D images the value; with several images,
         final rows named ``mean`` give ``mean ± sd`` across the images that have the
         method.
