@@ -30,6 +30,7 @@ from decrappify.normalize import normalize, percentile_range
 from decrappify.sample import synthetic_image
 
 pytest.importorskip("bioimageio.core")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 runner = CliRunner()
 SMALL = {"encoder": "resnet18", "nf_factor": 0.25, "blocks_per_stage": 1}
@@ -57,14 +58,6 @@ def _saved_model(folder: Path, **generator) -> Path:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     return _saved_model(tmp_path_factory.mktemp("models"), scale=2)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- fast checks
@@ -280,7 +273,7 @@ def test_the_bioimageio_command_line_passes_the_package(package):
 def test_the_test_tensors_come_from_a_given_image(model, tmp_path):
     stack = np.asarray(synthetic_image("em", (3, 100, 90), seed=2).data)
     path = tmp_path / "lr.tif"
-    tifffile.imwrite(path, stack)
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZYX"})
     result = export_bioimageio(
         model, tmp_path / "m.zip", test_image=path, weights="torchscript", test=False
     )

@@ -34,6 +34,7 @@ from decrappify.api._bioimageio_rdf import (
     rdf_content,
     readme_text,
 )
+from decrappify.api._bioimageio_tensors import make_test_input, normalised_input, write_cover
 from decrappify.api.common import PathLike
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
@@ -43,10 +44,11 @@ WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript")
 #: Input pixels at each tile border that bioimage.io consumers should not keep: the
 #: context margin of decrappify's own tiler at its default overlap (half a 128-pixel tile).
 HALO = 16
-#: Preferred side of the test input (low-resolution pixels).
-TEST_SIDE = 64
 #: Largest difference allowed between the traced TorchScript network and the network.
 TRACE_ATOL = 1e-4
+#: torch's notice that TorchScript is deprecated for torch.export, which bioimage.io cannot
+#: read yet (TorchScript is the PyTorch format deepImageJ and bioimageio.core run).
+TORCH_JIT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
 #: Installing the optional dependencies.
 INSTALL_HINT = "pip install 'decrappify[export]'"
 
@@ -189,25 +191,25 @@ def iter_export_bioimageio(
     geometry = _geometry(net)
     total = 4 if test else 3
     yield Progress(phase="export", step=0, total=total, message="test tensors")
-    raw, test_source = _test_input(test_image, info, geometry, seed)
-    normalised = _normalised(raw, info)
+    raw, test_source = make_test_input(test_image, info, geometry, seed)
+    normalised = normalised_input(raw, info)
     with torch.no_grad():
         expected = net(torch.from_numpy(normalised[None])).numpy().astype(np.float32)
     work = target.with_name(f".{target.name}.partial")
-    _remove(work)
-    work.mkdir()
     try:
+        _remove(work)
+        work.mkdir()
         np.save(work / "test_input.npy", raw[None])
         np.save(work / "test_output.npy", expected)
         for sample, data in (("input", raw[0] if len(raw) == 1 else raw), ("output", expected)):
             tifffile.imwrite(
                 work / f"sample_{sample}.tif", data.squeeze(), photometric="minisblack"
             )
-        _write_cover(work / "cover.png", raw[raw.shape[0] // 2], expected[0, 0], geometry.scale)
+        write_cover(work / "cover.png", raw[raw.shape[0] // 2], expected[0, 0], geometry.scale)
         yield Progress(phase="export", step=1, total=total, message="weights")
         _write_weights(net, normalised, formats, work, geometry, Path(model))
         yield Progress(phase="export", step=2, total=total, message="package")
-        title = package_name(name, Path(model).name, geometry.scale)
+        title = package_name(name, _model_name(Path(model)), geometry.scale)
         text = description or _default_description(info, geometry)
         (work / "README.md").write_text(
             readme_text(
@@ -241,6 +243,8 @@ def iter_export_bioimageio(
             yield Progress(phase="export", step=3, total=total, message="bioimageio test")
             status, checks = _bioimageio_test(package, target)
         os.replace(package, target)
+    except OSError as err:
+        raise OutputError(f"{target}: cannot write the package ({err.strerror or err})") from err
     finally:
         _remove(work)
     yield Progress(phase="export", step=total, total=total, message=target.name)
@@ -327,104 +331,6 @@ def _geometry(net: Any) -> Geometry:
     )
 
 
-# --------------------------------------------------------------------------- test tensors
-
-
-def _fit_side(size: int, g: Geometry) -> int:
-    """Largest valid side within ``size`` and :data:`TEST_SIDE` (or ``min_side``)."""
-    limit = min(size, max(TEST_SIDE, g.min_side))
-    return g.min_side + (limit - g.min_side) // g.step * g.step
-
-
-def _test_input(
-    test_image: PathLike | None, info: Any, g: Geometry, seed: int
-) -> tuple[np.ndarray, str]:
-    """Raw float32 ``(n_frames, h, w)`` test input and a phrase saying where it came from."""
-    if test_image is not None:
-        return _crop_test_image(Path(test_image), g)
-    from decrappify.config.crappify import CrappifyConfig
-    from decrappify.crappify import crappify_image
-    from decrappify.sample import synthetic_image
-
-    if not info.crappify:
-        raise InputError(
-            "--test-image: the model records no crappifier to make a synthetic test input "
-            "with; pass a low-resolution image"
-        )
-    config = CrappifyConfig.model_validate(info.crappify)
-    if config.scale != g.scale:
-        config = config.with_scale(g.scale)
-    kind = "em" if str(config.name or "").startswith("em") else "fluorescence"
-    side = _fit_side(TEST_SIDE, g)
-    shape = (side * g.scale, side * g.scale)
-    if g.n_frames > 1:
-        shape = (g.n_frames, *shape)
-    hr = synthetic_image(kind, shape, seed=seed)
-    lr = np.asarray(crappify_image(hr, config, seed=seed).data, dtype=np.float32)
-    source = (
-        f"a synthetic {kind} image crappified by the model's own crappifier "
-        f"({config.name or 'custom'}, seed {seed})"
-    )
-    return (lr if lr.ndim == 3 else lr[None]), source
-
-
-def _crop_test_image(path: Path, g: Geometry) -> tuple[np.ndarray, str]:
-    from decrappify.io import read_image
-
-    image = read_image(path)
-    data = image.data
-    if data.ndim == 2:
-        if g.n_frames > 1:
-            raise InputError(
-                f"{path}: the model takes {g.n_frames} neighbouring planes (2.5D); "
-                f"--test-image must be a stack, got shape {tuple(data.shape)}"
-            )
-        data = data[None]
-    elif g.n_frames == 1:
-        data = data[data.shape[0] // 2][None]
-    else:
-        if data.shape[0] < g.n_frames:
-            raise InputError(
-                f"{path}: the model takes {g.n_frames} neighbouring planes; --test-image has "
-                f"{data.shape[0]}"
-            )
-        first = (data.shape[0] - g.n_frames) // 2
-        data = data[first : first + g.n_frames]
-    h, w = (int(s) for s in data.shape[-2:])
-    if min(h, w) < g.min_side:
-        raise InputError(
-            f"{path}: --test-image must be at least {g.min_side}x{g.min_side} pixels for this "
-            f"model, got {h}x{w}"
-        )
-    sy, sx = _fit_side(h, g), _fit_side(w, g)
-    y0, x0 = (h - sy) // 2, (w - sx) // 2
-    crop = np.asarray(data[:, y0 : y0 + sy, x0 : x0 + sx], dtype=np.float32)
-    if not np.isfinite(crop).all():
-        raise InputError(f"{path}: --test-image has NaN or Inf values in its central crop")
-    return crop, f"the central {sy}x{sx} crop of {path.name}"
-
-
-def _normalised(raw: np.ndarray, info: Any) -> np.ndarray:
-    from decrappify.normalize import normalize, percentile_range
-
-    norm = info.normalization
-    lo, hi = percentile_range(raw, norm.low, norm.high)
-    return np.ascontiguousarray(normalize(raw, lo, hi))
-
-
-def _write_cover(path: Path, lr: np.ndarray, pred: np.ndarray, scale: int) -> None:
-    """Input (each pixel a ``scale`` block) beside the output, each at its own contrast."""
-    from matplotlib.image import imsave
-
-    from decrappify.normalize import percentile_range
-
-    panels = []
-    for image in (np.kron(lr, np.ones((scale, scale), dtype=np.float32)), pred):
-        lo, hi = percentile_range(image, 0.5, 99.5)
-        panels.append(np.clip((image - lo) / (hi - lo), 0.0, 1.0))
-    imsave(path, np.concatenate(panels, axis=1), cmap="gray", vmin=0.0, vmax=1.0, format="png")
-
-
 # --------------------------------------------------------------------------- weights
 
 
@@ -461,7 +367,9 @@ def _write_weights(
         (work / "environment.yaml").write_text(ENVIRONMENT.format(version=__version__))
     if "torchscript" in formats:
         traced = _trace(net, torch.from_numpy(normalised[None]), g, model)
-        torch.jit.save(traced, str(work / "weights_torchscript.pt"))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", TORCH_JIT_DEPRECATED, DeprecationWarning)
+            torch.jit.save(traced, str(work / "weights_torchscript.pt"))
 
 
 def _trace(net: Any, example: Any, g: Geometry, model: Path) -> Any:
@@ -469,8 +377,7 @@ def _trace(net: Any, example: Any, g: Geometry, model: Path) -> Any:
     import torch
 
     with warnings.catch_warnings():
-        # torch.jit is deprecated for torch.export, which bioimage.io cannot read yet; the
-        # tracer's own warnings (shape-dependent Python code) are checked below instead
+        # the tracer's warnings (shape-dependent Python code) are checked below instead
         warnings.simplefilter("ignore")
         with torch.no_grad():
             traced = torch.jit.trace(net, example, check_trace=False)
@@ -521,7 +428,9 @@ def _bioimageio_test(package: Path, target: Path) -> tuple[str, list[tuple[str, 
     from bioimageio.spec import ValidationContext
 
     with ValidationContext(log_warnings=False):
-        summary = test_description(package)
+        with warnings.catch_warnings():  # bioimageio.core loads TorchScript with torch.jit
+            warnings.filterwarnings("ignore", TORCH_JIT_DEPRECATED, DeprecationWarning)
+            summary = test_description(package)
     checks = [(str(d.name), str(d.status)) for d in summary.details]
     if summary.status != "passed":
         raise OutputError(
@@ -537,6 +446,12 @@ def _first_error(summary: Any) -> str:
             text = " ".join(str(error.msg).split())[:300]
             return f"{detail.name}: {loc + ': ' if loc else ''}{text}"
     return f"status {summary.status}"
+
+
+def _model_name(path: Path) -> str:
+    """``em_x4`` for ``em_x4.safetensors``; the run's name for a run's ``RUN/model`` folder."""
+    path = path.resolve()
+    return path.parent.name if path.stem == "model" else path.stem
 
 
 def _default_description(info: Any, g: Geometry) -> str:
