@@ -165,11 +165,14 @@ def test_the_description_is_valid_bioimageio_model_spec(tmp_path):
 @pytest.fixture(scope="module")
 def package(model, tmp_path_factory):
     out = tmp_path_factory.mktemp("bioimageio") / "em_x2.zip"
+    torch_state = torch.random.get_rng_state()
     result = runner.invoke(
         app,
         ["export", str(model), "--bioimageio", str(out), "--author", "Ada Lovelace", "-q"],
     )
     assert result.exit_code == 0, result.output
+    # bioimageio.core seeds torch's global generator for its test: the caller's is kept
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
     return out, result.output
 
 

@@ -423,14 +423,26 @@ def _package(content: dict[str, Any], work: Path, target: Path) -> Path:
 
 
 def _bioimageio_test(package: Path, target: Path) -> tuple[str, list[tuple[str, str]]]:
-    """Run ``bioimageio test`` on the package; raise if it does not pass."""
+    """Run ``bioimageio test`` on the package (CPU, like the test output); raise if it fails.
+
+    bioimageio.core seeds numpy's and torch's global generators and sets torch's
+    deterministic-algorithms flag; all three are put back afterwards.
+    """
+    import torch
     from bioimageio.core import test_description
     from bioimageio.spec import ValidationContext
 
-    with ValidationContext(log_warnings=False):
-        with warnings.catch_warnings():  # bioimageio.core loads TorchScript with torch.jit
-            warnings.filterwarnings("ignore", TORCH_JIT_DEPRECATED, DeprecationWarning)
-            summary = test_description(package)
+    numpy_state = np.random.get_state()  # noqa: NPY002 (the legacy state it seeds)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        with torch.random.fork_rng(devices=[]), ValidationContext(log_warnings=False):
+            with warnings.catch_warnings():  # bioimageio.core loads TorchScript with torch.jit
+                warnings.filterwarnings("ignore", TORCH_JIT_DEPRECATED, DeprecationWarning)
+                summary = test_description(package, devices=["cpu"])
+    finally:
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     checks = [(str(d.name), str(d.status)) for d in summary.details]
     if summary.status != "passed":
         raise OutputError(
