@@ -61,6 +61,9 @@ def test_evaluate_writes_json_csv_figure(triplet, tmp_path):
     assert (out / "m.csv").read_text().count("\n") >= 3
     assert (out / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "bicubic" in result.output
+    assert "FRC res. (px)" in result.output
+    assert entry["frc_px"] == pytest.approx(expected["frc_px"], rel=1e-9)
+    assert entry["pixel_size"] is None
 
 
 def test_evaluate_pairing_and_baseline_errors(triplet):

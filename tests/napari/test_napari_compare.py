@@ -62,6 +62,10 @@ def test_table_matches_evaluate_pair_and_layers_align(viewer, widget, stack, wai
         "psnr_norm", full.mean()["psnr_norm"], full.sd()["psnr_norm"]
     )
     assert not widget.stack_table.isHidden()
+    rows = widget.stack_table.rowCount()
+    titles = [widget.stack_table.verticalHeaderItem(r).text() for r in range(rows)]
+    assert titles[-1] == "FRC res. (px)"  # the FRC resolution in the results, not only figures
+    assert widget.metrics("prediction", "stack")["frc_px"] == pytest.approx(full.mean()["frc_px"])
 
     error = viewer.layers["pred error"]
     assert tuple(error.scale) == pytest.approx(gt.scale)

@@ -412,7 +412,7 @@ class CompareWidget(QWidget):
 
 
 class MetricTable(QTableWidget):
-    """A read-only table of the six metrics (rows) for a few methods (columns).
+    """A read-only table of the seven metrics (rows) for a few methods (columns).
 
     Each cell shows the formatted value (``mean ± sd`` when a standard deviation is
     given) and keeps the full-precision value under ``Qt.ItemDataRole.UserRole``.

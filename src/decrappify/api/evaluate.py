@@ -144,7 +144,7 @@ def iter_evaluate(
             grid = plan_comparison(pred_img, gt_img, lr_img).evaluate_kwargs()
         events = iter_evaluate_stack(
             pred_img.data,
-            gt_img.data,
+            gt_img,  # the record: its pixel size turns the FRC resolution into a length
             None if lr_img is None else lr_img.data,
             baselines=names,
             name=name,

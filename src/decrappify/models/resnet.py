@@ -291,7 +291,7 @@ def load_encoder_weights(encoder: ResNetEncoder, path: str | Path) -> None:
         If the file is missing or unreadable, or its names or shapes do not match the
         encoder; the message names the file and the first offending keys.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     unused = ("fc.", *(f"layer{i}." for i in range(encoder.depth + 1, 5)))
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(unused)}
     expected = {k: v.shape for k, v in encoder.state_dict().items()}
