@@ -89,7 +89,7 @@ def test_export_refuses_to_replace_a_package_or_write_a_non_zip(model, tmp_path)
 def test_test_images_that_do_not_fit_the_model_are_refused(model, tmp_path):
     small = tmp_path / "small.tif"
     tifffile.imwrite(small, np.zeros((30, 200), np.uint16))
-    with pytest.raises(InputError, match=r"small.tif: --test-image must be at least 48x48"):
+    with pytest.raises(InputError, match=r"small.tif: --test-image must be at least 64x64"):
         export_bioimageio(model, tmp_path / "a.zip", test_image=small, test=False)
     flat = tmp_path / "flat.tif"
     tifffile.imwrite(flat, np.zeros((64, 64), np.uint16))
@@ -216,7 +216,7 @@ def test_the_package_holds_what_bioimageio_needs(package, model):
     # x2: the output axes are half the input's pixel size and reference its sizes
     y_out = rdf["outputs"][0]["axes"][2]
     assert y_out["scale"] == 0.5 and y_out["size"] == {"tensor_id": "input", "axis_id": "y"}
-    assert rdf["inputs"][0]["axes"][2]["size"] == {"min": 48, "step": 16}
+    assert rdf["inputs"][0]["axes"][2]["size"] == {"min": 64, "step": 32}
     assert test_input.shape == (1, 1, 64, 64) and test_output.shape == (1, 1, 128, 128)
     # the preprocessing is the model's own percentile normalisation
     kwargs = rdf["inputs"][0]["preprocessing"][1]["kwargs"]
@@ -249,13 +249,13 @@ def test_bioimageio_predicts_what_decrappify_predicts(package, model):
     np.testing.assert_allclose(test_output, direct, rtol=0, atol=1e-6)
     # on a new image, bioimageio.core (context padded by the halo, symmetric) and
     # decrappify's tiled predictor (context reflected) agree
-    lr = np.asarray(synthetic_image("em", (160, 128), seed=4).data)[::2, ::2]  # 80 x 64 LR
+    lr = np.asarray(synthetic_image("em", (192, 128), seed=4).data)[::2, ::2]  # 96 x 64 LR
     sample = predict(model=load_model_description(out), inputs=lr[None, None].astype(np.float32))
     theirs = next(iter(sample.members.values())).data.to_numpy()[0, 0]
-    result = run_to_end(iter_predict_image(model, lr, None, out_dtype="float32", device="cpu"))
+    result = run_to_end(iter_predict_image(model, lr, None, {"dtype": "float32", "device": "cpu"}))
     lo, hi = percentile_range(lr, NORM.low, NORM.high)
     ours = (np.asarray(result.image.data) - lo) / (hi - lo)
-    assert ours.shape == theirs.shape == (160, 128)
+    assert ours.shape == theirs.shape == (192, 128)
     assert 10 * np.log10(1.0 / np.mean((ours - theirs) ** 2)) > 40.0
 
 

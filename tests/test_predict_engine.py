@@ -434,7 +434,7 @@ def test_receptive_field_is_measured_once_per_model_file(rng, tmp_path, monkeypa
     from decrappify.predict import receptive
 
     cfg = GeneratorConfig(
-        encoder="resnet18", scale=2, self_attention=False, nf_factor=0.25, blur=False
+        encoder="resnet18", grid="hr", scale=2, self_attention=False, nf_factor=0.25, blur=False
     )
     path = save_model(
         tmp_path / "m.safetensors", build_generator(cfg, seed=0), ModelInfo(generator=cfg)

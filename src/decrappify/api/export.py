@@ -316,7 +316,7 @@ def _spec_version(test: bool) -> str:
 
 def _geometry(net: Any) -> Geometry:
     from decrappify.predict.model import model_handle
-    from decrappify.predict.tiling import tile_quantum
+    from decrappify.predict.tile_geometry import tile_quantum
 
     handle = model_handle(net)
     step = tile_quantum(handle.scale, handle.multiple)

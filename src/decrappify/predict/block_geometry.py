@@ -176,7 +176,7 @@ def input_region_for_output(
         LR rectangle of the plane to read.
     region : Bounds
         The output's LR footprint in the coordinates of that rectangle; pass both to
-        ``decrappify.predict.tiles.predict_region``.
+        ``decrappify.predict.tile_predictor.predict_region``.
 
     Raises
     ------

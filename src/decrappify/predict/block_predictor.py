@@ -144,7 +144,8 @@ class BlockPredictor:
         Returns
         -------
         tuple of Bounds
-            ``(read, region)`` as :func:`~decrappify.predict.tiling.input_region_for_output`.
+            ``(read, region)`` as
+            :func:`~decrappify.predict.block_geometry.input_region_for_output`.
         """
         return input_region_for_output(
             self.grid.bounds(index),

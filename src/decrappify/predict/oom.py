@@ -72,7 +72,8 @@ def next_settings_after_oom(
     settings : TileSettings
         The settings that ran out of memory.
     quantum : int
-        Tile sides must stay multiples of this (:func:`~decrappify.predict.tiling.tile_quantum`).
+        Tile sides must stay multiples of this
+        (:func:`~decrappify.predict.tile_geometry.tile_quantum`).
     min_tile : int
         Smallest tile side allowed (a multiple of ``quantum``).
 

@@ -247,7 +247,7 @@ def default_overlap(
     ----------
     receptive_field_radius : int
         LR pixels on each side that an output pixel depends on (see
-        ``decrappify.predict.tiles.estimate_receptive_field``).
+        ``decrappify.predict.receptive.estimate_receptive_field``).
     scale : int
         Super-resolution factor.
     blend : float
