@@ -183,14 +183,23 @@ def evaluate(model_path: Path, test_files: list[Path], crappify: Any) -> dict[st
                 "image": path.name,
                 "bicubic_psnr": b["psnr_norm"],
                 "bicubic_ssim": b["ssim_norm"],
+                "bicubic_frc": b["frc_px"],
                 "model_psnr": m["psnr_norm"],
                 "model_ssim": m["ssim_norm"],
+                "model_frc": m["frc_px"],
                 "predict_s": seconds,
             }
         )
         images[path.name] = (lr, bicubic, pred, gt)
     summary = {}
-    for key in ("bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim"):
+    for key in (
+        "bicubic_psnr",
+        "bicubic_ssim",
+        "bicubic_frc",
+        "model_psnr",
+        "model_ssim",
+        "model_frc",
+    ):
         values = np.array([r[key] for r in rows])
         summary[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1))}
     summary["gain_psnr"] = summary["model_psnr"]["mean"] - summary["bicubic_psnr"]["mean"]
@@ -258,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"gain over bicubic: {s['gain_psnr']:+.2f} dB PSNR, {s['gain_ssim']:+.3f} SSIM; "
+        f"FRC {s['bicubic_frc']['mean']:.2f} -> {s['model_frc']['mean']:.2f} px; "
         f"training {train_s / 60:.1f} min (budget {args.minutes:g}, CPU time "
         f"{train_cpu / 60:.1f} min), steps {result.steps}, "
         f"best from {result.best}; load average {load_before[0]:.2f} -> {load_after[0]:.2f}"

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from decrappify.events import Progress
-from decrappify.train._phases import critic_step
+from decrappify.train._phases import critic_step, critic_view
 from decrappify.train._session import CALIBRATION_STEPS, Session, StepTimer, clone_state
 from decrappify.train.schedule import (
     CriticSwitch,
@@ -36,7 +36,7 @@ def gan_generator_step(
         with run.random.active():
             with run.precision.autocast():
                 pred = G(lr_b)
-                logits = C(pred)
+                logits = C(critic_view(run, pred)[0])
             content, _ = run.loss_fn(pred.float(), hr_b)
             logits = logits.float()
             adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))

@@ -45,6 +45,22 @@ def generator_step(
     return terms
 
 
+def critic_view(run: Session, *images: torch.Tensor) -> list[torch.Tensor]:
+    """The window of each batch the critic judges (``critic.crop``), one random position.
+
+    Call it inside ``run.random.active()`` (the position is drawn from the run's
+    generator, so a resumed run draws the same ones).
+    """
+    crop = run.cfg.critic.crop
+    h, w = images[0].shape[-2:]
+    if crop is None or (crop >= h and crop >= w):
+        return list(images)
+    ch, cw = min(crop, h), min(crop, w)
+    top = int(torch.randint(0, h - ch + 1, ()))
+    left = int(torch.randint(0, w - cw + 1, ()))
+    return [x[..., top : top + ch, left : left + cw] for x in images]
+
+
 def critic_step(
     run: Session,
     optimizer: torch.optim.Optimizer,
@@ -54,6 +70,7 @@ def critic_step(
 ) -> float:
     run.C.train()
     with run.random.active():
+        real, fake = critic_view(run, real, fake)
         with run.precision.autocast():
             logits = run.C(torch.cat([real, fake]))
         logits = logits.float()
