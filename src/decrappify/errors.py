@@ -25,3 +25,22 @@ class ModelFileError(DecrappifyError, ValueError):
 
 class Cancelled(DecrappifyError):
     """A long operation was cancelled by the user; nothing half-written is left."""
+
+
+def describe_error(err: BaseException, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters saying what a library exception was.
+
+    Parameters
+    ----------
+    err : BaseException
+        The exception.
+    limit : int
+        Longest text returned.
+
+    Returns
+    -------
+    str
+        Its message on one line (its type name when it has none), shortened with ``...``.
+    """
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

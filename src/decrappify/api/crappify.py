@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -175,10 +176,14 @@ def iter_sample(
         The written file.
     """
     from decrappify.io import iter_write_image
+    from decrappify.io.paths import check_free_space
     from decrappify.sample import synthetic_image
 
     shape = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if any(s < 16 for s in shape[-2:]):
-        raise InputError(f"sample: size must be at least 16 pixels (got {shape})")
+        raise InputError(f"sample: --size must be at least 16 pixels (got {shape})")
+    dtype = "uint8" if kind == "em" else "uint16"
+    nbytes = math.prod(shape) * (1 if kind == "em" else 2)
+    check_free_space(out, nbytes, f"a {'x'.join(map(str, shape))} {dtype} image")
     image = synthetic_image(kind, shape, seed=seed, chunks=(*([1] * (len(shape) - 2)), 1024, 1024))
     return (yield from iter_write_image(image, out, overwrite=overwrite))

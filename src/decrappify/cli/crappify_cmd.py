@@ -70,13 +70,13 @@ def crappify(
 
     if fit:
         result = api.fit_crappifier(fit, hr)
-        err_console.print(result.report(), highlight=False)
+        err_console.print(result.report(), highlight=False, markup=False)
         text = result.to_yaml()
         if out is not None:
             from decrappify.io.atomic import atomic_write_text
 
             atomic_write_text(out, text)
-            err_console.print(f"fitted config written to {out}")
+            err_console.print(f"fitted config written to {out}", markup=False)
         else:
             out_console.print(text, highlight=False, markup=False)
         return
@@ -124,4 +124,4 @@ def sample(
     path = drive(
         api.iter_sample(kind.value, out, size=shape, seed=seed, overwrite=overwrite), quiet=quiet
     )
-    err_console.print(f"wrote {path}")
+    err_console.print(f"wrote {path}", markup=False)

@@ -49,4 +49,4 @@ def evaluate(
     )
     out_console.print(summary_table("evaluate", report.table.columns, report.table.rows))
     for path in report.written:
-        err_console.print(f"wrote {path}")
+        err_console.print(f"wrote {path}", markup=False)

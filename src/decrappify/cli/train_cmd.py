@@ -186,7 +186,7 @@ def train(
         quiet=quiet,
     )
     if result.already_finished:
-        err_console.print(f"{out}: this run is already finished; nothing to do")
+        err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
     rows = [
         ("bicubic", _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
         ("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)),
@@ -199,6 +199,7 @@ def train(
         f"{(best.get('cycle') or 0) + 1}, step {best.get('step')}); "
         f"{result.seconds / 60:.1f} min of training\nmodel: {result.model_path}",
         highlight=False,
+        markup=False,
     )
 
 

@@ -39,6 +39,7 @@ from decrappify.events import Progress
 from decrappify.io._blocks import Region, grid, iter_blocks, write_block_shape
 from decrappify.io._units import TIME_UNITS, normalize_unit
 from decrappify.io.atomic import remove_path
+from decrappify.io.chunks import ZarrChunks, install_checked_codecs, store_token
 from decrappify.io.image import Image
 from decrappify.io.paths import is_zarr_path
 from decrappify.io.tiff import dask_chunks
@@ -126,6 +127,7 @@ def read_ome_zarr_metadata(path: str | Path) -> Multiscale:
     """
     import zarr
 
+    install_checked_codecs()
     path = Path(path)
     try:
         group = zarr.open_group(path, mode="r")
@@ -253,6 +255,7 @@ def read_zarr(path: str | Path, *, axes: str | None = None) -> Image:
     """
     import zarr
 
+    install_checked_codecs()
     path = Path(path)
     try:
         node = zarr.open(path, mode="r")
@@ -268,7 +271,7 @@ def read_zarr(path: str | Path, *, axes: str | None = None) -> Image:
         return _image_from_multiscale(node, meta, level, path, axes)
     labels = _array_labels(node)
     layout = resolve_layout(node.shape, labels, str(path), axes, squeeze=labels is not None)
-    data = _dask_from_zarr(node)[layout.index(node.ndim)]
+    data = _dask_from_zarr(node, path)[layout.index(node.ndim)]
     return Image(coerce_dtype(data, str(path)), axes=layout.axes, source=str(path))
 
 
@@ -289,7 +292,7 @@ def _image_from_multiscale(
             sizes[axis] = (scale[i], unit)
     pixel_size, units = physical_pixel_size(layout.axes, sizes)
     shift = tuple(meta.translations[level][i] for i in layout.keep)
-    data = _dask_from_zarr(array)[layout.index(array.ndim)]
+    data = _dask_from_zarr(array, path)[layout.index(array.ndim)]
     return Image(
         coerce_dtype(data, str(path)),
         axes=layout.axes,
@@ -326,10 +329,10 @@ def _array_labels(array: Any) -> str | None:
     return "".join(letters)  # type: ignore[arg-type]
 
 
-def _dask_from_zarr(array: Any) -> Any:
-    import dask.array as da
-
-    return da.from_zarr(array, chunks=dask_chunks(array.shape, array.chunks))
+def _dask_from_zarr(array: Any, store: Path) -> Any:
+    """Lazy dask array over ``array`` of the store opened at ``store``; errors name the chunk."""
+    source = ZarrChunks(array, str(store))
+    return source.to_dask(dask_chunks(array.shape, array.chunks), store_token(store, array))
 
 
 # --------------------------------------------------------------------------- writing

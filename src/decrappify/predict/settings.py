@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ import torch
 
 from decrappify.errors import InputError
 from decrappify.io import Image
+from decrappify.io.paths import format_bytes
 from decrappify.predict.cluster import available_cores
 from decrappify.predict.model import ModelHandle
 from decrappify.predict.receptive import max_overlap
@@ -22,6 +24,8 @@ __all__ = [
     "Overlap",
     "PredictSettings",
     "check_tile",
+    "check_tile_memory",
+    "fit_tile",
     "resolve_device",
     "resolve_settings",
 ]
@@ -34,6 +38,11 @@ DEFAULT_BLOCK = 2048
 OUT_DTYPES = ("uint8", "uint16", "float32")
 
 Overlap = int | Literal["auto"]
+#: Largest network input side (``tile × scale``, HR pixels) a prediction accepts.
+MAX_TILE_SIDE = 8192
+#: Lower bound of the memory one HR pixel of a tile takes in a forward pass: float32
+#: activations of the 64 channels of the decoder's full-resolution block.
+TILE_BYTES_PER_PIXEL = 4 * 64
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,61 @@ def resolve_device(device: str) -> str:
     return str(resolved)
 
 
+def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
+    """Cut a tile to the smallest valid tile that covers an image's Y and X.
+
+    Parameters
+    ----------
+    tile : int
+        Tile side in LR pixels (valid for ``scale``).
+    shape : sequence of int
+        The image's Y and X.
+    scale : int
+        Upsampling factor.
+    multiple : int
+        ``tile × scale`` must be a multiple of this.
+
+    Returns
+    -------
+    int
+        ``tile``, or less when one smaller tile already covers the image.
+    """
+    quantum = tile_quantum(scale, multiple)
+    cover = -(-max(int(s) for s in shape) // quantum) * quantum
+    return min(int(tile), max(cover, quantum))
+
+
+def check_tile_memory(tile: int, scale: int, multiple: int, name: str) -> None:
+    """Refuse a tile whose forward pass cannot fit in memory, saying what it would need.
+
+    Parameters
+    ----------
+    tile : int
+        Tile side in LR pixels, already cut to the image (:func:`fit_tile`).
+    scale : int
+        Upsampling factor.
+    multiple : int
+        ``tile × scale`` must be a multiple of this.
+    name : str
+        The image, for the message.
+
+    Raises
+    ------
+    InputError
+        When ``tile × scale`` exceeds :data:`MAX_TILE_SIDE`.
+    """
+    largest = (
+        MAX_TILE_SIDE // scale // tile_quantum(scale, multiple) * tile_quantum(scale, multiple)
+    )
+    if tile > largest:
+        side = int(tile) * scale
+        raise InputError(
+            f"{name}: --tile {tile} makes {side}x{side} network inputs, which need at least "
+            f"{format_bytes(side * side * TILE_BYTES_PER_PIXEL)} each; use --tile {largest} "
+            "or less"
+        )
+
+
 def check_tile(tile: int, scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
     """Validate a tile side against the network's size rule.
 
@@ -222,6 +286,11 @@ def resolve_settings(
         non-positive batch, an unknown device or output dtype.
     """
     tile = check_tile(tile, handle.scale, handle.multiple)
+    if image is not None:
+        tile = fit_tile(tile, image.shape[-2:], handle.scale, handle.multiple)
+        check_tile_memory(tile, handle.scale, handle.multiple, image.name)
+        if overlap != "auto" and not isinstance(overlap, bool) and isinstance(overlap, int):
+            overlap = min(overlap, tile // 2)  # a tile cut to the image needs no more
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise InputError(f"batch must be a positive integer (got {batch!r})")
     if overlap == "auto":
