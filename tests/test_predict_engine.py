@@ -292,7 +292,7 @@ def test_existing_output_and_output_inside_the_input_are_refused(rng, tmp_path):
     with pytest.raises(OutputError, match="output lies inside the input"):
         predict(net, source, source / "sr.zarr")
     (tmp_path / "sr.zarr").mkdir()
-    with pytest.raises(OutputError, match=r"sr.zarr: already exists; pass overwrite=True"):
+    with pytest.raises(OutputError, match=r"sr.zarr: already exists; pass --overwrite"):
         predict(net, source, tmp_path / "sr.zarr")
     predict(net, source, tmp_path / "sr.zarr", overwrite=True)
     assert read_image(tmp_path / "sr.zarr").shape == (80, 80)

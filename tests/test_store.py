@@ -94,7 +94,7 @@ def test_existing_model_needs_overwrite(tmp_path: Path, saved: tuple) -> None:
     _, net, info = saved
     target = tmp_path / "m"
     save_model(target, net, info)
-    message = f"{target}: already exists; choose another name or allow overwriting"
+    message = f"{target}: already exists; choose another name or pass --overwrite"
     with pytest.raises(OutputError, match=f"^{re.escape(message)}$"):
         save_model(target, net, info)
     other = build_generator(GeneratorConfig(**SMALL), seed=5)

@@ -106,7 +106,7 @@ def test_cli_info(cli_run):
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--time-budget", "soon"],
-            "error: train config: time_budget: expected seconds or a duration",
+            "error: --time-budget: expected seconds or a duration",
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--config", "missing.yaml"],
@@ -181,7 +181,7 @@ def test_model_info_reads_metadata_only(cli_run, tmp_path):
         api.model_info(tmp_path)
     not_model = tmp_path / "x.safetensors"
     not_model.write_bytes(b"garbage")
-    with pytest.raises(ModelFileError, match="not a readable safetensors model file"):
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
         api.model_info(not_model)
 
 

@@ -110,7 +110,7 @@ def iter_demo(
     from decrappify.config.train import parse_duration
 
     start = time.perf_counter()
-    total = parse_duration(budget)
+    total = parse_duration(budget, name="--budget")
     train_seconds = total - RESERVED_SECONDS
     if train_seconds < MIN_TRAIN_SECONDS:
         raise InputError(

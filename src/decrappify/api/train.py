@@ -247,6 +247,12 @@ def iter_train(
     if not hr_list:
         if not resume:
             raise InputError("train: give at least one HR training image (--hr)")
+        if not (run_dir / "data.json").is_file():
+            what = "the folder does not exist" if not run_dir.exists() else "no data.json in it"
+            raise InputError(
+                f"{run_dir}: no training run to resume ({what}); give the HR images with --hr "
+                "to start it"
+            )
         hr_list = _recorded_sources(run_dir)
     lr_list = _sources(lr, "LR")
     return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
@@ -291,32 +297,38 @@ def model_info(path: PathLike) -> ModelInfo:
     Raises
     ------
     ModelFileError
-        If the model is missing or its metadata unreadable.
+        If the model is missing, its weights file truncated (only the header is read),
+        or its metadata unreadable or inconsistent.
     """
-    from decrappify.models.store import INFO_NAME, METADATA_KEY, parse_model_info
+    from decrappify.models.store import (
+        INFO_NAME,
+        METADATA_KEY,
+        WEIGHTS_NAME,
+        check_weights_header,
+        parse_model_info,
+        read_header,
+    )
 
     path = Path(path)
     if path.is_dir():
         info_file = path / INFO_NAME
-        if not info_file.is_file():
-            raise ModelFileError(f"{path}: not a decrappify model folder ({INFO_NAME} missing)")
+        for needed in (info_file, path / WEIGHTS_NAME):
+            if not needed.is_file():
+                raise ModelFileError(
+                    f"{path}: not a decrappify model folder ({needed.name} missing)"
+                )
         try:
             text = info_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
-        return parse_model_info(text, info_file)
+        info = parse_model_info(text, info_file)
+        check_weights_header(info, read_header(path / WEIGHTS_NAME), path)
+        return info
     if not path.is_file():
         raise ModelFileError(
             f"{path}: model not found (expected a model folder or a .safetensors file)"
         )
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = dict(f.metadata() or {})
-    except Exception as err:  # safetensors raises its own error types
-        raise ModelFileError(f"{path}: not a readable safetensors model file ({err})") from err
-    text = header.get(METADATA_KEY)
+    text = read_header(path).get(METADATA_KEY)
     if text is None:
         raise ModelFileError(f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata)")
     return parse_model_info(text, path)

@@ -58,7 +58,9 @@ def crappify(
     fmt: OutFormat = typer.Option(OutFormat.tif, "--format", "-f", help="Output format."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     fit: list[Path] | None = typer.Option(
-        None, "--fit", help="Fit the noise model to these real low-res images instead."
+        None,
+        "--fit",
+        help="Fit the noise model to real low-res images instead (with INPUTS, all of them).",
     ),
     hr: list[Path] | None = typer.Option(
         None, "--hr", help="With --fit: matching high-res images."
@@ -69,7 +71,8 @@ def crappify(
     from decrappify import api
 
     if fit:
-        result = api.fit_crappifier(fit, hr)
+        # ``--fit a.tif b.tif`` (or a shell glob) leaves b.tif among the INPUTS: fit them all
+        result = api.fit_crappifier([*fit, *(inputs or [])], hr)
         err_console.print(result.report(), highlight=False, markup=False)
         text = result.to_yaml()
         if out is not None:

@@ -159,9 +159,11 @@ def train(
 ) -> None:
     """Train a super-resolution generator with NoGAN (pretrain G, critic, short GAN)."""
     from decrappify import api
+    from decrappify.config.train import parse_duration
 
     if out is None:
         raise fail("train: --out RUN_DIR is required")
+    budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
     images = [*(inputs or []), *(hr or [])]
     if not images and not resume:
         raise fail("train: give the high-res training images with --hr PATH (or as arguments)")
@@ -177,7 +179,7 @@ def train(
                 crappify_file=crappify_config,
                 scale=scale,
                 encoder=encoder.value if encoder is not None else None,
-                time_budget=time_budget,
+                time_budget=budget,
                 device=device.value if device is not None else None,
                 seed=seed,
                 overrides=parse_overrides(overrides),
@@ -208,9 +210,14 @@ def info(
     model: Path = typer.Argument(
         ..., help="Model folder or .safetensors file.", show_default=False
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the full metadata record as JSON instead."
+    ),
 ) -> None:
-    """Print a trained model's metadata (network, normalisation, crappifier, training)."""
+    """Summarise a trained model's metadata (network, normalisation, crappifier, training)."""
     from decrappify import api
     from decrappify.models.store import describe_model
 
-    out_console.print(describe_model(api.model_info(model)), highlight=False, markup=False)
+    meta = api.model_info(model)
+    text = meta.model_dump_json(indent=2) if as_json else describe_model(meta)
+    out_console.print(text, highlight=False, markup=False, soft_wrap=as_json)

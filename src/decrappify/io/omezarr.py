@@ -159,35 +159,80 @@ def _multiscale_of_group(group: Any, path: Path) -> Multiscale:
         hint = f"; open one of its arrays ({', '.join(arrays[:5])})" if arrays else ""
         raise InputError(f"{path}: Zarr group without OME-NGFF multiscales metadata{hint}")
     try:
-        return _parse_multiscale(multiscales[0], version, group, prefix)
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise InputError(f"{path}: invalid OME-Zarr multiscales metadata ({_short(err)})") from err
+        return _parse_multiscale(multiscales, version, group, prefix)
+    except _MetadataError as err:
+        raise InputError(f"{path}: invalid OME-Zarr metadata: {err}") from None
 
 
-def _parse_multiscale(
-    ms: dict[str, Any], version: str | None, group: Any, prefix: str
-) -> Multiscale:
+class _MetadataError(ValueError):
+    """What is wrong with the multiscales metadata, naming the key (``datasets[0].path``)."""
+
+
+def _need(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise _MetadataError(f"{where} must be {what} (got {_shown(value)})")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, str | int | float | list | dict) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_multiscale(multiscales: Any, version: str | None, group: Any, prefix: str) -> Multiscale:
+    _need(multiscales, list, "multiscales", "a list of objects")
+    ms = _need(multiscales[0], dict, "multiscales[0]", "an object")
+    where = "multiscales[0]"
     version = str(version or ms.get("version") or "0.4")
-    datasets = ms["datasets"]
-    paths = tuple(str(d["path"]) for d in datasets)
+    if "datasets" not in ms:
+        raise _MetadataError(f"{where} has no datasets")
+    datasets = _need(ms["datasets"], list, f"{where}.datasets", "a list of objects")
+    if not datasets:
+        raise _MetadataError(f"{where}.datasets is empty")
+    paths = []
+    for i, dataset in enumerate(datasets):
+        key = f"{where}.datasets[{i}]"
+        _need(dataset, dict, key, "an object with a path")
+        if "path" not in dataset:
+            raise _MetadataError(f"{key} has no path")
+        paths.append(str(_need(dataset["path"], str | int, f"{key}.path", "a string")))
+    missing = [p for p in paths if not _is_array(group, p)]
+    if missing:
+        found = ", ".join(sorted(group.array_keys())[:5]) or "none"
+        raise _MetadataError(
+            f"{where}.datasets names the array {missing[0]!r}, which is not in the store "
+            f"(arrays found: {found})"
+        )
     ndim = len(group[paths[0]].shape)
     raw_axes = ms.get("axes") or list("tczyx")[-ndim:]
+    _need(raw_axes, list, f"{where}.axes", "a list")
     names, types, units = [], [], []
-    for axis in raw_axes:
+    for i, axis in enumerate(raw_axes):
         if isinstance(axis, str):
             names.append(axis)
             types.append(None)
             units.append(None)
-        else:
-            names.append(str(axis["name"]))
-            types.append(axis.get("type"))
-            units.append(normalize_unit(axis.get("unit")))
+            continue
+        _need(axis, dict, f"{where}.axes[{i}]", "a name or an object with a name")
+        if "name" not in axis:
+            raise _MetadataError(f"{where}.axes[{i}] has no name")
+        names.append(str(axis["name"]))
+        types.append(axis.get("type"))
+        units.append(normalize_unit(axis.get("unit")))
     if len(names) != ndim:
-        raise ValueError(f"{len(names)} axes for a {ndim}D array")
-    global_scale, global_shift = _transforms(ms.get("coordinateTransformations"), ndim)
+        raise _MetadataError(
+            f"{where}.axes names {len(names)} axes, but the array {paths[0]!r} has {ndim}"
+        )
+    global_scale, global_shift = _transforms(
+        ms.get("coordinateTransformations"), ndim, f"{where}.coordinateTransformations"
+    )
     scales, shifts = [], []
-    for dataset in datasets:
-        scale, shift = _transforms(dataset.get("coordinateTransformations"), ndim)
+    for i, dataset in enumerate(datasets):
+        scale, shift = _transforms(
+            dataset.get("coordinateTransformations"),
+            ndim,
+            f"{where}.datasets[{i}].coordinateTransformations",
+        )
         scales.append(tuple(a * b for a, b in zip(scale, global_scale, strict=True)))
         shifts.append(
             tuple(s * g + t for s, g, t in zip(shift, global_scale, global_shift, strict=True))
@@ -198,29 +243,41 @@ def _parse_multiscale(
         axes=tuple(names),
         types=tuple(types),
         units=tuple(units),
-        paths=paths,
+        paths=tuple(paths),
         scales=tuple(scales),
         translations=tuple(shifts),
         group=prefix,
     )
 
 
-def _transforms(items: Any, ndim: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _is_array(group: Any, path: str) -> bool:
+    import zarr
+
+    try:
+        return isinstance(group[path], zarr.Array)
+    except Exception:  # zarr raises KeyError, or its own errors for odd paths
+        return False
+
+
+def _transforms(items: Any, ndim: int, where: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     scale = [1.0] * ndim
     shift = [0.0] * ndim
-    for item in items or []:
+    for i, item in enumerate(_need(items or [], list, where, "a list of objects")):
+        _need(item, dict, f"{where}[{i}]", "an object")
         kind = item.get("type")
-        if kind == "scale" and "scale" in item:
-            values = [float(v) for v in item["scale"]]
-            if len(values) != ndim:
-                raise ValueError(f"scale {values} does not have {ndim} entries")
-            scale = [a * b for a, b in zip(scale, values, strict=True)]
-            shift = [a * b for a, b in zip(shift, values, strict=True)]
-        elif kind == "translation" and "translation" in item:
-            values = [float(v) for v in item["translation"]]
-            if len(values) != ndim:
-                raise ValueError(f"translation {values} does not have {ndim} entries")
-            shift = [a + b for a, b in zip(shift, values, strict=True)]
+        if kind in ("scale", "translation") and kind in item:
+            values = _need(item[kind], list, f"{where}[{i}].{kind}", f"a list of {ndim} numbers")
+            if len(values) != ndim or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                raise _MetadataError(
+                    f"{where}[{i}].{kind} must be a list of {ndim} numbers (got {_shown(values)})"
+                )
+            if kind == "scale":
+                scale = [a * float(b) for a, b in zip(scale, values, strict=True)]
+                shift = [a * float(b) for a, b in zip(shift, values, strict=True)]
+            else:
+                shift = [a + float(b) for a, b in zip(shift, values, strict=True)]
     return tuple(scale), tuple(shift)
 
 

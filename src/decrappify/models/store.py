@@ -29,7 +29,8 @@ from torch import nn
 from decrappify import __version__
 from decrappify.config.base import format_validation_error
 from decrappify.config.model import MODEL_FORMAT_VERSION, GeneratorConfig, ModelInfo
-from decrappify.errors import InputError, ModelFileError, OutputError
+from decrappify.config.train import format_duration
+from decrappify.errors import InputError, ModelFileError, OutputError, describe_error
 from decrappify.models.factory import generator_skeleton
 from decrappify.models.unet import SuperResolutionNet
 from decrappify.models.weights import load_checked, state_dict_mismatch
@@ -39,6 +40,8 @@ WEIGHTS_NAME = "model.safetensors"
 INFO_NAME = "model.json"
 #: safetensors header key holding the JSON metadata of a single-file model.
 METADATA_KEY = "decrappify"
+#: Weights header key of a folder model holding a copy of its generator config.
+GENERATOR_KEY = "decrappify_generator"
 
 
 @dataclass(frozen=True)
@@ -146,11 +149,48 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # safetensors raises SafetensorError, OSError, ...
-        text = " ".join(str(err).split())[:200] or type(err).__name__
-        raise ModelFileError(
-            f"{path}: not a readable safetensors file, it may be truncated or corrupted ({text})"
-        ) from err
+        raise _unreadable(path, err) from err
     return tensors, metadata
+
+
+def read_header(path: str | Path) -> dict[str, str]:
+    """Read the header metadata of a ``.safetensors`` file, not its tensors.
+
+    safetensors checks that the tensors the header lists fill the file, so a truncated
+    file is refused here too.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    dict of str to str
+        Header metadata (empty if none).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, truncated or not safetensors.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises SafetensorError, OSError, ...
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Path, err: BaseException) -> ModelFileError:
+    return ModelFileError(
+        f"{path}: not a readable safetensors file, it may be truncated or corrupted "
+        f"({describe_error(err, 200)})"
+    )
 
 
 def _check_info_matches(net: SuperResolutionNet, generator: GeneratorConfig, target: Path) -> None:
@@ -201,7 +241,7 @@ def save_model(
     """
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputError(f"{path}: already exists; choose another name or allow overwriting")
+        raise OutputError(f"{path}: already exists; choose another name or pass --overwrite")
     _check_info_matches(net, info.generator, path)
     text = info.model_dump_json(indent=2)
     tensors = net.state_dict()
@@ -214,7 +254,8 @@ def save_model(
     try:
         _remove(tmp)
         tmp.mkdir(parents=True)
-        save_tensors(tmp / WEIGHTS_NAME, tensors, {"format": "decrappify"})
+        header = {"format": "decrappify", GENERATOR_KEY: info.generator.model_dump_json()}
+        save_tensors(tmp / WEIGHTS_NAME, tensors, header)
         (tmp / INFO_NAME).write_text(text + "\n", encoding="utf-8")
         if path.exists() or path.is_symlink():
             _remove(old)
@@ -274,11 +315,81 @@ def parse_model_info(text: str, source: str | Path) -> ModelInfo:
             f"reads (up to {MODEL_FORMAT_VERSION}); upgrade decrappify"
         )
     try:
-        return ModelInfo.model_validate(raw)
+        info = ModelInfo.model_validate(raw)
     except ValidationError as err:
         raise ModelFileError(
             f"{source}: invalid model metadata: {format_validation_error(err)}"
         ) from err
+    check_consistent(info, source)
+    return info
+
+
+def check_consistent(info: ModelInfo, source: str | Path) -> None:
+    """Refuse metadata whose scale disagrees with the crappifier or the training data.
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The metadata.
+    source : str or Path
+        Where it came from, for messages.
+
+    Raises
+    ------
+    ModelFileError
+        When ``generator.scale`` differs from ``crappify.scale`` or from
+        ``training.data.scale`` (an edited or damaged ``model.json``).
+    """
+    scale = info.generator.scale
+    data = info.training.get("data") if isinstance(info.training, dict) else None
+    others = {
+        "crappify.scale": (info.crappify or {}).get("scale"),
+        "training.data.scale": data.get("scale") if isinstance(data, dict) else None,
+    }
+    for key, value in others.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value != scale:
+            raise ModelFileError(
+                f"{source}: inconsistent model metadata: generator.scale is {scale} but "
+                f"{key} is {value}; the model was trained for x{value}, restore its metadata"
+            )
+
+
+def check_weights_header(info: ModelInfo, header: Mapping[str, str], source: str | Path) -> None:
+    """Refuse metadata that does not describe the weights it was saved with.
+
+    Folder models keep a copy of ``generator`` in the weights file's header (since this
+    check exists); a ``model.json`` edited afterwards no longer matches it.
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The metadata.
+    header : mapping of str to str
+        The weights file's header metadata.
+    source : str or Path
+        The model, for messages.
+
+    Raises
+    ------
+    ModelFileError
+        When the header's generator differs from ``info.generator``.
+    """
+    text = header.get(GENERATOR_KEY)
+    if text is None:
+        return
+    try:
+        saved = GeneratorConfig.model_validate_json(text).model_dump()
+    except ValidationError:
+        return
+    current = info.generator.model_dump()
+    diff = [k for k in current if current[k] != saved.get(k)]
+    if diff:
+        key = diff[0]
+        raise ModelFileError(
+            f"{source}: inconsistent model: {INFO_NAME} says generator.{key} is "
+            f"{_fmt(current[key])}, the weights were saved with {_fmt(saved[key])}; restore "
+            f"the model's {INFO_NAME}"
+        )
 
 
 def _locate(path: Path) -> tuple[Path, Path | None]:
@@ -337,6 +448,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         except (OSError, UnicodeDecodeError) as err:
             raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
         info = parse_model_info(text, info_file)
+        check_weights_header(info, header, path)
     net = generator_skeleton(info.generator)
     cfg = info.generator
     load_checked(
@@ -388,7 +500,9 @@ def _describe_crappify(cfg: dict[str, Any]) -> str:
 
 
 def describe_model(info: ModelInfo) -> str:
-    """Human-readable summary of a model's metadata (what ``decrappify info`` prints).
+    """Short human-readable summary of a model's metadata (what ``decrappify info`` prints).
+
+    The full record is ``info.model_dump_json()`` (``decrappify info --json``).
 
     Parameters
     ----------
@@ -398,7 +512,7 @@ def describe_model(info: ModelInfo) -> str:
     Returns
     -------
     str
-        Several lines.
+        About ten lines.
     """
     g = info.generator
     attention = f"self-attention in block {g.attention_block}" if g.self_attention else "none"
@@ -424,12 +538,63 @@ def describe_model(info: ModelInfo) -> str:
         lines.append("  crappifier:    none recorded (trained on real pairs or unknown)")
     else:
         lines.append(f"  crappifier:    {_describe_crappify(info.crappify)}")
-    if info.training:
-        lines.append(f"  training:      {_fmt(info.training)}")
+    lines += [f"  {key + ':':<14} {text}" for key, text in _describe_training(info.training)]
     if info.metrics:
-        lines.append(f"  metrics:       {_fmt(info.metrics)}")
+        lines.append(f"  validation:    {_describe_metrics(info.metrics)}")
     if info.history:
-        lines.append(
-            f"  history:       {len(info.history)} entries, last: {_fmt(info.history[-1])}"
-        )
+        lines.append(f"  history:       {len(info.history)} entries (the full record: --json)")
     return "\n".join(lines)
+
+
+def _describe_training(training: dict[str, Any]) -> list[tuple[str, str]]:
+    """``training``, ``steps`` and ``data`` lines from a (free-form) training summary."""
+    out = []
+    head = [str(training["recipe"])] if training.get("recipe") else []
+    if "finished" in training:
+        head.append("finished" if training["finished"] else "not finished")
+    seconds, device = training.get("seconds"), training.get("device")
+    if isinstance(seconds, int | float):
+        took = format_duration(seconds) + (f" on {device}" if device else "")
+        budget = training.get("time_budget")
+        if isinstance(budget, int | float):
+            took += f" (budget {format_duration(budget)})"
+        head.append(took)
+    if head:
+        out.append(("training", ", ".join(head)))
+    steps, best = training.get("steps"), training.get("best")
+    if isinstance(steps, dict) and steps:
+        text = ", ".join(f"{k} {v}" for k, v in steps.items())
+        if isinstance(best, dict) and best.get("phase"):
+            cycle = best.get("cycle")
+            where = f", cycle {cycle + 1}" if isinstance(cycle, int) else ""
+            text += f"; best generator: {best['phase']}{where}, step {best.get('step')}"
+        out.append(("steps", text))
+    data = training.get("data")
+    if isinstance(data, dict):
+        parts = []
+        if isinstance(data.get("images"), list):
+            n_train, n_val = data.get("n_train_images"), data.get("n_validation_images")
+            split = f" ({n_train} training, {n_val} validation)" if n_train is not None else ""
+            parts.append(f"{len(data['images'])} images{split}")
+        modes = {"crappify": "LR crappified on the fly", "paired": "real LR/HR pairs"}
+        if data.get("mode") is not None:
+            parts.append(modes.get(str(data["mode"]), str(data["mode"])))
+        if data.get("patch_size") is not None:
+            parts.append(f"{data['patch_size']} px patches")
+        if data.get("batch_size") is not None:
+            parts.append(f"batch {data['batch_size']}")
+        if parts:
+            out.append(("data", ", ".join(parts)))
+    return out
+
+
+def _describe_metrics(metrics: dict[str, float]) -> str:
+    """``PSNR 22.00 dB, SSIM 0.6265 (bicubic 21.29 dB, 0.6074)`` from validation metrics."""
+    model = [f"PSNR {metrics['psnr']:.2f} dB" if "psnr" in metrics else ""]
+    model.append(f"SSIM {metrics['ssim']:.4f}" if "ssim" in metrics else "")
+    text = ", ".join(m for m in model if m)
+    base = [f"{metrics['bicubic_psnr']:.2f} dB" if "bicubic_psnr" in metrics else ""]
+    base.append(f"{metrics['bicubic_ssim']:.4f}" if "bicubic_ssim" in metrics else "")
+    if any(base):
+        text += f" (bicubic {', '.join(b for b in base if b)})"
+    return text or _fmt(metrics)
