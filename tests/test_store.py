@@ -253,7 +253,5 @@ def test_describe_model(saved: tuple) -> None:
     assert "  input/output:  3 frame(s) in, x2 upsampling, output sigmoid to [-0.2, 1.2]" in lines
     assert "  normalisation: percentile 0.1-99.9" in lines
     assert "  crappifier:    em, x2: blur -> poisson" in lines
-    assert "  metrics:       psnr 27.5, ssim 0.8123" in lines
-    assert (
-        "  history:       1 entries, last: phase pretrain-generator, epoch 1, loss 0.125" in lines
-    )
+    assert "  validation:    PSNR 27.50 dB, SSIM 0.8123" in lines
+    assert "  history:       1 entries (the full record: --json)" in lines

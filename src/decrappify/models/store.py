@@ -378,10 +378,10 @@ def check_weights_header(info: ModelInfo, header: Mapping[str, str], source: str
     if text is None:
         return
     try:
-        saved = GeneratorConfig.model_validate_json(text).model_dump()
+        saved = GeneratorConfig.model_validate_json(text).model_dump(mode="json")
     except ValidationError:
         return
-    current = info.generator.model_dump()
+    current = info.generator.model_dump(mode="json")
     diff = [k for k in current if current[k] != saved.get(k)]
     if diff:
         key = diff[0]
@@ -448,7 +448,6 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         except (OSError, UnicodeDecodeError) as err:
             raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
         info = parse_model_info(text, info_file)
-        check_weights_header(info, header, path)
     net = generator_skeleton(info.generator)
     cfg = info.generator
     load_checked(
@@ -457,6 +456,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         source=weights,
         what=f"{cfg.encoder.value} {cfg.preset.value} generator described in its metadata",
     )
+    check_weights_header(info, header, path)  # what the weights' shapes cannot tell (scale)
     return LoadedModel(net=net.to(device).eval(), info=info, path=path)
 
 

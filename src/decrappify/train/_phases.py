@@ -313,6 +313,32 @@ class Run:
         assert self._phase_seconds is not None
         return self._phase_seconds - (time.perf_counter() - self._phase_start)
 
+    def out_of_time(self, timer: _StepTimer, *, closing: bool) -> bool:
+        """Budget mode: whether one more step (and the phase's closing validation) overruns."""
+        reserve = timer.seconds_per_step(self.state.step)
+        if closing:
+            reserve += self.state.overhead
+        return self.phase_time_left() <= reserve
+
+    def gan_cycle_fits(self) -> bool:
+        """Budget mode: whether what is left can pay for the shortest GAN cycle.
+
+        That is one batch of outputs, one critic step, one GAN step (up to
+        ``max_critic_steps`` critic steps and a generator step) and a validation with its
+        checkpoint, each step costing about a generator pretraining step.
+        """
+        assert self.budget is not None
+        step = next(
+            (
+                float(entry["step_seconds"])
+                for entry in reversed(self.state.history)
+                if entry.get("phase") == "pretrain_generator" and "step_seconds" in entry
+            ),
+            0.0,
+        )
+        shortest = (self.cfg.gan.max_critic_steps + 3) * step + self.state.overhead
+        return self.budget - self.elapsed() > shortest
+
     def to_device(self, batch: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         out = []
         for x in batch:
@@ -543,6 +569,14 @@ class Run:
         while self.state.phase != "done":
             self.start_phase_clock()
             phase = self.state.phase
+            if phase == "save_outputs" and self.budget is not None and not self.gan_cycle_fits():
+                self.note(
+                    f"time budget: {format_duration(max(self.budget - self.elapsed(), 0))} of "
+                    f"{format_duration(self.budget)} left, too little for a GAN cycle; "
+                    "the remaining GAN cycles are skipped"
+                )
+                self.state.phase, self.state.step = "done", 0
+                break
             yield from phases[phase]()
             self.tensors = {}
             long_phase = time.perf_counter() - self._phase_start > CURVES_AFTER_SECONDS
@@ -554,8 +588,10 @@ class Run:
     ) -> int:
         """Budget mode: fix the phase's step count from the measured step time."""
         step_s = timer.seconds_per_step(self.state.step)
+        # a phase with validations ends with one more (and a checkpoint): keep time for it
+        closing = self.state.overhead if every else 0.0
         extra = steps_for_budget(
-            self.phase_time_left(),
+            self.phase_time_left() - closing,
             step_s,
             every=every,
             overhead_seconds=self.state.overhead,
@@ -617,13 +653,14 @@ class Run:
             terms = self.generator_step(optimizer, lr_b, hr_b)
             st.step += 1
             timer.tick(st.step)
-            if total is None and st.step == calibration:
+            if total is None and (st.step == calibration or self.out_of_time(timer, closing=True)):
                 total = self.fix_count(phase, timer, every=cfg.checkpoint_every)
                 st.frozen_steps = max(
                     round(frozen_fraction * total), calibration if frozen_fraction > 0 else 0
                 )
             step = st.step
             checkpoint = step == total or step % cfg.checkpoint_every == 0
+            started = time.perf_counter()
             metrics = self.validate() if checkpoint else {}
             preview = self.preview() if checkpoint or self.want_preview(step) else None
             self.log_row(
@@ -641,6 +678,7 @@ class Run:
                     self.checkpoint()
                 else:
                     self.checkpoint({"pretrain": optimizer})
+                st.overhead = time.perf_counter() - started  # for the next budget decisions
             # the terms as ``<term>_loss`` (``ssim_loss`` is 1 - SSIM, not the validation SSIM)
             losses = {
                 "loss": terms["total"],
@@ -683,6 +721,9 @@ class Run:
         self.log_row(phase, val_psnr=metrics.get("psnr"), val_ssim=metrics.get("ssim"))
         self.checkpoint({"pretrain": optimizer})
         st.overhead = time.perf_counter() - start
+        # start-up, like reading the data and building the models: the budget starts after it
+        self._session_start += st.overhead
+        self._phase_start += st.overhead
         return self.event(
             phase, 0, total, metrics=metrics, preview=preview, message="initial generator"
         )
@@ -783,7 +824,7 @@ class Run:
             loss = self.critic_step(optimizer, "critic", real, fake)
             st.step += 1
             timer.tick(st.step)
-            if total is None and st.step == calibration:
+            if total is None and (st.step == calibration or self.out_of_time(timer, closing=False)):
                 total = self.fix_count(phase, timer, cap=cfg.max_steps)
             reached = stop.update(loss)
             self.log_row(phase, lr=cfg.lr, critic_loss=loss)
@@ -848,7 +889,7 @@ class Run:
             g_terms = self.gan_generator_step(opt_g, lr_g, hr_g)
             st.step += 1
             timer.tick(st.step)
-            if total is None and st.step == calibration:
+            if total is None and (st.step == calibration or self.out_of_time(timer, closing=True)):
                 total = self.fix_count(phase, timer, every=cfg.checkpoint_every, cap=cfg.max_steps)
             step = st.step
             checkpoint = step == total or step % cfg.checkpoint_every == 0
@@ -955,7 +996,8 @@ class Run:
         st = self.state
         if self.best_state is None:
             self.best_state = _clone_state(self.G)
-        if self.cfg.gan_enabled and st.best.get("phase") == "pretrain_generator":
+        ran_gan = any(key.startswith("gan") for key in st.counts)
+        if ran_gan and st.best.get("phase") == "pretrain_generator":
             self.note("final model: the pretrained generator (no GAN checkpoint beat it)")
         st.finished = True
         model_path = self.save_best_model(final=True)

@@ -44,7 +44,7 @@ from decrappify.train.run import (
     result_from_state,
 )
 from decrappify.train.runtime import cpu_threads
-from decrappify.train.state import STATE_NAME, RunState
+from decrappify.train.state import STATE_NAME, RunState, remove_stale_files
 
 __all__ = ["KeyBatches", "TrainResult", "iter_train", "train"]
 
@@ -104,6 +104,9 @@ def iter_train(
         If ``run_dir`` already holds a run (without ``resume``) or cannot be written.
     """
     if resume:
+        cleaned = remove_stale_files(run_dir, Path(run_dir) / CHECKPOINTS_NAME)
+        if cleaned:
+            log.info(f"{run_dir}: removed what an interrupted write left: {', '.join(cleaned)}")
         finished = _finished_result(config, Path(run_dir))
         if finished is not None:
             message = f"{run_dir}: this run is already finished; nothing to do"
