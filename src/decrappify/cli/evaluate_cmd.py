@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from decrappify.cli._shell import drive, err_console, handle_errors, out_console, summary_table
+from decrappify.cli._shell import (
+    drive,
+    err_console,
+    fail,
+    handle_errors,
+    out_console,
+    summary_table,
+)
 
 
 @handle_errors
@@ -47,6 +55,15 @@ def evaluate(
         ),
         quiet=quiet,
     )
+    for warning in report.warnings:
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True
+        )
     out_console.print(summary_table("evaluate", report.table.columns, report.table.rows))
     for path in report.written:
         err_console.print(f"wrote {path}", markup=False)
+    if report.failed:
+        for item in report.failed:
+            fail(item["error"])
+        total = len(report.failed) + len(report.results)
+        raise fail(f"{len(report.failed)} of {total} pairs failed")

@@ -387,8 +387,8 @@ def check_weights_header(info: ModelInfo, header: Mapping[str, str], source: str
         key = diff[0]
         raise ModelFileError(
             f"{source}: inconsistent model: {INFO_NAME} says generator.{key} is "
-            f"{_fmt(current[key])}, the weights were saved with {_fmt(saved[key])}; restore "
-            f"the model's {INFO_NAME}"
+            f"{json.dumps(current[key])}, the weights were saved with {json.dumps(saved[key])}; "
+            f"restore the model's {INFO_NAME}"
         )
 
 

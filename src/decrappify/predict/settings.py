@@ -288,7 +288,7 @@ def resolve_settings(
     tile = check_tile(tile, handle.scale, handle.multiple)
     if image is not None:
         tile = fit_tile(tile, image.shape[-2:], handle.scale, handle.multiple)
-        check_tile_memory(tile, handle.scale, handle.multiple, image.name)
+        check_tile_memory(tile, handle.scale, handle.multiple, image.source or image.name)
         if overlap != "auto" and not isinstance(overlap, bool) and isinstance(overlap, int):
             overlap = min(overlap, tile // 2)  # a tile cut to the image needs no more
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
