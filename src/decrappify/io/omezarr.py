@@ -155,7 +155,7 @@ def _multiscale_of_group(group: Any, path: Path) -> Multiscale:
         )
     multiscales = attrs.get("multiscales")
     if not multiscales:
-        arrays = sorted(group.array_keys())
+        arrays = _array_names(group)
         hint = f"; open one of its arrays ({', '.join(arrays[:5])})" if arrays else ""
         raise InputError(f"{path}: Zarr group without OME-NGFF multiscales metadata{hint}")
     try:
@@ -196,14 +196,9 @@ def _parse_multiscale(multiscales: Any, version: str | None, group: Any, prefix:
         if "path" not in dataset:
             raise _MetadataError(f"{key} has no path")
         paths.append(str(_need(dataset["path"], str | int, f"{key}.path", "a string")))
-    missing = [p for p in paths if not _is_array(group, p)]
-    if missing:
-        found = ", ".join(sorted(group.array_keys())[:5]) or "none"
-        raise _MetadataError(
-            f"{where}.datasets names the array {missing[0]!r}, which is not in the store "
-            f"(arrays found: {found})"
-        )
-    ndim = len(group[paths[0]].shape)
+    ndim = len(_dataset_array(group, paths[0], where).shape)
+    for dataset_path in paths[1:]:
+        _dataset_array(group, dataset_path, where)
     raw_axes = ms.get("axes") or list("tczyx")[-ndim:]
     _need(raw_axes, list, f"{where}.axes", "a list")
     names, types, units = [], [], []
@@ -250,13 +245,32 @@ def _parse_multiscale(multiscales: Any, version: str | None, group: Any, prefix:
     )
 
 
-def _is_array(group: Any, path: str) -> bool:
+def _dataset_array(group: Any, path: str, where: str) -> Any:
+    """Open the array a dataset path names, or say why it cannot be opened."""
     import zarr
 
     try:
-        return isinstance(group[path], zarr.Array)
-    except Exception:  # zarr raises KeyError, or its own errors for odd paths
-        return False
+        node = group[path]
+    except KeyError:
+        found = ", ".join(_array_names(group)[:5]) or "none"
+        raise _MetadataError(
+            f"{where}.datasets names the array {path!r}, which is not in the store "
+            f"(arrays found: {found})"
+        ) from None
+    except Exception as err:  # zarr parses the array's metadata: JSON, unicode, value errors
+        raise _MetadataError(
+            f"the metadata of the array {path!r} is damaged ({_short(err)})"
+        ) from None
+    if not isinstance(node, zarr.Array):
+        raise _MetadataError(f"{where}.datasets names {path!r}, which is a group, not an array")
+    return node
+
+
+def _array_names(group: Any) -> list[str]:
+    try:
+        return sorted(group.array_keys())
+    except Exception:  # an array with damaged metadata among them
+        return []
 
 
 def _transforms(items: Any, ndim: int, where: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
