@@ -437,7 +437,7 @@ def test_receptive_field_is_measured_once_per_model_file(rng, tmp_path, monkeypa
         "decrappify.predict.tiles.estimate_receptive_field",
         lambda net, **kw: calls.append(kw) or 40,
     )
-    image = np.ones((32, 32), np.uint8)
+    image = np.ones((128, 128), np.uint8)  # larger than the tiles (they are cut to the image)
     first = predict(path, image, tile=64)
     assert first.stats["overlap"] == 32 and first.stats["radius"] == 40  # capped: tile // 2
     sidecar = tmp_path / "m.safetensors.receptive_field.json"
