@@ -132,3 +132,14 @@ class BadInputs:
 def bad(tmp_path: Path) -> BadInputs:
     """Inputs made in a fresh folder, and the CLI runner (run in that folder)."""
     return BadInputs(tmp_path)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread (the machine's cores are shared), then restore."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from decrappify.config.crappify import get_preset
 from decrappify.config.model import GeneratorConfig, ModelInfo
@@ -21,6 +20,7 @@ TINY = {
     "blocks_per_stage": 1,
     "blur": False,
 }
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = ["--tile", "32", "--batch", "4", "--device", "cpu", "--threads", "1", "-q"]
 
 
@@ -32,14 +32,6 @@ def model(tmp_path_factory):
     crappify = get_preset("em").with_scale(2).model_dump(mode="json")
     folder = tmp_path_factory.mktemp("models")
     return save_model(folder / "x2", net, ModelInfo(generator=cfg, crappify=crappify))
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("how", ["truncate", "random"])

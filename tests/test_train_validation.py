@@ -59,7 +59,7 @@ def test_validator_baseline_and_preview(rng):
     images.append(corner)
     data = DataConfig(
         patch_size=32,
-        validation={"count": 2, "patches": 4},
+        validation={"count": 2, "patches": 4, "size": 32},
         background={"enabled": False},
         seed=1,
     )

@@ -27,20 +27,20 @@ class Cancelled(DecrappifyError):
     """A long operation was cancelled by the user; nothing half-written is left."""
 
 
-def describe_error(err: BaseException, limit: int = 160) -> str:
-    """One line of at most ``limit`` characters saying what a library exception was.
+def short_message(error: BaseException, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters describing an error (for wrapped errors).
 
     Parameters
     ----------
-    err : BaseException
-        The exception.
+    error : BaseException
+        An error raised by a library (tifffile, zarr ...).
     limit : int
-        Longest text returned.
+        Longest text.
 
     Returns
     -------
     str
-        Its message on one line (its type name when it has none), shortened with ``...``.
+        Its message on one line (its type's name when it has none), cut with ``...``.
     """
-    text = " ".join(str(err).split()) or type(err).__name__
+    text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

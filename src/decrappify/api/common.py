@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from decrappify.errors import Cancelled, DecrappifyError, describe_error
+from decrappify.errors import Cancelled, DecrappifyError, short_message
 from decrappify.events import Progress
 
 PathLike = str | Path
@@ -156,7 +156,7 @@ def _run_batch(
             result.error = str(err)
         except Exception as err:  # one bad input fails alone, whatever went wrong
             log.debug("%s failed", path, exc_info=True)
-            result.error = f"{path}: failed with {type(err).__name__}: {describe_error(err)}"
+            result.error = f"{path}: failed with {type(err).__name__}: {short_message(err)}"
         result.seconds = time.perf_counter() - start
         results.append(result)
     return results

@@ -109,8 +109,13 @@ def iter_evaluate(
         images, one figure per image named ``<stem>-<image>.png``.
     crop, resize : bool
         How to handle grids that differ (see :func:`decrappify.metrics.evaluate_stack`).
+        When neither is given (nor ``scale``) and every image records its pixel size
+        (OME-Zarr, OME-TIFF), the images are put on one grid from where they lie in the
+        world, as napari's Compare widget does
+        (:func:`decrappify.metrics.alignment.plan_comparison`): the same grid, a common
+        region, or a prediction resampled onto the ground truth's grid.
     scale : int or None
-        LR → GT factor, inferred from the shapes when None.
+        LR → GT factor, inferred from the pixel sizes or the shapes when None.
 
     Yields
     ------
@@ -137,6 +142,7 @@ def iter_evaluate(
         results_to_json,
         write_csv,
     )
+    from decrappify.metrics.alignment import plan_comparison
 
     names = parse_baselines(baselines)
     pred_paths = expand_inputs(pred)
@@ -145,7 +151,7 @@ def iter_evaluate(
     if figure and not lr_paths:
         raise InputError("--figure needs the low-res inputs (--lr) to draw the bicubic baseline")
     results: dict[str, Any] = {}
-    images: dict[str, tuple[Any, Any, Any]] = {}
+    images: dict[str, tuple[Any, Any, Any, int | None]] = {}
     failed: list[dict[str, str]] = []
     warnings: list[str] = []
     for i, (p, g) in enumerate(zip(pred_paths, gt_paths, strict=True)):
@@ -158,15 +164,17 @@ def iter_evaluate(
             mismatch = intensity_mismatch(pred_img, gt_img)
             if mismatch:
                 warnings.append(mismatch)
+            grid: dict[str, Any] = {"crop": crop, "resize": resize, "scale": scale}
+            placed = all(im.pixel_size is not None for im in (pred_img, gt_img, lr_img) if im)
+            if placed and not (crop or resize or scale):
+                grid = plan_comparison(pred_img, gt_img, lr_img).evaluate_kwargs()
             events = iter_evaluate_stack(
                 pred_img.data,
-                gt_img.data,
+                gt_img,  # the record: its pixel size turns the FRC resolution into a length
                 None if lr_img is None else lr_img.data,
                 baselines=names,
-                scale=scale,
-                crop=crop,
-                resize=resize,
                 name=name,
+                **grid,
             )
             while True:
                 try:
@@ -180,7 +188,7 @@ def iter_evaluate(
         except DecrappifyError as err:
             failed.append({"pred": str(p), "gt": str(g), "error": str(err)})
             continue
-        images[name] = (pred_img, gt_img, lr_img)
+        images[name] = (pred_img, gt_img, lr_img, grid["scale"])
     if not results:
         more = f" (and {len(failed) - 1} more failed pairs)" if len(failed) > 1 else ""
         raise InputError(failed[0]["error"] + more)
@@ -197,7 +205,7 @@ def iter_evaluate(
         written.append(write_csv(results, csv_path))
     if figure:
         figure = Path(figure)
-        for name, (pred_img, gt_img, lr_img) in images.items():
+        for name, (pred_img, gt_img, lr_img, factor) in images.items():
             target = figure if len(images) == 1 else figure.with_name(f"{figure.stem}-{name}.png")
             plane = gt_img.shape[0] // 2 if gt_img.ndim == 3 else None
             written.append(
@@ -207,7 +215,7 @@ def iter_evaluate(
                     pred_img.data,
                     gt_img.data,
                     path=target,
-                    scale=scale,
+                    scale=factor,
                     plane=plane,
                     title=name,
                 )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from decrappify.api.common import PathLike
-from decrappify.errors import InputError, ModelFileError
+from decrappify.errors import InputError
 from decrappify.events import Progress, run_to_end
 
 if TYPE_CHECKING:
@@ -300,35 +300,6 @@ def model_info(path: PathLike) -> ModelInfo:
         If the model is missing, its weights file truncated (only the header is read),
         or its metadata unreadable or inconsistent.
     """
-    from decrappify.models.store import (
-        INFO_NAME,
-        METADATA_KEY,
-        WEIGHTS_NAME,
-        check_weights_header,
-        parse_model_info,
-        read_header,
-    )
+    from decrappify.models.store import read_model_info
 
-    path = Path(path)
-    if path.is_dir():
-        info_file = path / INFO_NAME
-        for needed in (info_file, path / WEIGHTS_NAME):
-            if not needed.is_file():
-                raise ModelFileError(
-                    f"{path}: not a decrappify model folder ({needed.name} missing)"
-                )
-        try:
-            text = info_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
-        info = parse_model_info(text, info_file)
-        check_weights_header(info, read_header(path / WEIGHTS_NAME), path)
-        return info
-    if not path.is_file():
-        raise ModelFileError(
-            f"{path}: model not found (expected a model folder or a .safetensors file)"
-        )
-    text = read_header(path).get(METADATA_KEY)
-    if text is None:
-        raise ModelFileError(f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata)")
-    return parse_model_info(text, path)
+    return read_model_info(path)

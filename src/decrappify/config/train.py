@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from decrappify.config.base import StrictModel
+from decrappify.config.choices import check_device_name
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.config.data import DataConfig
 from decrappify.config.model import CriticConfig, GeneratorConfig, LossConfig
@@ -352,8 +353,8 @@ class TrainConfig(StrictModel):
     time_budget : float or None
         Wall-clock budget in seconds (strings such as ``"20m"`` or ``"1h30m"`` are
         parsed); None runs the configured step counts.
-    device : {"auto", "cpu", "cuda"}
-        ``auto`` picks CUDA when available.
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     amp : {"auto", "bf16", "fp16", "off"}
         Mixed precision: ``auto`` is bf16 on CUDA devices that support it (fp16 with a
         gradient scaler otherwise) and off on the CPU.
@@ -386,7 +387,7 @@ class TrainConfig(StrictModel):
     gan: GanConfig = Field(default_factory=GanConfig)
     cycles: int = Field(1, ge=1, le=4)
     time_budget: float | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
     num_threads: int | None = Field(None, ge=1, le=1024)
@@ -431,6 +432,11 @@ class TrainConfig(StrictModel):
         if problem:
             raise ValueError(problem)
         return seconds
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _check_device(cls, value: Any) -> Any:
+        return check_device_name(value)
 
     @field_validator("crappify")
     @classmethod

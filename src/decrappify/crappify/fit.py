@@ -13,7 +13,6 @@ blur between HR and LR.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +30,8 @@ from decrappify.config.crappify import (
 )
 from decrappify.config.normalization import NormalizationConfig
 from decrappify.crappify import degradations as deg
-from decrappify.errors import InputError, OutputError
+from decrappify.errors import InputError
+from decrappify.io.atomic import atomic_write_text
 from decrappify.io.image import Image
 from decrappify.normalize import normalize, percentile_range
 
@@ -165,19 +165,8 @@ class FitResult:
         header = "".join(f"# {line}\n" for line in self.report().splitlines())
         text = header + self.config.to_yaml()
         if path is not None:
-            _write_atomic(Path(path), text)
+            atomic_write_text(path, text)
         return text
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a ``.<name>.partial`` file renamed at the end."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write the fitted config ({err.strerror})") from err
 
 
 # --------------------------------------------------------------------------- inputs

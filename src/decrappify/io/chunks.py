@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.errors import InputError, describe_error
+from decrappify.errors import InputError, short_message
 
 #: Size of the header of a Blosc (version 1 format) frame.
 BLOSC_HEADER = 16
@@ -157,7 +157,7 @@ class ZarrChunks:
     def _describe(self, key: Any, err: BaseException) -> str:
         chunk = self._failing_chunk(key)
         where = f"chunk {chunk}" if chunk else "a chunk"
-        return f"{self.source}: {where} is damaged or truncated ({describe_error(err)})"
+        return f"{self.source}: {where} is damaged or truncated ({short_message(err)})"
 
     def _failing_chunk(self, key: Any) -> str | None:
         """Key of the first chunk under ``key`` that fails to decode (None if none does)."""

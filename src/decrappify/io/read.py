@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.errors import InputError, describe_error
+from decrappify.errors import InputError, short_message
 from decrappify.io.image import Image
 from decrappify.io.omezarr import read_zarr
 from decrappify.io.paths import TIFF_SUFFIXES, is_zarr_path
@@ -134,7 +134,7 @@ def _read_path(path: Path, axes: str | None) -> Image:
         raise
     except Exception as err:  # a library's error on damaged data the checks did not foresee
         kind = "Zarr store" if path.is_dir() else "file"
-        raise InputError(f"{path}: cannot read this {kind} ({describe_error(err)})") from err
+        raise InputError(f"{path}: cannot read this {kind} ({short_message(err)})") from err
 
 
 def _read_existing(path: Path, axes: str | None) -> Image:

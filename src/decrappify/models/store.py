@@ -20,7 +20,6 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -29,8 +28,7 @@ from torch import nn
 from decrappify import __version__
 from decrappify.config.base import format_validation_error
 from decrappify.config.model import MODEL_FORMAT_VERSION, GeneratorConfig, ModelInfo
-from decrappify.config.train import format_duration
-from decrappify.errors import InputError, ModelFileError, OutputError, describe_error
+from decrappify.errors import InputError, ModelFileError, OutputError
 from decrappify.models.factory import generator_skeleton
 from decrappify.models.unet import SuperResolutionNet
 from decrappify.models.weights import load_checked, state_dict_mismatch
@@ -149,15 +147,12 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # safetensors raises SafetensorError, OSError, ...
-        raise _unreadable(path, err) from err
+        raise ModelFileError(_unreadable(path, err)) from err
     return tensors, metadata
 
 
 def read_header(path: str | Path) -> dict[str, str]:
     """Read the header metadata of a ``.safetensors`` file, not its tensors.
-
-    safetensors checks that the tensors the header lists fill the file, so a truncated
-    file is refused here too.
 
     Parameters
     ----------
@@ -172,25 +167,21 @@ def read_header(path: str | Path) -> dict[str, str]:
     Raises
     ------
     ModelFileError
-        If the file is missing, truncated or not safetensors.
+        If the file is not safetensors, or is truncated (safetensors checks that the
+        tensors the header lists fill the file).
     """
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: weights file not found")
     try:
         with safe_open(str(path), framework="numpy") as f:
             return dict(f.metadata() or {})
     except Exception as err:  # safetensors raises SafetensorError, OSError, ...
-        raise _unreadable(path, err) from err
+        raise ModelFileError(_unreadable(Path(path), err)) from err
 
 
-def _unreadable(path: Path, err: BaseException) -> ModelFileError:
-    return ModelFileError(
-        f"{path}: not a readable safetensors file, it may be truncated or corrupted "
-        f"({describe_error(err, 200)})"
-    )
+def _unreadable(path: Path, err: BaseException) -> str:
+    text = " ".join(str(err).split())[:200] or type(err).__name__
+    return f"{path}: not a readable safetensors file, it may be truncated or corrupted ({text})"
 
 
 def _check_info_matches(net: SuperResolutionNet, generator: GeneratorConfig, target: Path) -> None:
@@ -314,6 +305,9 @@ def parse_model_info(text: str, source: str | Path) -> ModelInfo:
             f"{source}: model format version {version} is newer than decrappify {__version__} "
             f"reads (up to {MODEL_FORMAT_VERSION}); upgrade decrappify"
         )
+    generator = raw.get("generator")
+    if version < 2 and isinstance(generator, dict):  # before the "lr" layout existed
+        raw["generator"] = {**generator, "grid": generator.get("grid", "hr")}
     try:
         info = ModelInfo.model_validate(raw)
     except ValidationError as err:
@@ -392,6 +386,62 @@ def check_weights_header(info: ModelInfo, header: Mapping[str, str], source: str
         )
 
 
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    """Read a model's metadata without loading its weights.
+
+    Parameters
+    ----------
+    path : str or Path
+        A model folder (``model.json`` + ``model.safetensors``) or a single
+        ``.safetensors`` model file (only its header is read).
+
+    Returns
+    -------
+    ModelInfo
+        The metadata.
+
+    Raises
+    ------
+    ModelFileError
+        If the model is missing, its weights file truncated (only its header is read),
+        or its metadata unreadable or inconsistent; the message names the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        weights, info_file = _locate(path)
+        info = _info_from_json(info_file)  # type: ignore[arg-type]
+        check_weights_header(info, read_header(weights), path)  # refuses truncated weights
+        return info
+    if not path.is_file():
+        raise ModelFileError(_not_found(path))
+    return _info_from_header(read_header(path), path)
+
+
+def _info_from_json(info_file: Path) -> ModelInfo:
+    try:
+        text = info_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
+    return parse_model_info(text, info_file)
+
+
+def _info_from_header(header: Mapping[str, str], path: Path) -> ModelInfo:
+    text = header.get(METADATA_KEY)
+    if text is None:
+        raise ModelFileError(
+            f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata in the header)"
+        )
+    return parse_model_info(text, path)
+
+
+def _not_found(path: Path) -> str:
+    return (
+        f"{path}: model not found (expected a folder with {INFO_NAME} and {WEIGHTS_NAME}, "
+        "or a .safetensors file)"
+    )
+
+
 def _locate(path: Path) -> tuple[Path, Path | None]:
     """Return (weights file, JSON file or None when the metadata is in the header)."""
     if path.is_dir():
@@ -404,10 +454,7 @@ def _locate(path: Path) -> tuple[Path, Path | None]:
         return weights, info
     if path.is_file():
         return path, None
-    raise ModelFileError(
-        f"{path}: model not found (expected a folder with {INFO_NAME} and {WEIGHTS_NAME}, "
-        "or a .safetensors file)"
-    )
+    raise ModelFileError(_not_found(path))
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
@@ -435,19 +482,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
     path = Path(path)
     weights, info_file = _locate(path)
     tensors, header = read_tensors(weights)
-    if info_file is None:
-        text = header.get(METADATA_KEY)
-        if text is None:
-            raise ModelFileError(
-                f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata in the header)"
-            )
-        info = parse_model_info(text, path)
-    else:
-        try:
-            text = info_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
-        info = parse_model_info(text, info_file)
+    info = _info_from_header(header, path) if info_file is None else _info_from_json(info_file)
     net = generator_skeleton(info.generator)
     cfg = info.generator
     load_checked(
@@ -474,127 +509,3 @@ def count_parameters(module: nn.Module) -> int:
         Total element count of its parameters.
     """
     return sum(p.numel() for p in module.parameters())
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
-
-
-def _describe_crappify(cfg: dict[str, Any]) -> str:
-    """``name, xscale: kind -> kind`` from a crappifier config dict (any part may be absent)."""
-    steps = cfg.get("steps")
-    kinds = ""
-    if isinstance(steps, list):
-        kinds = " -> ".join(str(s.get("kind", "?")) for s in steps if isinstance(s, dict))
-    name = cfg.get("name") or cfg.get("preset")
-    scale = cfg.get("scale")
-    head = ", ".join(x for x in (str(name) if name else "", f"x{scale}" if scale else "") if x)
-    summary = ": ".join(x for x in (head, kinds) if x)
-    return summary or _fmt(cfg)
-
-
-def describe_model(info: ModelInfo) -> str:
-    """Short human-readable summary of a model's metadata (what ``decrappify info`` prints).
-
-    The full record is ``info.model_dump_json()`` (``decrappify info --json``).
-
-    Parameters
-    ----------
-    info : ModelInfo
-        The metadata.
-
-    Returns
-    -------
-    str
-        About ten lines.
-    """
-    g = info.generator
-    attention = f"self-attention in block {g.attention_block}" if g.self_attention else "none"
-    out_range = "linear" if g.y_range is None else f"sigmoid to [{g.y_range[0]}, {g.y_range[1]}]"
-    if g.residual:
-        clamp = "" if g.y_range is None else f", clamped to [{g.y_range[0]}, {g.y_range[1]}]"
-        out_range = f"bilinear input + learned correction{clamp}"
-    norm = info.normalization
-    lines = [
-        f"decrappify model (format {info.format_version}, written by decrappify "
-        f"{info.decrappify_version} on {info.created.isoformat()})",
-    ]
-    if info.description:
-        lines.append(f"  description:   {info.description}")
-    lines += [
-        f"  network:       {g.encoder.value} U-Net, {g.preset.value} decoder (nf_factor "
-        f"{g.resolved_nf_factor:g}, {g.resolved_blocks_per_stage} conv/block), "
-        f"{g.norm_type.value} norm, blur {'on' if g.blur else 'off'}, attention: {attention}",
-        f"  input/output:  {g.n_frames} frame(s) in, x{g.scale} upsampling, output {out_range}",
-        f"  normalisation: {norm.method} {norm.low:g}-{norm.high:g}",
-    ]
-    if info.crappify is None:
-        lines.append("  crappifier:    none recorded (trained on real pairs or unknown)")
-    else:
-        lines.append(f"  crappifier:    {_describe_crappify(info.crappify)}")
-    lines += [f"  {key + ':':<14} {text}" for key, text in _describe_training(info.training)]
-    if info.metrics:
-        lines.append(f"  validation:    {_describe_metrics(info.metrics)}")
-    if info.history:
-        lines.append(f"  history:       {len(info.history)} entries (the full record: --json)")
-    return "\n".join(lines)
-
-
-def _describe_training(training: dict[str, Any]) -> list[tuple[str, str]]:
-    """``training``, ``steps`` and ``data`` lines from a (free-form) training summary."""
-    out = []
-    head = [str(training["recipe"])] if training.get("recipe") else []
-    if "finished" in training:
-        head.append("finished" if training["finished"] else "not finished")
-    seconds, device = training.get("seconds"), training.get("device")
-    if isinstance(seconds, int | float):
-        took = format_duration(seconds) + (f" on {device}" if device else "")
-        budget = training.get("time_budget")
-        if isinstance(budget, int | float):
-            took += f" (budget {format_duration(budget)})"
-        head.append(took)
-    if head:
-        out.append(("training", ", ".join(head)))
-    steps, best = training.get("steps"), training.get("best")
-    if isinstance(steps, dict) and steps:
-        text = ", ".join(f"{k} {v}" for k, v in steps.items())
-        if isinstance(best, dict) and best.get("phase"):
-            cycle = best.get("cycle")
-            where = f", cycle {cycle + 1}" if isinstance(cycle, int) else ""
-            text += f"; best generator: {best['phase']}{where}, step {best.get('step')}"
-        out.append(("steps", text))
-    data = training.get("data")
-    if isinstance(data, dict):
-        parts = []
-        if isinstance(data.get("images"), list):
-            n_train, n_val = data.get("n_train_images"), data.get("n_validation_images")
-            split = f" ({n_train} training, {n_val} validation)" if n_train is not None else ""
-            parts.append(f"{len(data['images'])} images{split}")
-        modes = {"crappify": "LR crappified on the fly", "paired": "real LR/HR pairs"}
-        if data.get("mode") is not None:
-            parts.append(modes.get(str(data["mode"]), str(data["mode"])))
-        if data.get("patch_size") is not None:
-            parts.append(f"{data['patch_size']} px patches")
-        if data.get("batch_size") is not None:
-            parts.append(f"batch {data['batch_size']}")
-        if parts:
-            out.append(("data", ", ".join(parts)))
-    return out
-
-
-def _describe_metrics(metrics: dict[str, float]) -> str:
-    """``PSNR 22.00 dB, SSIM 0.6265 (bicubic 21.29 dB, 0.6074)`` from validation metrics."""
-    model = [f"PSNR {metrics['psnr']:.2f} dB" if "psnr" in metrics else ""]
-    model.append(f"SSIM {metrics['ssim']:.4f}" if "ssim" in metrics else "")
-    text = ", ".join(m for m in model if m)
-    base = [f"{metrics['bicubic_psnr']:.2f} dB" if "bicubic_psnr" in metrics else ""]
-    base.append(f"{metrics['bicubic_ssim']:.4f}" if "bicubic_ssim" in metrics else "")
-    if any(base):
-        text += f" (bicubic {', '.join(b for b in base if b)})"
-    return text or _fmt(metrics)
