@@ -70,10 +70,10 @@ def test_a_tile_larger_than_the_image_is_cut_to_it(bad, model):
 
 def test_a_tile_too_large_for_memory_is_refused_with_what_it_needs(bad, model):
     bad.tif("strip.tif", data=np.full((16, 4200), 100, np.uint8))
-    result = bad.run("predict", model, "strip.tif", "-o", "out", "--tile", "4112", "-q")
+    result = bad.run("predict", model, "strip.tif", "-o", "out", "--tile", "4128", "-q")
     bad.assert_clean_failure(
         result,
-        "strip.tif: --tile 4112 makes 8224x8224 network inputs, which need at least 17.3 GB "
+        "strip.tif: --tile 4128 makes 8256x8256 network inputs, which need at least 17.4 GB "
         "each; use --tile 4096 or less",
     )
     assert not bad.path("out").exists()
@@ -87,13 +87,18 @@ def test_a_tile_too_large_for_memory_is_refused_with_what_it_needs(bad, model):
             "inconsistent model metadata: generator.scale is 4 but crappify.scale is 2; the "
             "model was trained for x2",
         ),
-        (
+        (  # an "lr" generator's output layers depend on the scale: its weights tell
             lambda meta: (meta["generator"].update(scale=4), meta.update(crappify=None)),
-            "inconsistent model: model.json says generator.scale is 4, the weights were saved "
-            "with 2",
+            "model.safetensors: does not match the resnet18 wide generator described in its "
+            "metadata",
+        ),
+        (  # what the weights' shapes cannot tell is checked against the weights' header
+            lambda meta: (meta["generator"].update(y_range=None), meta.update(crappify=None)),
+            "inconsistent model: model.json says generator.y_range is null, the weights were "
+            "saved with [-0.2, 1.2]",
         ),
     ],
-    ids=["crappifier", "weights"],
+    ids=["crappifier", "weights", "weights-header"],
 )
 def test_edited_metadata_is_refused(bad, model, edit, message):
     """A model.json saying x4 for x2 weights would write x4 output silently: refused."""
@@ -129,7 +134,7 @@ def test_truncated_model_and_existing_output(bad, model):
     ("args", "message"),
     [
         (["--overlap", "lots"], "--overlap must be 'auto' or an integer >= 0 (got 'lots')"),
-        (["--tile", "20"], "tile 20: tile × scale must be a multiple of 32"),
+        (["--tile", "20"], "tile 20: tile × scale must be a multiple of 64"),
         (["--scale", "4"], "upsamples ×2, but scale 4 was asked"),
         (["--workers", "2"], "--workers applies to --cluster local"),
     ],

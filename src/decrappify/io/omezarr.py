@@ -14,6 +14,7 @@ Writing is :mod:`decrappify.io.omezarr_write`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -386,7 +386,6 @@ def check_weights_header(info: ModelInfo, header: Mapping[str, str], source: str
         )
 
 
-
 def read_model_info(path: str | Path) -> ModelInfo:
     """Read a model's metadata without loading its weights.
 
