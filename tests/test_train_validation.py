@@ -37,7 +37,11 @@ def test_scores_ignore_gain_and_offset(rng):
 def test_mean_scores_cap_perfect_crops(rng):
     gts = rng.random((2, 24, 24))
     scores = mean_scores(gts.copy(), gts)
-    assert scores == {"psnr": 100.0, "ssim": pytest.approx(1.0)}
+    assert scores == {
+        "psnr": 100.0,
+        "ssim": pytest.approx(1.0),
+        "frc": pytest.approx(2.0, abs=0.01),
+    }
 
 
 class Bicubic(nn.Module):

@@ -139,12 +139,12 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert curves.losses["content"][0] == [1, 2, 3]
     assert curves.losses["content"][1] == pytest.approx([e.losses["loss"] for e in events[1:]])
     assert curves.metrics["psnr"][0] == [0, 2, 3] and curves.metrics["ssim"][0] == [0, 2, 3]
-    assert set(curves.baseline) == {"psnr", "ssim"}
+    assert set(curves.baseline) == {"psnr", "ssim", "frc"}
     assert widget.plot.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
     assert any(running and lines for running, lines in seen["draws"])  # drawn while running
     # the preview layer: LR | prediction | HR of the validation crop, normalised units
     preview = viewer.layers[PREVIEW_LAYER]
-    assert preview.data.shape == (32, 96) and preview.data.dtype == np.float32
+    assert preview.data.shape == (64, 192) and preview.data.dtype == np.float32
     np.testing.assert_array_equal(preview.data, events[-1].preview)
     assert tuple(preview.contrast_limits) == (0.0, 1.0)
     assert tuple(preview.translate) == (0.0, 64.0 + 16.0)  # beside the first training layer

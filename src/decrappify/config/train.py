@@ -50,8 +50,9 @@ PHASES: tuple[str, ...] = ("pretrain_generator", "save_outputs", "pretrain_criti
 #: Longest time budget accepted (30 days).
 MAX_BUDGET_SECONDS = 30 * 24 * 3600.0
 
-#: Validation metrics the GAN phase can watch (normalised PSNR / SSIM of the fixed crops).
-WatchMetric = Literal["psnr", "ssim"]
+#: Validation metrics the GAN phase can watch (normalised PSNR / SSIM of the fixed crops,
+#: or their FRC resolution, smaller is better).
+WatchMetric = Literal["psnr", "ssim", "frc"]
 
 _DURATION = re.compile(
     r"^\s*(?:(?P<h>\d+(?:\.\d*)?)\s*h)?\s*(?:(?P<m>\d+(?:\.\d*)?)\s*m(?:in)?)?"
@@ -278,8 +279,15 @@ class GanConfig(StrictModel):
         Validate and checkpoint every this many generator steps.
     patience : int
         Checkpoints without improvement before stopping.
-    metric : {"psnr", "ssim"}
-        The normalised validation metric watched.
+    metric : {"psnr", "ssim", "frc"}
+        The validation metric watched: normalised PSNR or SSIM, or the FRC resolution
+        (in pixels, smaller is better: it rewards recovered fine detail, which the GAN
+        is for, rather than the smoothest answer).
+    fidelity_drop : float or None
+        A checkpoint only counts as an improvement while its validation PSNR is at most
+        this many dB below the generator the phase started from: the automatic stop
+        before the inflection point where the adversarial loss starts to invent detail.
+        None: no guard.
     budget_share : float
         Share of the time budget.
     """
@@ -295,6 +303,7 @@ class GanConfig(StrictModel):
     checkpoint_every: int = Field(50, ge=1, le=10_000_000)
     patience: int = Field(3, ge=1, le=10_000)
     metric: WatchMetric = "ssim"
+    fidelity_drop: float | None = Field(0.1, ge=0.0, le=100.0)
     budget_share: float = Field(0.16, ge=0.0, le=1.0)
 
     @field_validator("betas")

@@ -20,6 +20,7 @@ from decrappify.train._session import CALIBRATION_STEPS, Session, StepTimer, clo
 from decrappify.train.schedule import (
     CriticSwitch,
     EarlyStopping,
+    watch_score,
 )
 
 
@@ -67,6 +68,8 @@ def gan(run: Session) -> Generator[Progress, None, None]:
     else:
         start_value = st.best.get("value")
         early = EarlyStopping(cfg.patience, best=_finite_or(start_value, -math.inf))
+        if cfg.fidelity_drop is not None:  # sharper, but not at more than this cost in PSNR
+            early.floor = _finite_or(st.best.get("psnr"), math.inf) - cfg.fidelity_drop
     switch = CriticSwitch(cfg.critic_threshold, cfg.max_critic_steps)
     key = run.count_key(phase)
     total = st.counts.get(key)
@@ -101,12 +104,13 @@ def gan(run: Session) -> Generator[Progress, None, None]:
         preview = run.preview() if checkpoint or run.want_preview(step) else None
         if metrics:
             run.record_validation(phase, metrics)
-            verdict = early.update(metrics[cfg.metric])
+            score = watch_score(metrics, cfg.metric)
+            verdict = early.update(score, metrics.get("psnr", math.inf))
             if verdict.improved:
                 run.best_state = clone_state(G)
                 st.gan_improved = True
                 st.best = {
-                    "value": metrics[cfg.metric],
+                    "value": score,
                     "metric": cfg.metric,
                     **metrics,
                     "phase": phase,

@@ -11,7 +11,6 @@ The GAN phase is :mod:`._gan`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -31,6 +30,7 @@ from decrappify.train.schedule import (
     ThresholdStop,
     one_cycle_lr,
     steps_for_budget,
+    watch_score,
 )
 
 
@@ -187,7 +187,7 @@ def finish_pretraining(run: Session, metrics: dict[str, float]) -> None:
     watch = run.cfg.gan.metric
     run.best_state = clone_state(run.G)
     st.best = {
-        "value": metrics.get(watch, math.nan),
+        "value": watch_score(metrics, watch),
         "metric": watch,
         **metrics,
         "phase": "pretrain_generator",
