@@ -451,15 +451,17 @@ def fit_noise_model(
     all_means, all_vars = np.concatenate(means), np.concatenate(variances)
     if all_means.size < 3 * _MIN_BIN_PATCHES:
         raise InputError(
-            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
-            f"({all_means.size} unsaturated patches; need {3 * _MIN_BIN_PATCHES})"
+            f"low-res images: too few flat {patch_size}x{patch_size} patches to fit a noise "
+            f"model ({all_means.size} unsaturated patches; need {3 * _MIN_BIN_PATCHES}); give "
+            "larger or more images"
         )
     bins = max(3, min(n_bins, all_means.size // (2 * _MIN_BIN_PATCHES)))
     bin_mean, bin_var, bin_count = _bin_estimates(all_means, all_vars, patch_size, bins)
     if bin_mean.size < 3:
         raise InputError(
-            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
-            f"({all_means.size} patches, {bin_mean.size} usable intensity bins; need 3)"
+            f"low-res images: too few flat {patch_size}x{patch_size} patches to fit a noise "
+            f"model ({all_means.size} patches, {bin_mean.size} usable intensity bins; need 3); "
+            "give images with more intensity levels"
         )
     weights = bin_count / np.maximum(bin_var, 1e-12) ** 2
     gain, intercept, r2 = _robust_line(bin_mean, bin_var, weights)

@@ -261,7 +261,7 @@ def _check_output(path: Path, fmt: str | None, image: Image, overwrite: bool) ->
     output_format(path, fmt)
     check_output_path(path, [image.source] if image.source else [], is_folder=False)
     if os.path.lexists(path) and not overwrite:
-        raise OutputError(f"{path}: already exists; pass overwrite=True to replace it")
+        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
 
 
 def _write(

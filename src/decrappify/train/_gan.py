@@ -96,7 +96,7 @@ def gan(run: Session) -> Generator[Progress, None, None]:
         g_terms = gan_generator_step(run, opt_g, lr_g, hr_g)
         st.step += 1
         timer.tick(st.step)
-        if total is None and st.step == calibration:
+        if total is None and (st.step == calibration or run.out_of_time(timer, closing=True)):
             total = run.fix_count(phase, timer, every=cfg.checkpoint_every, cap=cfg.max_steps)
         step = st.step
         checkpoint = step == total or step % cfg.checkpoint_every == 0

@@ -124,13 +124,14 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
         terms = generator_step(run, optimizer, lr_b, hr_b)
         st.step += 1
         timer.tick(st.step)
-        if total is None and st.step == calibration:
+        if total is None and (st.step == calibration or run.out_of_time(timer, closing=True)):
             total = run.fix_count(phase, timer, every=cfg.checkpoint_every)
             st.frozen_steps = max(
                 round(frozen_fraction * total), calibration if frozen_fraction > 0 else 0
             )
         step = st.step
         checkpoint = step == total or step % cfg.checkpoint_every == 0
+        started = time.perf_counter()
         metrics = run.validate() if checkpoint else {}
         preview = run.preview() if checkpoint or run.want_preview(step) else None
         run.log_row(
@@ -148,6 +149,7 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
                 run.checkpoint()
             else:
                 run.checkpoint({"pretrain": optimizer})
+            st.overhead = time.perf_counter() - started  # for the next budget decisions
         # the terms as ``<term>_loss`` (``ssim_loss`` is 1 - SSIM, not the validation SSIM)
         losses = {
             "loss": terms["total"],
@@ -193,6 +195,7 @@ def initial_validation(
     run.log_row(phase, val_psnr=metrics.get("psnr"), val_ssim=metrics.get("ssim"))
     run.checkpoint({"pretrain": optimizer})
     st.overhead = time.perf_counter() - start
+    run.exclude_startup(st.overhead)  # like reading the data: the budget starts after it
     return run.event(phase, 0, total, metrics=metrics, preview=preview, message="initial generator")
 
 
@@ -294,7 +297,7 @@ def pretrain_critic(run: Session) -> Generator[Progress, None, None]:
         loss = critic_step(run, optimizer, "critic", real, fake)
         st.step += 1
         timer.tick(st.step)
-        if total is None and st.step == calibration:
+        if total is None and (st.step == calibration or run.out_of_time(timer, closing=False)):
             total = run.fix_count(phase, timer, cap=cfg.max_steps)
         reached = stop.update(loss)
         run.log_row(phase, lr=cfg.lr, critic_loss=loss)
