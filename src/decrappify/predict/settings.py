@@ -109,7 +109,7 @@ class PredictSettings:
 
 
 def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
-    """Cut a tile to the smallest valid tile that covers an image's Y and X.
+    """Cut a tile to the smallest valid tile that covers an image's Y and X with margins.
 
     Parameters
     ----------
@@ -125,10 +125,15 @@ def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAUL
     Returns
     -------
     int
-        ``tile``, or less when one smaller tile already covers the image.
+        ``tile``, or less when one smaller tile already covers the image and the
+        context margin around it (up to half a tile, at most the image's side, read
+        by reflection), so that a small image is one window, not several overlapping
+        ones.
     """
     quantum = tile_quantum(scale, multiple)
-    cover = -(-max(int(s) for s in shape) // quantum) * quantum
+    side = max(int(s) for s in shape)
+    margin = min(max_overlap(int(tile)), side)
+    cover = -(-(side + margin) // quantum) * quantum
     return min(int(tile), max(cover, quantum))
 
 
