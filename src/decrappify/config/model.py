@@ -229,7 +229,7 @@ class CriticConfig(StrictModel):
         stays that of small ones. None: the whole patch.
     """
 
-    nf: int = Field(64, ge=8, le=512)
+    nf: int = Field(32, ge=8, le=512)
     n_blocks: int = Field(3, ge=1, le=5)
     dropout: float = Field(0.15, ge=0.0, lt=1.0)
     self_attention: bool = True
