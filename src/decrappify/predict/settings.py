@@ -62,7 +62,7 @@ class PredictSettings:
     amp : bool
         Autocast (float16 on CUDA, bfloat16 elsewhere) with float32 weights.
     channels_last : bool
-        Channels-last memory format (faster convolutions on GPUs).
+        Channels-last memory format (faster convolutions on GPUs and, with oneDNN, CPUs).
     compile : bool
         ``torch.compile`` the network (once per process).
     out_dtype : str
@@ -256,7 +256,7 @@ def resolve_settings(
         batch=config.batch,
         device=str(device),
         amp=is_cuda if config.amp is None else config.amp,
-        channels_last=is_cuda,
+        channels_last=True,  # faster convolutions on CPUs too (oneDNN), same numbers
         compile=config.compile,
         out_dtype=dtype,
         blend=config.blend,
