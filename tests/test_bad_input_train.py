@@ -128,6 +128,7 @@ def test_resume_cleans_what_an_interrupted_write_left(bad, config, hr):
     (checkpoints / ".tensors-000004.safetensors.partial").write_bytes(b"\0" * 4096)
     (checkpoints / "tensors-000004.safetensors").write_bytes(b"\0" * 4096)
     (checkpoints / ".state.json.partial").write_text("{")
+    (checkpoints / ".tmpc3uhom").write_bytes(b"\0" * 4096)  # safetensors' own temporary
     (run / ".model.partial").mkdir()
     (run / ".log.csv.partial").write_text("time_s")
     (run / ".curves.png.replaced").write_bytes(b"an older figure")

@@ -218,3 +218,20 @@ def test_paired_config_has_no_crappifier():
     cfg = TrainConfig.validate_dict({"crappify": None, "generator": {"scale": 2}})
     assert cfg.resolved_crappify() is None and cfg.resolved().crappify is None
     assert math.isclose(cfg.pretrain_generator.max_lr, 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("grid", "depth", "patch", "side"),
+    [("lr", 3, 128, 2), ("lr", 3, 256, None), ("lr", 4, 256, 2), ("hr", 4, 128, None)],
+)
+def test_small_patches_for_the_network_depth_are_warned(grid, depth, patch, side):
+    """The deepest features must be >= 4x4 on a training patch, or the output collapses."""
+    from decrappify.config.model import GeneratorConfig
+
+    generator = GeneratorConfig(grid=grid, encoder_depth=depth, scale=4)
+    message = generator.context_warning(patch)
+    if side is None:
+        assert message is None
+    else:
+        assert f"data.patch_size {patch}" in message
+        assert f"{side}x{side} pixels" in message and "generator.encoder_depth" in message

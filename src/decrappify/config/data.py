@@ -162,9 +162,11 @@ class DataConfig(StrictModel):
         Validation split and fixed crops.
     """
 
-    patch_size: int = Field(128, ge=PATCH_MULTIPLE, le=4096)
+    # 256-pixel HR patches (64 LR pixels of context at 4x): on 128-pixel patches an "lr"
+    # network learns to lean on the patch borders and fails on whole images
+    patch_size: int = Field(256, ge=PATCH_MULTIPLE, le=4096)
     n_frames: int = Field(1, ge=1, le=15)
-    batch_size: int = Field(8, ge=1, le=4096)
+    batch_size: int = Field(4, ge=1, le=4096)
     samples_per_epoch: int = Field(1024, ge=1, le=100_000_000)
     seed: int = Field(0, ge=0)
     num_workers: int = Field(0, ge=0, le=64)

@@ -47,6 +47,11 @@ class Preset(str, Enum):
     DEEP = "deep"
 
 
+#: Smallest side of the generator's deepest feature map on a training patch
+#: (:meth:`GeneratorConfig.context_warning`).
+MIN_DEEPEST_FEATURES = 4
+
+
 class Grid(str, Enum):
     """Where the generator's U-Net computes."""
 
@@ -188,6 +193,52 @@ class GeneratorConfig(StrictModel):
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
                 raise ValueError(f"must be [low, high] with low < high (got {list(value)})")
         return value
+
+    def deepest_features(self, patch_size: int) -> int:
+        """Side in pixels of the deepest encoder features on a training patch.
+
+        Parameters
+        ----------
+        patch_size : int
+            HR training patch side.
+
+        Returns
+        -------
+        int
+            ``patch / 2**(encoder_depth + 1)``, the patch counted on the grid the U-Net
+            computes on (the LR grid for ``grid="lr"``).
+        """
+        side = patch_size // self.scale if self.grid == Grid.LR else patch_size
+        return side // 2 ** (self.encoder_depth + 1)
+
+    def context_warning(self, patch_size: int) -> str | None:
+        """Return a warning when training patches are too small for the network's depth.
+
+        Below :data:`MIN_DEEPEST_FEATURES` (2x2 on ssTEM: 128-px patches, ``"lr"`` grid,
+        ``encoder_depth`` 3) the deepest features are all patch border; on whole images
+        they leave the range BatchNorm saw and the output collapses (-2.9 dB against
+        bicubic, docs/benchmarks.md).
+
+        Parameters
+        ----------
+        patch_size : int
+            HR training patch side.
+
+        Returns
+        -------
+        str or None
+            The message naming the options to change, or None when the patch is enough.
+        """
+        side = self.deepest_features(patch_size)
+        if side >= MIN_DEEPEST_FEATURES:
+            return None
+        return (
+            f"data.patch_size {patch_size} leaves the generator's deepest features "
+            f"{side}x{side} pixels (generator.encoder_depth {self.encoder_depth}, grid "
+            f"{self.grid.value}); below {MIN_DEEPEST_FEATURES}x{MIN_DEEPEST_FEATURES} the "
+            "network learns from patch borders and can fail on whole images: raise "
+            "data.patch_size or lower generator.encoder_depth"
+        )
 
     @property
     def resolved_nf_factor(self) -> float:

@@ -136,6 +136,9 @@ class Session:
             )
         self.resume = resume
         self._check_run_dir()
+        context = self.cfg.generator.context_warning(self.cfg.data.patch_size)
+        if context:
+            log.warning(context)
         self.device = resolve_device(self.cfg.device)
         self.precision = Precision(self.device, resolve_amp(self.cfg.amp, self.device))
         self.channels_last = self.cfg.channels_last and self.device.type == "cuda"

@@ -319,7 +319,8 @@ def write_checkpoint(
 def remove_stale_files(run_dir: str | Path, checkpoints: str | Path) -> list[str]:
     """Clean up what a run killed in the middle of a write left behind (before a resume).
 
-    * temporaries (``.<name>.partial``) in the run folder and its ``checkpoints/``;
+    * temporaries (``.<name>.partial``) in the run folder and its ``checkpoints/``, and
+      the ``.tmpXXXXXX`` files safetensors' own atomic writer leaves when killed;
     * a previous model or output moved aside for replacement (``.<name>.old``,
       ``.<name>.replaced``): put back when its replacement never arrived, else deleted;
     * tensor files of ``checkpoints/`` that ``state.json`` does not name (a checkpoint
@@ -346,7 +347,7 @@ def remove_stale_files(run_dir: str | Path, checkpoints: str | Path) -> list[str
             name = entry.name
             if not name.startswith("."):
                 continue
-            if name.endswith(".partial"):
+            if name.endswith(".partial") or name.startswith(".tmp"):
                 remove_path(entry)
                 done.append(str(entry.relative_to(run_dir)))
             elif name.endswith((".old", ".replaced")):
