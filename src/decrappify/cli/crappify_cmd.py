@@ -69,6 +69,12 @@ def crappify(
     from decrappify import api
 
     if fit:
+        if inputs:
+            extra = ", ".join(str(p) for p in inputs[:3]) + (", ..." if len(inputs) > 3 else "")
+            raise fail(
+                f"crappify --fit: unexpected images {extra}; give --fit once per image, or a "
+                "folder or a quoted glob (--fit 'real/*.tif'), and the same for --hr"
+            )
         result = api.fit_crappifier(fit, hr)
         err_console.print(result.report(), highlight=False)
         text = result.to_yaml()

@@ -49,6 +49,42 @@ _MIN_SHOT_FRACTION = 0.05
 #: Patches whose noise estimate exceeds this quantile of pure noise at the bin's level are
 #: not flat.
 _FLAT_QUANTILE = 0.995
+#: Per-image photon budgets spread wider than this ratio make the config sample a range.
+_BUDGET_SPREAD = 1.25
+
+
+@dataclass(frozen=True)
+class ImageFit:
+    """The noise model of one LR image, in that image's own normalised units.
+
+    Attributes
+    ----------
+    source : str
+        The image's name.
+    gain, read_noise, offset : float
+        Grey levels per photon, grey levels rms, zero-photon grey level.
+    photons : float
+        Photons at this image's bright level (``inf`` without signal-dependent noise).
+    background : float
+        Photons at this image's background level, as a fraction of ``photons``.
+    read_noise_electrons : float
+        ``read_noise / gain``.
+    lo, hi : float
+        This image's percentiles (its normalised units, as training normalises it).
+    n_patches : int
+        Flat patches used.
+    """
+
+    source: str
+    gain: float
+    read_noise: float
+    offset: float
+    photons: float
+    background: float
+    read_noise_electrons: float
+    lo: float
+    hi: float
+    n_patches: int
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,10 @@ class FitResult:
         Extra Gaussian blur of LR relative to HR, in HR pixels, or None if not estimated.
     notes : tuple of str
         How each quantity was obtained and any caveat.
+    per_image : tuple of ImageFit
+        The same fit on each image alone, in its own normalised units (images with too
+        few flat patches of their own are left out). When their photon budgets differ
+        by more than 25 % the config samples the range they span.
     """
 
     config: CrappifyConfig
@@ -110,6 +150,7 @@ class FitResult:
     scale: int
     blur_sigma: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    per_image: tuple[ImageFit, ...] = field(default_factory=tuple)
 
     def report(self) -> str:
         """Human-readable summary of the fit.
@@ -138,6 +179,14 @@ class FitResult:
             lines.append(
                 f"  no signal-dependent noise: Gaussian noise of {self.read_noise:.4g} grey levels"
             )
+        if len(self.per_image) > 1:
+            lines.append("  per image (its own normalised units, as training normalises it):")
+            lines += [
+                f"    {f.source}: {f.photons:.4g} photons at the bright level, read noise "
+                f"{f.read_noise_electrons:.3g} e-, background {f.background:.3g} "
+                f"(gain {f.gain:.4g}, {f.n_patches} patches)"
+                for f in self.per_image
+            ]
         blur = "not estimated" if self.blur_sigma is None else f"{self.blur_sigma:.3g} HR pixels"
         lines += [f"  scale {self.scale}, extra blur {blur}", f"  config: {self.config.summary()}"]
         lines += [f"  note: {note}" for note in self.notes]
@@ -452,50 +501,32 @@ def fit_noise_model(
     lrs = _as_images(lr_images, "lr_images")
     notes: list[str] = []
 
-    means, variances, samples = [], [], []
+    per_stats = []
     for img in lrs:
+        means, variances, samples = [], [], []
         for region in _regions(img, max_pixels):
             m, v = _patch_stats(region, patch_size, img.dtype)
             means.append(m)
             variances.append(v)
             samples.append(region.ravel()[:: max(1, region.size // 65536)])
-    all_means, all_vars = np.concatenate(means), np.concatenate(variances)
-    if all_means.size < 3 * _MIN_BIN_PATCHES:
-        raise InputError(
-            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
-            f"({all_means.size} unsaturated patches; need {3 * _MIN_BIN_PATCHES})"
+        per_stats.append(
+            (np.concatenate(means), np.concatenate(variances), np.concatenate(samples))
         )
-    bins = max(3, min(n_bins, all_means.size // (2 * _MIN_BIN_PATCHES)))
-    bin_mean, bin_var, bin_count = _bin_estimates(all_means, all_vars, patch_size, bins)
-    if bin_mean.size < 3:
-        raise InputError(
-            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
-            f"({all_means.size} patches, {bin_mean.size} usable intensity bins; need 3)"
-        )
-    weights = bin_count / np.maximum(bin_var, 1e-12) ** 2
-    gain, intercept, r2 = _robust_line(bin_mean, bin_var, weights)
-    lo, hi = percentile_range(np.concatenate(samples), norm.low, norm.high)
-
+    all_means = np.concatenate([m for m, _, _ in per_stats])
+    all_vars = np.concatenate([v for _, v, _ in per_stats])
+    lo, hi = percentile_range(np.concatenate([x for _, _, x in per_stats]), norm.low, norm.high)
+    line = _fit_line(all_means, all_vars, patch_size, n_bins, offset, lo, hi)
     offset_estimated = offset is None
-    if offset is None:
-        offset = float(bin_mean.min())
+    if offset_estimated:
         notes.append("offset = mean of the darkest flat patches (assumed photon-free)")
-    read_var = intercept + gain * offset
-    if gain > 0 and gain * (hi - offset) >= _MIN_SHOT_FRACTION * max(read_var, 0.0):
-        photons = (hi - lo) / gain
-        background = max(0.0, (lo - offset) / (hi - lo))
-    else:
-        gain = 0.0
-        read_var = float(np.average(bin_var, weights=bin_count))
-        photons, background = math.inf, 0.0
-        notes.append(
-            "no significant signal-dependent noise (shot noise at the bright level below "
-            f"{_MIN_SHOT_FRACTION:.0%} of the read noise variance): Gaussian noise only"
-        )
-    if read_var < 0:
-        notes.append(f"negative read-noise variance {read_var:.3g} clipped to 0")
-        read_var = 0.0
-    read_noise = math.sqrt(read_var)
+    notes += line.notes
+    per_image = _per_image_fits(lrs, per_stats, patch_size, n_bins, offset, norm)
+    gain, read_noise, photons, background = (
+        line.gain,
+        line.read_noise,
+        line.photons,
+        line.background,
+    )
 
     blur_sigma = None
     if hr_images is not None:
@@ -522,8 +553,18 @@ def fit_noise_model(
     steps: list[Any] = []
     if blur_sigma is not None and blur_sigma > 0.25:
         steps.append(BlurStep(sigma=round(blur_sigma, 3)))
-    steps.append(DownsampleStep(method="area"))
-    if gain > 0:
+    if scale > 1:
+        steps.append(DownsampleStep(method="area"))
+    spread = _budget_ranges(per_image)
+    if spread is not None:
+        photon_range, background_range, read_range = spread
+        steps.append(PoissonStep(photons=photon_range, background=background_range))
+        steps.append(ReadNoiseStep(sigma=read_range))
+        notes.append(
+            f"photon budgets differ between the images ({photon_range[0]:.4g} - "
+            f"{photon_range[1]:.4g} at each one's bright level): the config samples that range"
+        )
+    elif gain > 0:
         steps.append(PoissonStep(photons=float(f"{photons:.4g}"), background=round(background, 4)))
         steps.append(ReadNoiseStep(sigma=float(f"{read_noise / gain:.4g}")))
     else:
@@ -534,18 +575,145 @@ def fit_noise_model(
         config=config,
         gain=float(gain),
         read_noise=read_noise,
-        offset=float(offset),
+        offset=line.offset,
         offset_estimated=offset_estimated,
         photons=float(photons),
         background=float(background),
         read_noise_electrons=read_noise / gain if gain > 0 else math.inf,
         lo=lo,
         hi=hi,
+        r2=line.r2,
+        n_patches=line.n_patches,
+        bin_means=line.bin_means,
+        bin_variances=line.bin_variances,
+        scale=scale,
+        blur_sigma=blur_sigma,
+        notes=tuple(notes),
+        per_image=per_image,
+    )
+
+
+@dataclass(frozen=True)
+class _Line:
+    """The variance-mean line of a set of flat patches and the budget it implies."""
+
+    gain: float
+    read_noise: float
+    offset: float
+    photons: float
+    background: float
+    r2: float
+    n_patches: int
+    bin_means: tuple[float, ...]
+    bin_variances: tuple[float, ...]
+    notes: tuple[str, ...]
+
+
+def _fit_line(
+    means: np.ndarray,
+    variances: np.ndarray,
+    patch_size: int,
+    n_bins: int,
+    offset: float | None,
+    lo: float,
+    hi: float,
+) -> _Line:
+    """Fit ``variance = gain * (mean - offset) + read_noise**2`` to the patches' statistics."""
+    if means.size < 3 * _MIN_BIN_PATCHES:
+        raise InputError(
+            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
+            f"({means.size} unsaturated patches; need {3 * _MIN_BIN_PATCHES})"
+        )
+    bins = max(3, min(n_bins, means.size // (2 * _MIN_BIN_PATCHES)))
+    bin_mean, bin_var, bin_count = _bin_estimates(means, variances, patch_size, bins)
+    if bin_mean.size < 3:
+        raise InputError(
+            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
+            f"({means.size} patches, {bin_mean.size} usable intensity bins; need 3)"
+        )
+    weights = bin_count / np.maximum(bin_var, 1e-12) ** 2
+    gain, intercept, r2 = _robust_line(bin_mean, bin_var, weights)
+    notes: list[str] = []
+    if offset is None:
+        offset = float(bin_mean.min())
+    read_var = intercept + gain * offset
+    if gain > 0 and gain * (hi - offset) >= _MIN_SHOT_FRACTION * max(read_var, 0.0):
+        photons = (hi - lo) / gain
+        background = max(0.0, (lo - offset) / (hi - lo))
+    else:
+        gain = 0.0
+        read_var = float(np.average(bin_var, weights=bin_count))
+        photons, background = math.inf, 0.0
+        notes.append(
+            "no significant signal-dependent noise (shot noise at the bright level below "
+            f"{_MIN_SHOT_FRACTION:.0%} of the read noise variance): Gaussian noise only"
+        )
+    if read_var < 0:
+        notes.append(f"negative read-noise variance {read_var:.3g} clipped to 0")
+        read_var = 0.0
+    return _Line(
+        gain=float(gain),
+        read_noise=math.sqrt(read_var),
+        offset=float(offset),
+        photons=float(photons),
+        background=float(background),
         r2=r2,
         n_patches=int(bin_count.sum()),
         bin_means=tuple(float(v) for v in bin_mean),
         bin_variances=tuple(float(v) for v in bin_var),
-        scale=scale,
-        blur_sigma=blur_sigma,
         notes=tuple(notes),
+    )
+
+
+def _per_image_fits(
+    images: list[Image],
+    stats: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    patch_size: int,
+    n_bins: int,
+    offset: float | None,
+    norm: NormalizationConfig,
+) -> tuple[ImageFit, ...]:
+    """Fit each image alone, skipping images too small to fit by themselves."""
+    fits = []
+    for index, (image, (means, variances, samples)) in enumerate(zip(images, stats, strict=True)):
+        lo, hi = percentile_range(samples, norm.low, norm.high)
+        try:
+            line = _fit_line(means, variances, patch_size, n_bins, offset, lo, hi)
+        except InputError:
+            continue
+        fits.append(
+            ImageFit(
+                source=image.name if image.source else f"lr_images[{index}]",
+                gain=line.gain,
+                read_noise=line.read_noise,
+                offset=line.offset,
+                photons=line.photons,
+                background=line.background,
+                read_noise_electrons=line.read_noise / line.gain if line.gain > 0 else math.inf,
+                lo=lo,
+                hi=hi,
+                n_patches=line.n_patches,
+            )
+        )
+    return tuple(fits)
+
+
+def _budget_ranges(
+    fits: tuple[ImageFit, ...],
+) -> tuple[tuple[float, float], tuple[float, float] | float, tuple[float, float] | float] | None:
+    """Photon, background and read-noise ranges when the images' budgets differ, else None."""
+    if len(fits) < 2 or any(f.gain <= 0 for f in fits):
+        return None
+    photons = [f.photons for f in fits]
+    if max(photons) <= _BUDGET_SPREAD * min(photons):
+        return None
+
+    def span(values: list[float]) -> tuple[float, float] | float:
+        low, high = float(f"{min(values):.4g}"), float(f"{max(values):.4g}")
+        return low if low == high else (low, high)
+
+    return (
+        (float(f"{min(photons):.4g}"), float(f"{max(photons):.4g}")),
+        span([f.background for f in fits]),
+        span([f.read_noise_electrons for f in fits]),
     )
