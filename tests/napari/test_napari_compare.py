@@ -151,3 +151,22 @@ def test_2d_comparison(viewer, rng, wait_idle):
     assert widget.metrics("prediction") == evaluate_pair(pred.data, gt.data)
     assert len(widget.axes.patches) == 1  # one bar per method
     assert tuple(viewer.layers["pred2 error"].scale) == (4.0, 4.0)
+
+
+def test_same_grid_comparison_scores_the_noisy_input(viewer, rng, wait_idle):
+    gt = synthetic_image("fluorescence", (64, 64), seed=2)
+    noisy = crappify_image(gt, get_preset("fluorescence", scale=1), seed=1)
+    noisy = noisy.with_data(np.asarray(noisy.data.compute()))
+    pred = gt.with_data(np.clip(gt.data + rng.normal(0, 30, gt.shape), 0, 65535).astype(np.uint16))
+    for image, name in ((gt, "gt1"), (noisy, "noisy1"), (pred, "pred1")):
+        viewer.add_image(image.data, **image_layer_kwargs(image, name=name))
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.pred_picker.set_layer("pred1")
+    widget.gt_picker.set_layer("gt1")
+    widget.lr_picker.set_layer("noisy1")
+    widget.compare()
+    wait_idle(widget.panel)
+    assert widget.plane_table.methods() == ["prediction", "input"]
+    assert widget.metrics("input") == evaluate_pair(noisy.data, gt.data)
+    assert "noisy1 bicubic" not in viewer.layers and "noisy1 input" not in viewer.layers

@@ -281,3 +281,27 @@ def test_recent_models_fill_the_model_list(viewer, model, tmp_path, qtbot):
 def test_visible_rect_is_clipped_and_centred():
     assert visible_rect(((-3.2, 10.4), (4.6, 7.4)), (20, 30), 100) == ((0, 11), (5, 8))
     assert visible_rect(((0.0, 99.0), (-50.0, -10.0)), (100, 30), 40) == ((30, 70), (0, 0))
+
+
+def test_scale_one_model_restores_on_the_input_grid(viewer, rng, wait_idle, tmp_path, qtbot):
+    same_grid = make_model(
+        tmp_path / "s1.safetensors", scale=1, metrics={"psnr": 24.0, "bicubic_psnr": 20.0}
+    )
+    w = PredictWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Super-resolve")
+    w.set_model(same_grid)
+    w.tile_spin.setValue(64)
+    w.overlap_spin.setValue(16)
+    w.device_combo.setCurrentText("cpu")
+    assert w.model_info_label.text().splitlines()[0] == "restoration on the same grid (×1), 2D"
+    assert "(input 20.00 dB)" in w.model_info_label.text()
+    layer = viewer.add_image(
+        (rng.random((40, 48)) * 200).astype(np.uint8), name="noisy", scale=(0.5, 0.5)
+    )
+    w.layer_picker.set_layer(layer)
+    w.run()
+    wait_idle(w.panel)
+    result = viewer.layers["noisy super-resolved"]
+    assert result.data.shape == (40, 48)
+    assert tuple(result.scale) == pytest.approx((0.5, 0.5))
+    assert tuple(result.translate) == pytest.approx(tuple(layer.translate))

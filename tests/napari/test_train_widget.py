@@ -325,3 +325,18 @@ def test_preview_goes_beside_the_first_training_image():
         "translate": (0.0, 26.0),
     }
     assert preview_placement(None) == {}
+
+
+def test_a_fitted_same_grid_crappifier_sets_scale_one(viewer, widget, tmp_path):
+    from decrappify.crappify import get_preset
+
+    add_em(viewer, 2)
+    configure(widget, tmp_path / "run")
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(get_preset("fluorescence", scale=1).to_yaml())
+    widget.preset_combo.setCurrentIndex(widget.preset_combo.count() - 1)  # from a file
+    widget.crappify_path.set_text(str(fitted))
+    assert widget.scale_spin.value() == 1
+    config = widget.current_config()
+    assert config.generator.scale == 1 and config.crappify.scale == 1
+    assert "downsample" not in [s.kind for s in config.crappify.steps]

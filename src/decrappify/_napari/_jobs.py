@@ -411,10 +411,12 @@ def iter_compare(
     """
     from decrappify._napari._alignment import in_units_of, plan_comparison
     from decrappify.metrics import evaluate_stack, iter_evaluate_stack
+    from decrappify.metrics.baselines import baseline_label
 
     plan = plan_comparison(pred, gt, lr)
     lr = in_units_of(lr, gt) if lr is not None else None
-    kwargs = plan.evaluate_kwargs()
+    # at scale 1 the baseline is the input itself (already a layer: none is added)
+    kwargs = {**plan.evaluate_kwargs(), "baselines": (baseline_label(plan.scale),)}
     name = name or pred.source
     if gt.ndim == 3 and plan.n_planes > 1:
         one = slice(plane, plane + 1)
@@ -437,7 +439,7 @@ def iter_compare(
     error = error_image(pred, gt, plan)
     shown = error.data[plane] if error.ndim == 3 else error.data
     high = float(np.percentile(np.asarray(shown.compute()), 99.5))
-    baseline = None if lr is None else baseline_image(lr, gt, plan)
+    baseline = None if lr is None or plan.scale == 1 else baseline_image(lr, gt, plan)
     return Comparison(
         result=result,
         plan=plan,
@@ -673,7 +675,9 @@ def model_summary(info: Any) -> str:
     norm = info.normalization
     frames = "2D" if g.n_frames == 1 else f"2.5D ({g.n_frames} input planes)"
     lines = [
-        f"×{g.scale} super-resolution, {frames}",
+        f"×{g.scale} super-resolution, {frames}"
+        if g.scale > 1
+        else f"restoration on the same grid (×1), {frames}",
         f"{g.encoder.value} U-Net, normalisation: {norm.method} {norm.low:g}–{norm.high:g} %",
     ]
     metrics = info.metrics
@@ -682,7 +686,8 @@ def model_summary(info: Any) -> str:
         if key in metrics:
             text = f"{label} {fmt.format(metrics[key])}"
             if f"bicubic_{key}" in metrics:
-                text += f" (bicubic {fmt.format(metrics[f'bicubic_{key}'])})"
+                plain = "input" if g.scale == 1 else "bicubic"  # the same key at scale 1
+                text += f" ({plain} {fmt.format(metrics[f'bicubic_{key}'])})"
             parts.append(text)
     lines.append("validation: " + (", ".join(parts) if parts else "none recorded"))
     finished = info.training.get("finished") if info.training else None

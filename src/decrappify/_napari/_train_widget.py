@@ -410,6 +410,7 @@ class TrainWidget(QWidget):
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self._flush)
         self.preset_combo.currentIndexChanged.connect(lambda *_: self._update_form())
+        self.crappify_path.path_changed.connect(self._scale_from_crappify_file)
         self.budget_radio.toggled.connect(lambda *_: self._update_form())
         self.resume_check.toggled.connect(lambda *_: self._update_form())
         self.start_button.clicked.connect(lambda *_: self.start())
@@ -751,6 +752,16 @@ class TrainWidget(QWidget):
         self.result_label.setText("")
         self.phase_label.setText("Starting…")
         self.redraw()
+
+    def _scale_from_crappify_file(self, path: str) -> None:
+        """A crappify file sets the factor (a fitted same-grid config: 1); unreadable: no-op."""
+        from decrappify.config.crappify import CrappifyConfig
+        from decrappify.errors import DecrappifyError
+
+        try:
+            self.scale_spin.setValue(CrappifyConfig.from_yaml(path).scale)
+        except (DecrappifyError, OSError):
+            pass  # the error is reported when the run starts
 
     def _update_form(self) -> None:
         from_file = self.preset_combo.currentText() == FROM_FILE

@@ -187,8 +187,11 @@ def train(
     )
     if result.already_finished:
         err_console.print(f"{out}: this run is already finished; nothing to do")
+    from decrappify.metrics.baselines import baseline_label
+
+    label = baseline_label(api.model_info(result.model_path).generator.scale)
     rows = [
-        ("bicubic", _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
+        (label, _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
         ("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)),
     ]
     err_console.print(summary_table("validation crops", ["", "PSNR (dB)", "SSIM"], rows))

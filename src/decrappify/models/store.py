@@ -405,7 +405,8 @@ def describe_model(info: ModelInfo) -> str:
     out_range = "linear" if g.y_range is None else f"sigmoid to [{g.y_range[0]}, {g.y_range[1]}]"
     if g.residual:
         clamp = "" if g.y_range is None else f", clamped to [{g.y_range[0]}, {g.y_range[1]}]"
-        out_range = f"bilinear input + learned correction{clamp}"
+        source = "input" if g.scale == 1 else "bilinear input"
+        out_range = f"{source} + learned correction{clamp}"
     norm = info.normalization
     lines = [
         f"decrappify model (format {info.format_version}, written by decrappify "
@@ -417,7 +418,9 @@ def describe_model(info: ModelInfo) -> str:
         f"  network:       {g.encoder.value} U-Net, {g.preset.value} decoder (nf_factor "
         f"{g.resolved_nf_factor:g}, {g.resolved_blocks_per_stage} conv/block), "
         f"{g.norm_type.value} norm, blur {'on' if g.blur else 'off'}, attention: {attention}",
-        f"  input/output:  {g.n_frames} frame(s) in, x{g.scale} upsampling, output {out_range}",
+        f"  input/output:  {g.n_frames} frame(s) in, "
+        + ("same grid (x1, no upsampling)" if g.scale == 1 else f"x{g.scale} upsampling")
+        + f", output {out_range}",
         f"  normalisation: {norm.method} {norm.low:g}-{norm.high:g}",
     ]
     if info.crappify is None:
