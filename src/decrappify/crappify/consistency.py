@@ -10,10 +10,12 @@ Where it does not, the output holds structure the measurement does not support
 normalised units and the *local normalised residual*: the residual divided by the noise
 standard deviation the crappifier predicts at that intensity, averaged over a Gaussian
 window and rescaled so that pure noise gives a standard normal map. Where the output is
-explained by the input its values are about N(0, 1) (the noise level of the image is
-calibrated robustly, since crappifiers give it as a range); a coherent misfit (a pasted
-or erased structure) stands out by many standard deviations. One number per image
-summarises it: the RMS of that map (about 1 when everything is explained).
+explained by the input its values are about N(0, 1); a coherent misfit (a pasted or
+erased structure) stands out by many standard deviations. A global gain and offset between
+input and output and the image's noise level within the crappifier's ranges are fitted
+once per image first (:class:`Calibration`): they are not what the map is about. One
+number per image summarises it: the RMS of that map (about 1 when everything is
+explained).
 
 Everything is local (the forward model's blur, the window), so the maps can be computed
 tile by tile with a halo of :func:`consistency_halo` LR pixels and give the same values as
@@ -40,8 +42,9 @@ __all__ = [
     "ConsistencyMap",
     "ConsistencyStats",
     "consistency_halo",
+    "Calibration",
+    "calibrate",
     "data_consistency",
-    "estimate_noise_scale",
     "forward_model",
     "image_consistency",
     "noise_sigma",
@@ -278,7 +281,8 @@ class ConsistencyMap:
     Attributes
     ----------
     residual : numpy.ndarray
-        ``lr - A(pred)`` in normalised units (positive: the measurement is brighter).
+        ``lr - (gain * A(pred) + offset)`` in normalised units (positive: the measurement
+        is brighter than the prediction explains).
     z : numpy.ndarray
         The local normalised residual (about N(0, 1) where the output is explained).
     stats : ConsistencyStats
@@ -296,14 +300,121 @@ class ConsistencyMap:
         return self.stats.score
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """How one image's measurement relates to its prediction's forward model, globally.
+
+    ``lr ≈ gain * A(pred) + offset``, with noise ``noise_scale`` times the crappifier's
+    median noise. A model's output may differ from its input by a global contrast and
+    offset (training jitters both; the normalised metrics forgive them too) and a real
+    image's noise lies somewhere in the crappifier's ranges: neither is what the trust map
+    is about, so both are fitted once per image and shared by its tiles.
+
+    Attributes
+    ----------
+    gain, offset : float
+        Affine map from the forward model of the prediction onto the input: least squares
+        weighted by the crappifier's noise, refitted without the pixels whose normalised
+        residual is beyond 4 standard deviations (so a local misfit does not move it).
+    noise_scale : float
+        RMS normalised residual of the pixels kept, clipped to ``[1 / NOISE_SCALE_LIMIT,
+        NOISE_SCALE_LIMIT]``: a prediction that keeps the noise leaves no residual to
+        measure it from, and must not make every rounding error significant.
+    """
+
+    gain: float = 1.0
+    offset: float = 0.0
+    noise_scale: float = 1.0
+
+
+#: A calibrated noise level stays within this factor of the crappifier's median level.
+NOISE_SCALE_LIMIT = 2.0
+#: Calibration passes, and the normalised residual beyond which a pixel is left out of the
+#: next one (a local misfit must not move the global fit).
+_PASSES, _TRIM = 4, 4.0
+
+
+def _prepare(pred: Any, lr: Any, config: CrappifyConfig) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(pred, dtype=np.float32)
+    observed = np.asarray(lr, dtype=np.float32)
+    s = config.scale
+    if p.ndim != 2 or observed.ndim != 2:
+        raise InputError(
+            f"data consistency: expected 2D prediction and input, got shapes {p.shape} and "
+            f"{observed.shape}"
+        )
+    need = (observed.shape[0] * s, observed.shape[1] * s)
+    if p.shape[0] < need[0] or p.shape[1] < need[1]:
+        raise InputError(
+            f"data consistency: the prediction {p.shape} does not cover the input "
+            f"{observed.shape} times the scale {s} ({need})"
+        )
+    return p[: need[0], : need[1]], observed
+
+
+def calibrate(
+    pred: Any,
+    lr: Any,
+    config: CrappifyConfig,
+    *,
+    min_sigma: float = 0.01,
+    pixel_size: Any = None,
+    pixel_unit: str | None = "micrometer",
+) -> Calibration:
+    """Fit an image's global gain, offset and noise level (once per image).
+
+    Parameters
+    ----------
+    pred, lr : array-like
+        A 2D prediction and its input in normalised units, as :func:`data_consistency`
+        (a whole plane, or a representative region of it).
+    config : CrappifyConfig
+        The crappifier.
+    min_sigma, pixel_size, pixel_unit
+        As :func:`data_consistency`.
+
+    Returns
+    -------
+    Calibration
+        The affine map and the noise level; a local misfit barely moves them.
+    """
+    p, observed = _prepare(pred, lr, config)
+    degraded = forward_model(p, config, pixel_size=pixel_size, pixel_unit=pixel_unit)
+    x, y = degraded.astype(np.float64).ravel(), observed.astype(np.float64).ravel()
+    keep = np.ones(x.shape, dtype=bool)
+    gain, offset, scale = 1.0, 0.0, 1.0
+    for _ in range(_PASSES):
+        sigma = noise_sigma(
+            gain * x + offset,
+            config,
+            pixel_size=pixel_size,
+            pixel_unit=pixel_unit,
+            min_sigma=min_sigma,
+        ).astype(np.float64)
+        w = 1.0 / sigma[keep]
+        if np.ptp(x[keep]) > 0:
+            design = np.stack([x[keep], np.ones(int(keep.sum()))], 1) * w[:, None]
+            gain, offset = (float(v) for v in np.linalg.lstsq(design, y[keep] * w, rcond=None)[0])
+        else:
+            gain, offset = 1.0, float(np.average(y[keep] - x[keep], weights=w**2))
+        z = (y - (gain * x + offset)) / sigma
+        scale = float(np.sqrt(np.mean(z[keep] ** 2)))
+        if not (math.isfinite(scale) and scale > 0):
+            scale = 1.0
+            break
+        keep = np.abs(z) <= _TRIM * scale
+    scale = min(max(scale, 1.0 / NOISE_SCALE_LIMIT), NOISE_SCALE_LIMIT)
+    return Calibration(gain=gain, offset=offset, noise_scale=scale)
+
+
 def data_consistency(
     pred: Any,
     lr: Any,
     config: CrappifyConfig,
     *,
+    calibration: Calibration | None = None,
     window: float = 2.0,
     min_sigma: float = 0.01,
-    noise_scale: float | None = None,
     threshold: float = FLAG_THRESHOLD,
     pixel_size: Any = None,
     pixel_unit: str | None = "micrometer",
@@ -319,18 +430,16 @@ def data_consistency(
         2D LR input in the same normalised units (the model's normalisation of the LR).
     config : CrappifyConfig
         The model's crappifier (its forward model and its noise).
+    calibration : Calibration or None
+        The image's global gain, offset and noise level; None fits them on these arrays
+        (:func:`calibrate`). Tiles of one image must share one: calibrate once on the
+        plane (or a representative region) and pass it.
     window : float
         Standard deviation, in LR pixels, of the Gaussian window the normalised residual
         is averaged over (0: per pixel). Averaging makes coherent misfits stand out of
         the noise: a structure of a few pixels is ``window`` times more significant.
     min_sigma : float
         Floor of the noise standard deviation (normalised units).
-    noise_scale : float or None
-        Factor on the crappifier's noise standard deviation. The crappifier gives noise
-        parameters as ranges (a budget per image); None estimates this image's factor
-        robustly from the per-pixel normalised residual (its median absolute value, which
-        a local misfit does not move). Tiles of one image must share one value: estimate
-        it once (:func:`estimate_noise_scale` on a plane or a sample) and pass it.
     threshold : float
         ``|z|`` above which a pixel counts as flagged in the summary.
     pixel_size, pixel_unit
@@ -348,83 +457,22 @@ def data_consistency(
     """
     from scipy import ndimage
 
-    p = np.asarray(pred, dtype=np.float32)
-    observed = np.asarray(lr, dtype=np.float32)
-    s = config.scale
-    if p.ndim != 2 or observed.ndim != 2:
-        raise InputError(
-            f"data consistency: expected 2D prediction and input, got shapes {p.shape} and "
-            f"{observed.shape}"
+    p, observed = _prepare(pred, lr, config)
+    if calibration is None:
+        calibration = calibrate(
+            p, observed, config, min_sigma=min_sigma, pixel_size=pixel_size, pixel_unit=pixel_unit
         )
-    need = (observed.shape[0] * s, observed.shape[1] * s)
-    if p.shape[0] < need[0] or p.shape[1] < need[1]:
-        raise InputError(
-            f"data consistency: the prediction {p.shape} does not cover the input "
-            f"{observed.shape} times the scale {s} ({need})"
-        )
-    degraded = forward_model(
-        p[: need[0], : need[1]], config, pixel_size=pixel_size, pixel_unit=pixel_unit
-    )
-    residual = observed - degraded
+    degraded = forward_model(p, config, pixel_size=pixel_size, pixel_unit=pixel_unit)
+    matched = (calibration.gain * degraded + calibration.offset).astype(np.float32)
+    residual = observed - matched
     sigma = noise_sigma(
-        degraded, config, pixel_size=pixel_size, pixel_unit=pixel_unit, min_sigma=min_sigma
+        matched, config, pixel_size=pixel_size, pixel_unit=pixel_unit, min_sigma=min_sigma
     )
-    z = residual.astype(np.float64) / sigma
-    z /= _robust_scale(z) if noise_scale is None else float(noise_scale)
+    z = residual.astype(np.float64) / (sigma * calibration.noise_scale)
     if window > 0:
         z = ndimage.gaussian_filter(z, window, mode="reflect") / _window_norm(window)
     z = z.astype(np.float32)
     return ConsistencyMap(residual=residual, z=z, stats=ConsistencyStats.of(z, threshold))
-
-
-#: Median absolute value of a standard normal variable.
-_MAD_NORMAL = 0.6744897501960817
-
-
-def _robust_scale(z: np.ndarray) -> float:
-    """Return the std of per-pixel normalised residuals from their median absolute value."""
-    scale = float(np.median(np.abs(z))) / _MAD_NORMAL
-    return scale if math.isfinite(scale) and scale > 0 else 1.0
-
-
-def estimate_noise_scale(
-    pred: Any,
-    lr: Any,
-    config: CrappifyConfig,
-    *,
-    min_sigma: float = 0.01,
-    pixel_size: Any = None,
-    pixel_unit: str | None = "micrometer",
-) -> float:
-    """Estimate an image's noise level relative to the crappifier's median one.
-
-    Parameters
-    ----------
-    pred, lr : array-like
-        A 2D prediction and its input in normalised units, as :func:`data_consistency`
-        (a whole plane, or a representative region of it).
-    config : CrappifyConfig
-        The crappifier.
-    min_sigma, pixel_size, pixel_unit
-        As :func:`data_consistency`.
-
-    Returns
-    -------
-    float
-        ``median(|lr - A(pred)| / sigma) / 0.6745``: 1 when the noise is the median of
-        the crappifier's ranges; a localised misfit barely moves it.
-    """
-    raw = data_consistency(
-        pred,
-        lr,
-        config,
-        window=0,
-        min_sigma=min_sigma,
-        noise_scale=1.0,
-        pixel_size=pixel_size,
-        pixel_unit=pixel_unit,
-    )
-    return _robust_scale(raw.z)
 
 
 def image_consistency(
