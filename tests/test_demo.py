@@ -66,6 +66,7 @@ def test_demo_writes_a_complete_report(tmp_path, tiny_demo):
     assert np.isfinite(report.gain_db)
 
 
+@pytest.mark.slow  # the round trip itself is in tests/test_scale_one.py
 def test_demo_at_scale_one_trains_predicts_and_scores_on_the_same_grid(
     tmp_path, tiny_demo, monkeypatch
 ):

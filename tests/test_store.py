@@ -257,3 +257,9 @@ def test_describe_model(saved: tuple) -> None:
     assert (
         "  history:       1 entries, last: phase pretrain-generator, epoch 1, loss 0.125" in lines
     )
+
+
+def test_describe_a_same_grid_residual_model() -> None:
+    cfg = GeneratorConfig(encoder="resnet18", scale=1, residual=True, nf_factor=0.25)
+    text = describe_model(ModelInfo(generator=cfg))
+    assert "same grid (x1, no upsampling), output input + learned correction" in text
