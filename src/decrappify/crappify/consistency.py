@@ -123,13 +123,7 @@ def _white_noise_transfer(op: Any) -> float:
             return 1.0 / (s * s)
         return 0.25 if s % 2 == 0 else 1.0  # bilinear: 2x2 mean (even) or centre pixel
     if op.kind == "blur":
-        factor = 1.0
-        for sigma in op.params["_sigma"]:
-            if sigma > 0:
-                radius = deg.kernel_radius(sigma)
-                taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-                factor *= float(np.sum((taps / taps.sum()) ** 2))
-        return factor
+        return math.prod(_white_noise_gain(sigma) for sigma in op.params["_sigma"] if sigma > 0)
     return 1.0
 
 
@@ -187,16 +181,15 @@ def noise_sigma(
     return np.maximum(np.sqrt(variance), float(min_sigma)).astype(np.float32)
 
 
-def _window_norm(window: float) -> float:
-    """Return the std of white unit noise after scipy's 2D Gaussian filter of ``window``.
+def _white_noise_gain(sigma: float) -> float:
+    """``sum(w**2)`` of scipy's 1D Gaussian kernel: its factor on white noise variance.
 
-    The 2D kernel is the outer product of two 1D kernels ``w``: the sum of its squared
-    weights is ``sum(w**2) ** 2`` and its square root ``sum(w**2)``.
+    In 2D (the outer product of two such kernels) it is also the standard deviation of
+    white unit noise after the filter, which :func:`data_consistency` divides by.
     """
-    radius = deg.kernel_radius(window)
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / window) ** 2)
-    taps /= taps.sum()
-    return float(np.sum(taps**2))
+    radius = deg.kernel_radius(sigma)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return float(np.sum((taps / taps.sum()) ** 2))
 
 
 def consistency_halo(
@@ -470,7 +463,7 @@ def data_consistency(
     )
     z = residual.astype(np.float64) / (sigma * calibration.noise_scale)
     if window > 0:
-        z = ndimage.gaussian_filter(z, window, mode="reflect") / _window_norm(window)
+        z = ndimage.gaussian_filter(z, window, mode="reflect") / _white_noise_gain(window)
     z = z.astype(np.float32)
     return ConsistencyMap(residual=residual, z=z, stats=ConsistencyStats.of(z, threshold))
 
