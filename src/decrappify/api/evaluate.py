@@ -127,7 +127,8 @@ def tune_baselines(
         Baselines; denoisers without a parameter are tuned, the others are left alone.
     tune_lr, tune_gt : sequence of path
         Noisy inputs and their ground truths on the same grid (files, folders, globs),
-        paired in order; every plane of a stack is a tuning pair.
+        paired in order; the central 256² of every plane is a tuning pair (only that is
+        read from lazy files).
 
     Returns
     -------
@@ -140,7 +141,7 @@ def tune_baselines(
         For unpaired lists or images of different shapes.
     """
     from decrappify.io import expand_inputs, read_image
-    from decrappify.metrics.denoise import DENOISERS, tune_denoiser
+    from decrappify.metrics.denoise import DENOISERS, TUNE_CROP, central_window, tune_denoiser
 
     names = [s for s in specs if s in DENOISERS]
     if not names:
@@ -155,10 +156,13 @@ def tune_baselines(
                 f"{lr_path}: tuning pairs must share one grid; shape {lr_img.shape} but "
                 f"{gt_path} has {gt_img.shape}"
             )
-        lr_data, gt_data = np.asarray(lr_img.data), np.asarray(gt_img.data)
-        noisy += list(lr_data) if lr_data.ndim == 3 else [lr_data]
-        clean += list(gt_data) if gt_data.ndim == 3 else [gt_data]
-    return {name: tune_denoiser(name, noisy, clean) for name in names}
+        window = central_window(lr_img.shape, TUNE_CROP)  # read only what tuning uses
+        planes = range(lr_img.shape[0]) if lr_img.ndim == 3 else [None]
+        for plane in planes:
+            index = window if plane is None else (plane, *window)
+            noisy.append(np.asarray(lr_img.data[index]))
+            clean.append(np.asarray(gt_img.data[index]))
+    return {name: tune_denoiser(name, noisy, clean, crop=None) for name in names}
 
 
 def _paired(label: str, paths: Sequence[Path], n: int, what: str = "prediction") -> Sequence[Path]:

@@ -37,6 +37,7 @@ __all__ = [
     "PARAM_NAMES",
     "TuneResult",
     "bm3d_available",
+    "central_window",
     "denoise",
     "tune_denoiser",
 ]
@@ -206,8 +207,22 @@ class TuneResult:
         return f"{self.name}={self.param:g}"
 
 
-def _central_crop(x: np.ndarray, size: int) -> tuple[slice, slice]:
-    h, w = x.shape[-2:]
+def central_window(shape: Sequence[int], size: int) -> tuple[slice, slice]:
+    """Y and X slices of the central ``size`` square (or less) of an image of ``shape``.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Shape whose last two axes are Y and X.
+    size : int
+        Side of the window.
+
+    Returns
+    -------
+    tuple of slice
+        The window (index the last two axes with it, e.g. lazily before reading).
+    """
+    h, w = shape[-2:]
     sy, sx = min(size, h), min(size, w)
     y0, x0 = (h - sy) // 2, (w - sx) // 2
     return slice(y0, y0 + sy), slice(x0, x0 + sx)
@@ -261,7 +276,7 @@ def tune_denoiser(
                 f"tune {name}: pair {i} must be two 2D planes of one shape "
                 f"(got {x.shape} and {y.shape})"
             )
-        window = _central_crop(x, crop) if crop else (slice(None), slice(None))
+        window = central_window(x.shape, crop) if crop else (slice(None), slice(None))
         pairs.append((x[window], y[window]))
     candidates = tuple(float(v) for v in (grid or PARAM_GRIDS[name]))
     scores = {
