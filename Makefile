@@ -42,10 +42,11 @@ demo: venv
 	$(BIN)/decrappify demo
 
 lint: venv-test
-	$(BIN)/ruff format --check src tests benchmarks docs
-	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs tools
+	$(BIN)/ruff check src tests benchmarks docs tools
 	$(BIN)/lint-imports
 	$(BIN)/npe2 validate decrappify
+	$(BIN)/python tools/module_sizes.py
 
 test: system-deps venv-test lint docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

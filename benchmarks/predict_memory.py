@@ -84,7 +84,9 @@ def child(source: Path, out: Path) -> None:
     from decrappify.events import Progress
 
     start = time.perf_counter()
-    events = api.iter_predict_image(tiny_model(), source, out, tile=128, batch=8, device="cpu")
+    events = api.iter_predict_image(
+        tiny_model(), source, out, {"tile": 128, "batch": 8, "device": "cpu"}
+    )
     last = time.perf_counter()
     while True:
         try:
@@ -124,7 +126,11 @@ def check(source: Path, out: Path, n_blocks: int = 3) -> None:
     for _ in range(n_blocks):
         y, x = (int(v) for v in rng.integers(0, image.shape[0] - 256, 2))
         preview = api.predict_region(
-            tiny_model(), image, ((y, y + 256), (x, x + 256)), tile=128, device="cpu", lo_hi=lo_hi
+            tiny_model(),
+            image,
+            ((y, y + 256), (x, x + 256)),
+            {"tile": 128, "device": "cpu"},
+            lo_hi=lo_hi,
         )
         stored = np.asarray(result.data[4 * y : 4 * y + 1024, 4 * x : 4 * x + 1024])
         diff = np.abs(stored.astype(np.int64) - preview.data.astype(np.int64))

@@ -10,7 +10,7 @@ batch 8). In the same run it measures:
 
 * **raw forward**: the network alone, under ``torch.inference_mode``, on exactly the tiles
   that tiled prediction of the whole plane needs (the plan of
-  ``decrappify.predict.tiling.plan_tiles`` for these settings), pre-cut into batches in
+  ``decrappify.predict.tile_geometry.plan_tiles`` for these settings), pre-cut into batches in
   memory: output pixels of the image per second of forward passes;
 * **end to end**: ``decrappify.api.iter_predict_image`` from the input OME-Zarr to the
   output OME-Zarr (percentiles, reading, normalising, tiling, forward passes, blending,
@@ -68,7 +68,7 @@ def raw_forward_seconds(
     """Seconds of forward passes over the whole-plane tile plan, and the number of tiles."""
     import torch
 
-    from decrappify.predict.tiling import extract_window, plan_tiles
+    from decrappify.predict.tile_geometry import extract_window, plan_tiles
 
     tiles = plan_tiles(lr.shape, tile, overlap, scale=net.scale)
     windows = [extract_window(lr, t.window) for t in tiles]
@@ -87,8 +87,8 @@ def raw_forward_seconds(
 
 def engine_tiles(shape: tuple[int, int], scale: int, tile: int, overlap: int) -> int:
     """Tiles the engine computes: the sum over its blocks of each block's plan."""
-    from decrappify.predict.blocks import BlockGrid
-    from decrappify.predict.tiling import input_region_for_output, plan_tiles
+    from decrappify.predict.block_geometry import BlockGrid, input_region_for_output
+    from decrappify.predict.tile_geometry import plan_tiles
 
     grid = BlockGrid.plan(shape, scale, chunk=1024, block=2048)
     count = 0
@@ -142,7 +142,7 @@ def main() -> None:
         source = write_image(hr.with_data(lr, yx_factor=scale), workdir / "lr.zarr")
         # the overlap the engine picks (and caches) for this model and tile
         warm = run_to_end(
-            api.iter_predict_image(model, np.zeros((64, 64), np.uint8), tile=args.tile)
+            api.iter_predict_image(model, np.zeros((64, 64), np.uint8), None, {"tile": args.tile})
         )
         overlap = warm.stats["overlap"]
         image = np.asarray(lr.compute())
@@ -168,7 +168,7 @@ def main() -> None:
             start = time.perf_counter()
             result = run_to_end(
                 api.iter_predict_image(
-                    model, source, out, tile=args.tile, batch=args.batch, device="cpu"
+                    model, source, out, {"tile": args.tile, "batch": args.batch, "device": "cpu"}
                 )
             )
             seconds = time.perf_counter() - start

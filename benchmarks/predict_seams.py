@@ -92,7 +92,7 @@ def whole_prediction(net, x: np.ndarray, pad: int) -> np.ndarray:
     """The network on the whole reflect-padded image in one pass."""
     import torch
 
-    from decrappify.predict.tiling import tile_quantum
+    from decrappify.predict.tile_geometry import tile_quantum
 
     quantum = tile_quantum(net.scale, getattr(net, "multiple", 32))
     h, w = x.shape
@@ -150,11 +150,7 @@ def tiled_prediction(net, lr, tile, overlap, blend=0.5):
             net,
             lr,
             None,
-            tile=tile,
-            overlap=overlap,
-            blend=blend,
-            device="cpu",
-            out_dtype="float32",
+            {"tile": tile, "overlap": overlap, "blend": blend, "device": "cpu", "dtype": "float32"},
         )
     )
     lo, hi = result.stats["lo"], result.stats["hi"]
@@ -163,7 +159,7 @@ def tiled_prediction(net, lr, tile, overlap, blend=0.5):
 
 def evaluate(net, label, lr, x, args):
     """Figures and picture panels of one generator."""
-    from decrappify.predict.tiling import plan_tiles
+    from decrappify.predict.tile_geometry import plan_tiles
 
     scale = net.scale
     start = time.perf_counter()

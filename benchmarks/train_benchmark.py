@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
 
-    from decrappify.train.runtime import available_cores
+    from decrappify.devices import available_cores
 
     train_files, test_files = split_files(args.data)
     config = build_config(args)

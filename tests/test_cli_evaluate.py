@@ -61,6 +61,9 @@ def test_evaluate_writes_json_csv_figure(triplet, tmp_path):
     assert (out / "m.csv").read_text().count("\n") >= 3
     assert (out / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "bicubic" in result.output
+    assert "FRC res. (px)" in result.output
+    assert entry["frc_px"] == pytest.approx(expected["frc_px"], rel=1e-9)
+    assert entry["pixel_size"] is None
 
 
 def test_evaluate_pairing_and_baseline_errors(triplet):
@@ -149,3 +152,50 @@ def test_evaluate_baseline_errors_at_scale_one_and_four(denoising, triplet):
          "--tune-lr", str(denoising["tune0", "lr"])],
     )  # fmt: skip
     assert half.exit_code == 1 and "--tune-lr and --tune-gt go together" in half.output
+
+
+def test_evaluate_aligns_images_by_pixel_size_as_the_compare_widget_does(tmp_path):
+    """A prediction on a coarser grid of the same field of view is resampled, not refused."""
+    from decrappify import api
+    from decrappify._napari.jobs.compare import iter_compare
+    from decrappify.events import run_to_end
+    from decrappify.io import Image, read_image, write_image
+    from decrappify.metrics import evaluate_stack
+    from decrappify.metrics.alignment import plan_comparison
+
+    y, x = np.mgrid[0:128, 0:128]
+    values = (120 + 80 * np.sin(x / 6.0) * np.cos(y / 9.0)).astype(np.uint8)
+    units = ("micrometer", "micrometer")
+    gt = Image(values, pixel_size=(0.1, 0.1), units=units, source="gt")
+    lr = gt.with_data(values.reshape(32, 4, 32, 4).mean(axis=(1, 3)).astype(np.uint8), yx_factor=4)
+    coarse = values.reshape(64, 2, 64, 2).mean(axis=(1, 3)).astype(np.uint8)
+    pred = gt.with_data(coarse, yx_factor=2)  # half the resolution, the same field of view
+    paths = {}
+    for name, image in (("gt", gt), ("lr", lr), ("pred", pred)):
+        paths[name] = write_image(image, tmp_path / name / "img.zarr")
+    read = {name: read_image(path) for name, path in paths.items()}
+    plan = plan_comparison(read["pred"], read["gt"], read["lr"])
+    assert (plan.mode, plan.scale) == ("resize", 4)
+
+    result = runner.invoke(
+        app,
+        [
+            "evaluate", "--pred", str(paths["pred"]), "--gt", str(paths["gt"]),
+            "--lr", str(paths["lr"]), "--json", str(tmp_path / "m.json"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tmp_path / "m.json").read_text())["img"]
+    expected = evaluate_stack(
+        read["pred"].data, read["gt"].data, read["lr"].data, **plan.evaluate_kwargs()
+    )
+    widget = run_to_end(iter_compare(read["pred"], read["gt"], read["lr"])).result
+    for key in ("psnr", "ssim_norm"):
+        assert entry[key] == pytest.approx(expected.mean()[key], abs=1e-9)
+        assert entry[key] == pytest.approx(widget.mean()[key], abs=1e-9)
+    assert entry["baselines"]["bicubic"]["psnr"] == pytest.approx(
+        widget.mean("bicubic")["psnr"], abs=1e-9
+    )
+    # an explicit --resize gives the same
+    report = api.evaluate([paths["pred"]], [paths["gt"]], crop=False, resize=True)
+    assert report.results["img"].mean()["psnr"] == pytest.approx(entry["psnr"], abs=1e-9)

@@ -316,7 +316,18 @@ def test_validation_split_by_image_and_fixed_crops(rng):
     assert val_again.crop(0).crappify_seed == crops[0].crappify_seed
     assert len({c.position for c in crops}) == 6
     _, loader = make_loaders(train, val, batch_size=4)
-    assert [tuple(b[1].shape) for b in loader] == [(4, 1, 32, 32), (2, 1, 32, 32)]
+    # validation crops are larger than the 32² patches: as large as the 64-pixel images allow
+    assert [tuple(b[1].shape) for b in loader] == [(4, 1, 64, 64), (2, 1, 64, 64)]
+
+
+def test_validation_crops_are_twice_the_patch_unless_set(rng):
+    images = [Image(rng.integers(0, 255, size=(512, 512)).astype(np.uint8)) for _ in range(3)]
+    crappify = get_preset("em", scale=4)
+    for validation, side in [({}, 256), ({"size": 384}, 384), ({"size": 1024}, 512)]:
+        config = _config(patch_size=128, validation={"count": 1, "patches": 2, **validation})
+        _, val = build_datasets(images, config, crappify)
+        assert val.crop(0).hr.shape == (1, side, side)
+        assert val.crop(0).lr.shape == (1, side // 4, side // 4)
 
 
 def test_validation_of_a_single_stack_is_by_planes(rng):
@@ -484,7 +495,8 @@ def test_describe_for_model_metadata(rng):
     assert summary["positions"] == 2 * 4 * 33 * 33
     assert summary["samples_per_epoch"] == 8 and summary["batch_size"] == 4
     assert summary["validation"]["crops"] == 5 and summary["validation"]["n_images"] == 1
-    assert summary["validation"]["positions"] == 4 * 33 * 33
+    assert summary["validation"]["patch_size"] == 64  # the whole 64² planes
+    assert summary["validation"]["positions"] == 4 * 1 * 1
     paired, _ = build_datasets([images[0]], _config(), lr_images=[images[0].data[:, ::2, ::2]])
     info = paired.describe()
     assert info["mode"] == "paired" and info["crappify"] is None

@@ -16,7 +16,8 @@ from ome_zarr.writer import write_image as ome_write_image
 
 from decrappify.errors import InputError
 from decrappify.io import Image, iter_write_image, read_image, read_ome_zarr_metadata, write_image
-from decrappify.io.omezarr import default_levels, downsample_yx, level_shapes
+from decrappify.io.omezarr import downsample_yx
+from decrappify.io.omezarr_write import default_levels, level_shapes
 
 
 @pytest.fixture

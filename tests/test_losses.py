@@ -227,6 +227,15 @@ def small_vgg_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_vgg_weights_path_with_a_tilde_is_in_the_home_folder(
+    small_vgg_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(small_vgg_file.parent))
+    cfg = LossConfig(weights={"feature": 1.0}, feature_layers=[5], feature_layer_weights=[1.0])
+    loss = build_loss(cfg, vgg_weights=f"~/{small_vgg_file.name}")
+    assert isinstance(loss.feature_loss, FeatureLoss)
+
+
 def test_vgg_names_follow_torchvision() -> None:
     shapes = {k: tuple(v.shape) for k, v in VGG16BNFeatures([42]).state_dict().items()}
     assert shapes["features.0.weight"] == (64, 3, 3, 3)

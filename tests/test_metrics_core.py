@@ -1,4 +1,4 @@
-"""Tests for decrappify.metrics.core: raw and normalised PSNR/SSIM, NRMSE, SI-PSNR."""
+"""Tests for decrappify.metrics.core: raw and normalised PSNR/SSIM, NRMSE, SI-PSNR, FRC."""
 
 from __future__ import annotations
 
@@ -262,3 +262,20 @@ def test_a_lazy_stack_is_refused_before_it_is_computed():
         InputError, match=r"gt: expected a 2D \(YX\) image, got shape \(50, 64, 64\)"
     ):
         evaluate_pair(np.zeros((64, 64)), lazy)
+
+
+def test_frc_resolution_is_reported_in_ground_truth_pixels(rng):
+    from decrappify.metrics.frc import frc
+
+    gt = gaussian_filter(rng.random((128, 128)), 1.0)
+    noisy = gt + rng.normal(0, 0.02, gt.shape)
+    noisier = gt + rng.normal(0, 0.1, gt.shape)
+    fine, coarse = evaluate_pair(noisy, gt)["frc_px"], evaluate_pair(noisier, gt)["frc_px"]
+    assert fine == pytest.approx(frc(noisy, gt).resolution_px, rel=1e-12)
+    assert 2.0 < fine < coarse  # noise drowns the finest detail first
+    # a perfect prediction correlates up to the last ring: the Nyquist limit, about 2 px
+    assert evaluate_pair(gt.copy(), gt)["frc_px"] == pytest.approx(2.0, abs=0.05)
+    # no rings to correlate: a flat prediction, or an image too small for FRC
+    assert np.isnan(evaluate_pair(np.zeros_like(gt), gt)["frc_px"])
+    small = evaluate_pair(noisy[:12, :12], gt[:12, :12])
+    assert np.isnan(small["frc_px"]) and np.isfinite(small["ssim"])

@@ -12,12 +12,12 @@ from scipy.ndimage import gaussian_filter
 from skimage.transform import downscale_local_mean
 
 from decrappify.errors import InputError, OutputError
+from decrappify.io.atomic import atomic_write
 from decrappify.metrics.core import METRIC_NAMES, evaluate_pair
+from decrappify.metrics.figure import comparison_figure
 from decrappify.metrics.frc import frc
 from decrappify.metrics.report import (
     MetricsTable,
-    atomic_write,
-    comparison_figure,
     format_table,
     results_to_json,
     write_csv,
@@ -82,6 +82,25 @@ def test_results_to_json_structure_and_values(results, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
+def test_frc_resolution_and_pixel_size_are_reported(rng, tmp_path):
+    from decrappify.io import Image
+
+    pred, gt, lr = make_stack(rng, 2, shape=(64, 64))
+    image = Image(gt, axes="ZYX", pixel_size=(0.2, 0.05, 0.05), units=("micrometer",) * 3)
+    result = evaluate_stack(pred, image, lr)
+    assert (result.pixel_size, result.unit) == (0.05, "micrometer")
+    doc = results_to_json({"cells": result})
+    entry = doc["cells"]
+    expected = np.mean([frc(pred[i], gt[i]).resolution_px for i in range(2)])
+    assert entry["frc_px"] == pytest.approx(expected)
+    assert entry["pixel_size"] == 0.05 and entry["unit"] == "micrometer"
+    assert entry["baselines"]["bicubic"]["frc_px"] > 2.0  # every method gets one
+    row = next(r for r in format_table({"cells": result}).rows if r[1] == "prediction")
+    assert row[-1] == f"{expected:.2f} ± {result.sd()['frc_px']:.2f}"
+    rows = list(csv.DictReader(write_csv({"cells": result}, tmp_path / "m.csv").open()))
+    assert float(rows[0]["frc_px"]) == pytest.approx(expected)
+
+
 def test_json_accepts_evaluate_pair_dicts_and_writes_inf_as_null(rng, tmp_path):
     gt = gaussian_filter(rng.random((32, 32)), 1.0)
     perfect = evaluate_pair(gt.copy(), gt)
@@ -97,7 +116,8 @@ def test_json_refuses_reserved_and_empty_names(results):
     with pytest.raises(InputError, match="expected at least one evaluated image"):
         results_to_json({})
     with pytest.raises(
-        InputError, match="x: prediction metrics lack ssim, nrmse, psnr_norm, ssim_norm, si_psnr"
+        InputError,
+        match="x: prediction metrics lack ssim, nrmse, psnr_norm, ssim_norm, si_psnr, frc_px",
     ):
         results_to_json({"x": {"psnr": 1.0}})
 
@@ -136,6 +156,7 @@ def test_format_table(results):
         "PSNR norm (dB)",
         "SSIM norm",
         "SI-PSNR (dB)",
+        "FRC res. (px)",
     )
     assert [row[:2] for row in table.rows] == [
         ("stack", "prediction"),
@@ -216,3 +237,25 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
         atomic_write(target, failing)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_figure_panels_each_get_their_own_contrast(rng, tmp_path):
+    # dim texture beside a few very bright spots (fluorescence puncta): on the ground
+    # truth's 0.1-99.9 % scale the texture would be black; each panel's own percentiles
+    # show it in grey levels
+    from matplotlib.image import imread
+
+    texture = gaussian_filter(rng.random((256, 256)), 2.0)
+    gt = 100 + 400 * (texture - texture.min()) / (texture.max() - texture.min())
+    gt[rng.random(gt.shape) < 0.004] = 20000
+    lr = downscale_local_mean(gt, 4)
+    pred = gt + rng.normal(0, 5, gt.shape)
+    grey = imread(comparison_figure(lr, None, pred, gt, path=tmp_path / "f.png"))
+    grey = grey[..., :3].mean(axis=2)
+    top = grey[: grey.shape[0] // 2]
+    quarter = top.shape[1] // 4
+    mid_grey = [
+        float(((q > 0.15) & (q < 0.85)).mean())
+        for q in (top[:, i * quarter : (i + 1) * quarter] for i in range(4))
+    ]
+    assert mid_grey[1] > 0.1 and mid_grey[2] > 0.3 and mid_grey[3] > 0.3, mid_grey

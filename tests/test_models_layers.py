@@ -78,7 +78,7 @@ def test_self_attention_is_identity_at_init_and_learns() -> None:
 
 
 def test_self_attention_matches_explicit_softmax_attention() -> None:
-    sa = SelfAttention(12)  # 12 channels, key size 1: the value is split into 12 heads
+    sa = SelfAttention(12)  # 12 channels, key size 1: one attention map for all values
     with torch.no_grad():
         sa.gamma.fill_(0.5)
     sa.eval()
@@ -89,6 +89,20 @@ def test_self_attention_matches_explicit_softmax_attention() -> None:
     d = q.shape[1]
     weights = torch.softmax(q.transpose(1, 2) @ k / d**0.5, dim=-1)  # (1, Lq, Lk)
     expected = 0.5 * (v @ weights.transpose(1, 2)).view_as(x) + x
+    torch.testing.assert_close(sa(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pooled_self_attention_attends_to_pooled_keys() -> None:
+    sa = SelfAttention(16, pool=2)
+    with torch.no_grad():
+        sa.gamma.fill_(1.0)
+    sa.eval()
+    x = torch.randn(2, 16, 6, 8)
+    q = sa.query(x).flatten(2)  # (2, d, 48)
+    k = nn.functional.max_pool2d(sa.key(x), 2).flatten(2)  # (2, d, 12)
+    v = nn.functional.max_pool2d(sa.value(x), 2).flatten(2)  # (2, C, 12)
+    weights = torch.softmax(q.transpose(1, 2) @ k / q.shape[1] ** 0.5, dim=-1)  # (2, 48, 12)
+    expected = (v @ weights.transpose(1, 2)).view_as(x) + x
     torch.testing.assert_close(sa(x), expected, rtol=1e-5, atol=1e-5)
 
 

@@ -107,6 +107,15 @@ def test_load_rgb_weights_into_rgb_encoder(tmp_path: Path, suffix: str) -> None:
         assert torch.equal(value, state[key]), key
 
 
+def test_weights_path_with_a_tilde_is_in_the_home_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    state = _torchvision_like_state()
+    save_file(state, str(tmp_path / "resnet18.safetensors"))
+    enc = ResNetEncoder("resnet18", in_channels=3)
+    load_encoder_weights(enc, "~/resnet18.safetensors")  # as docs/models.md writes it
+    assert torch.equal(enc.conv1.weight, state["conv1.weight"])
+
+
 def test_rgb_to_grey_and_to_frames_conversion(tmp_path: Path) -> None:
     state = _torchvision_like_state()
     path = tmp_path / "resnet18.pth"

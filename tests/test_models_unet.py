@@ -18,12 +18,16 @@ from decrappify.models.store import count_parameters
 
 @pytest.fixture(scope="module")
 def net1() -> SuperResolutionNet:
-    return build_generator(GeneratorConfig(encoder="resnet18", scale=1, n_frames=1), seed=0)
+    return build_generator(
+        GeneratorConfig(encoder="resnet18", scale=1, n_frames=1, grid="hr"), seed=0
+    )
 
 
 @pytest.fixture(scope="module")
 def net3() -> SuperResolutionNet:
-    cfg = GeneratorConfig(encoder="resnet18", scale=2, n_frames=3, preset="deep", nf_factor=0.5)
+    cfg = GeneratorConfig(
+        encoder="resnet18", scale=2, n_frames=3, preset="deep", nf_factor=0.5, grid="hr"
+    )
     return build_generator(cfg, seed=0)
 
 
@@ -83,9 +87,47 @@ def test_decoder_layout_and_taps(net1: SuperResolutionNet, net3: SuperResolution
 
 
 def test_parameter_counts() -> None:
-    wide = build_generator(GeneratorConfig(encoder="resnet18"), seed=0)
+    wide = build_generator(GeneratorConfig(encoder="resnet18", grid="hr"), seed=0)
     assert count_parameters(wide) == 22_188_953
     assert count_parameters(wide.encoder) == 11_170_240
+    lr = build_generator(GeneratorConfig(encoder="resnet18", grid="lr"), seed=0)
+    assert count_parameters(lr) == 22_211_416
+    shallow = build_generator(GeneratorConfig(encoder="resnet18", encoder_depth=3), seed=0)
+    assert count_parameters(shallow.encoder) == 2_776_512  # without layer4
+
+
+@pytest.mark.parametrize(("scale", "factors"), [(2, [2]), (3, [3]), (4, [2, 2]), (6, [2, 3])])
+@pytest.mark.parametrize("depth", [3, 4])
+def test_low_resolution_layout(scale: int, factors: list[int], depth: int) -> None:
+    """The "lr" U-Net computes on the input grid and upsamples in its tail."""
+    cfg = GeneratorConfig(
+        encoder="resnet18", scale=scale, nf_factor=0.25, encoder_depth=depth, residual=True
+    )
+    net = build_generator(cfg, seed=0).eval()
+    assert net.unet.scale == scale
+    assert net.multiple == 2 ** (depth + 1) * scale
+    assert len(net.unet.blocks) == depth
+    assert [up.shuf.upscale_factor for up in net.unet.tail.ups] == factors
+    widths = [conv[0].out_channels for conv in net.unet.tail.convs]
+    assert widths == [16 * 2 ** (len(factors) - 1 - i) for i in range(len(factors))]
+    x = torch.rand(2, 1, 13, 21)
+    with torch.no_grad():
+        y = net(x)
+    bilinear = nn.functional.interpolate(x, scale_factor=scale, mode="bilinear")
+    assert y.shape == (2, 1, 13 * scale, 21 * scale)
+    torch.testing.assert_close(y, bilinear.clamp(-0.2, 1.2))  # residual: starts at bilinear
+
+
+def test_low_resolution_layout_is_cheaper() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(grid: str) -> int:
+        net = build_generator(GeneratorConfig(encoder="resnet18", grid=grid), seed=0).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.rand(1, 1, 64, 64))
+        return counter.get_total_flops()
+
+    assert flops("hr") > 5 * flops("lr")
 
 
 def test_self_attention_placement() -> None:

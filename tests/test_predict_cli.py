@@ -117,6 +117,46 @@ def test_one_bad_input_fails_alone(models, em, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["em.zarr"]  # no partial
 
 
+def test_config_file_gives_the_output_of_the_same_flags_and_flags_override_it(models, em, tmp_path):
+    flags = ["--tile", "64", "--overlap", "8", "--batch", "2", "--dtype", "uint16"]
+    common = ["--device", "cpu", "--threads", "1", "--quiet"]
+    assert invoke(models["x2"], em, "--out", tmp_path / "flags", *flags, *common).exit_code == 0
+    config = tmp_path / "p.yaml"
+    config.write_text("tile: 64\noverlap: 8\nbatch: 2\ndtype: uint16\nformat: tif\n")
+    report = tmp_path / "report.json"
+    # --format zarr on the command line wins over format: tif in the file
+    result = invoke(
+        models["x2"], em, "--out", tmp_path / "file", "--config", config, "-f", "zarr",
+        "--report", report, *common,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got, want = (
+        read_image(tmp_path / "file" / "em.zarr"),
+        read_image(tmp_path / "flags" / "em.zarr"),
+    )
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(np.asarray(got.data), np.asarray(want.data))
+    settings = json.loads(report.read_text())["settings"]
+    assert (settings["tile"], settings["overlap"], settings["format"]) == (64, 8, "zarr")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tile: 0\n", "p.yaml: tile must be a positive integer (got 0)"),
+        ("tiles: 64\n", "p.yaml: tiles: unknown parameter"),
+        ("device: tpu\n", "p.yaml: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    ],
+)
+def test_bad_config_file_is_named(models, em, tmp_path, text, message):
+    config = tmp_path / "p.yaml"
+    config.write_text(text)
+    result = invoke(models["x2"], em, "--out", tmp_path / "o", "--config", config, *FAST)
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith(f"error: {config.parent}/{message}")
+    assert not (tmp_path / "o").exists()
+
+
 def test_resume_keeps_finished_outputs(models, em, tmp_path):
     out = tmp_path / "out"
     assert invoke(models["x2"], em, "--out", out, *FAST).exit_code == 0
@@ -141,8 +181,8 @@ def test_bad_tile(models, em, tmp_path):
     result = invoke(models["x2"], em, "--out", tmp_path / "o", "--tile", "100")
     assert result.exit_code == 1
     assert one_line_error(result) == (
-        "error: tile 100: tile × scale must be a multiple of 32 (100 × 2 = 200); "
-        "use a multiple of 16 such as 96 or 112"
+        "error: tile 100: tile × scale must be a multiple of 64 (100 × 2 = 200); "
+        "use a multiple of 32 such as 96 or 128"
     )
     assert not (tmp_path / "o").exists()
 
@@ -215,7 +255,7 @@ def test_api_batch_reports_progress_per_file(models, em, tmp_path):
     second = tmp_path / "em2.tif"
     second.write_bytes(em.read_bytes())
     settings = {"tile": 32, "device": "cpu", "threads": 1, "chunk": 64, "block": 64}
-    events, gen = [], api.iter_predict(models["x2"], [em, second], tmp_path / "o", **settings)
+    events, gen = [], api.iter_predict(models["x2"], [em, second], tmp_path / "o", settings)
     while True:
         try:
             events.append(next(gen))
@@ -271,7 +311,10 @@ def test_resume_after_kill_minus_9_gives_the_same_output(models, em, tmp_path):
     args = ["--chunk", "32", "--block", "32", "--tile", "32", "--device", "cpu", "--threads", "1"]
     # the uninterrupted run (in this process: same arguments, same output)
     reference = api.predict(
-        models["x2"], [em], tmp_path / "ref", tile=32, device="cpu", threads=1, chunk=32, block=32
+        models["x2"],
+        [em],
+        tmp_path / "ref",
+        {"tile": 32, "device": "cpu", "threads": 1, "chunk": 32, "block": 32},
     )
     assert reference[0].ok and reference[0].info["blocks"] == 30  # 6 × 5 blocks
     driver = tmp_path / "driver.py"

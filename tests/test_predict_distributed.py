@@ -9,11 +9,13 @@ import zarr
 
 from decrappify import api
 from decrappify.config.model import GeneratorConfig, ModelInfo
+from decrappify.config.predict import PredictConfig
+from decrappify.devices import available_cores
 from decrappify.errors import InputError
 from decrappify.events import run_to_end
 from decrappify.io import write_image
 from decrappify.models import build_generator, save_model
-from decrappify.predict.cluster import available_cores, open_client
+from decrappify.predict.cluster import open_client
 from decrappify.predict.engine import iter_predict_image
 
 distributed = pytest.importorskip("distributed")
@@ -62,14 +64,16 @@ def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
     torch.set_num_threads(1)
     try:
         local = run_to_end(
-            iter_predict_image(model, source, tmp_path / "local.zarr", threads=1, **SETTINGS)
+            iter_predict_image(
+                model, source, tmp_path / "local.zarr", PredictConfig(threads=1, **SETTINGS)
+            )
         )
     finally:
         torch.set_num_threads(threads)
     assert local.stats["blocks"] == 2 * 3 * 2
     with open_client(None, "local", workers=2) as client:
         assert len(client.nthreads()) == 2
-        results = api.predict(model, [source], tmp_path / "dist", scheduler=client, **SETTINGS)
+        results = api.predict(model, [source], tmp_path / "dist", SETTINGS, client=client)
         loads = client.run(model_module.load_count, digest)
         worker_threads = client.run(lambda: model_module.WORKER_TORCH_THREADS)
     assert results[0].ok, results[0].error

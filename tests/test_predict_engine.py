@@ -15,16 +15,20 @@ import torch.nn.functional as F
 import zarr
 from torch import nn
 
+from decrappify.config.predict import PredictConfig
+from decrappify.devices import resolve_device
 from decrappify.errors import Cancelled, InputError, OutputError
 from decrappify.events import run_to_end
 from decrappify.io import Image, read_image, read_ome_zarr_metadata, write_image
 from decrappify.normalize import denormalize, normalize, percentile_range
 from decrappify.predict import engine
-from decrappify.predict.blocks import BlockGrid
+from decrappify.predict.block_geometry import BlockGrid
+from decrappify.predict.block_predictor import BlockPredictor
 from decrappify.predict.engine import iter_predict_image, predict_image_region
+from decrappify.predict.model import model_handle
 from decrappify.predict.receptive import auto_overlap, needed_probe
-from decrappify.predict.settings import check_tile, resolve_device, resolve_settings
-from decrappify.predict.tiling import default_overlap, tile_quantum
+from decrappify.predict.settings import check_tile, resolve_settings
+from decrappify.predict.tile_geometry import default_overlap, tile_quantum
 
 
 class ConvSR(nn.Module):
@@ -91,8 +95,9 @@ def private_cache(tmp_path, monkeypatch):
 SMALL = {"tile": 32, "batch": 4, "device": "cpu", "threads": 1, "chunk": 64, "block": 128}
 
 
-def predict(net, image, out=None, **kwargs):
-    return run_to_end(iter_predict_image(net, image, out, **{**SMALL, **kwargs}))
+def predict(net, image, out=None, *, max_memory=engine.DEFAULT_MAX_MEMORY, **settings):
+    config = PredictConfig.build(**{**SMALL, **settings})
+    return run_to_end(iter_predict_image(net, image, out, config, max_memory=max_memory))
 
 
 # --------------------------------------------------------------------------- geometry
@@ -134,19 +139,19 @@ def test_tile_must_give_a_multiple_of_32():
         ({"overlap": -1}, "overlap must be 'auto' or an integer >= 0 (got -1)"),
         ({"batch": 0}, "batch must be a positive integer (got 0)"),
         ({"device": "tpu"}, "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (got 'tpu')"),
-        ({"out_dtype": "int32"}, "dtype must be one of uint8, uint16, float32 (got int32)"),
+        ({"dtype": "int32"}, "dtype must be one of uint8, uint16, float32 (got int32)"),
         ({"threads": 0}, "threads must be a positive integer (got 0)"),
     ],
 )
 def test_bad_settings(kwargs, message):
-    handle = engine.model_handle(ConvSR(scale=2))
+    handle = model_handle(ConvSR(scale=2))
     with pytest.raises(InputError) as info:
-        resolve_settings(handle, None, **{"tile": 64, **kwargs})
+        resolve_settings(handle, None, PredictConfig.build(**{"tile": 64, **kwargs}))
     assert str(info.value) == message
 
 
 def test_device_auto_is_cpu_without_cuda():
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="device 'cuda' is not available"):
             resolve_device("cuda")
@@ -165,7 +170,7 @@ def test_auto_overlap_covers_small_fields_and_is_capped_for_large_ones():
 def test_chunked_prediction_equals_whole_image_prediction(rng, scale, shape):
     net = ConvSR(scale=scale, depth=3)
     image = (rng.random(shape) * 3000).astype(np.uint16)
-    result = predict(net, image, out_dtype="float32", tile=32 if scale != 3 else 32)
+    result = predict(net, image, dtype="float32", tile=32 if scale != 3 else 32)
     grid = BlockGrid.plan(shape, scale, chunk=SMALL["chunk"], block=SMALL["block"])
     assert len(grid.indices()) > 1  # several blocks, each with several tiles
     lo, hi = percentile_range(image)
@@ -186,14 +191,14 @@ def test_integer_output_is_the_denormalised_prediction(rng):
     expected = denormalize(whole_image_prediction(net, normalize(image, lo, hi)), lo, hi, np.uint8)
     assert np.abs(result.image.data.astype(int) - expected).max() <= 1  # rounding at .5
     assert np.mean(result.image.data != expected) < 1e-3
-    wide = predict(net, image, out_dtype="uint16").image.data
+    wide = predict(net, image, dtype="uint16").image.data
     np.testing.assert_array_equal(np.minimum(wide, 255), result.image.data)
 
 
 def test_float32_output_is_not_clipped(rng):
     net = ConvSR(scale=2)
     image = rng.random((64, 64)).astype(np.float32) * 10 - 5  # contrasty: overshoots
-    result = predict(net, image, out_dtype="float32")
+    result = predict(net, image, dtype="float32")
     lo, hi = percentile_range(image)
     expected = whole_image_prediction(net, normalize(image, lo, hi)) * (hi - lo) + lo
     np.testing.assert_allclose(result.image.data, expected, atol=1e-3)
@@ -203,7 +208,7 @@ def test_float32_output_is_not_clipped(rng):
 def test_stacks_are_predicted_plane_by_plane(rng):
     net = ConvSR(scale=2)
     stack = (rng.random((3, 40, 50)) * 1000).astype(np.uint16)
-    result = predict(net, Image(stack, axes="TYX"), out_dtype="float32")
+    result = predict(net, Image(stack, axes="TYX"), dtype="float32")
     lo, hi = percentile_range(stack)  # one range for the whole stack
     assert result.image.axes == "TYX" and result.image.shape == (3, 80, 100)
     for t in range(3):
@@ -214,7 +219,7 @@ def test_stacks_are_predicted_plane_by_plane(rng):
 def test_2_5d_models_take_the_neighbouring_planes_mirrored_at_the_ends(rng):
     net = ConvSR(scale=2, n_frames=3)
     stack = (rng.random((4, 36, 40)) * 1000).astype(np.uint16)
-    result = predict(net, stack, out_dtype="float32")
+    result = predict(net, stack, dtype="float32")
     lo, hi = percentile_range(stack)
     x = normalize(stack, lo, hi)
     for z, planes in enumerate([(1, 0, 1), (0, 1, 2), (1, 2, 3), (2, 3, 2)]):
@@ -301,7 +306,7 @@ def test_existing_output_and_output_inside_the_input_are_refused(rng, tmp_path):
 def test_closing_the_generator_leaves_nothing(rng, tmp_path):
     net = ConvSR(scale=2)
     image = (rng.random((200, 200)) * 255).astype(np.uint8)
-    events = iter_predict_image(net, image, tmp_path / "out" / "sr.zarr", **SMALL)
+    events = iter_predict_image(net, image, tmp_path / "out" / "sr.zarr", PredictConfig(**SMALL))
     for event in events:
         if event.info.get("level") == 0:
             break  # first block written
@@ -311,7 +316,9 @@ def test_closing_the_generator_leaves_nothing(rng, tmp_path):
 
 
 def test_progress_reports_the_rate(rng):
-    events = iter_predict_image(ConvSR(scale=2), np.ones((100, 100), np.uint8), None, **SMALL)
+    events = iter_predict_image(
+        ConvSR(scale=2), np.ones((100, 100), np.uint8), None, PredictConfig(**SMALL)
+    )
     blocks = [e for e in events if e.info.get("level") == 0]
     assert len(blocks) == 4 and blocks[-1].step == blocks[-1].total == 4
     assert blocks[-1].info["pixels_per_s"] > 0
@@ -336,7 +343,7 @@ def test_cpu_runs_use_the_given_threads_and_restore_them(rng):
 
 def test_reading_overlaps_compute(rng, monkeypatch):
     """A slow reader and a slow model run at the same time (one block ahead)."""
-    original = engine.BlockPredictor.read
+    original = BlockPredictor.read
 
     def slow_read(self, index):
         time.sleep(0.1)
@@ -347,7 +354,7 @@ def test_reading_overlaps_compute(rng, monkeypatch):
             time.sleep(0.1)
             return super().forward(x)
 
-    monkeypatch.setattr(engine.BlockPredictor, "read", slow_read)
+    monkeypatch.setattr(BlockPredictor, "read", slow_read)
     image = np.ones((6 * 64, 64), np.uint8)  # 6 blocks of one tile each
     start = time.perf_counter()
     result = predict(SlowNet(scale=2), image, overlap=0, tile=64)
@@ -373,11 +380,11 @@ def test_out_of_memory_settings_carry_over_to_the_next_blocks(rng):
 
 
 def test_cancel_stops_a_running_block(rng):
-    handle = engine.model_handle(ConvSR(scale=2))
+    handle = model_handle(ConvSR(scale=2))
     image = read_image(np.ones((64, 64), np.uint8))
-    settings = resolve_settings(handle, image, tile=32, overlap=0, device="cpu")
+    settings = resolve_settings(handle, image, PredictConfig(tile=32, overlap=0, device="cpu"))
     grid = BlockGrid.plan(image.shape, 2, chunk=128, block=128)
-    predictor = engine.BlockPredictor(image.data, grid, handle, settings, 0.0, 1.0, "t")
+    predictor = BlockPredictor(image.data, grid, handle, settings, 0.0, 1.0, "t")
     predictor.cancel()
     with pytest.raises(Cancelled):
         predictor.compute((0, 0), predictor.read((0, 0)))
@@ -395,9 +402,8 @@ def test_region_preview_equals_the_same_region_of_the_full_prediction(rng):
         translate=(0.0, 10.0, 20.0),
     )
     full = predict(net, stack).image
-    preview = predict_image_region(
-        net, stack, ((30, 61), (5, 40)), plane=2, tile=32, device="cpu", threads=1
-    )
+    config = PredictConfig(tile=32, device="cpu", threads=1)
+    preview = predict_image_region(net, stack, ((30, 61), (5, 40)), config, plane=2)
     assert preview.axes == "YX" and preview.shape == (62, 70)
     np.testing.assert_array_equal(preview.data, full.data[2, 60:122, 10:80])
     # the preview sits where the same pixels of the full result are
@@ -406,14 +412,15 @@ def test_region_preview_equals_the_same_region_of_the_full_prediction(rng):
         (full.translate[1] + 60 * 0.25, full.translate[2] + 10 * 0.25)
     )
     with pytest.raises(InputError, match=r"plane must be in \[0, 3\) for a ZYX image"):
-        predict_image_region(net, stack, ((0, 8), (0, 8)), device="cpu")
+        predict_image_region(net, stack, ((0, 8), (0, 8)), PredictConfig(device="cpu"))
 
 
 def test_region_preview_of_a_lazy_2d_image(rng):
     net = ConvSR(scale=2)
     image = (rng.random((100, 100)) * 255).astype(np.uint8)
     lazy = Image(da.from_array(image, chunks=32))
-    preview = predict_image_region(net, lazy, (slice(10, 30), slice(50, 90)), device="cpu")
+    region = (slice(10, 30), slice(50, 90))
+    preview = predict_image_region(net, lazy, region, PredictConfig(device="cpu"))
     full = predict(net, image).image.data
     np.testing.assert_array_equal(preview.data, full[20:60, 100:180])
 
@@ -427,14 +434,14 @@ def test_receptive_field_is_measured_once_per_model_file(rng, tmp_path, monkeypa
     from decrappify.predict import receptive
 
     cfg = GeneratorConfig(
-        encoder="resnet18", scale=2, self_attention=False, nf_factor=0.25, blur=False
+        encoder="resnet18", grid="hr", scale=2, self_attention=False, nf_factor=0.25, blur=False
     )
     path = save_model(
         tmp_path / "m.safetensors", build_generator(cfg, seed=0), ModelInfo(generator=cfg)
     )
     calls = []
     monkeypatch.setattr(
-        "decrappify.predict.tiles.estimate_receptive_field",
+        "decrappify.predict.receptive.estimate_receptive_field",
         lambda net, **kw: calls.append(kw) or 40,
     )
     image = np.ones((32, 32), np.uint8)
@@ -455,8 +462,8 @@ def test_receptive_field_is_measured_once_per_model_file(rng, tmp_path, monkeypa
 def test_compiled_network_gives_the_same_result(rng):
     net = ConvSR(scale=2)
     image = (rng.random((64, 64)) * 255).astype(np.uint8)
-    eager = predict(net, image, out_dtype="float32").image.data
-    compiled = predict(net, image, out_dtype="float32", compile=True).image.data
+    eager = predict(net, image, dtype="float32").image.data
+    compiled = predict(net, image, dtype="float32", compile=True).image.data
     np.testing.assert_allclose(compiled, eager, atol=1e-3)
     assert not hasattr(net, "_orig_mod")  # the caller's network is not replaced
 
@@ -469,7 +476,7 @@ def test_resume_computes_only_missing_blocks_and_checks_the_settings(rng, tmp_pa
     out = tmp_path / "sr.zarr"
     reference = predict(net, path, tmp_path / "ref.zarr")
     assert reference.stats["blocks"] == 4
-    events = iter_predict_image(net, path, out, resume=True, **SMALL)
+    events = iter_predict_image(net, path, out, PredictConfig(resume=True, **SMALL))
     written = 0
     for event in events:
         written += event.info.get("level") == 0
@@ -481,7 +488,7 @@ def test_resume_computes_only_missing_blocks_and_checks_the_settings(rng, tmp_pa
     assert (again.stats["blocks_resumed"], again.stats["blocks_computed"]) == (2, 2)
     np.testing.assert_array_equal(np.asarray(again.image.data), reference.image.data)
     # another setting that changes the pixels gives another key: the partial restarts
-    events = iter_predict_image(net, path, tmp_path / "b.zarr", resume=True, **SMALL)
+    events = iter_predict_image(net, path, tmp_path / "b.zarr", PredictConfig(resume=True, **SMALL))
     next(e for e in events if e.info.get("level") == 0)
     events.close()
     other = predict(net, path, tmp_path / "b.zarr", resume=True, overlap=10)
@@ -493,11 +500,11 @@ def test_resume_computes_only_missing_blocks_and_checks_the_settings(rng, tmp_pa
 def test_cuda_prediction_matches_the_cpu(rng):
     net = ConvSR(scale=2)
     image = (rng.random((200, 150)) * 4000).astype(np.uint16)
-    cpu = predict(net, image, out_dtype="float32").image.data
-    gpu = predict(net, image, out_dtype="float32", device="cuda").image.data  # fp16 autocast
+    cpu = predict(net, image, dtype="float32").image.data
+    gpu = predict(net, image, dtype="float32", device="cuda").image.data  # fp16 autocast
     lo, hi = percentile_range(image)
     assert np.abs(gpu - cpu).max() / (hi - lo) < 1e-2
-    exact = predict(net, image, out_dtype="float32", device="cuda", amp=False).image.data
+    exact = predict(net, image, dtype="float32", device="cuda", amp=False).image.data
     assert np.abs(exact - cpu).max() / (hi - lo) < 1e-4
 
 

@@ -7,19 +7,21 @@ import pytest
 import torch
 
 from decrappify.config.model import GeneratorConfig
+from decrappify.config.predict import PredictConfig
 from decrappify.events import run_to_end
 from decrappify.models import build_generator
 from decrappify.normalize import normalize, percentile_range
 from decrappify.predict.engine import iter_predict_image
-from decrappify.predict.tiling import plan_tiles, tile_quantum
+from decrappify.predict.tile_geometry import plan_tiles, tile_quantum
 from decrappify.sample import synthetic_image
 
 
 @pytest.fixture(scope="module")
 def generator():
-    """A real (small, random-init) ResNet-18 U-Net ×2, as ``decrappify train`` builds them."""
+    """A real (small, random-init) ResNet-18 U-Net ×2, upsample-first ("hr")."""
     cfg = GeneratorConfig(
         encoder="resnet18",
+        grid="hr",
         scale=2,
         self_attention=False,
         nf_factor=0.25,
@@ -98,12 +100,9 @@ def seam_figures(net, lr, *, tile, overlap="auto", blend=0.5):
             net,
             lr,
             None,
-            tile=tile,
-            overlap=overlap,
-            blend=blend,
-            device="cpu",
-            threads=1,
-            out_dtype="float32",
+            PredictConfig(
+                tile=tile, overlap=overlap, blend=blend, device="cpu", threads=1, dtype="float32"
+            ),
         )
     )
     diff = (result.image.data - lo) / (hi - lo) - whole
@@ -122,6 +121,19 @@ def test_small_tiles_match_whole_image_prediction_without_seams(generator, em):
     assert psnr >= 50.0
     assert jump < 1.0  # the difference does not jump where tiles meet ...
     assert level < 1.0  # ... and is no larger next to tile edges than elsewhere
+
+
+def test_low_resolution_layout_tiles_match_whole_image_prediction():
+    """The "lr" layout's field spans more input pixels: tiles of 128 input pixels match."""
+    cfg = GeneratorConfig(
+        encoder="resnet18", scale=2, self_attention=False, nf_factor=0.25, encoder_depth=3
+    )
+    net = build_generator(cfg, seed=0).eval()
+    lr = np.asarray(synthetic_image("em", (384, 384), seed=3).data)[::2, ::2]
+    psnr, jump, level, n_tiles, overlap = seam_figures(net, lr, tile=128)
+    assert (n_tiles, overlap) == (9, 64)
+    assert psnr >= 50.0
+    assert jump < 1.2 and level < 1.2  # a hard cut gives several times more
 
 
 @pytest.mark.slow

@@ -59,6 +59,15 @@ def test_fluorescence_looks_like_camera_data(fluo):
     assert flat.var() > 2.0 * (flat.mean() - 100) * 0.5
 
 
+def test_fluorescence_structures_fill_the_frame():
+    # a confluent culture: every 64x64 window holds bright structure (a crop of a figure or
+    # a training patch is never empty background)
+    image = synthetic_image("fluorescence", (512, 512), seed=0).data.astype(np.float64)
+    windows = image.reshape(8, 64, 8, 64).transpose(0, 2, 1, 3).reshape(64, -1)
+    bright = np.percentile(windows, 99, axis=1)
+    assert np.all(bright > 1.5 * np.median(image))
+
+
 @pytest.mark.parametrize("kind", ["em", "fluorescence"])
 def test_lazy_blocks_equal_eager_crops(kind):
     eager = synthetic_image(kind, (2, 96, 150), seed=3).data

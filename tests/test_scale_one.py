@@ -48,7 +48,7 @@ def test_train_then_predict_on_the_same_grid(tmp_path):
     images = [np.asarray(synthetic_image("fluorescence", (96, 96), seed=i).data) for i in range(3)]
     config = TrainConfig.validate_dict(TINY)
     result = run_to_end(iter_train(config, images, tmp_path / "run"))
-    assert result.steps["gan"] >= 1 and set(result.baseline) == {"psnr", "ssim"}
+    assert result.steps["gan"] >= 1 and {"psnr", "ssim"} <= set(result.baseline)
     model = load_model(result.model_path)
     assert model.info.generator.scale == 1 and model.net.scale == 1
     with torch.inference_mode():  # any size in, the same size out: no upsampling stage

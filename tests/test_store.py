@@ -154,10 +154,26 @@ def test_format_version_too_new(tmp_path: Path, saved: tuple) -> None:
     path = _copy_with_json(saved[0], tmp_path / "m", lambda raw: raw.update(format_version=99))
     message = (
         f"{path / 'model.json'}: model format version 99 is newer than decrappify 0.1.0 reads "
-        "(up to 1); upgrade decrappify"
+        "(up to 2); upgrade decrappify"
     )
     with pytest.raises(ModelFileError, match=f"^{re.escape(message)}$"):
         load_model(path)
+
+
+def test_format_1_models_are_upsample_first(tmp_path: Path) -> None:
+    """Model files written before the "lr" layout existed load as "hr" networks."""
+    cfg = GeneratorConfig(encoder="resnet18", nf_factor=0.25, scale=2, grid="hr")
+    net = build_generator(cfg, seed=1)
+    path = save_model(tmp_path / "old", net, ModelInfo(generator=cfg))
+    raw = json.loads((path / "model.json").read_text())
+    del raw["generator"]["grid"], raw["generator"]["tail_width"], raw["generator"]["encoder_depth"]
+    raw["format_version"] = 1
+    (path / "model.json").write_text(json.dumps(raw))
+    loaded = load_model(path)
+    assert loaded.info.generator.grid.value == "hr"
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.net(x), net.eval()(x))
 
 
 def test_invalid_metadata_field(tmp_path: Path, saved: tuple) -> None:
@@ -244,7 +260,7 @@ def test_critic_and_generator_state_dicts_round_trip(tmp_path: Path) -> None:
 def test_describe_model(saved: tuple) -> None:
     text = describe_model(saved[2])
     lines = text.splitlines()
-    assert lines[0].startswith("decrappify model (format 1, written by decrappify 0.1.0 on ")
+    assert lines[0].startswith("decrappify model (format 2, written by decrappify 0.1.0 on ")
     assert "  description:   unit test model" in lines
     assert (
         "  network:       resnet18 U-Net, wide decoder (nf_factor 0.25, 1 conv/block), batch norm, "

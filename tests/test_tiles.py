@@ -1,4 +1,4 @@
-"""Tests for decrappify.predict.tiles: tiled prediction, blocks, receptive field, OOM fallback."""
+"""Tests of the tiled forward pass (predict.tile_predictor), OOM fallback and receptive field."""
 
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from decrappify.errors import InputError, ModelFileError
-from decrappify.predict.tiles import (
+from decrappify.predict.block_geometry import input_region_for_output, output_blocks
+from decrappify.predict.oom import (
     TileSettings,
-    estimate_receptive_field,
     is_out_of_memory,
     next_settings_after_oom,
-    predict_plane,
-    predict_region,
     run_with_oom_retry,
 )
-from decrappify.predict.tiling import (
-    default_overlap,
-    input_region_for_output,
-    output_blocks,
-    plan_tiles,
-    tile_quantum,
-)
+from decrappify.predict.receptive import estimate_receptive_field
+from decrappify.predict.settings import PredictSettings
+from decrappify.predict.tile_geometry import default_overlap, plan_tiles, tile_quantum
+from decrappify.predict.tile_predictor import predict_plane, predict_region
+
+
+def S(batch_size: int = 8, **settings) -> PredictSettings:
+    """The settings of a tiled prediction (``batch_size`` is ``batch``)."""
+    return PredictSettings(batch=batch_size, **settings)
 
 
 class ConvSR(nn.Module):
@@ -195,7 +195,7 @@ def test_tiled_prediction_equals_whole_image_prediction(rng, scale, shape, tile)
     net = ConvSR(scale=scale, depth=3)
     overlap = default_overlap(analytic_radius(scale, 3), scale)
     lr = rng.random(shape, dtype=np.float32)
-    out = predict_plane(net, lr, tile=tile, overlap=overlap, batch_size=3, device="cpu")
+    out = predict_plane(net, lr, S(tile=tile, overlap=overlap, batch_size=3, device="cpu"))
     assert out.dtype == np.float32 and out.shape == (shape[0] * scale, shape[1] * scale)
     assert len(plan_tiles(shape, tile, overlap, scale=scale)) > 1 or max(shape) < tile
     np.testing.assert_allclose(out, whole_image_prediction(net, lr), rtol=0, atol=1e-4)
@@ -205,14 +205,16 @@ def test_tiled_prediction_with_a_wide_field_and_rectangular_tiles(rng):
     net = ConvSR(scale=2, depth=9)  # radius 5
     overlap = default_overlap(5, 2)
     lr = rng.random((70, 90), dtype=np.float32)
-    out = predict_plane(net, lr, tile=(48, 64), overlap=overlap, batch_size=4, device="cpu")
+    out = predict_plane(net, lr, S(tile=(48, 64), overlap=overlap, batch_size=4, device="cpu"))
     np.testing.assert_allclose(out, whole_image_prediction(net, lr), rtol=0, atol=1e-4)
 
 
 def test_tiled_prediction_of_a_2_5d_input(rng):
     net = ConvSR(scale=2, depth=3, n_frames=3)
     lr = rng.random((3, 50, 37), dtype=np.float32)
-    out = predict_plane(net, lr, tile=32, overlap=default_overlap(2, 2), batch_size=2, device="cpu")
+    out = predict_plane(
+        net, lr, S(tile=32, overlap=default_overlap(2, 2), batch_size=2, device="cpu")
+    )
     assert out.shape == (100, 74)
     np.testing.assert_allclose(out, whole_image_prediction(net, lr), rtol=0, atol=1e-4)
 
@@ -223,21 +225,21 @@ def test_float64_and_lazy_inputs_give_the_same_result(rng):
     net = ConvSR(scale=2, depth=3)
     lr = rng.random((40, 40))
     kwargs = {"tile": 32, "overlap": 14, "batch_size": 2, "device": "cpu"}
-    expected = predict_plane(net, lr.astype(np.float32), **kwargs)
-    np.testing.assert_allclose(predict_plane(net, lr, **kwargs), expected, atol=1e-6)
+    expected = predict_plane(net, lr.astype(np.float32), S(**kwargs))
+    np.testing.assert_allclose(predict_plane(net, lr, S(**kwargs)), expected, atol=1e-6)
     lazy = da.from_array(lr.astype(np.float32), chunks=16)
-    np.testing.assert_array_equal(predict_plane(net, lazy, **kwargs), expected)
+    np.testing.assert_array_equal(predict_plane(net, lazy, S(**kwargs)), expected)
 
 
 def test_channels_last_and_amp_on_cpu(rng):
     net = ConvSR(scale=2, depth=3)
     lr = rng.random((40, 50), dtype=np.float32)
     kwargs = {"tile": 32, "overlap": 14, "batch_size": 4, "device": "cpu"}
-    expected = predict_plane(net, lr, **kwargs)
+    expected = predict_plane(net, lr, S(**kwargs))
     np.testing.assert_allclose(
-        predict_plane(net, lr, channels_last=True, **kwargs), expected, atol=1e-5
+        predict_plane(net, lr, S(channels_last=True, **kwargs)), expected, atol=1e-5
     )
-    amp = predict_plane(net, lr, amp=True, **kwargs)  # bfloat16 autocast on CPU
+    amp = predict_plane(net, lr, S(amp=True, **kwargs))  # bfloat16 autocast on CPU
     assert amp.dtype == np.float32
     assert np.abs(amp - expected).max() < 3e-2
     assert next(net.parameters()).dtype == torch.float32
@@ -247,7 +249,9 @@ def test_the_net_is_left_in_its_training_mode(rng):
     net = ConvSR(scale=2, depth=1)
     net.train()
     predict_plane(
-        net, rng.random((16, 16), dtype=np.float32), tile=16, overlap=0, batch_size=1, device="cpu"
+        net,
+        rng.random((16, 16), dtype=np.float32),
+        S(tile=16, overlap=0, batch_size=1, device="cpu"),
     )
     assert net.training
 
@@ -261,7 +265,7 @@ def test_region_from_block_and_halo_equals_the_whole_plane_crop(rng):
     overlap = default_overlap(radius, scale)
     lr = rng.random((90, 70), dtype=np.float32)
     settings = {"tile": 32, "overlap": overlap, "batch_size": 4, "device": "cpu"}
-    whole = predict_plane(net, lr, **settings)
+    whole = predict_plane(net, lr, S(**settings))
     blocks = output_blocks(lr.shape, scale, (64, 50))
     assert len(blocks) == 9  # corners, edges and an interior block
     for (y0, y1), (x0, x1) in blocks:
@@ -269,7 +273,7 @@ def test_region_from_block_and_halo_equals_the_whole_plane_crop(rng):
             ((y0, y1), (x0, x1)), scale=scale, halo=overlap, lr_shape=lr.shape
         )
         block = lr[iy[0] : iy[1], ix[0] : ix[1]]
-        got = predict_region(net, block, region, **settings)
+        got = predict_region(net, block, region, S(**settings))
         assert got.shape == (y1 - y0, x1 - x0)
         np.testing.assert_allclose(got, whole[y0:y1, x0:x1], rtol=0, atol=1e-4)
 
@@ -288,10 +292,7 @@ def test_region_with_a_halo_just_covering_the_field_is_exact(rng):
         net,
         lr[iy[0] : iy[1], ix[0] : ix[1]],
         region,
-        tile=32,
-        overlap=overlap,
-        batch_size=2,
-        device="cpu",
+        S(tile=32, overlap=overlap, batch_size=2, device="cpu"),
     )
     np.testing.assert_allclose(got, whole[40:80, 40:80], rtol=0, atol=1e-4)
 
@@ -302,7 +303,9 @@ def test_region_with_a_halo_just_covering_the_field_is_exact(rng):
 def seam_statistics(net, lr, overlap, blend):
     """Mean |tiled − whole| next to tile boundaries and elsewhere in the overlaps."""
     s = net.scale
-    out = predict_plane(net, lr, tile=48, overlap=overlap, batch_size=8, device="cpu", blend=blend)
+    out = predict_plane(
+        net, lr, S(tile=48, overlap=overlap, batch_size=8, device="cpu", blend=blend)
+    )
     diff = np.abs(out - whole_image_prediction(net, lr))
     tiles = plan_tiles(lr.shape, 48, overlap, scale=s, blend=blend)
     columns = sorted({(t.window[1], t.core[1]) for t in tiles})
@@ -412,9 +415,9 @@ def test_prediction_survives_oom_by_shrinking_batch_then_tile(rng):
     inner = ConvSR(scale=2, depth=3)
     lr = rng.random((100, 100), dtype=np.float32)
     settings = {"overlap": 14, "device": "cpu"}
-    expected = predict_plane(inner, lr, tile=32, batch_size=1, **settings)
+    expected = predict_plane(inner, lr, S(tile=32, batch_size=1, **settings))
     net = OOMNet(inner, budget=2 * 32 * 32)  # two 32-pixel tiles at most
-    out = predict_plane(net, lr, tile=64, batch_size=8, **settings)
+    out = predict_plane(net, lr, S(tile=64, batch_size=8, **settings))
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
     failed = [shape for shape, fits in net.calls if not fits]
     # batch_size 8 starts as 4, the number of 64-pixel tiles
@@ -427,13 +430,15 @@ def test_prediction_survives_oom_by_shrinking_batch_then_tile(rng):
 def test_batch_shrinking_resumes_without_redoing_tiles(rng):
     inner = ConvSR(scale=2, depth=3)
     lr = rng.random((100, 100), dtype=np.float32)
-    expected = predict_plane(inner, lr, tile=32, overlap=14, batch_size=1, device="cpu")
+    expected = predict_plane(inner, lr, S(tile=32, overlap=14, batch_size=1, device="cpu"))
     net = OOMNet(inner, budget=3 * 32 * 32)
     progress = []
     out = predict_plane(
-        net, lr, tile=32, overlap=14, batch_size=4, device="cpu",
+        net,
+        lr,
+        S(tile=32, overlap=14, batch_size=4, device="cpu"),
         progress=lambda done, total: progress.append((done, total)),
-    )  # fmt: skip
+    )
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
     total = len(plan_tiles(lr.shape, 32, 14, scale=2))
     assert [shape[0] for shape, fits in net.calls] == [4] + [2] * (total // 2)
@@ -444,7 +449,7 @@ def test_prediction_raises_when_even_the_smallest_tile_does_not_fit(rng):
     net = OOMNet(ConvSR(scale=2, depth=3), budget=100)
     lr = rng.random((100, 100), dtype=np.float32)
     with pytest.raises(InputError) as info:
-        predict_plane(net, lr, tile=64, overlap=14, batch_size=2, device="cpu")
+        predict_plane(net, lr, S(tile=64, overlap=14, batch_size=2, device="cpu"))
     assert str(info.value) == (
         "out of memory on cpu even with tile 32 and batch_size 1 (started from tile 64, "
         "batch_size 2): use a smaller overlap or free memory"
@@ -457,10 +462,7 @@ def test_prediction_does_not_retry_other_errors(rng):
         predict_plane(
             net,
             rng.random((40, 40), dtype=np.float32),
-            tile=32,
-            overlap=8,
-            batch_size=2,
-            device="cpu",
+            S(tile=32, overlap=8, batch_size=2, device="cpu"),
         )
     assert len(net.calls) == 1
 
@@ -502,7 +504,7 @@ def test_prediction_does_not_retry_other_errors(rng):
 def test_bad_inputs(n_frames, lr, message):
     net = ConvSR(scale=2, depth=1, n_frames=n_frames)
     with pytest.raises(InputError) as info:
-        predict_plane(net, lr, tile=16, overlap=0, batch_size=1, device="cpu")
+        predict_plane(net, lr, S(tile=16, overlap=0, batch_size=1, device="cpu"))
     assert str(info.value) == message
 
 
@@ -511,15 +513,24 @@ def test_bad_inputs(n_frames, lr, message):
     [
         ({"tile": 20}, "tile × scale must be a multiple of 32 (tile 20 × scale 2 = 40)"),
         ({"overlap": 20}, "overlap must be at most half the tile (tile 32, overlap 20)"),
-        ({"batch_size": 0}, "batch_size must be a positive integer (got 0)"),
+        ({"batch_size": 0}, "batch must be a positive integer (got 0)"),
         ({"dtype": "int8"}, "dtype must be one of float32, float16, bfloat16 (got 'int8')"),
-        ({"device": "toaster"}, "device: expected 'cpu', 'cuda' or 'cuda:N', got 'toaster'"),
+        (
+            {"device": "toaster"},
+            "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (got 'toaster')",
+        ),
     ],
 )
 def test_bad_settings(rng, kwargs, message):
     settings = {"tile": 32, "overlap": 8, "batch_size": 2, "device": "cpu", **kwargs}
+    dtype = settings.pop("dtype", "float32")
     with pytest.raises(InputError) as info:
-        predict_plane(ConvSR(scale=2, depth=1), rng.random((40, 40), dtype=np.float32), **settings)
+        predict_plane(
+            ConvSR(scale=2, depth=1),
+            rng.random((40, 40), dtype=np.float32),
+            S(**settings),
+            dtype=dtype,
+        )
     assert str(info.value) == message
 
 
@@ -531,20 +542,17 @@ def test_unavailable_cuda_device(rng):
         predict_plane(
             ConvSR(),
             rng.random((16, 16), dtype=np.float32),
-            tile=16,
-            overlap=0,
-            batch_size=1,
-            device="cuda",
+            S(tile=16, overlap=0, batch_size=1, device="cuda"),
         )
 
 
 def test_net_without_a_scale_and_a_wrong_output_shape(rng):
     lr = rng.random((16, 16), dtype=np.float32)
     with pytest.raises(InputError, match="net: expected an integer attribute scale >= 1, got None"):
-        predict_plane(nn.Identity(), lr, tile=32, overlap=0, batch_size=1, device="cpu")
+        predict_plane(nn.Identity(), lr, S(tile=32, overlap=0, batch_size=1, device="cpu"))
     liar = Upsampler(scale=4, factor=2)  # claims ×4 but upsamples ×2
     with pytest.raises(ModelFileError) as info:
-        predict_plane(liar, lr, tile=16, overlap=0, batch_size=1, device="cpu")
+        predict_plane(liar, lr, S(tile=16, overlap=0, batch_size=1, device="cpu"))
     assert str(info.value) == (
         "network output: expected shape (1, 1, 64, 64) for input (1, 1, 16, 16) (scale 4), "
         "got (1, 1, 32, 32)"
@@ -557,7 +565,9 @@ def test_cuda_prediction_matches_cpu(rng):
     net = ConvSR(scale=4, depth=3)
     lr = rng.random((70, 90), dtype=np.float32)
     kwargs = {"tile": 32, "overlap": 8, "batch_size": 4}
-    expected = predict_plane(net, lr, device="cpu", **kwargs)
-    np.testing.assert_allclose(predict_plane(net, lr, device="cuda", **kwargs), expected, atol=1e-4)
-    amp = predict_plane(net, lr, device="cuda", amp=True, channels_last=True, **kwargs)
+    expected = predict_plane(net, lr, S(device="cpu", **kwargs))
+    np.testing.assert_allclose(
+        predict_plane(net, lr, S(device="cuda", **kwargs)), expected, atol=1e-4
+    )
+    amp = predict_plane(net, lr, S(device="cuda", amp=True, channels_last=True, **kwargs))
     assert np.abs(amp - expected).max() < 1e-2

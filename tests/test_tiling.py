@@ -1,4 +1,4 @@
-"""Tests for decrappify.predict.tiling: tile geometry, blending weights, block regions."""
+"""Tests of predict.tile_geometry and predict.block_geometry: tiles, weights, block regions."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 
 from decrappify.errors import InputError
-from decrappify.predict.tiling import (
+from decrappify.predict.block_geometry import input_region_for_output, output_blocks
+from decrappify.predict.tile_geometry import (
     Tile,
     default_overlap,
     extract_window,
-    input_region_for_output,
     normalize_bounds,
-    output_blocks,
     plan_tiles,
     radius_from_response,
     ramp_profile,

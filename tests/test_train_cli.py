@@ -85,7 +85,7 @@ def test_cli_info(cli_run):
     out, _ = cli_run
     result = runner.invoke(app, ["info", str(out / "model")])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("decrappify model (format 1")
+    assert result.output.startswith("decrappify model (format 2")
     assert "resnet18 U-Net, wide decoder (nf_factor 0.25" in result.output
     assert "crappifier:    em, x4: local_variance_noise -> downsample" in result.output
 
@@ -102,7 +102,7 @@ def test_cli_info(cli_run):
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--set", "oops"],
-            "error: --set expects KEY=VALUE, e.g. gan.max_steps=0 (got 'oops')",
+            "error: --set: expected KEY=VALUE, e.g. gan.max_steps=0 (got 'oops')",
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--time-budget", "soon"],
@@ -188,7 +188,7 @@ def test_model_info_reads_metadata_only(cli_run, tmp_path):
         api.model_info(tmp_path)
     not_model = tmp_path / "x.safetensors"
     not_model.write_bytes(b"garbage")
-    with pytest.raises(ModelFileError, match="not a readable safetensors model file"):
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
         api.model_info(not_model)
 
 

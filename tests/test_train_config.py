@@ -139,7 +139,10 @@ def test_seed_conflict_message():
             {"gan": {"w_adv": 0, "w_content": 0}},
             "config: gan: w_adv and w_content cannot both be 0",
         ),
-        ({"device": "tpu"}, "config: device: Input should be 'auto', 'cpu' or 'cuda' (got 'tpu')"),
+        (
+            {"device": "tpu"},
+            "config: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (got 'tpu')",
+        ),
         (
             {"amp": "fp8"},
             "config: amp: Input should be 'auto', 'bf16', 'fp16' or 'off' (got 'fp8')",

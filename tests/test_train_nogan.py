@@ -10,7 +10,10 @@ import pytest
 import torch
 import zarr
 
+import decrappify.train._gan as gan_phase
 import decrappify.train._phases as phases
+import decrappify.train._session as session
+import decrappify.train.nogan as nogan
 from decrappify.config.crappify import get_preset
 from decrappify.config.train import TrainConfig
 from decrappify.errors import InputError, OutputError
@@ -72,7 +75,7 @@ class Recorder:
         self.critic_losses: list[tuple[str, float]] = []
         self.gan_end_generator: dict[str, torch.Tensor] | None = None
         self.gan_end_critic: dict[str, torch.Tensor] | None = None
-        critic_step, finish_gan = phases.Run.critic_step, phases.Run.finish_gan
+        critic_step, finish_gan = phases.critic_step, gan_phase.finish_gan
         recorder = self
 
         def record_critic(run, optimizer, name, real, fake):
@@ -81,12 +84,13 @@ class Recorder:
             return loss
 
         def record_finish(run, stopped, early):
-            recorder.gan_end_generator = phases._clone_state(run.G)
-            recorder.gan_end_critic = phases._clone_state(run.C)
+            recorder.gan_end_generator = session.clone_state(run.G)
+            recorder.gan_end_critic = session.clone_state(run.C)
             return finish_gan(run, stopped, early)
 
-        monkeypatch.setattr(phases.Run, "critic_step", record_critic)
-        monkeypatch.setattr(phases.Run, "finish_gan", record_finish)
+        monkeypatch.setattr(phases, "critic_step", record_critic)
+        monkeypatch.setattr(gan_phase, "critic_step", record_critic)
+        monkeypatch.setattr(gan_phase, "finish_gan", record_finish)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +112,8 @@ def test_phases_and_events(full_run):
     assert seen == PHASES
     first = events[0]
     assert (first.phase, first.step, first.total) == ("pretrain_generator", 0, 4)
-    assert set(first.metrics) == {"psnr", "ssim"} and first.preview.shape == (64, 192)
-    assert set(first.info["baseline"]) == {"psnr", "ssim"}
+    assert set(first.metrics) == {"psnr", "ssim", "frc"} and first.preview.shape == (96, 288)
+    assert set(first.info["baseline"]) == {"psnr", "ssim", "frc"}
     steps = [e.step for e in events if e.phase == "pretrain_generator"]
     assert steps == [0, 1, 2, 3, 4]
     pre = [e for e in events if e.phase == "pretrain_generator"]
@@ -284,7 +288,7 @@ def _injected(monkeypatch, values):
     sequence = iter(values)
 
     def evaluate(self, net):
-        seen.append(phases._clone_state(net))
+        seen.append(session.clone_state(net))
         v = next(sequence)
         return {"psnr": v, "ssim": v}
 
@@ -340,13 +344,13 @@ def test_gan_that_never_beats_pretraining_keeps_the_pretrained_generator(tmp_pat
 def test_cycles_start_from_the_best_generator(tmp_path, monkeypatch):
     seen = _injected(monkeypatch, [1.0, 5.0, 6.0, 4.0, 7.0, 3.0])
     starts = []
-    gan = phases.Run.gan
+    gan = gan_phase.gan
 
     def record_start(run):
-        starts.append(phases._clone_state(run.G))
+        starts.append(session.clone_state(run.G))
         return (yield from gan(run))
 
-    monkeypatch.setattr(phases.Run, "gan", record_start)
+    monkeypatch.setitem(nogan.PHASES, "gan", record_start)
     config = tiny(**FAST, **{"gan.max_steps": 2, "gan.patience": 3, "cycles": 2})
     events, result = drive(iter_train(config, images(), tmp_path / "run"))
     labels = list(dict.fromkeys(e.phase for e in events))
@@ -379,8 +383,8 @@ def test_cycles_start_from_the_best_generator(tmp_path, monkeypatch):
 
 
 def test_time_budget_fixes_the_step_count(tmp_path, monkeypatch):
-    monkeypatch.setattr(phases._StepTimer, "seconds_per_step", lambda self, step: 0.5)
-    monkeypatch.setattr(phases.Run, "phase_time_left", lambda self: 10.0)
+    monkeypatch.setattr(session.StepTimer, "seconds_per_step", lambda self, step: 0.5)
+    monkeypatch.setattr(session.Session, "phase_time_left", lambda self: 10.0)
     config = tiny(
         **{
             "time_budget": "1h",

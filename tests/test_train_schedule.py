@@ -15,6 +15,7 @@ from decrappify.train.schedule import (
     one_cycle_lr,
     split_remaining,
     steps_for_budget,
+    watch_score,
 )
 
 
@@ -120,9 +121,20 @@ def test_early_stopping_never_beating_the_start():
     assert verdicts[-1].stop and early.best == 0.8
 
 
+def test_early_stopping_fidelity_guard_and_frc_score():
+    # a sharper checkpoint (FRC 3.0 px < 3.4 px) counts only while PSNR stays above the floor
+    early = EarlyStopping(patience=2, best=watch_score({"frc": 3.4}, "frc"), floor=20.0)
+    sharper_worse = early.update(watch_score({"frc": 3.0}, "frc"), guard=19.9)
+    sharper_ok = early.update(watch_score({"frc": 3.1}, "frc"), guard=20.05)
+    assert (sharper_worse.improved, sharper_ok.improved) == (False, True)
+    assert early.best == -3.1
+    assert EarlyStopping.from_dict(early.to_dict()).floor == 20.0
+    assert watch_score({"psnr": 21.0}, "psnr") == 21.0 and math.isnan(watch_score({}, "ssim"))
+
+
 def test_early_stopping_state_round_trip():
     early = EarlyStopping(patience=4)
-    assert early.to_dict() == {"patience": 4, "best": None, "since_best": 0}
+    assert early.to_dict() == {"patience": 4, "best": None, "since_best": 0, "floor": None}
     early.update(0.3)
     early.update(0.2)
     back = EarlyStopping.from_dict(early.to_dict())

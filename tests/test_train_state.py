@@ -10,17 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from decrappify.devices import resolve_device, torch_threads
 from decrappify.errors import InputError, ModelFileError
 from decrappify.models.store import save_tensors
 from decrappify.train.runlog import COLUMNS, RunLog, plot_curves, read_log
-from decrappify.train.runtime import (
-    Precision,
-    RunRandom,
-    cpu_threads,
-    derive_seed,
-    resolve_amp,
-    resolve_device,
-)
+from decrappify.train.runtime import Precision, RunRandom, derive_seed, resolve_amp
 from decrappify.train.state import (
     RunState,
     flatten_optimizer,
@@ -190,7 +184,7 @@ def test_device_and_precision_resolution():
         resolve_amp("fp16", cpu)
     if not torch.cuda.is_available():
         assert resolve_device("auto") == cpu
-        with pytest.raises(InputError, match="'cuda' was asked for but"):
+        with pytest.raises(InputError, match=r"device 'cuda' is not available \(no CUDA"):
             resolve_device("cuda")
     precision = Precision(cpu, None)
     assert precision.label == "float32" and precision.scaler("x") is None
@@ -203,9 +197,9 @@ def test_device_and_precision_resolution():
     assert torch.allclose(model.weight, weight - 0.1)
 
 
-def test_cpu_threads_restores():
+def test_torch_threads_restores():
     before = torch.get_num_threads()
-    with cpu_threads(1) as n:
+    with torch_threads(1) as n:
         assert n == 1 and torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
     assert np.isfinite(before)

@@ -37,7 +37,11 @@ def test_scores_ignore_gain_and_offset(rng):
 def test_mean_scores_cap_perfect_crops(rng):
     gts = rng.random((2, 24, 24))
     scores = mean_scores(gts.copy(), gts)
-    assert scores == {"psnr": 100.0, "ssim": pytest.approx(1.0)}
+    assert scores == {
+        "psnr": 100.0,
+        "ssim": pytest.approx(1.0),
+        "frc": pytest.approx(2.0, abs=0.01),
+    }
 
 
 class Bicubic(nn.Module):
@@ -55,7 +59,7 @@ def test_validator_baseline_and_preview(rng):
     images.append(np.zeros((64, 64), np.float32))  # a constant image gives constant crops
     data = DataConfig(
         patch_size=32,
-        validation={"count": 2, "patches": 4},
+        validation={"count": 2, "patches": 4, "size": 32},
         background={"enabled": False},
         seed=1,
     )

@@ -25,3 +25,22 @@ class ModelFileError(DecrappifyError, ValueError):
 
 class Cancelled(DecrappifyError):
     """A long operation was cancelled by the user; nothing half-written is left."""
+
+
+def short_message(error: BaseException, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters describing an error (for wrapped errors).
+
+    Parameters
+    ----------
+    error : BaseException
+        An error raised by a library (tifffile, zarr ...).
+    limit : int
+        Longest text.
+
+    Returns
+    -------
+    str
+        Its message on one line (its type's name when it has none), cut with ``...``.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

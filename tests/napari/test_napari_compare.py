@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from decrappify._napari._compare_widget import CompareWidget, format_metric
-from decrappify._napari._jobs import error_plane
 from decrappify._napari._layers import image_layer_kwargs
 from decrappify.crappify import crappify_image, get_preset
 from decrappify.metrics import evaluate_pair, evaluate_stack, upsample
+from decrappify.metrics.maps import error_plane
 from decrappify.sample import synthetic_image
 
 pytestmark = pytest.mark.napari
@@ -62,6 +62,10 @@ def test_table_matches_evaluate_pair_and_layers_align(viewer, widget, stack, wai
         "psnr_norm", full.mean()["psnr_norm"], full.sd()["psnr_norm"]
     )
     assert not widget.stack_table.isHidden()
+    rows = widget.stack_table.rowCount()
+    titles = [widget.stack_table.verticalHeaderItem(r).text() for r in range(rows)]
+    assert titles[-1] == "FRC res. (px)"  # the FRC resolution in the results, not only figures
+    assert widget.metrics("prediction", "stack")["frc_px"] == pytest.approx(full.mean()["frc_px"])
 
     error = viewer.layers["pred error"]
     assert tuple(error.scale) == pytest.approx(gt.scale)

@@ -10,21 +10,18 @@ import pytest
 
 from decrappify._napari import _predict_widget as module
 from decrappify._napari._controls import recent_models_notifier
-from decrappify._napari._jobs import (
-    CONFIG_DIR_ENV,
-    recent_models,
-    remember_model,
-    visible_rect,
-)
 from decrappify._napari._predict_widget import PredictWidget
+from decrappify._napari.jobs.models import CONFIG_DIR_ENV, recent_models, remember_model
+from decrappify._napari.jobs.predict import visible_rect
 from decrappify.api import iter_predict_image, predict_region
+from decrappify.config.predict import PredictConfig
 from decrappify.events import run_to_end
 from decrappify.io import Image
 
 pytestmark = pytest.mark.napari
 
 #: Fast settings: one tile covers the small test images, no receptive-field probe.
-FAST = {"tile": 64, "overlap": 16, "batch": 2, "device": "cpu", "out_dtype": "float32"}
+FAST = {"tile": 64, "overlap": 16, "batch": 2, "device": "cpu", "dtype": "float32"}
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +64,13 @@ def widget(viewer, qtbot, model):
     w.overlap_spin.setValue(FAST["overlap"])
     w.batch_spin.setValue(FAST["batch"])
     w.device_combo.setCurrentText(FAST["device"])
-    w.dtype_combo.setCurrentText(FAST["out_dtype"])
+    w.dtype_combo.setCurrentText(FAST["dtype"])
     return w
 
 
 def expected(model, data, **kwargs):
     image = Image(data, axes="YX" if data.ndim == 2 else "ZYX")
-    result = run_to_end(iter_predict_image(str(model), image, None, **{**FAST, **kwargs}))
+    result = run_to_end(iter_predict_image(str(model), image, None, {**FAST, **kwargs}))
     return np.asarray(result.image.data)
 
 
@@ -84,14 +81,14 @@ def test_model_summary_and_settings(widget, model):
         "resnet18 U-Net, normalisation: percentile 0.1–99.9 %",
         "validation: PSNR 25.00 dB (bicubic 22.00 dB), SSIM 0.800 (bicubic 0.700)",
     ]
-    assert widget.settings() == FAST
+    assert widget.settings().settings() == PredictConfig.build(FAST).settings()
     widget.overlap_spin.setValue(-1)
     widget.dtype_combo.setCurrentIndex(0)
-    assert widget.settings()["overlap"] == "auto" and widget.settings()["out_dtype"] is None
+    assert widget.settings().overlap == "auto" and widget.settings().dtype is None
     widget.set_model(model.parent / "missing.safetensors")
     assert widget.model_info_label.text() == (
-        f"⚠ {model.parent / 'missing.safetensors'}: model not found (expected a model folder "
-        "or a .safetensors file)"
+        f"⚠ {model.parent / 'missing.safetensors'}: model not found (expected a folder with "
+        "model.json and model.safetensors, or a .safetensors file)"
     )
 
 
@@ -117,7 +114,7 @@ def test_run_2d_result_overlays_input(viewer, widget, model, rng, wait_idle, set
     np.testing.assert_allclose(result.data, expected(model, layer.data), rtol=1e-6, atol=1e-4)
     assert tuple(result.contrast_limits) == pytest.approx(tuple(layer.contrast_limits))
     meta = result.metadata["decrappify"]["predict"]
-    assert meta["input"] == "cells" and meta["settings"] == FAST
+    assert meta["input"] == "cells" and meta["settings"] == PredictConfig.build(FAST).settings()
     assert recent_models() == [model.resolve()]
 
 
@@ -140,7 +137,7 @@ def test_lazy_stack_stays_lazy_and_goes_to_ome_zarr(
     assert result.metadata["decrappify"]["predict"]["path"] == str(out / "stack_x2.zarr")
     assert tuple(result.scale) == pytest.approx((2.0, 0.25, 0.25))
     assert tuple(result.translate) == pytest.approx((0.0, -0.125, -0.125))
-    want = expected(model, data, out_dtype=None)
+    want = expected(model, data, dtype=None)
     np.testing.assert_array_equal(np.asarray(result.data), want)
 
 
@@ -165,7 +162,7 @@ def test_preview_is_the_visible_region_placed_over_the_full_run(
     preview = viewer.layers["cells super-resolved preview"]
     # exactly the API's preview of the visible LR pixels of the current plane ...
     image = Image(data, axes="ZYX", translate=(0.0, 3.0, -2.0))
-    want = predict_region(str(model), image, (rows, cols), plane=1, **FAST)
+    want = predict_region(str(model), image, (rows, cols), FAST, plane=1)
     assert preview.data.shape == (1, *want.shape)
     np.testing.assert_array_equal(preview.data[0], want.data)
     # ... placed over the same pixels of the full run
@@ -247,6 +244,7 @@ def test_model_and_setting_errors_are_notifications(
     wait_idle(widget.panel)
     widget.model_picker.set_path(make_model(tmp_path / "m2.safetensors"))
     widget.tile_spin.setValue(12)
+    widget.overlap_spin.setValue(-1)  # auto: the tile is checked against the model's rule
     widget.run()
     wait_idle(widget.panel)
     widget.model_picker.set_path("")
@@ -254,10 +252,10 @@ def test_model_and_setting_errors_are_notifications(
     assert notes["error"] == [
         "flat: the model z3.safetensors takes 3 neighbouring planes (2.5D) but the image is 2D "
         "(shape (16, 16)); use a ZYX or TYX stack or a 2D model",
-        f"{tmp_path / 'm.safetensors'}: model not found (expected a model folder or a "
-        ".safetensors file)",
-        "tile 12: tile × scale must be a multiple of 32 (12 × 2 = 24); use a multiple of 16 "
-        "such as 16",
+        f"{tmp_path / 'm.safetensors'}: model not found (expected a folder with model.json "
+        "and model.safetensors, or a .safetensors file)",
+        "tile 12: tile × scale must be a multiple of 64 (12 × 2 = 24); use a multiple of 32 "
+        "such as 32",
         "Super-resolve: choose a model (a model folder or .safetensors file)",
     ]
     assert [layer.name for layer in viewer.layers] == ["flat"]
@@ -305,3 +303,50 @@ def test_scale_one_model_restores_on_the_input_grid(viewer, rng, wait_idle, tmp_
     assert result.data.shape == (40, 48)
     assert tuple(result.scale) == pytest.approx((0.5, 0.5))
     assert tuple(result.translate) == pytest.approx(tuple(layer.translate))
+
+
+def test_widget_and_cli_config_give_the_output_of_the_same_flags(
+    viewer, widget, model, rng, wait_idle, tmp_path
+):
+    """One settings object: the form, a --config YAML and the flags give the same pixels."""
+    import tifffile
+    import torch
+    from typer.testing import CliRunner
+
+    from decrappify.cli import app
+    from decrappify.io import read_image
+
+    threads = str(torch.get_num_threads())  # what the widget uses: same float arithmetic
+    data = (rng.random((2, 40, 48)) * 200 + 20).astype(np.uint8)
+    source = tmp_path / "cells.tif"
+    tifffile.imwrite(source, data)
+    layer = viewer.add_image(data, name="cells")
+    widget.layer_picker.set_layer(layer)
+    widget.tile_spin.setValue(32)
+    widget.overlap_spin.setValue(8)
+    widget.batch_spin.setValue(3)
+    widget.dtype_combo.setCurrentText("uint16")
+    widget.output_path.set_text(str(tmp_path / "napari"))
+    widget.run()
+    wait_idle(widget.panel)
+    assert widget.panel.state == "done"
+    from_widget = np.asarray(viewer.layers["cells super-resolved"].data)
+
+    config = tmp_path / "p.yaml"
+    config.write_text(widget.settings().to_yaml())
+    runner = CliRunner()
+    common = [str(model), str(source), "--threads", threads, "--quiet"]
+    by_file = runner.invoke(app, ["predict", *common, "--out", str(tmp_path / "f"), "-c", config])
+    flags = ["--tile", "32", "--overlap", "8", "--batch", "3", "--dtype", "uint16"]
+    by_flags = runner.invoke(
+        app, ["predict", *common, "--out", str(tmp_path / "g"), "--device", "cpu", *flags]
+    )
+    assert by_file.exit_code == 0 and by_flags.exit_code == 0, by_file.output + by_flags.output
+    from_file = np.asarray(read_image(tmp_path / "f" / "cells.zarr").data)
+    from_flags = np.asarray(read_image(tmp_path / "g" / "cells.zarr").data)
+    assert from_widget.dtype == np.uint16 and from_widget.shape == (2, 80, 96)
+    np.testing.assert_array_equal(from_file, from_flags)
+    # the same arithmetic up to float summation order (the widget feeds the layer's array,
+    # the CLI a TIFF through dask): a value on a rounding boundary may differ by one level
+    difference = np.abs(from_widget.astype(np.int64) - from_flags)
+    assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3

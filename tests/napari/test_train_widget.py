@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decrappify._napari._jobs import CONFIG_DIR_ENV, recent_models
 from decrappify._napari._train_widget import (
     PREVIEW_LAYER,
     TrainCurves,
@@ -13,6 +12,7 @@ from decrappify._napari._train_widget import (
     phase_text,
     preview_placement,
 )
+from decrappify._napari.jobs.models import CONFIG_DIR_ENV, recent_models
 from decrappify.api import model_info
 from decrappify.events import Progress
 from decrappify.io import Image
@@ -67,14 +67,14 @@ def add_em(viewer, n=3, size=64):
 
 
 def configure(widget, run_dir, *, generator_steps=2, gan_steps=0, preview_every=1):
-    widget.layer_list.set_checked(widget.layer_list.names())
-    widget.steps_radio.setChecked(True)
-    widget.generator_steps.setValue(generator_steps)
-    widget.gan_steps.setValue(gan_steps)
-    widget.device_combo.setCurrentText("cpu")
-    widget.preview_spin.setValue(preview_every)
-    widget.set_overrides(TINY)
-    widget.run_path.set_text(str(run_dir))
+    widget.form.layer_list.set_checked(widget.form.layer_list.names())
+    widget.form.steps_radio.setChecked(True)
+    widget.form.generator_steps.setValue(generator_steps)
+    widget.form.gan_steps.setValue(gan_steps)
+    widget.form.device_combo.setCurrentText("cpu")
+    widget.form.preview_spin.setValue(preview_every)
+    widget.form.set_overrides(TINY)
+    widget.form.run_path.set_text(str(run_dir))
 
 
 def record(widget):
@@ -89,7 +89,7 @@ def record(widget):
 
     def record_redraw():
         redraw()
-        lines = sum(len(a.get_lines()) for a in (widget.loss_axes, widget.metric_axes))
+        lines = sum(len(a.get_lines()) for a in (widget.plot.loss_axes, widget.plot.metric_axes))
         seen["draws"].append((widget.panel.is_running, lines))
 
     widget._on_event, widget.redraw = record_event, record_redraw
@@ -99,25 +99,25 @@ def record(widget):
 def test_config_from_the_form(viewer, widget, tmp_path):
     add_em(viewer, 2)
     configure(widget, tmp_path / "run", generator_steps=7, gan_steps=3, preview_every=5)
-    widget.scale_spin.setValue(2)
-    widget.encoder_combo.setCurrentText("resnet34")
-    widget.preset_combo.setCurrentText("fluorescence")
-    widget.seed_spin.setValue(9)
-    config = widget.current_config()
+    widget.form.scale_spin.setValue(2)
+    widget.form.encoder_combo.setCurrentText("resnet34")
+    widget.form.preset_combo.setCurrentText("fluorescence")
+    widget.form.seed_spin.setValue(9)
+    config = widget.form.current_config()
     assert config.generator.scale == 2 and config.generator.encoder.value == "resnet34"
     assert config.pretrain_generator.steps == 7 and config.gan.max_steps == 3
     assert config.preview_every == 5 and config.seed == 9 and config.device == "cpu"
     assert config.time_budget is None and config.data.patch_size == 32
     assert config.crappify.scale == 2 and config.crappify.name == "fluorescence"
-    widget.budget_radio.setChecked(True)
-    widget.budget_edit.setText("1h30m")
-    assert widget.current_config().time_budget == 5400.0
-    images = widget.training_images()
+    widget.form.budget_radio.setChecked(True)
+    widget.form.budget_edit.setText("1h30m")
+    assert widget.form.current_config().time_budget == 5400.0
+    images = widget.form.training_images()
     assert [im.source for im in images] == ["em 1", "em 0"]  # top layer first
     assert all(isinstance(im.data, np.ndarray) for im in images)  # no pixel copied
     assert images[0].data is viewer.layers["em 1"].data
-    widget.files_path.set_text("/data/em/*.tif")
-    assert widget.training_images()[-1] == "/data/em/*.tif"
+    widget.form.files_path.set_text("/data/em/*.tif")
+    assert widget.form.training_images()[-1] == "/data/em/*.tif"
 
 
 def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
@@ -139,16 +139,16 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert curves.losses["content"][0] == [1, 2, 3]
     assert curves.losses["content"][1] == pytest.approx([e.losses["loss"] for e in events[1:]])
     assert curves.metrics["psnr"][0] == [0, 2, 3] and curves.metrics["ssim"][0] == [0, 2, 3]
-    assert set(curves.baseline) == {"psnr", "ssim"}
-    assert widget.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
+    assert set(curves.baseline) == {"psnr", "ssim", "frc"}
+    assert widget.plot.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
     assert any(running and lines for running, lines in seen["draws"])  # drawn while running
     # the preview layer: LR | prediction | HR of the validation crop, normalised units
     preview = viewer.layers[PREVIEW_LAYER]
-    assert preview.data.shape == (32, 96) and preview.data.dtype == np.float32
+    assert preview.data.shape == (64, 192) and preview.data.dtype == np.float32
     np.testing.assert_array_equal(preview.data, events[-1].preview)
     assert tuple(preview.contrast_limits) == (0.0, 1.0)
     assert tuple(preview.translate) == (0.0, 64.0 + 16.0)  # beside the first training layer
-    assert "training preview" not in widget.layer_list.names()
+    assert "training preview" not in widget.form.layer_list.names()
     # the model is kept, remembered, and its metrics shown
     model = run_dir / "model"
     assert widget.model_path == model and widget.result.model_path == model
@@ -238,7 +238,7 @@ def test_stop_after_pretraining_keeps_the_pretrained_model_and_resume_finishes(
     assert widget.save_button.isEnabled() and not list(run_dir.rglob("*.partial"))
     # Resume: the run's own settings from the last checkpoint, to the end
     widget.panel.progressed.disconnect(stop_after_pretraining)
-    widget.resume_check.setChecked(True)
+    widget.form.resume_check.setChecked(True)
     widget.start()
     wait_idle(widget.panel, timeout=60000)
     assert notes["error"] == [] and widget.panel.state == "done"
@@ -248,17 +248,17 @@ def test_stop_after_pretraining_keeps_the_pretrained_model_and_resume_finishes(
 def test_bad_settings_are_notifications(viewer, widget, tmp_path, notes):
     widget.start()
     add_em(viewer, 1)
-    widget.run_path.set_text(str(tmp_path / "run"))
+    widget.form.run_path.set_text(str(tmp_path / "run"))
     widget.start()
-    widget.layer_list.set_checked(["em 0"])
-    widget.overrides_edit.setText("gan.max_steps")
+    widget.form.layer_list.set_checked(["em 0"])
+    widget.form.overrides_edit.setText("gan.max_steps")
     widget.start()
-    widget.overrides_edit.setText("gan.max_stepz=3")
+    widget.form.overrides_edit.setText("gan.max_stepz=3")
     widget.start()
-    widget.overrides_edit.setText("")
-    widget.budget_edit.setText("soon")
+    widget.form.overrides_edit.setText("")
+    widget.form.budget_edit.setText("soon")
     widget.start()
-    widget.resume_check.setChecked(True)
+    widget.form.resume_check.setChecked(True)
     widget.start()
     assert notes["error"] == [
         "run folder: choose a new folder for the run",
@@ -275,7 +275,7 @@ def test_bad_settings_are_notifications(viewer, widget, tmp_path, notes):
         "'90s' or '1.5h' (got 'soon')"
     )
     assert widget.panel.state == "idle" and not (tmp_path / "run").exists()
-    assert not widget.budget_edit.isEnabled() and not widget.preset_combo.isEnabled()
+    assert not widget.form.budget_edit.isEnabled() and not widget.form.preset_combo.isEnabled()
 
 
 def test_curves_put_the_phases_one_after_the_other():
@@ -334,9 +334,9 @@ def test_a_fitted_same_grid_crappifier_sets_scale_one(viewer, widget, tmp_path):
     configure(widget, tmp_path / "run")
     fitted = tmp_path / "fitted.yaml"
     fitted.write_text(get_preset("fluorescence", scale=1).to_yaml())
-    widget.preset_combo.setCurrentIndex(widget.preset_combo.count() - 1)  # from a file
-    widget.crappify_path.set_text(str(fitted))
-    assert widget.scale_spin.value() == 1
-    config = widget.current_config()
+    widget.form.preset_combo.setCurrentIndex(widget.form.preset_combo.count() - 1)  # from a file
+    widget.form.crappify_path.set_text(str(fitted))
+    assert widget.form.scale_spin.value() == 1
+    config = widget.form.current_config()
     assert config.generator.scale == 1 and config.crappify.scale == 1
     assert "downsample" not in [s.kind for s in config.crappify.steps]

@@ -1,9 +1,9 @@
 """The Compare dock widget: score a prediction layer against a ground-truth layer.
 
 A thin shell over :func:`decrappify.metrics.iter_evaluate_stack`: the layers become
-:class:`~decrappify.io.Image` records, :func:`~decrappify._napari._alignment.plan_comparison`
+:class:`~decrappify.io.Image` records, :func:`~decrappify.metrics.alignment.plan_comparison`
 checks from their scale and translate that they lie on one grid (resampling or refusing
-otherwise), and the job of :func:`~decrappify._napari._jobs.iter_compare` runs in a
+otherwise), and the job of :func:`~decrappify._napari.jobs.compare.iter_compare` runs in a
 worker. The widget shows the metrics of the current plane and the means over the stack in
 two tables, a per-plane plot, and adds the absolute-error and bicubic-baseline layers.
 """
@@ -29,9 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from decrappify._napari._alignment import current_plane
 from decrappify._napari._controls import LayerPicker
-from decrappify._napari._jobs import Comparison, iter_compare, safe_name
 from decrappify._napari._layers import (
     display_kwargs,
     find_layer,
@@ -39,7 +37,11 @@ from decrappify._napari._layers import (
     layer_to_image,
     set_or_add_image,
 )
+from decrappify._napari._plots import qt_figure, style_axes, theme_colors
 from decrappify._napari._runner import TaskPanel, report_errors
+from decrappify._napari._viewer_geometry import current_plane
+from decrappify._napari.jobs.compare import Comparison, iter_compare
+from decrappify._napari.jobs.compute import safe_name
 from decrappify.errors import InputError
 from decrappify.events import Progress
 from decrappify.metrics import METRIC_NAMES, PREDICTION, results_to_json, write_csv
@@ -124,7 +126,8 @@ class CompareWidget(QWidget):
         for metric in METRIC_NAMES:
             self.plot_metric.addItem(METRIC_TITLES[metric], metric)
         self.plot_metric.setCurrentIndex(METRIC_NAMES.index(DEFAULT_PLOT_METRIC))
-        self.figure, self.axes, self.canvas = _make_plot(self)
+        self.figure, self.canvas = qt_figure(self, (4.0, 2.6), 200)
+        self.axes = self.figure.add_subplot(1, 1, 1)
 
         form = QFormLayout()
         form.addRow("Prediction", self.pred_picker)
@@ -305,7 +308,7 @@ class CompareWidget(QWidget):
         metric = self.plot_metric.currentData() or DEFAULT_PLOT_METRIC
         ax = self.axes
         ax.clear()
-        _style_axes(ax, self._colors)
+        style_axes(ax, self._colors)
         title = METRIC_TITLES[metric]
         if self.comparison is not None:
             series = {
@@ -346,17 +349,7 @@ class CompareWidget(QWidget):
 
     @property
     def _colors(self) -> dict[str, str]:
-        try:
-            from napari.utils.theme import get_theme
-
-            theme = get_theme(self.viewer.theme)
-            return {
-                "background": theme.background.as_hex(),
-                "text": theme.text.as_hex(),
-                "highlight": theme.current.as_hex(),
-            }
-        except Exception:  # an unknown theme keeps matplotlib's defaults
-            return {"background": "#ffffff", "text": "#000000", "highlight": "#4560c4"}
+        return theme_colors(self.viewer)
 
     # -- layers
 
@@ -419,7 +412,7 @@ class CompareWidget(QWidget):
 
 
 class MetricTable(QTableWidget):
-    """A read-only table of the six metrics (rows) for a few methods (columns).
+    """A read-only table of the seven metrics (rows) for a few methods (columns).
 
     Each cell shows the formatted value (``mean ± sd`` when a standard deviation is
     given) and keeps the full-precision value under ``Qt.ItemDataRole.UserRole``.
@@ -497,27 +490,3 @@ class MetricTable(QTableWidget):
         height = self.horizontalHeader().height() + 4
         height += sum(self.rowHeight(r) for r in range(self.rowCount()))
         self.setFixedHeight(height)
-
-
-def _make_plot(parent: QWidget) -> tuple[Any, Any, Any]:
-    """A small matplotlib figure embedded as a Qt widget (no pyplot state)."""
-    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4.0, 2.6), dpi=90)
-    axes = figure.add_subplot(1, 1, 1)
-    canvas = FigureCanvasQTAgg(figure)
-    canvas.setParent(parent)
-    canvas.setMinimumHeight(200)
-    return figure, axes, canvas
-
-
-def _style_axes(ax: Any, colors: dict[str, str]) -> None:
-    """Colour the axes like the napari theme."""
-    ax.figure.set_facecolor(colors["background"])
-    ax.set_facecolor(colors["background"])
-    for spine in ax.spines.values():
-        spine.set_color(colors["text"])
-    ax.tick_params(colors=colors["text"], labelsize="small")
-    ax.xaxis.label.set_color(colors["text"])
-    ax.yaxis.label.set_color(colors["text"])

@@ -12,7 +12,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -20,8 +19,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from decrappify._napari._jobs import recent_models
 from decrappify._napari._layers import find_layer
+from decrappify._napari.jobs.models import recent_models
 
 #: Entry of an optional picker meaning "no layer".
 NO_LAYER = "(none)"
@@ -261,50 +260,6 @@ class PathEdit(QWidget):
             self.set_text(path)
 
 
-def section_label(text: str) -> QLabel:
-    """A bold label heading a group of controls.
-
-    Parameters
-    ----------
-    text : str
-        The heading.
-
-    Returns
-    -------
-    QLabel
-        The label.
-    """
-    label = QLabel(f"<b>{text}</b>")
-    return label
-
-
-def theme_colors(viewer: Any) -> dict[str, str]:
-    """Background, text and highlight colours of the viewer's napari theme (for plots).
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer.
-
-    Returns
-    -------
-    dict of str to str
-        ``background``, ``text`` and ``highlight`` as hex colours; black on white when
-        the theme is unknown.
-    """
-    try:
-        from napari.utils.theme import get_theme
-
-        theme = get_theme(viewer.theme)
-        return {
-            "background": theme.background.as_hex(),
-            "text": theme.text.as_hex(),
-            "highlight": theme.current.as_hex(),
-        }
-    except Exception:  # an unknown theme keeps matplotlib's defaults
-        return {"background": "#ffffff", "text": "#000000", "highlight": "#4560c4"}
-
-
 class LayerChecklist(QListWidget):
     """A list of the viewer's image layers with a check box each, kept in sync.
 
@@ -457,7 +412,7 @@ def recent_models_notifier() -> _RecentModelsNotifier:
     Returns
     -------
     QObject
-        Emit its ``changed`` signal after :func:`decrappify._napari._jobs.remember_model`.
+        Emit its ``changed`` signal after :func:`decrappify._napari.jobs.models.remember_model`.
     """
     if not _NOTIFIER:
         _NOTIFIER.append(_RecentModelsNotifier())
@@ -468,7 +423,7 @@ class ModelPicker(QWidget):
     """An editable combo box of recent models with a Browse button.
 
     The list holds the models trained or used recently (most recent first,
-    :func:`decrappify._napari._jobs.recent_models`) and is refreshed when that list
+    :func:`decrappify._napari.jobs.models.recent_models`) and is refreshed when that list
     changes. Browse accepts a ``.safetensors`` model file or a model folder's
     ``model.json`` (the folder is taken).
 

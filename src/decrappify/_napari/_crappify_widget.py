@@ -3,7 +3,7 @@
 A thin shell over :func:`decrappify.crappify.crappify_image`: the widget turns the
 selected layer into an :class:`~decrappify.io.Image` (:func:`layer_to_image`), builds a
 :class:`~decrappify.config.crappify.CrappifyConfig` from a preset or a YAML file plus the
-edited fields, and runs the jobs of :mod:`decrappify._napari._jobs` in a
+edited fields, and runs the jobs of :mod:`decrappify._napari.jobs` in a
 :class:`~decrappify._napari._runner.TaskPanel`.
 """
 
@@ -29,14 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from decrappify._napari._alignment import current_plane, visible_data_box
 from decrappify._napari._controls import LayerPicker, PathEdit
-from decrappify._napari._jobs import (
-    MEMORY_LIMIT,
-    Preview,
-    iter_crappify_layer,
-    iter_crappify_preview,
-)
 from decrappify._napari._layers import (
     META_KEY,
     display_kwargs,
@@ -45,6 +38,9 @@ from decrappify._napari._layers import (
     set_or_add_image,
 )
 from decrappify._napari._runner import TaskPanel, notify_error, report_errors
+from decrappify._napari._viewer_geometry import current_plane, visible_data_box
+from decrappify._napari.jobs.compute import MEMORY_LIMIT
+from decrappify._napari.jobs.crappify import Preview, iter_crappify_layer, iter_crappify_preview
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.errors import InputError
 from decrappify.io import Image, atomic_write_text

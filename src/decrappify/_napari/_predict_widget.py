@@ -4,7 +4,7 @@ A thin shell over :func:`decrappify.api.iter_predict_image` and
 :func:`decrappify.api.predict_region`: the widget turns the selected layer into an
 :class:`~decrappify.io.Image` (:func:`layer_to_image`, lazy layers stay lazy), reads the
 model's metadata for its summary (:func:`decrappify.api.model_info`, no weights loaded)
-and runs the jobs of :mod:`decrappify._napari._jobs` in a
+and runs the jobs of :mod:`decrappify._napari.jobs` in a
 :class:`~decrappify._napari._runner.TaskPanel`.
 """
 
@@ -14,27 +14,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from decrappify._napari._alignment import current_plane, visible_data_box
 from decrappify._napari._controls import LayerPicker, ModelPicker, PathEdit
-from decrappify._napari._jobs import (
-    MEMORY_LIMIT,
-    iter_predict_layer,
-    iter_predict_preview,
-    model_summary,
-    release_device_memory,
-    remember_model,
-)
+from decrappify._napari._form import ConfigFields, FieldView
 from decrappify._napari._layers import (
     META_KEY,
     crappified_scale,
@@ -44,17 +27,31 @@ from decrappify._napari._layers import (
     set_or_add_image,
 )
 from decrappify._napari._runner import TaskPanel, report_errors
+from decrappify._napari._viewer_geometry import current_plane, visible_data_box
+from decrappify._napari.jobs.compute import MEMORY_LIMIT
+from decrappify._napari.jobs.models import remember_model
+from decrappify._napari.jobs.predict import iter_predict_layer, iter_predict_preview, model_summary
+from decrappify.config.choices import DEVICE_CHOICES
+from decrappify.config.predict import PredictConfig
+from decrappify.devices import release_device_memory
 from decrappify.errors import DecrappifyError, InputError
 from decrappify.io import Image
 
-#: Devices offered (``auto``: CUDA when present, else the CPU).
-DEVICES = ("auto", "cpu", "cuda", "mps")
-#: Output types offered; the first keeps the input's.
-OUT_DTYPES = ("same as input", "uint8", "uint16", "float32")
-#: Value of the overlap box meaning "auto" (cover the model's receptive field).
-AUTO_OVERLAP = -1
-#: Value of the scale box meaning "accept the model's factor".
-ANY_SCALE = 0
+#: The settings of :class:`PredictConfig` the form shows, and how.
+FIELDS = {
+    "scale": FieldView(
+        "Expected scale",
+        special="model's",
+        minimum=1,
+        maximum=16,
+        tooltip="Refuse a model with another factor; set from a layer made by Crappify",
+    ),
+    "tile": FieldView("Tile", minimum=8, maximum=4096, step=8),
+    "overlap": FieldView("Overlap", special="auto", minimum=0, maximum=2048),
+    "batch": FieldView("Batch", minimum=1, maximum=1024),
+    "device": FieldView("Device", choices=DEVICE_CHOICES),
+    "dtype": FieldView("Output type", special="same as input"),
+}
 
 
 class PredictWidget(QWidget):
@@ -90,40 +87,13 @@ class PredictWidget(QWidget):
         self.model_info_label.setWordWrap(True)
         self.layer_picker = LayerPicker(napari_viewer)
         self.layer_picker.setToolTip("The low-resolution image layer (2D or 3D) to super-resolve")
-        self.scale_spin = QSpinBox()
-        self.scale_spin.setRange(ANY_SCALE, 16)
-        self.scale_spin.setSpecialValueText("model's")
-        self.scale_spin.setToolTip(
-            "Refuse a model with another factor; set from a layer made by Crappify"
-        )
-        self.tile_spin = QSpinBox()
-        self.tile_spin.setRange(8, 4096)
-        self.tile_spin.setSingleStep(8)
-        self.tile_spin.setValue(128)
-        self.tile_spin.setToolTip(
-            "Tile side in input pixels; tile × scale must be a multiple of 32 (larger tiles "
-            "are faster on a GPU and need more memory)"
-        )
-        self.overlap_spin = QSpinBox()
-        self.overlap_spin.setRange(AUTO_OVERLAP, 2048)
-        self.overlap_spin.setSpecialValueText("auto")
-        self.overlap_spin.setValue(AUTO_OVERLAP)
-        self.overlap_spin.setToolTip(
-            "Overlap of neighbouring tiles in input pixels (at most tile / 2); auto covers "
-            "the model's receptive field, so tiles join without seams"
-        )
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(1, 1024)
-        self.batch_spin.setValue(8)
-        self.batch_spin.setToolTip(
-            "Tiles per forward pass (halved automatically when out of memory)"
-        )
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.setToolTip("auto: the GPU when there is one, else the CPU")
-        self.dtype_combo = QComboBox()
-        self.dtype_combo.addItems(OUT_DTYPES)
-        self.dtype_combo.setToolTip("Pixel type of the result (integer types are clipped)")
+        self.fields = ConfigFields(PredictConfig, FIELDS)
+        self.scale_spin = self.fields.widget("scale")
+        self.tile_spin = self.fields.widget("tile")
+        self.overlap_spin = self.fields.widget("overlap")
+        self.batch_spin = self.fields.widget("batch")
+        self.device_combo = self.fields.widget("device")
+        self.dtype_combo = self.fields.widget("dtype")
         self.output_path = PathEdit(
             "folder", placeholder="in memory (large results: temporary OME-Zarr)"
         )
@@ -143,12 +113,7 @@ class PredictWidget(QWidget):
         form.addRow("Model", self.model_picker)
         form.addRow("", self.model_info_label)
         form.addRow("Image", self.layer_picker)
-        form.addRow("Expected scale", self.scale_spin)
-        form.addRow("Tile", self.tile_spin)
-        form.addRow("Overlap", self.overlap_spin)
-        form.addRow("Batch", self.batch_spin)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Output type", self.dtype_combo)
+        self.fields.add_rows(form)
         form.addRow("Output folder", self.output_path)
         buttons = QHBoxLayout()
         buttons.addWidget(self.preview_button)
@@ -206,29 +171,27 @@ class PredictWidget(QWidget):
         self.model_info_label.setText(text)
         return text
 
-    def settings(self) -> dict[str, Any]:
-        """Keyword arguments of the prediction: tile, overlap, batch, device, out_dtype.
+    def settings(self) -> PredictConfig:
+        """The prediction settings the form describes.
 
         Returns
         -------
-        dict
-            Settings for :func:`decrappify.api.iter_predict_image`.
+        PredictConfig
+            What :func:`decrappify.api.iter_predict_image` runs with (the same object
+            ``decrappify predict --config`` reads).
+
+        Raises
+        ------
+        InputError
+            For a value the config refuses (an overlap above half the tile, a misspelt
+            device).
         """
-        overlap = int(self.overlap_spin.value())
-        dtype = self.dtype_combo.currentText()
-        return {
-            "tile": int(self.tile_spin.value()),
-            "overlap": "auto" if overlap == AUTO_OVERLAP else overlap,
-            "batch": int(self.batch_spin.value()),
-            "device": self.device_combo.currentText(),
-            "out_dtype": None if dtype == OUT_DTYPES[0] else dtype,
-        }
+        return PredictConfig.build(self.fields.values())
 
     @property
     def expected_scale(self) -> int | None:
         """The factor a model must have (None: any)."""
-        value = int(self.scale_spin.value())
-        return None if value == ANY_SCALE else value
+        return self.fields.value("scale")
 
     # -- actions
 
@@ -251,12 +214,10 @@ class PredictWidget(QWidget):
         model, layer, image = self._inputs()
         box = visible_data_box(self.viewer, layer)
         plane = current_plane(self.viewer, layer) if image.ndim == 3 else 0
-        settings, scale = self.settings(), self.expected_scale
+        settings = self.settings()
         display, name = display_kwargs(layer), layer.name
         self.panel.start(
-            lambda: iter_predict_preview(
-                model, image, box=box, plane=plane, scale=scale, **settings
-            ),
+            lambda: iter_predict_preview(model, image, settings, box=box, plane=plane),
             on_result=partial(self._show_preview, name, display),
             title="Preview",
         )
@@ -265,18 +226,12 @@ class PredictWidget(QWidget):
     def run(self) -> None:
         """Super-resolve the whole selected layer into a new ``<layer> super-resolved`` layer."""
         model, layer, image = self._inputs()
-        settings, scale = self.settings(), self.expected_scale
+        settings = self.settings()
         out_dir = self.output_path.text() or None
         display, name, limit = display_kwargs(layer), layer.name, self.memory_limit
         self.panel.start(
             lambda: iter_predict_layer(
-                model,
-                image,
-                out_dir=out_dir,
-                memory_limit=limit,
-                name=name,
-                scale=scale,
-                **settings,
+                model, image, settings, out_dir=out_dir, memory_limit=limit, name=name
             ),
             on_result=partial(self._add_result, name, display, model, settings),
             title="Super-resolve",
@@ -297,10 +252,14 @@ class PredictWidget(QWidget):
         name: str,
         display: dict[str, Any],
         model: str,
-        settings: dict[str, Any],
+        settings: PredictConfig,
         result: Image,
     ) -> None:
-        info = {"model": str(Path(model).resolve()), "input": name, "settings": settings}
+        info = {
+            "model": str(Path(model).resolve()),
+            "input": name,
+            "settings": settings.settings(),
+        }
         if result.source and result.source != name:
             info["path"] = result.source
         kwargs = image_layer_kwargs(
@@ -313,8 +272,7 @@ class PredictWidget(QWidget):
         remember_model(model)
 
     def _expect_layer_scale(self) -> None:
-        scale = crappified_scale(self.layer_picker.layer())
-        self.scale_spin.setValue(scale if scale is not None else ANY_SCALE)
+        self.fields.set_value("scale", crappified_scale(self.layer_picker.layer()))
 
     def _set_busy(self, busy: bool) -> None:
         for button in (self.preview_button, self.run_button):

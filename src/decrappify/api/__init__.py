@@ -1,4 +1,4 @@
-"""The core API the CLI and napari call: crappify, sample, train, predict, evaluate, demo.
+"""The core API the CLI and napari call: crappify, sample, train, predict, evaluate, export, demo.
 
 Each long operation comes in two forms: ``iter_<name>(...)``, a generator of
 :class:`decrappify.events.Progress` events that returns the result (what shells drive
@@ -17,10 +17,22 @@ from decrappify.api.crappify import (
 )
 from decrappify.api.demo import DemoReport, demo, iter_demo
 from decrappify.api.evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
-from decrappify.api.predict import iter_predict, iter_predict_image, predict, predict_region
+from decrappify.api.export import (
+    BioimageioExport,
+    export_bioimageio,
+    iter_export_bioimageio,
+)
+from decrappify.api.predict import (
+    iter_predict,
+    iter_predict_image,
+    predict,
+    predict_config,
+    predict_region,
+)
 from decrappify.api.train import iter_train, model_info, train, train_config
 
 __all__ = [
+    "BioimageioExport",
     "DemoReport",
     "EvaluationReport",
     "FileResult",
@@ -28,12 +40,14 @@ __all__ = [
     "crappify_config",
     "demo",
     "evaluate",
+    "export_bioimageio",
     "file_seed",
     "fit_crappifier",
     "iter_batch",
     "iter_crappify",
     "iter_demo",
     "iter_evaluate",
+    "iter_export_bioimageio",
     "iter_predict",
     "iter_predict_image",
     "iter_sample",
@@ -41,6 +55,7 @@ __all__ = [
     "model_info",
     "parse_baselines",
     "predict",
+    "predict_config",
     "predict_region",
     "train",
     "train_config",

@@ -176,7 +176,7 @@ def iter_demo(
     # 3. super-resolve the held-back low-res images with the tiled predictor
     pred_dir = out / "predictions"
     results = yield from _phase(
-        "predict", iter_predict(trained.model_path, [test_lr], pred_dir, fmt="zarr")
+        "predict", iter_predict(trained.model_path, [test_lr], pred_dir, {"format": "zarr"})
     )
     _raise_failed(results)
 

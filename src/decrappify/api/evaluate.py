@@ -210,8 +210,13 @@ def iter_evaluate(
         images, one figure per image named ``<stem>-<image>.png``.
     crop, resize : bool
         How to handle grids that differ (see :func:`decrappify.metrics.evaluate_stack`).
+        When neither is given (nor ``scale``) and every image records its pixel size
+        (OME-Zarr, OME-TIFF), the images are put on one grid from where they lie in the
+        world, as napari's Compare widget does
+        (:func:`decrappify.metrics.alignment.plan_comparison`): the same grid, a common
+        region, or a prediction resampled onto the ground truth's grid.
     scale : int or None
-        LR → GT factor, inferred from the shapes when None.
+        LR → GT factor, inferred from the pixel sizes or the shapes when None.
     tune_lr, tune_gt : sequence of path or None
         Noisy images and their ground truths (same grid), never the evaluated ones: each
         denoiser given without a parameter gets the one with the best mean normalised
@@ -235,6 +240,7 @@ def iter_evaluate(
         results_to_json,
         write_csv,
     )
+    from decrappify.metrics.alignment import plan_comparison
     from decrappify.metrics.baselines import infer_scale
 
     names = parse_baselines(baselines)
@@ -252,23 +258,25 @@ def iter_evaluate(
     gt_paths = _paired("gt", expand_inputs(gt), len(pred_paths))
     lr_paths = _paired("lr", expand_inputs(lr), len(pred_paths)) if lr else None
     results: dict[str, Any] = {}
-    images: dict[str, tuple[Any, Any, Any]] = {}
+    images: dict[str, tuple[Any, Any, Any, int | None]] = {}
     for i, (p, g) in enumerate(zip(pred_paths, gt_paths, strict=True)):
         pred_img, gt_img = read_image(p), read_image(g)
         lr_img = read_image(lr_paths[i]) if lr_paths else None
         name = gt_img.name if gt_img.name not in results else f"{gt_img.name}-{i}"
-        image_scale = scale
+        grid: dict[str, Any] = {"crop": crop, "resize": resize, "scale": scale}
+        placed = all(im.pixel_size is not None for im in (pred_img, gt_img, lr_img) if im)
+        if placed and not (crop or resize or scale):
+            grid = plan_comparison(pred_img, gt_img, lr_img).evaluate_kwargs()
+        image_scale = grid["scale"]
         if image_scale is None and lr_img is not None:
             image_scale = infer_scale(lr_img.shape, gt_img.shape)
         events = iter_evaluate_stack(
             pred_img.data,
-            gt_img.data,
+            gt_img,  # the record: its pixel size turns the FRC resolution into a length
             None if lr_img is None else lr_img.data,
             baselines=resolve_baselines(names, image_scale, tuned),
-            scale=scale,
-            crop=crop,
-            resize=resize,
             name=name,
+            **grid,
         )
         while True:
             try:
@@ -277,14 +285,14 @@ def iter_evaluate(
                 results[name] = stop.value
                 break
             yield Progress(phase=name, step=event.step, total=event.total, message=event.message)
-        images[name] = (pred_img, gt_img, lr_img)
+        images[name] = (pred_img, gt_img, lr_img, grid["scale"])
     doc = results_to_json(results, json_path)
     written = [Path(json_path)] if json_path else []
     if csv_path:
         written.append(write_csv(results, csv_path))
     if figure:
         figure = Path(figure)
-        for name, (pred_img, gt_img, lr_img) in images.items():
+        for name, (pred_img, gt_img, lr_img, factor) in images.items():
             target = figure if len(images) == 1 else figure.with_name(f"{figure.stem}-{name}.png")
             plane = gt_img.shape[0] // 2 if gt_img.ndim == 3 else None
             baseline, baseline_name = _figure_baseline(results[name], lr_img, gt_img, plane)
@@ -295,7 +303,7 @@ def iter_evaluate(
                     pred_img.data,
                     gt_img.data,
                     path=target,
-                    scale=scale,
+                    scale=factor,
                     plane=plane,
                     baseline_name=baseline_name,
                     title=name,

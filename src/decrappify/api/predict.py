@@ -1,5 +1,7 @@
 """Predict: super-resolve images larger than memory with a trained model, tile by tile.
 
+Every function takes the settings as one :class:`~decrappify.config.predict.PredictConfig`
+(or a mapping or YAML file of its settings, see :func:`predict_config`).
 ``iter_predict`` runs a batch of files (each into ``out_dir/<stem>.zarr`` or ``.tif``);
 ``iter_predict_image`` one image (a file, an array or a napari layer's
 :class:`~decrappify.io.Image`), into a file or into memory; ``predict_region`` one
@@ -11,38 +13,52 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from decrappify.api.common import FileResult, Format, PathLike, iter_batch
+from decrappify.api.common import FileResult, PathLike, iter_batch
 from decrappify.events import Progress, run_to_end
 
-Overlap = int | Literal["auto"]
+if TYPE_CHECKING:
+    from decrappify.config.predict import PredictConfig
+
+
+def predict_config(config: Any = None, **settings: Any) -> PredictConfig:
+    """Build prediction settings from a YAML file, a mapping or a config, with changes.
+
+    Parameters
+    ----------
+    config : PredictConfig, mapping, path or None
+        What to start from: a ``predict.yaml`` (keys are the ``decrappify predict``
+        flags: ``tile``, ``overlap``, ``batch``, ``device``, ``dtype`` ...), a mapping of
+        the same keys, a config, or None for the defaults.
+    **settings
+        Settings replacing those of ``config`` (the command's flags), e.g. ``tile=256``.
+
+    Returns
+    -------
+    PredictConfig
+        The validated settings.
+
+    Raises
+    ------
+    InputError
+        For a missing or invalid file, an unknown setting or an invalid value (one line
+        naming the file or the setting).
+    """
+    from decrappify.config.predict import PredictConfig
+
+    return PredictConfig.build(config, **settings)
 
 
 def iter_predict(
     model: Any,
     inputs: Sequence[PathLike],
     out_dir: PathLike,
+    config: Any = None,
     *,
-    fmt: Format = "zarr",
-    tile: int = 128,
-    overlap: Overlap = "auto",
-    batch: int = 8,
-    device: str = "auto",
-    resume: bool = False,
-    scheduler: Any = None,
-    cluster: Literal["local"] | None = None,
-    workers: int | None = None,
-    out_dtype: str | None = None,
-    compile: bool = False,
-    overwrite: bool = False,
-    amp: bool | None = None,
-    threads: int | None = None,
-    scale: int | None = None,
-    chunk: int | None = None,
-    block: int | None = None,
+    client: Any = None,
 ) -> Generator[Progress, None, list[FileResult]]:
-    """Super-resolve each input into ``out_dir/<stem>.<fmt>``; one bad input fails alone.
+    """Super-resolve each input into ``out_dir/<stem>.<format>``; one bad input fails alone.
 
     The model is read and the settings are checked once, before any input (a missing or
     corrupted model file, or a tile whose ``tile × scale`` is not a multiple of 32, stops
@@ -60,41 +76,15 @@ def iter_predict(
         TIFF files, Zarr/OME-Zarr stores, folders (their images) or glob patterns.
     out_dir : path
         Output folder (created if missing; it must not lie inside an input).
-    fmt : {"zarr", "tif"}
-        OME-Zarr (chunked, with a pyramid, resumable) or tiled BigTIFF.
-    tile : int
-        Tile side in LR (input) pixels; the network sees ``tile × scale`` pixels, which
-        must be a multiple of 32.
-    overlap : int or "auto"
-        Tile overlap in LR pixels, at most ``tile // 2``; "auto" covers the model's
-        receptive field when it fits, else ``tile // 2``.
-    batch : int
-        Tiles per forward pass.
-    device : str
-        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
-    resume : bool
-        Finish interrupted outputs instead of restarting them (OME-Zarr); outputs that
-        already exist are kept and reported as skipped.
-    scheduler : str, distributed.Client or None
-        Address of a dask.distributed scheduler to compute blocks on (or a client).
-    cluster : {"local"} or None
-        Start a local cluster (one worker per GPU, or ``workers`` CPU workers).
-    workers : int or None
-        Workers of the local cluster.
-    out_dtype : {"uint8", "uint16", "float32"} or None
-        Output dtype (default: each input's).
-    compile : bool
-        ``torch.compile`` the network.
-    overwrite : bool
-        Replace existing outputs.
-    amp : bool or None
-        Mixed precision (None: on for CUDA).
-    threads : int or None
-        torch threads of a local CPU run (default: the available cores).
-    scale : int or None
-        Refuse the model unless it upsamples by this factor.
-    chunk, block : int or None
-        OME-Zarr chunk side and computed block side in HR pixels (defaults 1024, 2048).
+    config : PredictConfig, mapping, path or None
+        The settings (see :func:`predict_config`): ``format`` (OME-Zarr, chunked with a
+        pyramid and resumable, or tiled BigTIFF), ``tile``, ``overlap``, ``batch``,
+        ``device``, ``amp``, ``compile``, ``dtype``, ``threads``, ``scale``, ``chunk``,
+        ``block``; ``resume`` (finish interrupted outputs, keep and report existing ones
+        as skipped), ``overwrite``; ``scheduler`` (a dask.distributed address) or
+        ``cluster: local`` with ``workers``.
+    client : distributed.Client or None
+        A cluster client to compute on (instead of ``scheduler`` / ``cluster``).
 
     Yields
     ------
@@ -109,52 +99,20 @@ def iter_predict(
         ``dtype``, ``mpix_per_s``, ``blocks``, ``blocks_computed``, ``blocks_resumed``,
         ``tile``, ``overlap`` and ``device`` (or ``skipped``).
     """
-    import torch
-
     from decrappify.predict.cluster import open_client
     from decrappify.predict.engine import iter_predict_image
     from decrappify.predict.model import model_handle
-    from decrappify.predict.settings import resolve_device, resolve_settings
+    from decrappify.predict.settings import resolve_settings
 
+    config = predict_config(config)
     handle = model_handle(model)
-    resolve_settings(
-        handle,
-        None,
-        tile=tile,
-        overlap=overlap,
-        batch=batch,
-        device=device,
-        amp=amp,
-        out_dtype=out_dtype,
-        chunk=chunk,
-        block=block,
-        threads=threads,
-    )
-    device_type = torch.device(resolve_device(device)).type
+    device_type = resolve_settings(handle, None, config).device.split(":")[0]
+    fmt = config.format.value
 
     def work(path: Path, out_path: Path) -> Generator[Progress, None, dict[str, Any]]:
-        if resume and not overwrite and os.path.lexists(out_path):
+        if config.resume and not config.overwrite and os.path.lexists(out_path):
             return {"skipped": "output exists (kept by --resume)"}
-        result = yield from iter_predict_image(
-            handle,
-            path,
-            out_path,
-            fmt=fmt,
-            tile=tile,
-            overlap=overlap,
-            batch=batch,
-            device=device,
-            amp=amp,
-            compile=compile,
-            out_dtype=out_dtype,
-            resume=resume,
-            overwrite=overwrite,
-            client=client,
-            chunk=chunk,
-            block=block,
-            threads=threads,
-            scale=scale,
-        )
+        result = yield from iter_predict_image(handle, path, out_path, config, client=cluster)
         stats = result.stats
         keys = (
             "input_shape",
@@ -176,12 +134,14 @@ def iter_predict(
         info["mpix_per_s"] = stats["pixels_per_s"] / 1e6
         return info
 
-    with open_client(scheduler, cluster, workers=workers, device=device_type) as client:
+    scheduler = client if client is not None else config.scheduler
+    kind = config.cluster.value if config.cluster is not None else None
+    with open_client(scheduler, kind, workers=config.workers, device=device_type) as cluster:
         return (yield from iter_batch(inputs, out_dir, fmt, work))
 
 
 def predict(
-    model: Any, inputs: Sequence[PathLike], out_dir: PathLike, **kwargs: Any
+    model: Any, inputs: Sequence[PathLike], out_dir: PathLike, config: Any = None, **kwargs: Any
 ) -> list[FileResult]:
     """Run :func:`iter_predict` to the end.
 
@@ -193,19 +153,25 @@ def predict(
         Input files, folders or globs.
     out_dir : path
         Output folder.
+    config : PredictConfig, mapping, path or None
+        The settings.
     **kwargs
-        As :func:`iter_predict`.
+        ``client``, as for :func:`iter_predict`.
 
     Returns
     -------
     list of FileResult
         One per input.
     """
-    return run_to_end(iter_predict(model, inputs, out_dir, **kwargs)) or []
+    return run_to_end(iter_predict(model, inputs, out_dir, config, **kwargs)) or []
 
 
 def iter_predict_image(
-    model: Any, image: Any, out_path: PathLike | None = None, **kwargs: Any
+    model: Any,
+    image: Any,
+    out_path: PathLike | None = None,
+    config: Any = None,
+    **kwargs: Any,
 ) -> Generator[Progress, None, Any]:
     """Super-resolve one image into a file, or into memory when ``out_path`` is None.
 
@@ -219,9 +185,11 @@ def iter_predict_image(
     out_path : path or None
         ``.zarr``/``.ome.zarr`` or ``.tif``; None for an in-memory numpy result (refused
         above ``max_memory`` bytes, 2 GiB by default).
+    config : PredictConfig, mapping, path or None
+        The settings (see :func:`predict_config`).
     **kwargs
-        Settings of :func:`decrappify.predict.engine.iter_predict_image` (``tile``,
-        ``overlap``, ``batch``, ``device``, ``out_dtype``, ``resume``, ``client`` ...).
+        ``client`` and ``max_memory`` of
+        :func:`decrappify.predict.engine.iter_predict_image`.
 
     Yields
     ------
@@ -235,20 +203,16 @@ def iter_predict_image(
     """
     from decrappify.predict.engine import iter_predict_image as engine_iter
 
-    return (yield from engine_iter(model, image, out_path, **kwargs))
+    return (yield from engine_iter(model, image, out_path, predict_config(config), **kwargs))
 
 
 def predict_region(
     model: Any,
     image: Any,
     region: Any,
+    config: Any = None,
     *,
     plane: int | None = None,
-    tile: int = 128,
-    overlap: Overlap = "auto",
-    batch: int = 8,
-    device: str = "auto",
-    out_dtype: str | None = None,
     lo_hi: tuple[float, float] | None = None,
 ) -> Any:
     """Super-resolve one LR rectangle of one plane: napari's "preview current view".
@@ -261,10 +225,11 @@ def predict_region(
         The LR image.
     region : pair of (start, stop) or pair of slice
         LR rectangle of the plane.
+    config : PredictConfig, mapping, path or None
+        The settings (``tile``, ``overlap``, ``batch``, ``device``, ``dtype``, ``scale``
+        ... as for :func:`iter_predict`).
     plane : int or None
         Plane of a ZYX/TYX stack.
-    tile, overlap, batch, device, out_dtype
-        As for :func:`iter_predict`.
     lo_hi : tuple of float or None
         The image's normalisation range when already known (saves a pass over it).
 
@@ -276,14 +241,5 @@ def predict_region(
     from decrappify.predict.engine import predict_image_region
 
     return predict_image_region(
-        model,
-        image,
-        region,
-        plane=plane,
-        tile=tile,
-        overlap=overlap,
-        batch=batch,
-        device=device,
-        out_dtype=out_dtype,
-        lo_hi=lo_hi,
+        model, image, region, predict_config(config), plane=plane, lo_hi=lo_hi
     )

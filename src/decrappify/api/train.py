@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from decrappify.api.common import PathLike
-from decrappify.errors import InputError, ModelFileError
+from decrappify.errors import InputError
 from decrappify.events import Progress, run_to_end
 
 if TYPE_CHECKING:
@@ -295,30 +295,6 @@ def model_info(path: PathLike) -> ModelInfo:
     ModelFileError
         If the model is missing or its metadata unreadable.
     """
-    from decrappify.models.store import INFO_NAME, METADATA_KEY, parse_model_info
+    from decrappify.models.store import read_model_info
 
-    path = Path(path)
-    if path.is_dir():
-        info_file = path / INFO_NAME
-        if not info_file.is_file():
-            raise ModelFileError(f"{path}: not a decrappify model folder ({INFO_NAME} missing)")
-        try:
-            text = info_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
-        return parse_model_info(text, info_file)
-    if not path.is_file():
-        raise ModelFileError(
-            f"{path}: model not found (expected a model folder or a .safetensors file)"
-        )
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = dict(f.metadata() or {})
-    except Exception as err:  # safetensors raises its own error types
-        raise ModelFileError(f"{path}: not a readable safetensors model file ({err})") from err
-    text = header.get(METADATA_KEY)
-    if text is None:
-        raise ModelFileError(f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata)")
-    return parse_model_info(text, path)
+    return read_model_info(path)

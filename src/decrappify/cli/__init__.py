@@ -8,7 +8,14 @@ from __future__ import annotations
 import typer
 
 from decrappify import __version__
-from decrappify.cli import crappify_cmd, demo_cmd, evaluate_cmd, predict_cmd, train_cmd
+from decrappify.cli import (
+    crappify_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    export_cmd,
+    predict_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="decrappify",
@@ -48,6 +55,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("train")(train_cmd.train)
 app.command("info")(train_cmd.info)
+app.command("export")(export_cmd.export)
 app.command("demo")(demo_cmd.demo)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
-import time
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
@@ -198,20 +196,3 @@ def raise_on_failures(results: list[Any]) -> None:
         err_console.print(f"[bold red]error:[/] {r.error}", highlight=False, soft_wrap=True)
     if failed:
         raise fail(f"{len(failed)} of {len(results)} inputs failed")
-
-
-class Timer:
-    """Wall-clock seconds since creation."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        """Seconds elapsed."""
-        return time.perf_counter() - self.start
-
-
-def is_interactive() -> bool:
-    """Whether stderr is a terminal."""
-    return sys.stderr.isatty()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
@@ -16,29 +15,7 @@ from decrappify.cli._shell import (
     raise_on_failures,
     summary_table,
 )
-
-
-class Preset(str, Enum):
-    """Crappify presets (see docs/crappify.md)."""
-
-    em = "em"
-    em_poisson = "em-poisson"
-    fluorescence = "fluorescence"
-    fluorescence_pssr = "fluorescence-pssr"
-
-
-class OutFormat(str, Enum):
-    """Output formats."""
-
-    tif = "tif"
-    zarr = "zarr"
-
-
-class SampleKind(str, Enum):
-    """Synthetic sample kinds."""
-
-    em = "em"
-    fluorescence = "fluorescence"
+from decrappify.config.choices import CrappifyPreset, OutFormat, SampleKind
 
 
 @handle_errors
@@ -49,13 +26,15 @@ def crappify(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output folder (one file per input)."
     ),
-    preset: Preset = typer.Option(Preset.em, "--preset", "-p", help="Degradation preset."),
+    preset: CrappifyPreset = typer.Option(
+        CrappifyPreset.EM, "--preset", "-p", help="Degradation preset."
+    ),
     scale: int | None = typer.Option(None, "--scale", "-s", help="Downsampling factor (1-16)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same output)."),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Crappify YAML config (overrides --preset)."
     ),
-    fmt: OutFormat = typer.Option(OutFormat.tif, "--format", "-f", help="Output format."),
+    fmt: OutFormat = typer.Option(OutFormat.TIF, "--format", "-f", help="Output format."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     fit: list[Path] | None = typer.Option(
         None, "--fit", help="Fit the noise model to these real low-res images instead."
@@ -115,7 +94,7 @@ def crappify(
 
 @handle_errors
 def sample(
-    kind: SampleKind = typer.Option(SampleKind.em, "--kind", "-k", help="What to synthesise."),
+    kind: SampleKind = typer.Option(SampleKind.EM, "--kind", "-k", help="What to synthesise."),
     size: int = typer.Option(1024, "--size", help="Edge length in pixels (square 2D image)."),
     depth: int = typer.Option(0, "--depth", help="Planes for a ZYX stack (0: a 2D image)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.tif or .zarr)."),

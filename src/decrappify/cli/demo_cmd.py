@@ -8,14 +8,8 @@ from pathlib import Path
 
 import typer
 
-from decrappify.cli._shell import (
-    drive,
-    err_console,
-    fail,
-    handle_errors,
-    out_console,
-    summary_table,
-)
+from decrappify.cli._shell import drive, err_console, fail, handle_errors, out_console
+from decrappify.cli.evaluate_cmd import print_metrics
 
 
 @handle_errors
@@ -46,8 +40,7 @@ def demo(
         api.iter_demo(out, budget=budget, kind=kind, seed=seed, scale=scale, overwrite=overwrite),
         quiet=quiet,
     )
-    table = report.table
-    out_console.print(summary_table("held-back images", table.columns, table.rows))
+    print_metrics(report.table, "held-back images")
     verdict = "[green]beats[/]" if report.gain_db > 0 else "[red]does not beat[/]"
     out_console.print(
         f"model {verdict} {report.baseline} by {report.gain_db:+.2f} dB normalised PSNR "

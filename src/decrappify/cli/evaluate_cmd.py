@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from decrappify.cli._shell import drive, err_console, handle_errors, out_console, summary_table
+
+if TYPE_CHECKING:
+    from decrappify.metrics import MetricsTable
 
 
 @handle_errors
@@ -68,6 +72,33 @@ def evaluate(
             f"{tuned.name}: {tuned.spec} chosen on {tuned.n_images} tuning images "
             f"({max(tuned.scores.values()):.2f} dB normalised PSNR there)"
         )
-    out_console.print(summary_table("evaluate", report.table.columns, report.table.rows))
+    print_metrics(report.table, "evaluate")
     for path in report.written:
         err_console.print(f"wrote {path}")
+
+
+def print_metrics(table: MetricsTable, title: str) -> None:
+    """Print the metrics: one row per image and method, or per image when that is too wide.
+
+    Parameters
+    ----------
+    table : MetricsTable
+        Rows ``image, method, metric...`` (the ``mean`` rows last).
+    title : str
+        Title of the wide table.
+    """
+    wide = summary_table(title, table.columns, table.rows)
+    unbounded = out_console.options.update_width(10_000)
+    if out_console.measure(wide, options=unbounded).maximum <= out_console.width:
+        out_console.print(wide)
+        return
+    # a narrow terminal: each image as a table of metrics (rows) by methods (columns)
+    images: dict[str, list[tuple[str, ...]]] = {}
+    for row in table.rows:
+        images.setdefault(row[0], []).append(row)
+    for image, rows in images.items():
+        columns = ("metric", *(row[1] for row in rows))
+        cells = [
+            (title, *(row[j] for row in rows)) for j, title in enumerate(table.columns) if j > 1
+        ]
+        out_console.print(summary_table(image, columns, cells))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,43 @@ from decrappify.cli._shell import (
     raise_on_failures,
     summary_table,
 )
+from decrappify.config.choices import Cluster, OutDtype, OutFormat
+from decrappify.config.predict import PredictConfig
 
 
-class OutFormat(str, Enum):
-    """Output formats."""
-
-    zarr = "zarr"
-    tif = "tif"
+def _default(name: str) -> Any:
+    return PredictConfig.model_fields[name].default
 
 
-class Device(str, Enum):
-    """Devices (``cuda:N`` is accepted too)."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+def _help(name: str) -> str:
+    return str(PredictConfig.model_fields[name].description)
 
 
-class OutDtype(str, Enum):
-    """Output pixel types."""
-
-    uint8 = "uint8"
-    uint16 = "uint16"
-    float32 = "float32"
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether an option was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return getattr(source, "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
 
 
-class Cluster(str, Enum):
-    """Cluster kinds."""
-
-    local = "local"
+#: The options that are settings of :class:`PredictConfig` (typer parameter -> setting).
+SETTINGS = {
+    "fmt": "format",
+    "tile": "tile",
+    "overlap": "overlap",
+    "batch": "batch",
+    "device": "device",
+    "scheduler": "scheduler",
+    "cluster": "cluster",
+    "workers": "workers",
+    "resume": "resume",
+    "compile": "compile",
+    "dtype": "dtype",
+    "overwrite": "overwrite",
+    "threads": "threads",
+    "scale": "scale",
+    "chunk": "chunk",
+    "block": "block",
+}
 
 
 def parse_overlap(text: str) -> int | str:
@@ -76,6 +83,7 @@ def parse_overlap(text: str) -> int | str:
 
 @handle_errors
 def predict(
+    ctx: typer.Context,
     model: Path = typer.Argument(
         ..., help="Model file (.safetensors) or folder written by training.", show_default=False
     ),
@@ -85,47 +93,26 @@ def predict(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output folder (one <stem>.zarr or <stem>.tif per input)."
     ),
-    fmt: OutFormat = typer.Option(OutFormat.zarr, "--format", "-f", help="Output format."),
-    tile: int = typer.Option(
-        128, "--tile", help="Tile side in input pixels (tile × scale: a multiple of 32)."
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Prediction YAML (keys as these flags); flags override it."
     ),
-    overlap: str = typer.Option(
-        "auto", "--overlap", help="Tile overlap in input pixels, or 'auto' (receptive field)."
-    ),
-    batch: int = typer.Option(8, "--batch", "-b", help="Tiles per forward pass."),
-    device: str = typer.Option(
-        "auto", "--device", "-d", help="auto (CUDA if present), cpu, cuda or cuda:N."
-    ),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Address of a dask.distributed scheduler (tcp://host:8786)."
-    ),
-    cluster: Cluster | None = typer.Option(
-        None, "--cluster", help="Start a local cluster: one worker per GPU, or --workers CPU."
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Workers of --cluster local (default: GPUs, or 2 on CPU)."
-    ),
-    resume: bool = typer.Option(
-        False, "--resume", help="Finish interrupted outputs; keep the finished ones."
-    ),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network first."),
-    dtype: OutDtype | None = typer.Option(
-        None, "--dtype", help="Output pixel type (default: the input's)."
-    ),
+    fmt: OutFormat = typer.Option(_default("format"), "--format", "-f", help=_help("format")),
+    tile: int = typer.Option(_default("tile"), "--tile", help=_help("tile")),
+    overlap: str = typer.Option(_default("overlap"), "--overlap", help=_help("overlap")),
+    batch: int = typer.Option(_default("batch"), "--batch", "-b", help=_help("batch")),
+    device: str = typer.Option(_default("device"), "--device", "-d", help=_help("device")),
+    scheduler: str | None = typer.Option(None, "--scheduler", help=_help("scheduler")),
+    cluster: Cluster | None = typer.Option(None, "--cluster", help=_help("cluster")),
+    workers: int | None = typer.Option(None, "--workers", help=_help("workers")),
+    resume: bool = typer.Option(False, "--resume", help=_help("resume")),
+    compile: bool = typer.Option(False, "--compile", help=_help("compile")),
+    dtype: OutDtype | None = typer.Option(None, "--dtype", help=_help("dtype")),
     report: Path | None = typer.Option(None, "--report", help="Write a JSON report here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="torch threads on CPU (default: all available cores)."
-    ),
-    scale: int | None = typer.Option(
-        None, "--scale", help="Refuse the model unless it upsamples by this factor."
-    ),
-    chunk: int | None = typer.Option(
-        None, "--chunk", help="OME-Zarr chunk side in output pixels (default 1024)."
-    ),
-    block: int | None = typer.Option(
-        None, "--block", help="Output pixels computed at once per side (default 2048)."
-    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_help("overwrite")),
+    threads: int | None = typer.Option(None, "--threads", help=_help("threads")),
+    scale: int | None = typer.Option(None, "--scale", help=_help("scale")),
+    chunk: int | None = typer.Option(None, "--chunk", help=_help("chunk")),
+    block: int | None = typer.Option(None, "--block", help=_help("block")),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Super-resolve images tile by tile into OME-Zarr or BigTIFF (memory bounded by tiles)."""
@@ -135,32 +122,22 @@ def predict(
         raise fail("predict: give at least one INPUT image")
     if out is None:
         raise fail("predict: --out DIR is required")
-    if scheduler is not None and cluster is not None:
-        raise fail("predict: give either --scheduler ADDRESS or --cluster local, not both")
-    if workers is not None and cluster is None:
-        raise fail("predict: --workers applies to --cluster local")
-    settings: dict[str, Any] = {
-        "fmt": fmt.value,
-        "tile": tile,
-        "overlap": parse_overlap(overlap),
-        "batch": batch,
-        "device": device,
-        "resume": resume,
-        "scheduler": scheduler,
-        "cluster": cluster.value if cluster is not None else None,
-        "workers": workers,
-        "out_dtype": dtype.value if dtype is not None else None,
-        "compile": compile,
-        "overwrite": overwrite,
-        "threads": threads,
-        "scale": scale,
-        "chunk": chunk,
-        "block": block,
+    given = {
+        setting: ctx.params[name]
+        for name, setting in SETTINGS.items()
+        if _given(ctx, name) and ctx.params[name] is not None
     }
-    results = drive(api.iter_predict(model, inputs, out, **settings), quiet=quiet)
+    if "overlap" in given:
+        given["overlap"] = parse_overlap(overlap)
+    settings = api.predict_config(config, **given)
+    if settings.scheduler is not None and settings.cluster is not None:
+        raise fail("predict: give either --scheduler ADDRESS or --cluster local, not both")
+    if settings.workers is not None and settings.cluster is None:
+        raise fail("predict: --workers applies to --cluster local")
+    results = drive(api.iter_predict(model, inputs, out, settings), quiet=quiet)
     err_console.print(summary_table("predict", COLUMNS, [summary_row(r) for r in results]))
     if report is not None:
-        write_report(report, model, settings, results)
+        write_report(report, model, settings.settings(), results)
         err_console.print(f"report written to {report}")
     raise_on_failures(results)
 

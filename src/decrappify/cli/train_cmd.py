@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import replace
-from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,65 +17,7 @@ from decrappify.cli._shell import (
     out_console,
     summary_table,
 )
-
-
-class Preset(str, Enum):
-    """Crappify presets (see docs/crappify.md)."""
-
-    em = "em"
-    em_poisson = "em-poisson"
-    fluorescence = "fluorescence"
-    fluorescence_pssr = "fluorescence-pssr"
-
-
-class Encoder(str, Enum):
-    """Generator encoders."""
-
-    resnet18 = "resnet18"
-    resnet34 = "resnet34"
-    resnet50 = "resnet50"
-    resnet101 = "resnet101"
-
-
-class Device(str, Enum):
-    """Training devices."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """Parse ``--set key=value`` options (values are read as YAML: numbers, lists, null).
-
-    Parameters
-    ----------
-    items : list of str or None
-        What the user typed, e.g. ``["gan.max_steps=0", "data.patch_size=96"]``.
-
-    Returns
-    -------
-    dict
-        Dotted key to value.
-
-    Raises
-    ------
-    typer.Exit
-        With ``error: --set expects KEY=VALUE (got 'x')``.
-    """
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise fail(f"--set expects KEY=VALUE, e.g. gan.max_steps=0 (got {item!r})")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise fail(f"--set {key.strip()}: cannot read the value {value!r}") from None
-    return out
-
+from decrappify.config.choices import CrappifyPreset, Encoder
 
 T = TypeVar("T")
 
@@ -133,7 +74,7 @@ def train(
     lr: list[Path] | None = typer.Option(
         None, "--lr", help="Aligned low-res images for paired data, one per --hr (repeatable)."
     ),
-    preset: Preset | None = typer.Option(
+    preset: CrappifyPreset | None = typer.Option(
         None, "--preset", "-p", help="Crappify preset making the LR inputs (default em)."
     ),
     crappify_config: Path | None = typer.Option(
@@ -147,7 +88,9 @@ def train(
     time_budget: str | None = typer.Option(
         None, "--time-budget", "-t", help="Wall-clock budget: 20m, 1h30m, 3600 (seconds)."
     ),
-    device: Device | None = typer.Option(None, "--device", "-d", help="auto, cpu or cuda."),
+    device: str | None = typer.Option(
+        None, "--device", "-d", help="auto (CUDA if present), cpu, cuda, cuda:N or mps."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
     overrides: list[str] | None = typer.Option(
         None, "--set", help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0."
@@ -159,6 +102,7 @@ def train(
 ) -> None:
     """Train a super-resolution generator with NoGAN (pretrain G, critic, short GAN)."""
     from decrappify import api
+    from decrappify.config.base import parse_overrides
 
     if out is None:
         raise fail("train: --out RUN_DIR is required")
@@ -178,9 +122,9 @@ def train(
                 scale=scale,
                 encoder=encoder.value if encoder is not None else None,
                 time_budget=time_budget,
-                device=device.value if device is not None else None,
+                device=device,
                 seed=seed,
-                overrides=parse_overrides(overrides),
+                overrides=parse_overrides(overrides, name="--set"),
             )
         ),
         quiet=quiet,

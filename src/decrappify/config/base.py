@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,15 +50,16 @@ class StrictModel(BaseModel):
         return cls.validate_dict(raw, source=str(path))
 
     @classmethod
-    def validate_dict(cls: type[M], raw: Any, *, source: str = "config") -> M:
+    def validate_dict(cls: type[M], raw: Any, *, source: str | None = "config") -> M:
         """Validate a plain dict, turning pydantic errors into one readable line.
 
         Parameters
         ----------
         raw : dict
             The values.
-        source : str
-            What to call the values in the error message.
+        source : str or None
+            What to call the values in the error message (None: nothing, for values
+            whose messages name them, such as keyword arguments).
 
         Returns
         -------
@@ -66,7 +69,8 @@ class StrictModel(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as err:
-            raise InputError(f"{source}: {format_validation_error(err)}") from err
+            message = format_validation_error(err)
+            raise InputError(f"{source}: {message}" if source else message) from err
 
     def to_yaml(self) -> str:
         """Serialise to YAML text (round-trips through :meth:`from_yaml`).
@@ -99,10 +103,51 @@ def format_validation_error(err: ValidationError) -> str:
         got = e.get("input")
         if e["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown parameter")
-        elif not loc:
-            parts.append(msg)
+        elif not loc or msg.startswith(f"{loc} "):
+            parts.append(msg)  # a message that names its field says it all
         elif isinstance(got, dict | list) or got is None:
             parts.append(f"{loc}: {msg}")
         else:
             parts.append(f"{loc}: {msg} (got {got!r})")
     return "; ".join(parts)
+
+
+def parse_overrides(
+    items: str | Iterable[str] | None, *, name: str = "overrides"
+) -> dict[str, Any]:
+    """Read ``KEY=VALUE`` settings (values as YAML: numbers, lists, ``null``).
+
+    Parameters
+    ----------
+    items : str, iterable of str or None
+        ``["gan.max_steps=0", "data.patch_size=96"]`` (``--set`` options), or one text
+        with the items separated by ``;`` or new lines (napari's overrides field).
+    name : str
+        What to call the items in messages (``"--set"``, ``"overrides"``).
+
+    Returns
+    -------
+    dict
+        Dotted key to value.
+
+    Raises
+    ------
+    InputError
+        ``--set: expected KEY=VALUE, e.g. gan.max_steps=0 (got 'x')`` for an item without
+        ``=``, or ``--set: key: cannot read the value '[1'`` for a value YAML cannot read.
+    """
+    if isinstance(items, str):
+        items = re.split(r"[;\n]+", items)
+    out: dict[str, Any] = {}
+    for raw in items or []:
+        item = raw.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{name}: expected KEY=VALUE, e.g. gan.max_steps=0 (got {item!r})")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"{name}: {key.strip()}: cannot read the value {value!r}") from None
+    return out

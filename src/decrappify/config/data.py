@@ -103,11 +103,25 @@ class ValidationConfig(StrictModel):
         Number of images held out (planes for a single stack); overrides ``fraction``.
     patches : int
         Number of fixed validation crops.
+    size : int or None
+        Side of the validation crops in HR pixels (a multiple of 32). None: twice the
+        training patch, at least 256 and at most the validation images allow. Crops
+        larger than the training patches score the network as inference uses it, on
+        more context than it was trained on: a network that learnt to lean on the
+        borders of its small training patches scores badly there, and is not chosen.
     """
 
     fraction: float = Field(0.1, ge=0.0, le=0.9)
     count: int | None = Field(None, ge=0)
     patches: int = Field(32, ge=1, le=100_000)
+    size: int | None = Field(None, ge=32, le=4096)
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: int | None) -> int | None:
+        if value is not None and value % 32:
+            raise ValueError(f"must be a multiple of 32 (got {value})")
+        return value
 
     @property
     def enabled(self) -> bool:

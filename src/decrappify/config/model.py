@@ -20,8 +20,9 @@ from decrappify.config.base import StrictModel
 from decrappify.config.normalization import NormalizationConfig
 
 #: Version of the saved-model layout (``model.json`` + ``model.safetensors``). Bump it when
-#: a change makes older decrappify releases unable to read new files.
-MODEL_FORMAT_VERSION = 1
+#: a change makes older decrappify releases unable to read new files. Version 2 added
+#: ``generator.grid``; version-1 files are upsample-first (``"hr"``) networks.
+MODEL_FORMAT_VERSION = 2
 
 #: Number of U-Net decoder blocks (one per resolution change of every ResNet encoder).
 N_DECODER_BLOCKS = 4
@@ -44,6 +45,20 @@ class Preset(str, Enum):
 
     WIDE = "wide"
     DEEP = "deep"
+
+
+class Grid(str, Enum):
+    """Where the generator's U-Net computes."""
+
+    LR = "lr"
+    HR = "hr"
+
+
+class TailType(str, Enum):
+    """How an ``"lr"`` generator reaches the output grid."""
+
+    CONV = "conv"
+    SHUFFLE = "shuffle"
 
 
 class NormType(str, Enum):
@@ -122,6 +137,23 @@ class GeneratorConfig(StrictModel):
         the centre one.
     scale : int
         Integer up-sampling factor from the input to the output pixel grid.
+    grid : Grid
+        ``"lr"``: the U-Net computes on the low-resolution input grid and its decoder
+        continues past it with one PixelShuffle-ICNR stage per prime factor of ``scale``
+        (``scale**2`` times less computation than ``"hr"``). ``"hr"`` (PSSR): the input is
+        upsampled bilinearly first and the U-Net computes on the output grid.
+    tail : TailType
+        ``"lr"`` only. ``"conv"``: every PixelShuffle-ICNR stage ends with a 3x3
+        convolution, the last on the output grid (where the upsampled input is
+        concatenated). ``"shuffle"``: the last stage's sub-pixels come straight from the
+        head (3x3 convolution to ``factor**2`` channels + PixelShuffle, as ESPCN), so no
+        feature map is computed on the output grid: several times cheaper.
+    tail_width : int
+        ``"lr"`` only: channels of the output-grid stage (doubled per coarser stage).
+    encoder_depth : int
+        Residual stages of the ResNet encoder kept: 4 (all, features down to 1/32 of
+        the U-Net's grid) or fewer (3: down to 1/16, a quarter of the parameters of
+        ResNet-18/34, since the last stage holds most of them).
     """
 
     encoder: EncoderName = EncoderName.RESNET34
@@ -136,6 +168,10 @@ class GeneratorConfig(StrictModel):
     residual: bool = False
     n_frames: int = Field(1, ge=1, le=15)
     scale: int = Field(4, ge=1, le=8)
+    grid: Grid = Grid.LR
+    tail: TailType = TailType.CONV
+    tail_width: int = Field(16, ge=1, le=512)
+    encoder_depth: int = Field(4, ge=2, le=4)
 
     @field_validator("n_frames")
     @classmethod
@@ -183,6 +219,9 @@ class CriticConfig(StrictModel):
     pool : PoolType
         ``"global"``: one logit per image (mean of the patch map); ``"patch"``: the
         patch map of logits itself (PatchGAN).
+    attention_pool : int
+        Max-pool the self-attention's keys and values by this factor (BigGAN): the
+        attention costs ``attention_pool**2`` times less; 1 attends to every position.
     """
 
     nf: int = Field(64, ge=8, le=512)
@@ -190,6 +229,7 @@ class CriticConfig(StrictModel):
     dropout: float = Field(0.15, ge=0.0, lt=1.0)
     self_attention: bool = True
     pool: PoolType = PoolType.GLOBAL
+    attention_pool: int = Field(2, ge=1, le=8)
 
     @property
     def min_size(self) -> int:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from decrappify.config.base import StrictModel
+from decrappify.config.choices import check_device_name
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.config.data import DataConfig
 from decrappify.config.model import CriticConfig, GeneratorConfig, LossConfig
@@ -49,8 +50,9 @@ PHASES: tuple[str, ...] = ("pretrain_generator", "save_outputs", "pretrain_criti
 #: Longest time budget accepted (30 days).
 MAX_BUDGET_SECONDS = 30 * 24 * 3600.0
 
-#: Validation metrics the GAN phase can watch (normalised PSNR / SSIM of the fixed crops).
-WatchMetric = Literal["psnr", "ssim"]
+#: Validation metrics the GAN phase can watch (normalised PSNR / SSIM of the fixed crops,
+#: or their FRC resolution, smaller is better).
+WatchMetric = Literal["psnr", "ssim", "frc"]
 
 _DURATION = re.compile(
     r"^\s*(?:(?P<h>\d+(?:\.\d*)?)\s*h)?\s*(?:(?P<m>\d+(?:\.\d*)?)\s*m(?:in)?)?"
@@ -274,8 +276,15 @@ class GanConfig(StrictModel):
         Validate and checkpoint every this many generator steps.
     patience : int
         Checkpoints without improvement before stopping.
-    metric : {"psnr", "ssim"}
-        The normalised validation metric watched.
+    metric : {"psnr", "ssim", "frc"}
+        The validation metric watched: normalised PSNR or SSIM, or the FRC resolution
+        (in pixels, smaller is better: it rewards recovered fine detail, which the GAN
+        is for, rather than the smoothest answer).
+    fidelity_drop : float or None
+        A checkpoint only counts as an improvement while its validation PSNR is at most
+        this many dB below the generator the phase started from: the automatic stop
+        before the inflection point where the adversarial loss starts to invent detail.
+        None: no guard.
     budget_share : float
         Share of the time budget.
     """
@@ -291,6 +300,7 @@ class GanConfig(StrictModel):
     checkpoint_every: int = Field(50, ge=1, le=10_000_000)
     patience: int = Field(3, ge=1, le=10_000)
     metric: WatchMetric = "ssim"
+    fidelity_drop: float | None = Field(0.1, ge=0.0, le=100.0)
     budget_share: float = Field(0.16, ge=0.0, le=1.0)
 
     @field_validator("betas")
@@ -349,8 +359,8 @@ class TrainConfig(StrictModel):
     time_budget : float or None
         Wall-clock budget in seconds (strings such as ``"20m"`` or ``"1h30m"`` are
         parsed); None runs the configured step counts.
-    device : {"auto", "cpu", "cuda"}
-        ``auto`` picks CUDA when available.
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     amp : {"auto", "bf16", "fp16", "off"}
         Mixed precision: ``auto`` is bf16 on CUDA devices that support it (fp16 with a
         gradient scaler otherwise) and off on the CPU.
@@ -383,7 +393,7 @@ class TrainConfig(StrictModel):
     gan: GanConfig = Field(default_factory=GanConfig)
     cycles: int = Field(1, ge=1, le=4)
     time_budget: float | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
     num_threads: int | None = Field(None, ge=1, le=1024)
@@ -428,6 +438,11 @@ class TrainConfig(StrictModel):
         if problem:
             raise ValueError(problem)
         return seconds
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _check_device(cls, value: Any) -> Any:
+        return check_device_name(value)
 
     @field_validator("crappify")
     @classmethod

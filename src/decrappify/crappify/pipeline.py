@@ -408,24 +408,6 @@ def crappify_array(
     return lr, resolved_params(params, ops)
 
 
-def lr_shape_of(config: CrappifyConfig, shape: Shape) -> Shape:
-    """LR plane shape that a config produces from an HR plane of ``shape``.
-
-    Parameters
-    ----------
-    config : CrappifyConfig
-        The crappifier.
-    shape : tuple of int
-        HR (height, width).
-
-    Returns
-    -------
-    tuple of int
-        ``(height // scale, width // scale)``.
-    """
-    return (shape[0] // config.scale, shape[1] // config.scale)
-
-
 def halo(ops: Sequence[_Op], shape: Shape, starts: Sequence[int], axis: int) -> int:
     """Largest distance the HR region of an LR chunk extends beyond the chunk.
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from decrappify.data.pairs import (
     image_stats,
     pair_scale,
 )
-from decrappify.data.patches import split_by_image
+from decrappify.data.patches import Region, split_by_image
 from decrappify.errors import InputError
 from decrappify.io.image import Image
 
@@ -297,10 +298,36 @@ def build_datasets(
     train_set = PairDataset(train, config.samples_per_epoch)
     if not val_regions:
         return train_set, None
+    val_config = config.model_copy(
+        update={"patch_size": validation_crop_size(config, val_regions, scale)}
+    )
     val = PairMaker(
-        hr, val_regions, config, crappify=crappify, lr_images=lr, stats=stats, lr_stats=lr_stats
+        hr, val_regions, val_config, crappify=crappify, lr_images=lr, stats=stats, lr_stats=lr_stats
     )
     return train_set, ValidationSet(val, config.validation.patches)
+
+
+def validation_crop_size(config: DataConfig, regions: Sequence[Region], scale: int) -> int:
+    """Side of the validation crops: ``validation.size``, or twice the patch (>= 256).
+
+    Parameters
+    ----------
+    config : DataConfig
+        Patch size and validation settings.
+    regions : sequence of Region
+        The validation regions; the crops fit in the smallest.
+    scale : int
+        Super-resolution factor (crop sides are multiples of ``lcm(32, scale)``).
+
+    Returns
+    -------
+    int
+        The side in HR pixels, never below the training patch.
+    """
+    wanted = config.validation.size or max(2 * config.patch_size, 256)
+    room = min(min(r.rows[1] - r.rows[0], r.cols[1] - r.cols[0]) for r in regions)
+    step = math.lcm(32, scale)
+    return max(config.patch_size, min(wanted, room) // step * step)
 
 
 def _all_stats(
@@ -392,7 +419,7 @@ def describe(train: PairDataset, validation: ValidationSet | None = None) -> dic
     -------
     dict
         The training summary (:meth:`PairDataset.describe`) with a ``validation`` entry
-        (regions, positions, crops; None without validation).
+        (regions, positions, crops and their size; None without validation).
     """
     summary = train.describe()
     summary["batch_size"] = train.maker.config.batch_size
@@ -405,5 +432,6 @@ def describe(train: PairDataset, validation: ValidationSet | None = None) -> dic
             "regions": val["regions"],
             "positions": val["positions"],
             "crops": val["crops"],
+            "patch_size": val["patch_size"],
         }
     return summary

@@ -81,8 +81,3 @@ def ome_symbol(unit: str | None) -> str | None:
     if name is None:
         return None
     return LENGTH_UNITS.get(name) or TIME_UNITS.get(name)
-
-
-def is_time_unit(unit: str | None) -> bool:
-    """Whether a unit (any spelling) is a unit of time."""
-    return normalize_unit(unit) in TIME_UNITS

@@ -129,11 +129,14 @@ def atomic_write(
     Raises
     ------
     OutputError
-        When ``path`` exists and ``overwrite`` is False, or the folder cannot be written.
+        When ``path`` exists and ``overwrite`` is False, or its folder is missing or cannot
+        be written.
     """
     path = Path(path)
     if not overwrite and os.path.lexists(path):
         raise OutputError(f"{path}: already exists; pass overwrite=True to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist")
     tmp = partial_path(path)
     done = False
     try:
@@ -141,6 +144,8 @@ def atomic_write(
             write(tmp)
         except OSError as err:
             raise OutputError(f"{path}: cannot write ({err.strerror or err})") from err
+        if tmp.is_file() and path.is_dir():  # never replace a folder by a file
+            raise OutputError(f"{path}: expected a file path, got a folder")
         commit(tmp, path, overwrite=overwrite)
         done = True
     finally:

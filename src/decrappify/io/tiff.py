@@ -1,4 +1,4 @@
-"""TIFF: lazy reading of single files and folder stacks, tiled OME-TIFF writing.
+"""TIFF reading: lazy reading of single files and folder stacks (writing: :mod:`.tiff_write`).
 
 Reading
 -------
@@ -14,19 +14,12 @@ Metadata is taken, in order of preference, from OME-XML (``PhysicalSizeX/Y/Z``,
 ``unit`` with the X/Y resolution tags) and the plain TIFF resolution tags (centimetre,
 millimetre, micrometre or inch; inch resolutions of 72, 96, 150, 300, 600 or 1200 dpi
 are screen/print defaults and are ignored).
-
-Writing
--------
-:class:`TileWriter` writes a tiled (256x256 by default), zlib-compressed OME-TIFF from
-a stream of tiles in a background thread, so the caller can report progress tile row by
-tile row and cancel at any tile.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import queue
 import threading
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
@@ -36,13 +29,10 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from decrappify.errors import InputError, OutputError
+from decrappify.errors import InputError, short_message
 from decrappify.io._units import (
     LENGTH_UNITS,
-    MICROMETERS_PER_UNIT,
-    TIME_UNITS,
     normalize_unit,
-    ome_symbol,
 )
 from decrappify.io.image import Image
 from decrappify.io.paths import TIFF_SUFFIXES, natural_key
@@ -57,10 +47,6 @@ from decrappify.io.validate import (
 EAGER_MAX_BYTES = 16 * 2**20
 #: Target size of a lazy block along Y and X (rounded to whole tiles/strips).
 BLOCK_TARGET = 1024
-#: Data this large (uncompressed) is written as BigTIFF.
-BIGTIFF_MIN_BYTES = 2**31 - 2**27
-#: Default tile shape of written TIFFs.
-DEFAULT_TILE = (256, 256)
 #: Screen/print default resolutions (pixels per inch) that say nothing about the sample.
 _DEFAULT_DPI = frozenset({72.0, 96.0, 150.0, 300.0, 600.0, 1200.0})
 _OPEN_LOCK = threading.Lock()
@@ -186,14 +172,14 @@ def _open_tiff(path: Path) -> tifffile.TiffFile:
     except IsADirectoryError as err:
         raise InputError(f"{path}: is a folder, expected a TIFF file") from err
     except Exception as err:  # tifffile raises TiffFileError, ValueError, struct.error ...
-        raise InputError(f"{path}: not a readable TIFF file ({_short(err)})") from err
+        raise InputError(f"{path}: not a readable TIFF file ({short_message(err)})") from err
 
 
 def _first_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries:
     try:
         series = tif.series
     except Exception as err:
-        raise InputError(f"{path}: corrupt TIFF file ({_short(err)})") from err
+        raise InputError(f"{path}: corrupt TIFF file ({short_message(err)})") from err
     if not series:
         raise InputError(f"{path}: TIFF file contains no image")
     return series[0]
@@ -215,7 +201,7 @@ def _check_complete(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, pat
                     if count:
                         end = max(end, start + count)
     except Exception as err:
-        raise InputError(f"{path}: corrupt TIFF file ({_short(err)})") from err
+        raise InputError(f"{path}: corrupt TIFF file ({short_message(err)})") from err
     if end > size:
         raise InputError(
             f"{path}: truncated or corrupt TIFF (image data ends at byte {end}, the file has "
@@ -227,13 +213,8 @@ def _read_eager(series: tifffile.TiffPageSeries, path: Path) -> np.ndarray:
     try:
         data = series.asarray()
     except Exception as err:
-        raise InputError(f"{path}: cannot decode TIFF data ({_short(err)})") from err
+        raise InputError(f"{path}: cannot decode TIFF data ({short_message(err)})") from err
     return np.asarray(data).reshape(series.get_shape(True))
-
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def tiff_physical_sizes(
@@ -470,7 +451,7 @@ class TiffSource:
         except InputError:
             raise
         except Exception as err:
-            raise InputError(f"{self.path}: cannot read TIFF data ({_short(err)})") from err
+            raise InputError(f"{self.path}: cannot read TIFF data ({short_message(err)})") from err
         return np.asarray(region, dtype=self.dtype)
 
     def _stored_key(self, key: Any) -> tuple[Any, ...]:
@@ -587,222 +568,3 @@ class TiffStackSource:
             fancy=False,
             meta=np.empty((0, 0, 0), dtype=self.dtype),
         )
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def ome_metadata(
-    axes: str, pixel_size: Sequence[float] | None, units: Sequence[str] | None
-) -> dict[str, Any]:
-    """OME-XML metadata for ``tifffile`` (axes, physical sizes and their units).
-
-    Sizes are written only where the unit is known and has an OME symbol: OME-XML
-    readers take a size without a unit as micrometres, which would be wrong.
-
-    Parameters
-    ----------
-    axes : str
-        Image axes.
-    pixel_size : sequence of float or None
-        Pixel size per axis.
-    units : sequence of str or None
-        NGFF unit per axis.
-
-    Returns
-    -------
-    dict
-        The ``metadata`` argument of :meth:`tifffile.TiffWriter.write`.
-    """
-    meta: dict[str, Any] = {"axes": axes}
-    if pixel_size is None or units is None:
-        return meta
-    for axis, size, unit in zip(axes, pixel_size, units, strict=True):
-        symbol = ome_symbol(unit)
-        name = normalize_unit(unit)
-        if symbol is None:
-            continue
-        if axis in "XYZ" and name in LENGTH_UNITS:
-            meta[f"PhysicalSize{axis}"] = float(size)
-            meta[f"PhysicalSize{axis}Unit"] = symbol
-        elif axis == "T" and name in TIME_UNITS:
-            meta["TimeIncrement"] = float(size)
-            meta["TimeIncrementUnit"] = symbol
-    return meta
-
-
-def resolution_tags(
-    pixel_size: Sequence[float] | None, units: Sequence[str] | None
-) -> dict[str, Any]:
-    """TIFF resolution tags (pixels per centimetre) for readers that ignore OME-XML.
-
-    Parameters
-    ----------
-    pixel_size : sequence of float or None
-        Pixel size per axis (Y and X last).
-    units : sequence of str or None
-        NGFF unit per axis.
-
-    Returns
-    -------
-    dict
-        ``resolution`` and ``resolutionunit`` arguments, or an empty dict.
-    """
-    if pixel_size is None or units is None:
-        return {}
-    scale_y = MICROMETERS_PER_UNIT.get(normalize_unit(units[-2]) or "")
-    scale_x = MICROMETERS_PER_UNIT.get(normalize_unit(units[-1]) or "")
-    if scale_y is None or scale_x is None:
-        return {}
-    return {
-        "resolution": (1e4 / (pixel_size[-1] * scale_x), 1e4 / (pixel_size[-2] * scale_y)),
-        "resolutionunit": "CENTIMETER",
-    }
-
-
-class _Abort(Exception):
-    """Raised inside the writer thread to stop ``tifffile`` when the write is cancelled."""
-
-
-_ABORT = object()
-
-
-class TileWriter:
-    """Write a tiled OME-TIFF from tiles handed over one by one, in a background thread.
-
-    ``tifffile`` consumes an iterator of tiles (row-major within each page, pages in
-    order) in one call; running that call in a thread lets the caller compute tiles,
-    report progress between them and cancel at any point. A bounded queue keeps at most
-    ``queue_size`` tiles in flight.
-
-    Parameters
-    ----------
-    path : Path
-        File to create.
-    shape : tuple of int
-        Image shape (Y and X last).
-    dtype : numpy.dtype
-        Pixel dtype.
-    axes : str
-        Image axes.
-    pixel_size, units : sequence or None
-        Physical metadata (see :func:`ome_metadata`).
-    tile : tuple of int
-        Tile shape (multiples of 16).
-    bigtiff : bool
-        Write BigTIFF.
-    queue_size : int
-        Tiles buffered between the caller and the writer thread.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        axes: str,
-        pixel_size: Sequence[float] | None,
-        units: Sequence[str] | None,
-        tile: tuple[int, int],
-        bigtiff: bool,
-        queue_size: int,
-    ) -> None:
-        self.path = path
-        self.shape = shape
-        self.tile = tile
-        tiles_y = math.ceil(shape[-2] / tile[0])
-        tiles_x = math.ceil(shape[-1] / tile[1])
-        self.n_tiles = int(np.prod(shape[:-2], dtype=np.int64)) * tiles_y * tiles_x
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
-        self._error: BaseException | None = None
-        self._kwargs = {
-            "shape": shape,
-            "dtype": np.dtype(dtype),
-            "tile": tile,
-            "compression": "zlib",
-            "photometric": "minisblack",
-            "metadata": ome_metadata(axes, pixel_size, units),
-            "buffersize": 16 * 2**20,
-            **resolution_tags(pixel_size, units),
-        }
-        try:
-            self._writer = tifffile.TiffWriter(path, bigtiff=bigtiff, ome=True)
-        except OSError as err:
-            raise OutputError(f"{path}: cannot create TIFF file ({err.strerror or err})") from err
-        self._thread = threading.Thread(
-            target=self._run, name="decrappify-tiff-writer", daemon=True
-        )
-        self._thread.start()
-
-    def _tiles(self) -> Any:
-        for _ in range(self.n_tiles):
-            item = self._queue.get()
-            if item is _ABORT:
-                raise _Abort
-            yield item
-
-    def _run(self) -> None:
-        try:
-            with self._writer as writer:
-                writer.write(self._tiles(), **self._kwargs)
-        except BaseException as err:  # handed to the caller's thread
-            self._error = err
-
-    def put(self, tile: np.ndarray) -> None:
-        """Hand one tile to the writer (blocks while the queue is full).
-
-        Parameters
-        ----------
-        tile : numpy.ndarray
-            The next tile, at most ``tile`` in shape (edge tiles are zero-padded).
-
-        Raises
-        ------
-        OutputError
-            When the writer thread failed (disk full, permission ...).
-        """
-        while True:
-            self._raise_if_failed()
-            try:
-                self._queue.put(tile, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None or not self._thread.is_alive():
-            self._thread.join()
-            error = self._error
-            if error is None:
-                raise OutputError(f"{self.path}: TIFF writer stopped unexpectedly")
-            raise OutputError(f"{self.path}: cannot write TIFF ({_short(error)})") from error
-
-    def finish(self) -> None:
-        """Wait for the writer to write the last tiles and close the file.
-
-        Raises
-        ------
-        OutputError
-            When writing failed.
-        """
-        self._thread.join()
-        if self._error is not None:
-            raise OutputError(
-                f"{self.path}: cannot write TIFF ({_short(self._error)})"
-            ) from self._error
-
-    def abort(self) -> None:
-        """Stop the writer thread and wait for it (the partial file is left to the caller)."""
-        while self._thread.is_alive():
-            try:
-                while True:
-                    self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            try:
-                self._queue.put(_ABORT, timeout=0.1)
-            except queue.Full:
-                continue
-            self._thread.join(timeout=0.5)
-        self._thread.join()

@@ -14,10 +14,10 @@ from decrappify.events import Progress, run_to_end
 from decrappify.io._blocks import iter_blocks, round_up
 from decrappify.io.atomic import commit, partial_path, remove_path
 from decrappify.io.image import Image
-from decrappify.io.omezarr import default_chunks, default_levels, iter_write_ome_zarr
+from decrappify.io.omezarr_write import default_chunks, default_levels, iter_write_ome_zarr
 from decrappify.io.paths import check_output_path, image_stem, output_format
 from decrappify.io.read import read_image
-from decrappify.io.tiff import BIGTIFF_MIN_BYTES, DEFAULT_TILE, TileWriter
+from decrappify.io.tiff_write import BIGTIFF_MIN_BYTES, DEFAULT_TILE, TileWriter
 
 
 def iter_write_image(
@@ -192,7 +192,7 @@ def zarr_chunks(chunks: Sequence[int] | None, shape: Sequence[int]) -> tuple[int
     Parameters
     ----------
     chunks : sequence of int or None
-        Requested chunks; None for :func:`~decrappify.io.omezarr.default_chunks`.
+        Requested chunks; None for :func:`~decrappify.io.omezarr_write.default_chunks`.
     shape : sequence of int
         Image shape.
 

@@ -14,14 +14,9 @@ from decrappify.metrics.core import (
     psnr,
     ssim,
 )
+from decrappify.metrics.figure import comparison_figure
 from decrappify.metrics.frc import FRCResult, frc, frc_single
-from decrappify.metrics.report import (
-    MetricsTable,
-    comparison_figure,
-    format_table,
-    results_to_json,
-    write_csv,
-)
+from decrappify.metrics.report import MetricsTable, format_table, results_to_json, write_csv
 from decrappify.metrics.stack import PREDICTION, StackResult, evaluate_stack, iter_evaluate_stack
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Image-quality metrics for one 2D pair: raw and normalised PSNR / SSIM, NRMSE, SI-PSNR.
+"""Image-quality metrics for one 2D pair: raw and normalised PSNR / SSIM, NRMSE, SI-PSNR, FRC.
 
 Two families of numbers are computed, because they answer different questions:
 
@@ -11,6 +11,9 @@ Two families of numbers are computed, because they answer different questions:
   fit ``a * pred + b`` (:func:`normalize_minmse`). They are blind to a global gain and
   offset and measure the structure only, which is how restorations are compared in the
   literature.
+
+The FRC resolution (``frc_px``, see :mod:`decrappify.metrics.frc`) says up to which
+spatial frequency the prediction agrees with the ground truth, in ground-truth pixels.
 
 Everything is computed in float64 on one plane at a time; nothing here imports torch,
 and scikit-image is imported inside the functions that use it (``import decrappify.metrics``
@@ -29,7 +32,15 @@ from decrappify.metrics.baselines import resize_plane
 from decrappify.normalize import percentile_range
 
 #: Keys of the dictionary returned by :func:`evaluate_pair`, in reporting order.
-METRIC_NAMES: tuple[str, ...] = ("psnr", "ssim", "nrmse", "psnr_norm", "ssim_norm", "si_psnr")
+METRIC_NAMES: tuple[str, ...] = (
+    "psnr",
+    "ssim",
+    "nrmse",
+    "psnr_norm",
+    "ssim_norm",
+    "si_psnr",
+    "frc_px",
+)
 
 #: SSIM settings of Wang et al. (2004): 11x11 Gaussian window (sigma 1.5), population
 #: covariances.
@@ -357,6 +368,8 @@ def evaluate_pair(
         - ``si_psnr``: scale-invariant PSNR, ``10 log10((max(gt) - min(gt))**2 /
           mean((a * pred + b - gt)**2))`` with ``a, b`` the least-squares fit onto the raw
           ground truth; the same as CAREamics / Noise2Void ``scale_invariant_psnr``.
+        - ``frc_px``: FRC resolution of ``pred`` against ``gt`` in pixels
+          (:func:`~decrappify.metrics.frc.frc_resolution_px`; smaller is better).
 
         PSNR values are ``inf`` for a perfect match.
 
@@ -413,7 +426,37 @@ def _evaluate_checked(
         "psnr_norm": _psnr_from_mse(mse_n, 1.0),
         "ssim_norm": ssim(pred_n, gt_n, data_range=1.0),
         "si_psnr": _psnr_from_mse(mse_fit, float(gt.max() - gt.min())),
+        "frc_px": frc_resolution_px(pred, gt),
     }
+
+
+def frc_resolution_px(pred: np.ndarray, gt: np.ndarray) -> float:
+    """FRC resolution of a restoration against its ground truth, in pixels, for reports.
+
+    Parameters
+    ----------
+    pred, gt : numpy.ndarray
+        Two 2D images of the same shape.
+
+    Returns
+    -------
+    float
+        ``1 / f`` with ``f`` the frequency (cycles/pixel) where the Fourier ring
+        correlation first falls below 1/7. When it never does, the period of the highest
+        ring (about 2 pixels, the Nyquist limit): the resolution is at least that fine.
+        NaN for a flat image and for images smaller than the 16x16 pixels FRC needs.
+    """
+    # imported here: decrappify.metrics.frc builds on this module
+    from decrappify.metrics.frc import MIN_FRC_SIDE, frc
+
+    if min(gt.shape) < MIN_FRC_SIDE:
+        return float("nan")
+    curve = frc(pred, gt)
+    if not np.isfinite(curve.correlation).any():  # a flat image has no rings to correlate
+        return float("nan")
+    if curve.resolution_px is not None:
+        return float(curve.resolution_px)
+    return float(1.0 / curve.frequencies[-1])
 
 
 def _psnr_from_mse(mse: float, data_range: float) -> float:

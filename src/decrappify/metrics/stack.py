@@ -61,6 +61,10 @@ class StackResult:
         Ground-truth percentiles of the normalised metrics.
     source : str or None
         Name of the evaluated image, for reports.
+    pixel_size : float or None
+        X pixel size of the ground truth (turns ``frc_px`` into a physical resolution).
+    unit : str or None
+        Unit of ``pixel_size``.
     """
 
     values: dict[str, dict[str, np.ndarray]]
@@ -71,6 +75,8 @@ class StackResult:
     norm_low: float = 0.1
     norm_high: float = 99.9
     source: str | None = None
+    pixel_size: float | None = None
+    unit: str | None = None
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -274,7 +280,8 @@ def iter_evaluate_stack(
         (bicubic, same field of view) and interpolate the baselines from ``lr`` directly
         onto that grid. The number of planes must match.
     name : str, optional
-        Name of the image (default: the ``gt`` record's source).
+        Name of the image (default: the ``gt`` record's source). A ``gt`` record's X pixel
+        size and unit are kept in the result.
 
     Yields
     ------
@@ -297,6 +304,7 @@ def iter_evaluate_stack(
     check_percentiles(norm_low, norm_high)
     name = name or (gt.source if isinstance(gt, Image) else None)
     axes = gt.axes if isinstance(gt, Image) else None
+    pixel_size, unit = _x_pixel_size(gt)
     pred_d, gt_d = _data(pred, "pred"), _data(gt, "gt")
     lr_d = None if lr is None else _data(lr, "lr")
     if pred_d.ndim != gt_d.ndim:
@@ -365,7 +373,15 @@ def iter_evaluate_stack(
         norm_low=float(norm_low),
         norm_high=float(norm_high),
         source=name,
+        pixel_size=pixel_size,
+        unit=unit,
     )
+
+
+def _x_pixel_size(gt: Any) -> tuple[float | None, str | None]:
+    if not isinstance(gt, Image) or gt.pixel_size is None:
+        return None, None
+    return float(gt.pixel_size[-1]), (gt.units[-1] if gt.units else None)
 
 
 def _data(array: Any, label: str) -> Any:

@@ -40,6 +40,9 @@ class Critic(nn.Module):
         Self-attention in the first strided block.
     pool : PoolType or str
         ``"global"`` (one logit per image) or ``"patch"`` (a map of logits).
+    attention_pool : int
+        Key/value pooling of the self-attention (see
+        :class:`~decrappify.models.layers.SelfAttention`).
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class Critic(nn.Module):
         dropout: float = 0.15,
         self_attention: bool = True,
         pool: PoolType | str = PoolType.GLOBAL,
+        attention_pool: int = 2,
     ) -> None:
         super().__init__()
         self.pool = PoolType(pool)
@@ -73,6 +77,7 @@ class Critic(nn.Module):
                     norm=sn,
                     leaky=LEAKY,
                     self_attention=self_attention and i == 0,
+                    attention_pool=attention_pool,
                 ),
             ]
             nf *= 2

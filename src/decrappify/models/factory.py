@@ -15,6 +15,7 @@ from decrappify.config.model import (
     CriticConfig,
     EncoderName,
     GeneratorConfig,
+    Grid,
     LossConfig,
     LossTerm,
     NormType,
@@ -30,6 +31,7 @@ from decrappify.models.vgg import load_vgg16_bn_features
 
 __all__ = [
     "EncoderName",
+    "Grid",
     "LossTerm",
     "NormType",
     "PoolType",
@@ -63,6 +65,9 @@ def _generator_from_encoder(cfg: GeneratorConfig, encoder: ResNetEncoder) -> Sup
         blur=cfg.blur,
         y_range=cfg.y_range,
         residual=cfg.residual,
+        scale=cfg.scale if Grid(cfg.grid) is Grid.LR else 1,
+        tail_width=cfg.tail_width,
+        tail=cfg.tail,
     )
     return SuperResolutionNet(unet, scale=cfg.scale, config=cfg.model_copy(deep=True))
 
@@ -98,7 +103,7 @@ def build_generator(
         If the weights file is missing, unreadable or does not match the encoder.
     """
     with _seeded(seed):
-        encoder = build_encoder(cfg.encoder, cfg.n_frames, encoder_weights)
+        encoder = build_encoder(cfg.encoder, cfg.n_frames, encoder_weights, depth=cfg.encoder_depth)
         return _generator_from_encoder(cfg, encoder)
 
 
@@ -117,7 +122,9 @@ def generator_skeleton(cfg: GeneratorConfig) -> SuperResolutionNet:
         untouched and nothing is logged).
     """
     with _seeded(0):
-        return _generator_from_encoder(cfg, ResNetEncoder(cfg.encoder, cfg.n_frames))
+        return _generator_from_encoder(
+            cfg, ResNetEncoder(cfg.encoder, cfg.n_frames, cfg.encoder_depth)
+        )
 
 
 def build_critic(cfg: CriticConfig, *, seed: int | None = None) -> Critic:
@@ -143,6 +150,7 @@ def build_critic(cfg: CriticConfig, *, seed: int | None = None) -> Critic:
             dropout=cfg.dropout,
             self_attention=cfg.self_attention,
             pool=cfg.pool,
+            attention_pool=cfg.attention_pool,
         )
 
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -127,6 +126,7 @@ def conv_layer(
     use_activ: bool = True,
     leaky: float | None = None,
     self_attention: bool = False,
+    attention_pool: int = 1,
 ) -> nn.Sequential:
     """Convolution, activation, BatchNorm and self-attention, as fastai v1's ``conv_layer``.
 
@@ -156,6 +156,8 @@ def conv_layer(
         LeakyReLU slope (None for ReLU).
     self_attention : bool
         Append a :class:`SelfAttention` layer.
+    attention_pool : int
+        Its key/value pooling factor.
 
     Returns
     -------
@@ -177,7 +179,7 @@ def conv_layer(
     if use_bn:
         layers.append(batchnorm_2d(nf, zero=zero_bn))
     if self_attention:
-        layers.append(SelfAttention(nf))
+        layers.append(SelfAttention(nf, pool=attention_pool))
     return nn.Sequential(*layers)
 
 
@@ -285,21 +287,25 @@ class SelfAttention(nn.Module):
     ``y = gamma * attention(x) + x`` with 1x1 spectral-normalised query/key
     (``channels // 8`` each) and value (``channels``) projections; ``gamma`` starts at 0,
     so the layer is the identity at initialisation. Attention weights are
-    ``softmax(q . k / sqrt(d))`` over the key positions. It runs through
-    :func:`torch.nn.functional.scaled_dot_product_attention` with the value split into
-    heads of the query size, which lets PyTorch use its memory-efficient kernels
-    (memory linear, not quadratic, in the number of positions at inference).
+    ``softmax(q . k / sqrt(d))`` over the key positions, computed once and applied to
+    all value channels (one head) with
+    :func:`torch.nn.functional.scaled_dot_product_attention`.
 
     Parameters
     ----------
     channels : int
         Input (and output) channels.
+    pool : int
+        Max-pool keys and values by this factor (BigGAN's attention): ``pool**2`` times
+        fewer key positions, so the attention costs ``pool**2`` times less; 1 attends to
+        every position.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, pool: int = 1) -> None:
         super().__init__()
         self.channels = channels
         self.key_channels = max(channels // 8, 1)
+        self.pool = int(pool)
         self.query = _sn_conv1x1(channels, self.key_channels)
         self.key = _sn_conv1x1(channels, self.key_channels)
         self.value = _sn_conv1x1(channels, channels)
@@ -319,20 +325,14 @@ class SelfAttention(nn.Module):
             Same shape.
         """
         n, c, h, w = x.shape
-        d = self.key_channels
-        length = h * w
-        q = self.query(x).reshape(n, 1, d, length).transpose(-1, -2)
-        k = self.key(x).reshape(n, 1, d, length).transpose(-1, -2)
-        heads = math.ceil(c / d)
-        v = self.value(x).reshape(n, c, length)
-        if heads * d != c:
-            v = F.pad(v, (0, 0, 0, heads * d - c))
-        v = v.reshape(n, heads, d, length).transpose(-1, -2)
-        out = F.scaled_dot_product_attention(
-            q.expand(n, heads, length, d), k.expand(n, heads, length, d), v
-        )
-        out = out.transpose(-1, -2).reshape(n, heads * d, h, w)[:, :c]
-        return self.gamma * out + x
+        q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, d)
+        k, v = self.key(x), self.value(x)
+        if self.pool > 1 and min(h, w) >= self.pool:
+            k, v = F.max_pool2d(k, self.pool), F.max_pool2d(v, self.pool)
+        k = k.flatten(2).transpose(1, 2)  # (N, S, d)
+        v = v.flatten(2).transpose(1, 2)  # (N, S, C)
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return self.gamma * out.transpose(1, 2).reshape(n, c, h, w) + x
 
 
 def _sn_conv1x1(ni: int, nf: int) -> nn.Conv2d:

@@ -166,23 +166,31 @@ class ResNetEncoder(nn.Module):
         ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` or ``"resnet101"``.
     in_channels : int
         Input channels of ``conv1`` (1 for a grey image, ``n_frames`` for 2.5D).
+    depth : int
+        Residual stages kept (``layer1`` ... ``layer{depth}``): 4 is the whole ResNet
+        (output at 1/32 resolution), 3 stops at ``layer3`` (1/16) and so on.
     """
 
-    def __init__(self, name: EncoderName | str, in_channels: int = 1) -> None:
+    def __init__(self, name: EncoderName | str, in_channels: int = 1, depth: int = 4) -> None:
         super().__init__()
+        if not 1 <= depth <= 4:
+            raise ValueError(f"encoder depth must be 1 to 4, got {depth}")
         self.name = EncoderName(name)
         self.in_channels = in_channels
+        self.depth = depth
         spec = RESNET_SPECS[self.name]
         self._inplanes = 64
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(spec.block, 64, spec.layers[0])
-        self.layer2 = self._make_layer(spec.block, 128, spec.layers[1], stride=2)
-        self.layer3 = self._make_layer(spec.block, 256, spec.layers[2], stride=2)
-        self.layer4 = self._make_layer(spec.block, 512, spec.layers[3], stride=2)
-        self.out_channels = 512 * spec.block.expansion
+        for i in range(depth):
+            nf = 64 * 2**i
+            layer = self._make_layer(spec.block, nf, spec.layers[i], stride=1 if i == 0 else 2)
+            self.add_module(f"layer{i + 1}", layer)
+        self.out_channels = 64 * 2 ** (depth - 1) * spec.block.expansion
+        #: The input sides must be multiples of this (the output is at 1/multiple).
+        self.multiple = 2 ** (depth + 1)
         self.reset_parameters()
 
     def _make_layer(
@@ -208,16 +216,17 @@ class ResNetEncoder(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def stage_names() -> tuple[str, ...]:
+    def stage_names(self) -> tuple[str, ...]:
         """Names of the stages :meth:`forward` runs, in order.
 
         Returns
         -------
         tuple of str
-            ``("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")``.
+            ``("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")``
+            for the whole ResNet, without the last layers for a smaller ``depth``.
         """
-        return ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        layers = tuple(f"layer{i + 1}" for i in range(self.depth))
+        return ("conv1", "bn1", "relu", "maxpool", *layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode.
@@ -230,7 +239,7 @@ class ResNetEncoder(nn.Module):
         Returns
         -------
         torch.Tensor
-            ``(N, out_channels, H / 32, W / 32)``.
+            ``(N, out_channels, H / multiple, W / multiple)``.
         """
         for name in self.stage_names():
             x = getattr(self, name)(x)
@@ -264,8 +273,9 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
 def load_encoder_weights(encoder: ResNetEncoder, path: str | Path) -> None:
     """Load a torchvision ImageNet state dict into an encoder, by name with strict checks.
 
-    ``fc.*`` keys are ignored and ``conv1.weight`` is adapted to the encoder's input
-    channels with :func:`adapt_first_conv`.
+    ``fc.*`` keys and the layers beyond the encoder's ``depth`` are ignored, and
+    ``conv1.weight`` is adapted to the encoder's input channels with
+    :func:`adapt_first_conv`.
 
     Parameters
     ----------
@@ -281,8 +291,9 @@ def load_encoder_weights(encoder: ResNetEncoder, path: str | Path) -> None:
         If the file is missing or unreadable, or its names or shapes do not match the
         encoder; the message names the file and the first offending keys.
     """
-    path = Path(path)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
+    path = Path(path).expanduser()
+    unused = ("fc.", *(f"layer{i}." for i in range(encoder.depth + 1, 5)))
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(unused)}
     expected = {k: v.shape for k, v in encoder.state_dict().items()}
     conv1 = state.get("conv1.weight")
     if conv1 is not None and conv1.ndim == 4 and tuple(conv1.shape[2:]) == (7, 7):
@@ -302,7 +313,11 @@ def load_encoder_weights(encoder: ResNetEncoder, path: str | Path) -> None:
 
 
 def build_encoder(
-    name: EncoderName | str, in_channels: int = 1, weights: str | Path | None = None
+    name: EncoderName | str,
+    in_channels: int = 1,
+    weights: str | Path | None = None,
+    *,
+    depth: int = 4,
 ) -> ResNetEncoder:
     """Make a ResNet encoder, from a local ImageNet weights file or randomly initialised.
 
@@ -315,13 +330,15 @@ def build_encoder(
     weights : str, Path or None
         Local torchvision state dict; None starts from random He initialisation (logged
         on the ``"decrappify"`` logger).
+    depth : int
+        Residual stages kept (see :class:`ResNetEncoder`).
 
     Returns
     -------
     ResNetEncoder
         The encoder, in training mode.
     """
-    encoder = ResNetEncoder(name, in_channels)
+    encoder = ResNetEncoder(name, in_channels, depth)
     if weights is None:
         logger.info(
             "%s encoder: random He initialisation (no ImageNet weights file given; pass a local "

@@ -146,11 +146,40 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # safetensors raises SafetensorError, OSError, ...
-        text = " ".join(str(err).split())[:200] or type(err).__name__
-        raise ModelFileError(
-            f"{path}: not a readable safetensors file, it may be truncated or corrupted ({text})"
-        ) from err
+        raise ModelFileError(_unreadable(path, err)) from err
     return tensors, metadata
+
+
+def read_header(path: str | Path) -> dict[str, str]:
+    """Read the header metadata of a ``.safetensors`` file, not its tensors.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    dict of str to str
+        Header metadata (empty if none).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not safetensors (or is truncated).
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises SafetensorError, OSError, ...
+        raise ModelFileError(_unreadable(Path(path), err)) from err
+
+
+def _unreadable(path: Path, err: BaseException) -> str:
+    text = " ".join(str(err).split())[:200] or type(err).__name__
+    return f"{path}: not a readable safetensors file, it may be truncated or corrupted ({text})"
 
 
 def _check_info_matches(net: SuperResolutionNet, generator: GeneratorConfig, target: Path) -> None:
@@ -273,12 +302,69 @@ def parse_model_info(text: str, source: str | Path) -> ModelInfo:
             f"{source}: model format version {version} is newer than decrappify {__version__} "
             f"reads (up to {MODEL_FORMAT_VERSION}); upgrade decrappify"
         )
+    generator = raw.get("generator")
+    if version < 2 and isinstance(generator, dict):  # before the "lr" layout existed
+        raw["generator"] = {**generator, "grid": generator.get("grid", "hr")}
     try:
         return ModelInfo.model_validate(raw)
     except ValidationError as err:
         raise ModelFileError(
             f"{source}: invalid model metadata: {format_validation_error(err)}"
         ) from err
+
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    """Read a model's metadata without loading its weights.
+
+    Parameters
+    ----------
+    path : str or Path
+        A model folder (``model.json`` + ``model.safetensors``) or a single
+        ``.safetensors`` model file (only its header is read).
+
+    Returns
+    -------
+    ModelInfo
+        The metadata.
+
+    Raises
+    ------
+    ModelFileError
+        If the model is missing or its metadata unreadable; the message names the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        info_file = path / INFO_NAME
+        if not info_file.is_file():
+            raise ModelFileError(f"{path}: not a decrappify model folder ({INFO_NAME} missing)")
+        return _info_from_json(info_file)
+    if not path.is_file():
+        raise ModelFileError(_not_found(path))
+    return _info_from_header(read_header(path), path)
+
+
+def _info_from_json(info_file: Path) -> ModelInfo:
+    try:
+        text = info_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
+    return parse_model_info(text, info_file)
+
+
+def _info_from_header(header: Mapping[str, str], path: Path) -> ModelInfo:
+    text = header.get(METADATA_KEY)
+    if text is None:
+        raise ModelFileError(
+            f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata in the header)"
+        )
+    return parse_model_info(text, path)
+
+
+def _not_found(path: Path) -> str:
+    return (
+        f"{path}: model not found (expected a folder with {INFO_NAME} and {WEIGHTS_NAME}, "
+        "or a .safetensors file)"
+    )
 
 
 def _locate(path: Path) -> tuple[Path, Path | None]:
@@ -293,10 +379,7 @@ def _locate(path: Path) -> tuple[Path, Path | None]:
         return weights, info
     if path.is_file():
         return path, None
-    raise ModelFileError(
-        f"{path}: model not found (expected a folder with {INFO_NAME} and {WEIGHTS_NAME}, "
-        "or a .safetensors file)"
-    )
+    raise ModelFileError(_not_found(path))
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
@@ -324,19 +407,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
     path = Path(path)
     weights, info_file = _locate(path)
     tensors, header = read_tensors(weights)
-    if info_file is None:
-        text = header.get(METADATA_KEY)
-        if text is None:
-            raise ModelFileError(
-                f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata in the header)"
-            )
-        info = parse_model_info(text, path)
-    else:
-        try:
-            text = info_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ModelFileError(f"{info_file}: cannot read model metadata ({err})") from err
-        info = parse_model_info(text, info_file)
+    info = _info_from_header(header, path) if info_file is None else _info_from_json(info_file)
     net = generator_skeleton(info.generator)
     cfg = info.generator
     load_checked(

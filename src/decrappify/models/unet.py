@@ -19,15 +19,13 @@ crop back.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
-from decrappify.config.model import GeneratorConfig, NormType, Preset
+from decrappify.config.model import GeneratorConfig, NormType, Preset, TailType
 from decrappify.errors import InputError
 from decrappify.models.layers import (
     PixelShuffleICNR,
@@ -45,42 +43,28 @@ IMAGENET_GREY_MEAN = 0.449
 IMAGENET_GREY_STD = 0.226
 
 
-def encoder_taps(encoder: ResNetEncoder, size: int = 64) -> list[tuple[str, int, int]]:
-    """Find the encoder stages after which the resolution changes (fastai ``_get_sfs_idxs``).
+def encoder_taps(encoder: ResNetEncoder) -> list[tuple[str, int, int]]:
+    """List the encoder stages after which the resolution changes (fastai ``_get_sfs_idxs``).
 
     Parameters
     ----------
     encoder : ResNetEncoder
-        The encoder; its stages are run once on the ``meta`` device (shapes only, no
-        computation, its weights and statistics untouched).
-    size : int
-        Side of the dummy input (a multiple of 32).
+        The encoder.
 
     Returns
     -------
     list of (str, int, int)
         ``(stage name, channels, downsampling factor)`` from the highest resolution to the
         lowest, excluding the last stage; e.g. for ResNet-34
-        ``[("relu", 64, 2), ("layer1", 64, 4), ("layer2", 128, 8), ("layer3", 256, 16)]``.
+        ``[("relu", 64, 2), ("layer1", 64, 4), ("layer2", 128, 8), ("layer3", 256, 16)]``
+        (``conv1`` halves the resolution, ``maxpool`` and every layer after ``layer1``
+        halve it again). Read off the architecture, not found by a dummy forward pass, so
+        that building a network costs no computation.
     """
-    shapes = []
-    x = torch.empty(1, encoder.in_channels, size, size, device="meta")
-    for name in encoder.stage_names():
-        stage = getattr(encoder, name)
-        tensors = {
-            k: torch.empty_like(v, device="meta")
-            for k, v in itertools.chain(stage.named_parameters(), stage.named_buffers())
-        }
-        x = functional_call(stage, tensors, (x,))
-        shapes.append((name, x.shape[1], x.shape[-1]))
-    taps = [
-        (name, channels, size // side)
-        for (name, channels, side), (_, _, next_side) in zip(shapes[:-1], shapes[1:], strict=True)
-        if side != next_side
-    ]
-    if shapes[0][2] != shapes[1][2]:  # fastai: the first stage itself changes the size
-        taps.insert(0, (shapes[0][0], shapes[0][1], size // shapes[0][2]))
-    return taps
+    expansion = encoder.out_channels // (64 * 2 ** (encoder.depth - 1))
+    taps = [("relu", 64, 2)]
+    taps += [(f"layer{i + 1}", 64 * 2**i * expansion, 2 ** (i + 2)) for i in range(encoder.depth)]
+    return taps[:-1]
 
 
 class UnetBlock(nn.Module):
@@ -228,7 +212,20 @@ class DynamicUnet(nn.Module):
         Output range (SigmoidRange), None for linear; with ``residual`` a clamp applied
         outside training only.
     residual : bool
-        Output = the input's centre channel + the head's correction (head starts at 0).
+        Output = the input's centre channel (bilinearly upsampled when ``scale > 1``) +
+        the head's correction (head starts at 0).
+    scale : int
+        Output grid / input grid. 1: the U-Net returns an image on its input grid (the
+        upsample-first ``"hr"`` layout). More: the decoder continues past the input
+        resolution with an :class:`UpsampleTail` (the ``"lr"`` layout).
+    tail_width : int
+        Channels of the tail's output-grid stage, doubled per coarser stage.
+    tail : TailType
+        ``"conv"``: every upsampling stage ends with a 3x3 convolution, the last one on
+        the output grid, where the upsampled input is concatenated. ``"shuffle"``: the
+        head makes the last stage's sub-pixels directly (3x3 convolution to
+        ``factor**2`` channels + PixelShuffle, ESPCN), so no feature map is ever
+        computed on the output grid.
     """
 
     def __init__(
@@ -244,9 +241,13 @@ class DynamicUnet(nn.Module):
         blur: bool = True,
         y_range: tuple[float, float] | None = (-0.2, 1.2),
         residual: bool = False,
+        scale: int = 1,
+        tail_width: int = 16,
+        tail: TailType = TailType.CONV,
     ) -> None:
         super().__init__()
         norm = NormType(norm)
+        self.scale = int(scale)
         extra_bn = norm is NormType.SPECTRAL
         self.encoder = encoder
         taps = encoder_taps(encoder)
@@ -290,7 +291,22 @@ class DynamicUnet(nn.Module):
         )
         ni = up_in + encoder.in_channels
         self.res = ResBlock(ni, norm=norm)
-        head = init_conv(nn.Conv2d(ni, 1, kernel_size=1, bias=True))
+        factors = prime_factors(self.scale)
+        # "shuffle" tail: the head's convolution makes the last factor's sub-pixels itself
+        head_factor = factors.pop() if factors and TailType(tail) is TailType.SHUFFLE else 1
+        if self.scale > 1:
+            self.tail = UpsampleTail(
+                ni,
+                factors,
+                encoder.in_channels if head_factor == 1 else 0,
+                width=tail_width * head_factor,
+                blur=blur,
+                norm=norm,
+            )
+            ni = self.tail.out_channels
+        ks = 1 if head_factor == 1 else 3
+        head = init_conv(nn.Conv2d(ni, head_factor**2, kernel_size=ks, padding=ks // 2))
+        self.head_shuffle = nn.PixelShuffle(head_factor) if head_factor > 1 else nn.Identity()
         self.residual = residual
         self.y_range = y_range
         if residual:  # start from the interpolated input: the correction is 0 (and stays
@@ -303,18 +319,21 @@ class DynamicUnet(nn.Module):
         self.out_act: nn.Module = SigmoidRange(*y_range) if use_sigmoid else nn.Identity()
         self.attention_block = attention_at
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_up: torch.Tensor | None = None) -> torch.Tensor:
         """Run the U-Net.
 
         Parameters
         ----------
         x : torch.Tensor
             ``(N, in_channels, H, W)`` in normalised units, ``H`` and ``W`` multiples of 32.
+        x_up : torch.Tensor or None
+            With ``scale > 1``: ``x`` upsampled to the output grid (the cross connection
+            and residual base); None upsamples ``x`` bilinearly here.
 
         Returns
         -------
         torch.Tensor
-            ``(N, 1, H, W)``.
+            ``(N, 1, H * scale, W * scale)``.
         """
         feats = {}
         y = (x - IMAGENET_GREY_MEAN) / IMAGENET_GREY_STD
@@ -330,13 +349,87 @@ class DynamicUnet(nn.Module):
         if y.shape[-2:] != x.shape[-2:]:
             y = F.interpolate(y, x.shape[-2:], mode="nearest")
         y = self.res(torch.cat([y, x], dim=1))
+        if self.scale > 1:
+            if x_up is None:
+                x_up = F.interpolate(
+                    x, scale_factor=self.scale, mode="bilinear", align_corners=False
+                )
+            x = x_up
+            y = self.tail(y, x)
+        y = self.head_shuffle(self.head(y))
         if not self.residual:
-            return self.out_act(self.head(y))
+            return self.out_act(y)
         centre = x.shape[1] // 2
-        out = x[:, centre : centre + 1] + self.head(y)
+        out = x[:, centre : centre + 1] + y
         if self.y_range is not None and not self.training:
             out = out.clamp(*self.y_range)
         return out
+
+
+def prime_factors(n: int) -> list[int]:
+    """Prime factors of ``n`` in increasing order (``12 -> [2, 2, 3]``, ``1 -> []``)."""
+    factors, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    return factors
+
+
+class UpsampleTail(nn.Module):
+    """The decoder's continuation past the input grid.
+
+    One PixelShuffle-ICNR stage per factor (blur, then a 3x3 convolution), the upsampled
+    input frames concatenated before the last convolution (cross connection on the output
+    grid).
+
+    Parameters
+    ----------
+    ni : int
+        Channels on the input grid.
+    factors : list of int
+        Upsampling factor of each stage (may be empty).
+    n_frames : int
+        Input frames concatenated before the last convolution (0: none).
+    width : int
+        Channels of the last stage; each coarser stage has twice as many.
+    blur : bool
+        Blur after each PixelShuffle.
+    norm : NormType
+        Normalisation of the convolutions.
+    """
+
+    def __init__(
+        self,
+        ni: int,
+        factors: list[int],
+        n_frames: int,
+        *,
+        width: int,
+        blur: bool,
+        norm: NormType,
+    ) -> None:
+        super().__init__()
+        widths = [width * 2 ** (len(factors) - 1 - i) for i in range(len(factors))]
+        ups, convs = [], []
+        for i, (factor, nf) in enumerate(zip(factors, widths, strict=True)):
+            ups.append(PixelShuffleICNR(ni, nf, scale=factor, blur=blur, norm=norm))
+            extra = n_frames if i == len(factors) - 1 else 0
+            convs.append(conv_layer(nf + extra, nf, norm=norm))
+            ni = nf
+        self.ups = nn.ModuleList(ups)
+        self.convs = nn.ModuleList(convs)
+        self.cross = n_frames > 0
+        self.out_channels = ni
+
+    def forward(self, y: torch.Tensor, x_up: torch.Tensor) -> torch.Tensor:
+        """Upsample features ``y`` (``x_up``: the input frames on the output grid)."""
+        last = len(self.ups) - 1
+        for i, (up, conv) in enumerate(zip(self.ups, self.convs, strict=True)):
+            y = up(y)
+            y = conv(torch.cat([y, x_up], dim=1) if i == last and self.cross else y)
+        return y
 
 
 def _reflect_pad_axis(x: torch.Tensor, before: int, after: int, axis: int) -> torch.Tensor:
@@ -384,10 +477,16 @@ class SuperResolutionNet(nn.Module):
     """The whole inference network: LR frames in, one HR image out.
 
     Input ``(N, n_frames, h, w)`` normalised low-resolution frames (for 2.5D, the
-    neighbouring z-slices or time points centred on the one to predict) are upsampled
-    bilinearly by ``scale`` to the target grid (PSSR), reflect-padded to a multiple of
-    :attr:`multiple`, passed through the U-Net (whose cross connection sees all the
-    upsampled frames) and cropped back.
+    neighbouring z-slices or time points centred on the one to predict). Two layouts
+    (``GeneratorConfig.grid``):
+
+    - ``"lr"``: the U-Net works on the LR grid (reflect-padded to a multiple of 32) and
+      its :class:`UpsampleTail` continues to the HR grid (``unet.scale == scale``);
+    - ``"hr"`` (PSSR): the frames are first upsampled bilinearly by ``scale``, padded to
+      a multiple of 32 and passed through a U-Net that keeps its input grid
+      (``unet.scale == 1``): 16x the computation at 4x.
+
+    Either way the output is cropped back to ``(h * scale, w * scale)``.
 
     Parameters
     ----------
@@ -405,18 +504,20 @@ class SuperResolutionNet(nn.Module):
     n_frames : int
         Input frames.
     multiple : int
-        The U-Net needs sides that are multiples of this (32); inputs are padded.
+        HR sides that need no padding are multiples of this (32 x the U-Net's own
+        scale); tiles are chosen so.
     """
-
-    multiple = 32
 
     def __init__(
         self, unet: DynamicUnet, *, scale: int, config: GeneratorConfig | None = None
     ) -> None:
         super().__init__()
+        if unet.scale not in (1, int(scale)):
+            raise ValueError(f"U-Net upsamples by {unet.scale}, network by {scale}")
         self.unet = unet
         self.scale = int(scale)
         self.n_frames = unet.encoder.in_channels
+        self.multiple = unet.encoder.multiple * unet.scale
         self.config = config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -436,12 +537,20 @@ class SuperResolutionNet(nn.Module):
             raise InputError(
                 f"network input: expected shape (N, {self.n_frames}, h, w), got {tuple(x.shape)}"
             )
+        x_up = None
         if self.scale > 1:
-            x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+            x_up = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        if self.unet.scale == 1:  # "hr": the U-Net computes on the upsampled frames
+            x, x_up = (x_up, None) if x_up is not None else (x, None)
         h, w = x.shape[-2:]
-        padded, (top, left) = pad_to_multiple(x, self.multiple)
-        y = self.unet(padded)
-        return y[..., top : top + h, left : left + w]
+        padded, (top, left) = pad_to_multiple(x, self.unet.encoder.multiple)
+        s = self.unet.scale
+        if x_up is not None:  # "lr": the exact bilinear image, padded like the input
+            hp, wp = padded.shape[-2:]
+            x_up = _reflect_pad_axis(x_up, left * s, (wp - w - left) * s, -1)
+            x_up = _reflect_pad_axis(x_up, top * s, (hp - h - top) * s, -2)
+        y = self.unet(padded, x_up)
+        return y[..., top * s : (top + h) * s, left * s : (left + w) * s]
 
     @property
     def encoder(self) -> ResNetEncoder:

@@ -139,7 +139,7 @@ def load_vgg16_bn_features(path: str | Path, layer_ids: list[int]) -> VGG16BNFea
         If the file is missing or unreadable, or the ``features.*`` names or shapes it
         needs are missing or wrong.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     model = VGG16BNFeatures(layer_ids)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     depth = len(model.features)

@@ -30,7 +30,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Parameters
     ----------
     path : str or Path
-        The file.
+        The file (``~`` is expanded to the home folder).
 
     Returns
     -------
@@ -42,7 +42,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ModelFileError
         If the file is missing, unreadable, needs full unpickling, or holds no tensors.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ModelFileError(f"{path}: weights file not found")
     suffix = path.suffix.lower()

@@ -17,29 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
+from decrappify.devices import available_cores
 from decrappify.errors import InputError
 
-__all__ = ["available_cores", "open_client"]
+__all__ = ["open_client"]
 
 log = logging.getLogger("decrappify")
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask, else the CPU count).
-
-    Returns
-    -------
-    int
-        At least 1.
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

@@ -3,26 +3,25 @@
 The output is a lazy dask array whose blocks are whole output chunks (2048² HR pixels by
 default, one plane deep). Each block is computed on its own from the low-resolution (LR)
 rectangle under it plus a halo of ``overlap`` LR pixels (an explicit block plan, see
-:func:`decrappify.predict.tiling.input_region_for_output`): the LR pixels are read,
-normalised with the image's percentiles (computed once per image), cut into tiles that
-go to the device in batches and are blended back with weights that sum to one
-(:func:`decrappify.predict.tiles.predict_region`), mapped back to intensities and handed
-to :func:`decrappify.io.iter_write_image`, which stores them chunk by chunk (OME-Zarr
-with a pyramid, or tiled BigTIFF). Memory is bounded by the block and batch sizes, never
-by the image size.
+:mod:`decrappify.predict.block_geometry`): the LR pixels are read, normalised with the
+image's percentiles (computed once per image), cut into tiles that go to the device in
+batches and are blended back with weights that sum to one
+(:mod:`decrappify.predict.block_predictor`, :mod:`decrappify.predict.tile_predictor`),
+mapped back to intensities and handed to :func:`decrappify.io.iter_write_image`, which
+stores them chunk by chunk (OME-Zarr with a pyramid, or tiled BigTIFF). Memory is
+bounded by the block and batch sizes, never by the image size.
 
-* **Local runs** overlap input, compute and output: a reading thread fetches the next
-  block's input while a compute thread runs the model on the current one, and the
-  caller's thread stores the previous result. The model runs in
-  one thread at a time with torch's intra-op parallelism (torch threads = available
-  cores); dask threads only move data.
-* **Distributed runs** (a ``dask.distributed`` client) build one task per block whose
-  inputs are the LR slices it needs (read on the workers). Each worker loads the model
-  once (a per-process cache keyed by the model file's SHA-256) and runs one forward pass
-  at a time. The output is identical to a local run.
-* **Resume**: with ``resume=True`` the OME-Zarr partial output records finished blocks
-  under a key derived from the model file's digest, the input's identity, the
-  normalisation range and every setting that changes the pixels
+This module runs one image from start to end (:func:`iter_predict_image`) or one
+rectangle of one plane (:func:`predict_image_region`) with the settings of one
+:class:`~decrappify.config.predict.PredictConfig`:
+
+* **local runs** overlap input, compute and output in threads
+  (:mod:`decrappify.predict.local_pipeline`);
+* **distributed runs** (a ``dask.distributed`` client) compute one task per block on the
+  workers (:mod:`decrappify.predict.dask_graph`); the output is identical;
+* **resume**: with ``resume`` the OME-Zarr partial output records finished blocks under
+  a key derived from the model file's digest, the input's identity, the normalisation
+  range and every setting that changes the pixels
   (:func:`decrappify.predict.identity.resume_key`); a rerun computes only the missing
   blocks and gives the same bytes as an uninterrupted run.
 
@@ -32,25 +31,21 @@ mirrored at the ends as in training (:func:`decrappify.data.patches.neighbour_pl
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import logging
 import math
 import os
-import threading
 import time
 import uuid
-from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from decrappify.data.patches import neighbour_planes
-from decrappify.errors import Cancelled, InputError, OutputError
+from decrappify.config.predict import PredictConfig
+from decrappify.devices import torch_threads
+from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress
 from decrappify.io import (
     Image,
@@ -60,492 +55,27 @@ from decrappify.io import (
     output_format,
     read_image,
 )
-from decrappify.normalize import denormalize, normalize, percentile_range
-from decrappify.predict import model as model_module
-from decrappify.predict.blocks import BlockGrid
+from decrappify.normalize import percentile_range
+from decrappify.predict.block_geometry import BlockGrid, input_region_for_output
+from decrappify.predict.block_predictor import BlockPredictor, fetch, plane_slices
+from decrappify.predict.dask_graph import lazy_prediction
 from decrappify.predict.identity import input_identity, resume_key
-from decrappify.predict.model import ModelHandle, check_image, model_handle, worker_net
+from decrappify.predict.local_pipeline import BlockPipeline, local_threads
+from decrappify.predict.model import ModelHandle, check_image, model_handle
 from decrappify.predict.receptive import auto_overlap, max_overlap, needed_probe, receptive_radius
-from decrappify.predict.settings import Overlap, PredictSettings, resolve_settings
-from decrappify.predict.tiles import TileSettings, predict_region
-from decrappify.predict.tiling import (
-    Bounds,
-    input_region_for_output,
-    normalize_bounds,
-    split_overlap,
-)
+from decrappify.predict.settings import PredictSettings, resolve_settings
+from decrappify.predict.tile_geometry import Bounds, normalize_bounds, split_overlap
 
 __all__ = [
     "DEFAULT_MAX_MEMORY",
-    "BlockPredictor",
     "PredictResult",
     "iter_predict_image",
     "lazy_prediction",
     "predict_image_region",
 ]
 
-log = logging.getLogger("decrappify")
-
 #: Largest result :func:`iter_predict_image` keeps in memory when given no output path.
 DEFAULT_MAX_MEMORY = 2 * 2**30
-
-
-# --------------------------------------------------------------------------- block predictor
-
-_FORWARD_LOCK = threading.Lock()  # one forward pass at a time per process (torch threads)
-
-
-class BlockPredictor:
-    """Computes one output block from its LR input: the per-block work of prediction.
-
-    Parameters
-    ----------
-    data : numpy.ndarray or dask.array.Array
-        The LR image (Y and X last).
-    grid : BlockGrid
-        The output blocks.
-    handle : ModelHandle
-        The model.
-    settings : PredictSettings
-        Tiling, device and dtype.
-    lo, hi : float
-        Normalisation range of the image.
-    token : str
-        Identity of this prediction (the dask name of the output).
-    """
-
-    def __init__(
-        self,
-        data: Any,
-        grid: BlockGrid,
-        handle: ModelHandle,
-        settings: PredictSettings,
-        lo: float,
-        hi: float,
-        token: str,
-    ) -> None:
-        self.grid = grid
-        self.scale = handle.scale
-        self.n_frames = handle.n_frames
-        self.model_path = str(handle.path) if handle.path is not None else None
-        self.digest = handle.digest
-        self.settings = settings
-        self.lo, self.hi = float(lo), float(hi)
-        self.token = token
-        self._data = data
-        self._net = handle.net
-        self._prepared: Any = None
-        self._tile = (settings.tile, settings.tile)
-        self._batch = settings.batch
-        self._cancel = threading.Event()
-        self.blocks_computed = 0
-        self.compute_seconds = 0.0
-
-    # pickled for distributed workers: settings and geometry only; data and the network
-    # travel as task inputs (or are loaded on the worker from the model file).
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for name in ("_data", "_net", "_prepared"):
-            state[name] = None
-        state["_cancel"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._cancel = threading.Event()
-
-    def __dask_tokenize__(self) -> str:
-        return self.token
-
-    def planes(self, index: Sequence[int]) -> tuple[int, ...] | None:
-        """Planes of the input a block needs (None for a 2D image).
-
-        Parameters
-        ----------
-        index : sequence of int
-            Block index.
-
-        Returns
-        -------
-        tuple of int or None
-            ``n_frames`` planes centred on the block's plane, mirrored at the stack ends.
-        """
-        return self.planes_around(int(index[0])) if self.grid.lead else None
-
-    def planes_around(self, plane: int) -> tuple[int, ...]:
-        """List the ``n_frames`` input planes centred on ``plane`` (mirrored at the ends).
-
-        Parameters
-        ----------
-        plane : int
-            The plane to predict.
-
-        Returns
-        -------
-        tuple of int
-            Plane indices, as in training (:func:`~decrappify.data.patches.neighbour_planes`).
-        """
-        if self.n_frames == 1:
-            return (plane,)
-        return neighbour_planes(plane, self.n_frames, (0, self.grid.lead[0]))
-
-    def input_bounds(self, index: Sequence[int]) -> tuple[Bounds, Bounds]:
-        """LR rectangle to read for a block, and the block's footprint inside it.
-
-        Parameters
-        ----------
-        index : sequence of int
-            Block index.
-
-        Returns
-        -------
-        tuple of Bounds
-            ``(read, region)`` as :func:`~decrappify.predict.tiling.input_region_for_output`.
-        """
-        return input_region_for_output(
-            self.grid.bounds(index),
-            scale=self.scale,
-            halo=self.settings.overlap,
-            lr_shape=self.grid.lr_shape,
-        )
-
-    def input_slices(self, index: Sequence[int]) -> list[tuple[Any, ...]]:
-        """Index the distinct input planes a block reads, in plane order.
-
-        Parameters
-        ----------
-        index : sequence of int
-            Block index.
-
-        Returns
-        -------
-        list of tuple
-            One index per distinct plane (one for a 2D image).
-        """
-        read, _ = self.input_bounds(index)
-        return _plane_slices(read, self.planes(index))
-
-    def read(self, index: Sequence[int]) -> list[np.ndarray]:
-        """Read the raw input planes of a block (local runs).
-
-        Parameters
-        ----------
-        index : sequence of int
-            Block index.
-
-        Returns
-        -------
-        list of numpy.ndarray
-            The distinct planes, as :meth:`input_slices`.
-        """
-        return [_fetch(self._data, item) for item in self.input_slices(index)]
-
-    def compute(self, index: Sequence[int], parts: Sequence[np.ndarray], net: Any = None) -> Any:
-        """Super-resolve one block from its raw input planes.
-
-        Parameters
-        ----------
-        index : sequence of int
-            Block index.
-        parts : sequence of numpy.ndarray
-            The distinct input planes (:meth:`read`).
-        net : torch.nn.Module or None
-            The network prepared for the device (default: this process's one).
-
-        Returns
-        -------
-        numpy.ndarray
-            The block in the output dtype, with length-1 leading axes.
-        """
-        _, region = self.input_bounds(index)
-        out = self.super_resolve(parts, self.planes(index), region, net)
-        self.blocks_computed += 1
-        return out.reshape((1,) * len(self.grid.lead) + out.shape)
-
-    def super_resolve(
-        self,
-        parts: Sequence[np.ndarray],
-        planes: Sequence[int] | None,
-        region: Bounds,
-        net: Any = None,
-    ) -> np.ndarray:
-        """Normalise an LR rectangle, predict a region of it and map it back to intensities.
-
-        Parameters
-        ----------
-        parts : sequence of numpy.ndarray
-            Raw LR rectangles of the distinct planes in ``planes`` (sorted), or one
-            rectangle for a 2D image.
-        planes : sequence of int or None
-            The frames in network order (repeats allowed), None for a 2D image.
-        region : Bounds
-            The rectangle of the parts to super-resolve (the rest is context).
-        net : torch.nn.Module or None
-            The network prepared for the device (default: this process's one).
-
-        Returns
-        -------
-        numpy.ndarray
-            2D HR result in the output dtype.
-        """
-        net = net if net is not None else self._local_net()
-        if planes is None:
-            frames = np.asarray(parts[0])[None]
-        else:
-            order = {p: i for i, p in enumerate(sorted(set(planes)))}
-            frames = np.stack([np.asarray(parts[order[p]]) for p in planes])
-        lr = normalize(frames, self.lo, self.hi)
-        start = time.perf_counter()
-        with _FORWARD_LOCK:
-            out = predict_region(
-                net,
-                lr if self.n_frames > 1 else lr[0],
-                region,
-                tile=self._tile,
-                overlap=self.settings.overlap,
-                batch_size=self._batch,
-                device=self.settings.device,
-                amp=self.settings.amp,
-                channels_last=self.settings.channels_last,
-                blend=self.settings.blend,
-                progress=self._check_cancel,
-                on_retry=self._remember,
-            )
-        self.compute_seconds += time.perf_counter() - start
-        return denormalize(out, self.lo, self.hi, np.dtype(self.settings.out_dtype))
-
-    def cancel(self) -> None:
-        """Make a running block stop after its current batch (raises ``Cancelled``)."""
-        self._cancel.set()
-
-    def _check_cancel(self, done: int, total: int) -> None:
-        if self._cancel.is_set():
-            raise Cancelled("prediction cancelled")
-
-    def _remember(self, failed: TileSettings, following: TileSettings) -> None:
-        log.warning(
-            "out of memory with tile %s and batch %d: retrying with tile %s and batch %d",
-            failed.tile,
-            failed.batch_size,
-            following.tile,
-            following.batch_size,
-        )
-        self._tile, self._batch = following.tile, following.batch_size
-
-    def _local_net(self) -> Any:
-        # the caller's own network (its training flag is restored after each block), or a
-        # compiled wrapper kept in the process cache for the next images of a batch
-        if self._prepared is None:
-            s = self.settings
-            if self._net is not None and not s.compile:
-                net = self._net
-            else:
-                net = worker_net(
-                    self.model_path, self.digest, s.device, s.compile, shipped=self._net
-                )
-            self._prepared = _TimedNet(net) if torch.device(s.device).type == "cpu" else net
-        return self._prepared
-
-    @property
-    def forward_seconds(self) -> float | None:
-        """Seconds spent in the network's forward passes in this process (CPU runs)."""
-        prepared = self._prepared
-        return prepared.seconds if isinstance(prepared, _TimedNet) else None
-
-
-class _TimedNet(torch.nn.Module):
-    """Wraps a network and adds up the time of its forward passes (CPU: synchronous)."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = net
-        self.scale = net.scale
-        self.n_frames = getattr(net, "n_frames", 1)
-        self.multiple = getattr(net, "multiple", 32)
-        self.seconds = 0.0
-        self.training = net.training  # so that restoring the mode restores the caller's
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
-        try:
-            return self.inner(x)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
-def _plane_slices(read: Bounds, planes: Sequence[int] | None) -> list[tuple[Any, ...]]:
-    (y0, y1), (x0, x1) = read
-    yx = (slice(y0, y1), slice(x0, x1))
-    if planes is None:
-        return [yx]
-    return [(p, *yx) for p in sorted(set(planes))]
-
-
-def _fetch(data: Any, item: tuple[Any, ...]) -> np.ndarray:
-    region = data[item]
-    if hasattr(region, "compute"):
-        region = region.compute(scheduler="sync")
-    return np.asarray(region)
-
-
-def _remote_block(
-    predictor: BlockPredictor, index: tuple[int, ...], shipped: Any, *parts: np.ndarray
-) -> np.ndarray:
-    """Task of a distributed block: get this worker's network, then compute."""
-    s = predictor.settings
-    threads = model_module.WORKER_TORCH_THREADS
-    if threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)  # per thread: set in the worker's task thread
-    net = worker_net(predictor.model_path, predictor.digest, s.device, s.compile, shipped)
-    return predictor.compute(index, parts, net)
-
-
-class _Pipeline:
-    """Local read → compute overlap: one reading thread, one compute thread, one block ahead.
-
-    ``get(index)`` returns the block (computing it if needed) and starts reading and
-    computing the next block in row-major order, so that while the caller stores a block
-    the model already runs on the next one and the reader fetches the one after.
-    """
-
-    def __init__(self, predictor: BlockPredictor, threads: int | None = None) -> None:
-        self.predictor = predictor
-        order = predictor.grid.indices()
-        self._next = dict(zip(order, order[1:], strict=False))
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="decrappify-read")
-        # torch's intra-op thread count is a per-thread setting: set it where the model runs
-        self._worker = ThreadPoolExecutor(
-            1,
-            thread_name_prefix="decrappify-predict",
-            initializer=torch.set_num_threads if threads else None,
-            initargs=(threads,) if threads else (),
-        )
-        self._inputs: dict[tuple[int, ...], Future[Any]] = {}
-        self._outputs: collections.OrderedDict[tuple[int, ...], Future[Any]] = (
-            collections.OrderedDict()
-        )
-        self._lock = threading.Lock()
-
-    def get(self, index: tuple[int, ...]) -> np.ndarray:
-        index = tuple(int(i) for i in index)
-        with self._lock:
-            future = self._outputs.pop(index, None)
-            if future is None:
-                future = self._submit(index)
-            following = self._next.get(index)
-            if following is not None and following not in self._outputs:
-                self._outputs[following] = self._submit(following)
-            while len(self._outputs) > 2:  # guesses nobody asked for: drop the oldest
-                stale, old = self._outputs.popitem(last=False)
-                old.cancel()
-                self._inputs.pop(stale, None)
-        return future.result()
-
-    def _submit(self, index: tuple[int, ...]) -> Future[Any]:
-        if index not in self._inputs:
-            self._inputs[index] = self._reader.submit(self.predictor.read, index)
-        return self._worker.submit(self._compute, index, self._inputs[index])
-
-    def _compute(self, index: tuple[int, ...], parts: Future[Any]) -> np.ndarray:
-        with self._lock:
-            self._inputs.pop(index, None)
-        return self.predictor.compute(index, parts.result())
-
-    def close(self) -> None:
-        self.predictor.cancel()
-        with self._lock:
-            for future in self._outputs.values():
-                future.cancel()
-            self._outputs.clear()
-            self._inputs.clear()
-        self._worker.shutdown(wait=True, cancel_futures=True)
-        self._reader.shutdown(wait=True, cancel_futures=True)
-
-
-class _LocalBlocks:
-    """The dask block function of a local run (delegates to the pipeline)."""
-
-    def __init__(self, pipeline: _Pipeline, token: str) -> None:
-        self.pipeline = pipeline
-        self.token = token
-
-    def __call__(self, block_id: tuple[int, ...] | None = None) -> np.ndarray:
-        assert block_id is not None
-        return self.pipeline.get(tuple(block_id))
-
-    def __dask_tokenize__(self) -> str:
-        return self.token
-
-
-def lazy_prediction(predictor: BlockPredictor, *, client: Any = None) -> tuple[Any, Any]:
-    """Build the output of a prediction as a lazy dask array, one task per block.
-
-    Parameters
-    ----------
-    predictor : BlockPredictor
-        The per-block work (it holds the input).
-    client : distributed.Client or None
-        Build tasks for this cluster (inputs read on the workers, the model loaded once
-        per worker); None for a local run (a read/compute pipeline in this process).
-
-    Returns
-    -------
-    data : dask.array.Array
-        The HR output, chunked by blocks.
-    closer : callable
-        Stops the local pipeline's threads (call it when done).
-    """
-    import dask.array as da
-
-    grid = predictor.grid
-    dtype = np.dtype(predictor.settings.out_dtype)
-    meta = np.empty((0,) * len(grid.out_shape), dtype=dtype)
-    name = f"decrappify-predict-{predictor.token}"
-    if client is None:
-        pipeline = _Pipeline(predictor, _local_threads(predictor.settings))
-        data = da.map_blocks(
-            _LocalBlocks(pipeline, predictor.token),
-            chunks=grid.chunks,
-            dtype=dtype,
-            meta=meta,
-            name=name,
-        )
-        return data, pipeline.close
-    return _distributed_array(predictor, client, name, dtype, meta), lambda: None
-
-
-def _distributed_array(
-    predictor: BlockPredictor, client: Any, name: str, dtype: np.dtype, meta: np.ndarray
-) -> Any:
-    import dask.array as da
-    from dask import delayed
-
-    source = predictor._data
-    if isinstance(source, np.ndarray):
-        source = da.from_array(source, chunks=_input_chunks(source.shape))
-    shipped = None
-    if predictor.model_path is None:
-        # an in-memory network: sent to every worker once, not with every task
-        shipped = client.scatter(predictor._net, broadcast=True, hash=False)
-    grid = predictor.grid
-    blocks = np.empty(grid.counts, dtype=object)
-    for index in grid.indices():
-        parts = [source[item] for item in predictor.input_slices(index)]
-        key = f"{name}-{'-'.join(str(i) for i in index)}"
-        task = delayed(_remote_block, pure=True)(
-            predictor, index, shipped, *parts, dask_key_name=key
-        )
-        shape = tuple(s.stop - s.start for s in grid.slices(index))
-        blocks[index] = da.from_delayed(task, shape=shape, dtype=dtype, meta=meta)
-    return da.block(blocks.tolist())
-
-
-def _input_chunks(shape: Sequence[int]) -> tuple[int, ...]:
-    lead = (1,) * (len(shape) - 2)
-    return (*lead, *(min(1024, int(n)) for n in shape[-2:]))
-
-
-# --------------------------------------------------------------------------- whole images
 
 
 @dataclass(frozen=True)
@@ -578,77 +108,33 @@ def iter_predict_image(
     model: Any,
     image: Image | Any,
     out_path: str | Path | None = None,
+    config: PredictConfig | None = None,
     *,
-    fmt: str | None = None,
-    tile: int = 128,
-    overlap: Overlap = "auto",
-    batch: int = 8,
-    device: str = "auto",
-    amp: bool | None = None,
-    compile: bool = False,
-    out_dtype: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
     client: Any = None,
-    chunk: int | None = None,
-    block: int | None = None,
-    threads: int | None = None,
-    scale: int | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
-    blend: float = 0.5,
 ) -> Generator[Progress, None, PredictResult]:
     """Super-resolve one image, block by block, into a file or into memory.
 
     Parameters
     ----------
     model : LoadedModel, str, Path or torch.nn.Module
-        The model (see :func:`model_handle`).
+        The model (see :func:`~decrappify.predict.model.model_handle`).
     image : Image or array
         The LR image (2D, or a ZYX/TYX stack predicted plane by plane); lazy inputs are
         read block by block.
     out_path : str, Path or None
         ``.zarr``/``.ome.zarr`` (OME-Zarr with a pyramid) or ``.tif``/``.tiff`` (tiled
         BigTIFF); None to return the result in memory (at most ``max_memory`` bytes).
-    fmt : {"zarr", "tiff"} or None
-        Output format; None to decide from ``out_path``.
-    tile : int
-        Tile side in LR pixels; ``tile × scale`` must be a multiple of 32.
-    overlap : int or "auto"
-        Overlap of neighbouring tiles in LR pixels (at most ``tile // 2``); "auto" covers
-        the model's receptive field when it fits, else ``tile // 2``
-        (:func:`decrappify.predict.receptive.auto_overlap`).
-    batch : int
-        Tiles per forward pass (halved, then the tile, on device out-of-memory).
-    device : str
-        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-    amp : bool or None
-        Autocast to float16 (CUDA) / bfloat16; None: on for CUDA.
-    compile : bool
-        ``torch.compile`` the network first (slow to start, faster per tile).
-    out_dtype : {"uint8", "uint16", "float32"} or None
-        Output dtype (default: the input's). Integer outputs are rounded and clipped;
-        float32 keeps the normalised→raw mapping unclipped.
-    resume : bool
-        Make an OME-Zarr output resumable: an interrupted run started again with the same
-        arguments computes only the missing blocks.
-    overwrite : bool
-        Replace an existing output.
+    config : PredictConfig or None
+        The settings (None: the defaults): ``tile``, ``overlap``, ``batch``, ``device``,
+        ``amp``, ``compile``, ``dtype``, ``threads``, ``chunk``, ``block``, ``blend``,
+        ``scale`` (refuse another model factor), ``resume`` (make an OME-Zarr output
+        resumable), ``overwrite``; ``format`` when given explicitly, else the path's
+        ending decides.
     client : distributed.Client or None
         Compute blocks on this cluster (file outputs only).
-    chunk : int or None
-        Stored OME-Zarr chunk side in HR pixels (default 1024).
-    block : int or None
-        Computed block side in HR pixels, rounded to a multiple of the chunk and of the
-        scale (default 2048).
-    threads : int or None
-        torch threads of a local CPU run (default: the cores this process may use).
-    scale : int or None
-        Refuse the model unless it upsamples by this factor.
     max_memory : int
         Largest in-memory result in bytes.
-    blend : float
-        Fraction of the overlap used for cross-fading (the rest is context margin, see
-        :func:`decrappify.predict.tiling.split_overlap`); 0 cuts tiles hard.
 
     Yields
     ------
@@ -673,29 +159,13 @@ def iter_predict_image(
         For a missing or corrupted model.
     """
     started = time.perf_counter()
+    config = config if config is not None else PredictConfig()
     handle = model_handle(model)
     if not isinstance(image, Image):
         image = read_image(image)
-    if scale is not None and scale != handle.scale:
-        raise InputError(
-            f"model {handle.name} upsamples ×{handle.scale}, but scale {scale} was asked"
-        )
+    _check_scale(handle, config.scale)
     check_image(image, handle)
-    settings = resolve_settings(
-        handle,
-        image,
-        tile=tile,
-        overlap=overlap,
-        batch=batch,
-        device=device,
-        amp=amp,
-        compile=compile,
-        out_dtype=out_dtype,
-        chunk=chunk,
-        block=block,
-        threads=threads,
-        blend=blend,
-    )
+    settings = resolve_settings(handle, image, config)
     grid = BlockGrid.plan(image.shape, handle.scale, chunk=settings.chunk, block=settings.block)
     out_nbytes = math.prod(grid.out_shape) * np.dtype(settings.out_dtype).itemsize
     if out_path is None and out_nbytes > max_memory:
@@ -703,12 +173,13 @@ def iter_predict_image(
             f"{image.name}: the result would take {out_nbytes / 2**30:.1f} GiB in memory "
             f"(limit {max_memory / 2**30:.1f} GiB); give an output path (.zarr or .tif)"
         )
+    fmt = config.format.value if "format" in config.model_fields_set else None
     if out_path is not None:
-        _check_output(Path(out_path), fmt, image, overwrite)
+        _check_output(Path(out_path), fmt, image, config.overwrite)
     name = image.name
-    if overlap == "auto":
+    if config.overlap == "auto":
         yield Progress("predict", 0, None, message=f"{name}: receptive field of the model")
-        with _torch_threads(_local_threads(settings)):
+        with torch_threads(local_threads(settings)):
             settings = _with_auto_overlap(settings, handle)
     yield Progress("predict", 0, None, message=f"{name}: intensity range")
     if image.dtype.kind == "f":
@@ -716,7 +187,7 @@ def iter_predict_image(
     norm = handle.normalization
     lo, hi = percentile_range(image.data, norm.low, norm.high)
     key = None
-    if resume and out_path is not None:
+    if config.resume and out_path is not None:
         key = resume_key(
             {
                 "model": handle.digest,
@@ -744,9 +215,9 @@ def iter_predict_image(
         "blocks": len(grid.indices()),
     }
     with contextlib.ExitStack() as stack:
-        counter = _RateCounter(grid, name)
+        counter = RateCounter(grid, name)
         if out_path is None:
-            pipeline = _Pipeline(predictor, _local_threads(settings))
+            pipeline = BlockPipeline(predictor, local_threads(settings))
             stack.callback(pipeline.close)
             data = np.empty(grid.out_shape, dtype=np.dtype(settings.out_dtype))
             indices = grid.indices()
@@ -764,7 +235,7 @@ def iter_predict_image(
                 fmt=fmt,
                 settings=settings,
                 grid=grid,
-                overwrite=overwrite,
+                overwrite=config.overwrite,
                 key=key,
                 client=client,
                 counter=counter,
@@ -776,6 +247,13 @@ def iter_predict_image(
     stats["compute_seconds"] = predictor.compute_seconds if local else None
     stats["forward_seconds"] = predictor.forward_seconds if local else None
     return PredictResult(image=result_image, path=path, stats=stats)
+
+
+def _check_scale(handle: ModelHandle, scale: int | None) -> None:
+    if scale is not None and scale != handle.scale:
+        raise InputError(
+            f"model {handle.name} upsamples ×{handle.scale}, but scale {scale} was asked"
+        )
 
 
 def _check_output(path: Path, fmt: str | None, image: Image, overwrite: bool) -> None:
@@ -796,7 +274,7 @@ def _write(
     overwrite: bool,
     key: str | None,
     client: Any,
-    counter: _RateCounter,
+    counter: RateCounter,
 ) -> Generator[Progress, None, Path]:
     kind = output_format(out_path, fmt)
     chunks = None
@@ -823,7 +301,7 @@ def _write(
         events.close()
 
 
-class _RateCounter:
+class RateCounter:
     """Turns writer events into prediction progress with output pixels per second.
 
     The clock starts when the blocks start (after the model, the receptive field and the
@@ -915,40 +393,14 @@ def _with_auto_overlap(settings: PredictSettings, handle: ModelHandle) -> Predic
     return replace(settings, overlap=overlap, radius=record.radius)
 
 
-def _local_threads(settings: PredictSettings) -> int | None:
-    """Threads for torch in a local run: the given cores on CPU, the default elsewhere."""
-    return settings.threads if torch.device(settings.device).type == "cpu" else None
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads of this thread for a block of code."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# --------------------------------------------------------------------------- one region
-
-
 def predict_image_region(
     model: Any,
     image: Image | Any,
     region: Bounds | Sequence[slice],
+    config: PredictConfig | None = None,
     *,
     plane: int | None = None,
-    tile: int = 128,
-    overlap: Overlap = "auto",
-    batch: int = 8,
-    device: str = "auto",
-    amp: bool | None = None,
-    out_dtype: str | None = None,
     lo_hi: tuple[float, float] | None = None,
-    threads: int | None = None,
 ) -> Image:
     """Super-resolve one LR rectangle of one plane (a quick preview of the current view).
 
@@ -960,10 +412,10 @@ def predict_image_region(
         The LR image.
     region : Bounds or pair of slice
         LR rectangle ``((y0, y1), (x0, x1))`` of the plane.
+    config : PredictConfig or None
+        The settings, as for :func:`iter_predict_image` (those of files are unused).
     plane : int or None
         Plane of a stack (required for ZYX/TYX images).
-    tile, overlap, batch, device, amp, out_dtype, threads
-        As for :func:`iter_predict_image`.
     lo_hi : tuple of float or None
         The image's normalisation range, if already known (default: computed from the
         whole image, as the full prediction does, so the preview matches it).
@@ -977,23 +429,15 @@ def predict_image_region(
         the residual tiling difference (exactly when the overlap covers the receptive
         field).
     """
+    config = config if config is not None else PredictConfig()
     handle = model_handle(model)
     if not isinstance(image, Image):
         image = read_image(image)
+    _check_scale(handle, config.scale)
     check_image(image, handle)
-    settings = resolve_settings(
-        handle,
-        image,
-        tile=tile,
-        overlap=overlap,
-        batch=batch,
-        device=device,
-        amp=amp,
-        out_dtype=out_dtype,
-        threads=threads,
-    )
-    if overlap == "auto":
-        with _torch_threads(_local_threads(settings)):
+    settings = resolve_settings(handle, image, config)
+    if config.overlap == "auto":
+        with torch_threads(local_threads(settings)):
             settings = _with_auto_overlap(settings, handle)
     lr_shape = image.shape[-2:]
     bounds = normalize_bounds(region, lr_shape)
@@ -1011,8 +455,8 @@ def predict_image_region(
     hr = tuple((a * s, b * s) for a, b in bounds)
     read, inner = input_region_for_output(hr, scale=s, halo=settings.overlap, lr_shape=lr_shape)
     planes = predictor.planes_around(int(plane)) if plane is not None and image.ndim == 3 else None
-    parts = [_fetch(image.data, item) for item in _plane_slices(read, planes)]
-    with _torch_threads(_local_threads(settings)):
+    parts = [fetch(image.data, item) for item in plane_slices(read, planes)]
+    with torch_threads(local_threads(settings)):
         out = predictor.super_resolve(parts, planes, inner)
     return _region_image(image, out, bounds, s)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,15 @@ from decrappify.config.normalization import NormalizationConfig
 from decrappify.errors import InputError, ModelFileError
 from decrappify.io import Image
 from decrappify.predict.identity import path_digest
-from decrappify.predict.tiling import DEFAULT_MULTIPLE
+from decrappify.predict.tile_geometry import DEFAULT_MULTIPLE
 
 __all__ = [
     "ModelHandle",
     "check_image",
+    "evaluating",
     "load_count",
     "model_handle",
+    "net_attributes",
     "prepare_net",
     "state_digest",
     "worker_net",
@@ -96,7 +100,7 @@ def model_handle(model: Any, normalization: NormalizationConfig | None = None) -
     if isinstance(model, LoadedModel):
         net = model.net
         generator = model.info.generator
-        scale, n_frames = _net_geometry(net, str(model.path))
+        scale, n_frames, multiple = net_attributes(net, str(model.path))
         if (generator.scale, generator.n_frames) != (scale, n_frames):
             raise ModelFileError(
                 f"{model.path}: metadata says scale {generator.scale} and {generator.n_frames} "
@@ -111,19 +115,19 @@ def model_handle(model: Any, normalization: NormalizationConfig | None = None) -
             net=net,
             scale=scale,
             n_frames=n_frames,
-            multiple=_net_multiple(net),
+            multiple=multiple,
             normalization=model.info.normalization,
             digest=digest,
             path=path,
             name=Path(model.path).name,
         )
     if isinstance(model, torch.nn.Module):
-        scale, n_frames = _net_geometry(model, type(model).__name__)
+        scale, n_frames, multiple = net_attributes(model, type(model).__name__)
         return ModelHandle(
             net=model,
             scale=scale,
             n_frames=n_frames,
-            multiple=_net_multiple(model),
+            multiple=multiple,
             normalization=normalization or NormalizationConfig(),
             digest=state_digest(model),
             path=None,
@@ -149,7 +153,7 @@ def state_digest(net: torch.nn.Module) -> str:
         Hex digest.
     """
     sha = hashlib.sha256(type(net).__qualname__.encode())
-    sha.update(repr(_net_geometry(net, "net")).encode())
+    sha.update(repr(net_attributes(net)[:2]).encode())
     for key, value in sorted(net.state_dict().items()):
         sha.update(key.encode())
         tensor = value.detach().to("cpu").contiguous()
@@ -159,18 +163,58 @@ def state_digest(net: torch.nn.Module) -> str:
     return sha.hexdigest()
 
 
-def _net_geometry(net: Any, name: str) -> tuple[int, int]:
-    scale = getattr(net, "scale", None)
-    n_frames = getattr(net, "n_frames", 1)
-    for label, value in (("scale", scale), ("n_frames", n_frames)):
+def net_attributes(net: Any, name: str = "net") -> tuple[int, int, int]:
+    """Read and check a network's geometry attributes.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Network with ``scale`` and ``n_frames`` (and optionally ``multiple``, default 32).
+    name : str
+        What to call the network in messages.
+
+    Returns
+    -------
+    tuple of int
+        ``(scale, n_frames, multiple)``.
+
+    Raises
+    ------
+    InputError
+        ``net: expected an integer attribute scale >= 1, got None``.
+    """
+    values = (
+        ("scale", getattr(net, "scale", None)),
+        ("n_frames", getattr(net, "n_frames", 1)),
+        ("multiple", getattr(net, "multiple", DEFAULT_MULTIPLE)),
+    )
+    for label, value in values:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{name}: expected an integer attribute {label} >= 1, got {value!r}")
-    return int(scale), int(n_frames)  # type: ignore[arg-type]
+    scale, n_frames, multiple = (int(v) for _, v in values)  # type: ignore[arg-type]
+    return scale, n_frames, multiple
 
 
-def _net_multiple(net: Any) -> int:
-    multiple = getattr(net, "multiple", DEFAULT_MULTIPLE)
-    return int(multiple) if isinstance(multiple, int) and multiple >= 1 else DEFAULT_MULTIPLE
+@contextlib.contextmanager
+def evaluating(net: torch.nn.Module) -> Iterator[None]:
+    """Put a network in eval mode for a block, then restore its training flag.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network.
+
+    Yields
+    ------
+    None
+        Inside the block the network is in eval mode.
+    """
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
 
 
 def check_image(image: Image, handle: ModelHandle) -> None:

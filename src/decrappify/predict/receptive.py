@@ -1,9 +1,9 @@
 """Automatic overlap: the model's receptive field, measured once and cached (torch).
 
 Tiled prediction equals whole-image prediction when each tile's context margin covers the
-network's receptive-field radius (:func:`decrappify.predict.tiling.default_overlap`, about
+network's receptive-field radius (:func:`decrappify.predict.tile_geometry.default_overlap`, about
 four times the radius). Measuring the radius
-(:func:`decrappify.predict.tiles.estimate_receptive_field`) differentiates the network on a
+(:func:`estimate_receptive_field`) differentiates the network on a
 probe image; on a CPU a real U-Net takes from seconds (small probe) to minutes (large
 probe), so the result is cached:
 
@@ -30,13 +30,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decrappify.predict.tiling import default_overlap, split_overlap, tile_quantum
+import numpy as np
+import torch
+
+from decrappify.errors import InputError
+from decrappify.predict.model import evaluating, net_attributes
+from decrappify.predict.tile_geometry import (
+    default_overlap,
+    radius_from_response,
+    split_overlap,
+    tile_quantum,
+)
 
 __all__ = [
     "DEFAULT_TOL",
     "RadiusRecord",
     "auto_overlap",
     "cache_paths",
+    "estimate_receptive_field",
     "max_overlap",
     "needed_probe",
     "receptive_radius",
@@ -184,6 +195,85 @@ def cache_paths(model_path: str | Path | None, digest: str) -> list[Path]:
     return paths
 
 
+def estimate_receptive_field(
+    net: torch.nn.Module,
+    *,
+    tol: float = 1e-3,
+    size: int = 64,
+    max_size: int = 256,
+    n_random: int = 1,
+    seed: int = 0,
+) -> int:
+    """Measure a network's receptive-field radius in LR pixels, from its input gradient.
+
+    The outputs of the central LR pixel of a probe (its ``scale × scale`` HR pixels,
+    summed with random signs so that nothing cancels) are differentiated with respect to
+    the input, on a zeros input and on ``n_random`` uniform random inputs (zeros alone
+    can hide paths behind inactive ReLUs). The radius is the smallest Chebyshev distance
+    holding all but ``tol`` of the summed absolute gradient. The probe grows (up to
+    ``max_size``) while the radius reaches a quarter of it.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Super-resolution network with ``scale`` and ``n_frames`` (and optionally
+        ``multiple``) attributes. It is run in eval mode on its own device and dtype;
+        its mode is restored and its parameters' gradients are untouched.
+    tol : float
+        Fraction of the sensitivity allowed outside the radius. 0 gives the exact
+        support (right for networks with a finite receptive field, such as plain
+        convolution stacks); U-Nets have a huge theoretical field whose tail decays, and
+        ``1e-3`` keeps the part that changes outputs by more than about 0.1 %.
+    size : int
+        First probe side in LR pixels (rounded up to a valid tile size).
+    max_size : int
+        Largest probe side; a radius of ``max_size // 4`` or more is returned as is.
+    n_random : int
+        Random probes in addition to the zeros input.
+    seed : int
+        Seed of the random probes.
+
+    Returns
+    -------
+    int
+        Radius ``r`` in LR pixels: the outputs of LR pixel ``p`` depend (up to ``tol``)
+        only on LR pixels within ``p ± r``. Pass it to
+        :func:`~decrappify.predict.tile_geometry.default_overlap`.
+    """
+    scale, n_frames, multiple = net_attributes(net)
+    if not 0.0 <= tol < 1.0:
+        raise InputError(f"tol must be in [0, 1) (got {tol})")
+    quantum = tile_quantum(scale, multiple)
+    side = max(2 * quantum, math.ceil(size / quantum) * quantum)
+    limit = max(side, max_size // quantum * quantum)
+    parameter = next(net.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    generator = torch.Generator().manual_seed(seed)
+    with evaluating(net), torch.enable_grad():
+        while True:
+            center = side // 2
+            signs = torch.randint(0, 2, (scale, scale), generator=generator) * 2.0 - 1.0
+            signs = signs.to(device=device, dtype=torch.float32)
+            response = np.zeros((side, side))
+            for probe in range(1 + n_random):
+                x = torch.zeros(1, n_frames, side, side)
+                if probe:
+                    x = torch.rand(x.shape, generator=generator)
+                x = x.to(device=device, dtype=dtype).requires_grad_(True)
+                y = net(x)
+                pixel = slice(center * scale, (center + 1) * scale)
+                block = y[0, 0, pixel, pixel]
+                (grad,) = torch.autograd.grad((block.float() * signs).sum(), x)
+                response = np.maximum(
+                    response, grad.detach().abs().sum(dim=(0, 1)).double().cpu().numpy()
+                )
+            radius = radius_from_response(response, (center, center), tol)
+            if 4 * radius < side or side >= limit:
+                return radius
+            side = min(limit, 2 * side)
+
+
 def receptive_radius(
     net: Any,
     *,
@@ -216,8 +306,6 @@ def receptive_radius(
     RadiusRecord
         The radius and how it was measured.
     """
-    from decrappify.predict.tiles import estimate_receptive_field
-
     threshold = needed if needed is not None else 0
     with _MEMORY_LOCK:
         record = _MEMORY.get(digest)

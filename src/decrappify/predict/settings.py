@@ -1,49 +1,48 @@
-"""Validated settings of a prediction: tile, overlap, batch, device, dtype, blocks (torch)."""
+"""A prediction's settings resolved for one model and one image (torch).
+
+:func:`resolve_settings` turns a :class:`~decrappify.config.predict.PredictConfig` (what
+the user asked for, with ``"auto"`` values) into :class:`PredictSettings` (what runs):
+the tile checked against the model's size rule, the device found on this machine, the
+output dtype, chunk, block and threads filled in. The engine, the block predictor and
+the tiled forward pass (:mod:`decrappify.predict.tile_predictor`) all take this one
+object.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
+from decrappify.config.predict import DEFAULT_BLOCK, DEFAULT_CHUNK, OUT_DTYPES, PredictConfig
+from decrappify.devices import available_cores, resolve_device
 from decrappify.errors import InputError
 from decrappify.io import Image
-from decrappify.predict.cluster import available_cores
 from decrappify.predict.model import ModelHandle
 from decrappify.predict.receptive import max_overlap
-from decrappify.predict.tiling import DEFAULT_MULTIPLE, split_overlap, tile_quantum, validate_tile
+from decrappify.predict.tile_geometry import DEFAULT_MULTIPLE, tile_quantum, validate_tile
 
 __all__ = [
     "DEFAULT_BLOCK",
     "DEFAULT_CHUNK",
     "OUT_DTYPES",
-    "Overlap",
     "PredictSettings",
     "check_tile",
-    "resolve_device",
     "resolve_settings",
 ]
-
-#: Side in HR pixels of the stored chunks of OME-Zarr outputs.
-DEFAULT_CHUNK = 1024
-#: Side in HR pixels of the blocks computed at once (a multiple of the chunk).
-DEFAULT_BLOCK = 2048
-#: Output dtypes.
-OUT_DTYPES = ("uint8", "uint16", "float32")
-
-Overlap = int | Literal["auto"]
 
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """Validated settings of one prediction (see :func:`resolve_settings`).
+    """Settings of one prediction as they run (see :func:`resolve_settings`).
 
     Parameters
     ----------
-    tile : int
-        Largest tile side in LR pixels (``tile × scale`` a multiple of the network's 32).
+    tile : int or pair of int
+        Largest tile side in LR pixels (``tile × scale`` a multiple of the network's
+        32), or ``(height, width)``.
     overlap : int
         Overlap of neighbouring tiles in LR pixels; also the halo read around each block.
     batch : int
@@ -70,14 +69,14 @@ class PredictSettings:
         Measured receptive-field radius (LR pixels) behind an automatic overlap.
     """
 
-    tile: int
-    overlap: int
-    batch: int
-    device: str
-    amp: bool
-    channels_last: bool
-    compile: bool
-    out_dtype: str
+    tile: int | tuple[int, int] = 128
+    overlap: int = 0
+    batch: int = 8
+    device: str = "cpu"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    out_dtype: str = "float32"
     blend: float = 0.5
     chunk: int = DEFAULT_CHUNK
     block: int = DEFAULT_BLOCK
@@ -97,49 +96,6 @@ class PredictSettings:
         parts.pop("radius")
         parts["device"] = torch.device(self.device).type
         return parts
-
-
-def resolve_device(device: str) -> str:
-    """Resolve ``"auto"`` and check that a device exists.
-
-    Parameters
-    ----------
-    device : str
-        ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
-        ``"mps"``.
-
-    Returns
-    -------
-    str
-        The device.
-
-    Raises
-    ------
-    InputError
-        For an unknown or unavailable device.
-    """
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (got {device!r})"
-        ) from err
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InputError(f"device {device!r} is not available (no CUDA device found)")
-        if resolved.index is not None and resolved.index >= count:
-            raise InputError(f"device {device!r} is not available ({count} CUDA device(s))")
-    elif resolved.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise InputError("device 'mps' is not available on this machine")
-    elif resolved.type != "cpu":
-        raise InputError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (got {device!r})"
-        )
-    return str(resolved)
 
 
 def check_tile(tile: int, scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
@@ -181,22 +137,9 @@ def check_tile(tile: int, scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
 
 
 def resolve_settings(
-    handle: ModelHandle,
-    image: Image | None,
-    *,
-    tile: int = 128,
-    overlap: Overlap = "auto",
-    batch: int = 8,
-    device: str = "auto",
-    amp: bool | None = None,
-    compile: bool = False,
-    out_dtype: str | None = None,
-    blend: float = 0.5,
-    chunk: int | None = None,
-    block: int | None = None,
-    threads: int | None = None,
+    handle: ModelHandle, image: Image | None, config: PredictConfig | None = None
 ) -> PredictSettings:
-    """Check the settings of a prediction and fill in the automatic ones (except overlap).
+    """Check a prediction's settings for a model and fill in the automatic ones.
 
     Parameters
     ----------
@@ -205,10 +148,10 @@ def resolve_settings(
     image : Image or None
         The input (its dtype is the default output dtype); None to check the settings
         before any image is read.
-    tile, overlap, batch, device, amp, compile, out_dtype, blend, chunk, block, threads
-        See :func:`iter_predict_image`. An ``"auto"`` overlap is returned as
-        ``max_overlap(tile)`` and replaced by :func:`iter_predict_image` once the
-        receptive field is known.
+    config : PredictConfig or None
+        What was asked for (None: the defaults). An ``"auto"`` overlap is returned as
+        ``max_overlap(tile)`` and replaced by the engine once the receptive field is
+        known.
 
     Returns
     -------
@@ -218,55 +161,32 @@ def resolve_settings(
     Raises
     ------
     InputError
-        For a tile that breaks the size rule, an overlap above half the tile, a
-        non-positive batch, an unknown device or output dtype.
+        For a tile that breaks the size rule or a device this machine lacks.
     """
-    tile = check_tile(tile, handle.scale, handle.multiple)
-    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
-        raise InputError(f"batch must be a positive integer (got {batch!r})")
-    if overlap == "auto":
-        resolved_overlap = max_overlap(tile)
-    elif isinstance(overlap, bool) or not isinstance(overlap, int | np.integer) or overlap < 0:
-        raise InputError(f"overlap must be 'auto' or an integer >= 0 (got {overlap!r})")
-    elif 2 * int(overlap) > tile:
-        raise InputError(f"overlap must be at most half the tile (tile {tile}, overlap {overlap})")
-    else:
-        resolved_overlap = int(overlap)
-    split_overlap(resolved_overlap, blend)  # checks blend
-    dev = resolve_device(device)
-    if out_dtype is not None:
-        dtype = str(np.dtype(_dtype_name(out_dtype)))
+    config = config if config is not None else PredictConfig()
+    tile = check_tile(config.tile, handle.scale, handle.multiple)
+    overlap = max_overlap(tile) if config.overlap == "auto" else int(config.overlap)
+    device = resolve_device(config.device)
+    if config.dtype is not None:
+        dtype = config.dtype.value
     else:
         dtype = image.dtype.name if image is not None else "float32"
     if dtype not in OUT_DTYPES:
         raise InputError(f"dtype must be one of {', '.join(OUT_DTYPES)} (got {dtype})")
-    chunk = DEFAULT_CHUNK if chunk is None else _positive(chunk, "chunk")
-    block = max(DEFAULT_BLOCK, chunk) if block is None else _positive(block, "block")
-    is_cuda = torch.device(dev).type == "cuda"
+    chunk = DEFAULT_CHUNK if config.chunk is None else config.chunk
+    block = max(DEFAULT_BLOCK, chunk) if config.block is None else config.block
+    is_cuda = device.type == "cuda"
     return PredictSettings(
         tile=tile,
-        overlap=resolved_overlap,
-        batch=int(batch),
-        device=dev,
-        amp=is_cuda if amp is None else bool(amp),
+        overlap=overlap,
+        batch=config.batch,
+        device=str(device),
+        amp=is_cuda if config.amp is None else config.amp,
         channels_last=is_cuda,
-        compile=bool(compile),
+        compile=config.compile,
         out_dtype=dtype,
-        blend=float(blend),
+        blend=config.blend,
         chunk=chunk,
         block=block,
-        threads=available_cores() if threads is None else _positive(threads, "threads"),
+        threads=available_cores() if config.threads is None else config.threads,
     )
-
-
-def _dtype_name(value: Any) -> Any:
-    try:
-        return np.dtype(value)
-    except TypeError as err:
-        raise InputError(f"dtype must be one of {', '.join(OUT_DTYPES)} (got {value!r})") from err
-
-
-def _positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InputError(f"{name} must be a positive integer (got {value!r})")
-    return int(value)

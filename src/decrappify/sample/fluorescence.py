@@ -1,9 +1,10 @@
 """Synthetic widefield fluorescence of cultured cells (65 nm pixels, uint16 camera counts).
 
 Curvy filaments (microtubule- and mitochondria-like, beaded), diffraction-limited puncta
-(vesicles) and nuclei with chromatin texture and nucleoli, inside cell regions with a
-dim cytoplasmic haze, over a slowly varying background; blurred by a Gaussian PSF and
-recorded by a camera: shot noise at a high photon count, gain, offset, 16-bit counts.
+(vesicles) and nuclei with chromatin texture and nucleoli, inside the overlapping cells of a
+confluent culture (so structures fill the frame) with a dim cytoplasmic haze, over a slowly
+varying background; blurred by a Gaussian PSF and recorded by a camera: shot noise at a
+high photon count, gain, offset, 16-bit counts.
 
 Objects belong to the cells of a fixed global grid (in Y, X and slabs of Z) and are
 seeded by cell index; every pixel is a function of its global position, so any region
@@ -28,8 +29,8 @@ FLUO_PIXEL_SIZE = 0.065
 FLUO_Z_STEP = 0.2
 
 _CELL = 128  # object cells (pixels)
-_BODY_CELL = 384  # one cell body at most per such grid cell
-_BODY_REACH = 360  # search margin: centres lie >= 77 px inside their cell, extent <= 421 px
+_BODY_CELL = 288  # one cell body per such grid cell: a confluent culture fills the frame
+_BODY_REACH = 330  # search margin: centres lie >= 86 px inside their cell, extent <= 414 px
 _SLAB = 8  # planes per object slab along Z
 _FILAMENT_REACH = 280  # farthest a filament point lies from its cell (pixels)
 _PSF_SIGMA = 1.6  # lateral PSF (pixels): FWHM ~ 245 nm at 65 nm pixels
@@ -144,15 +145,13 @@ def _cells(seed: int, z: int, box: tuple[int, int, int, int]) -> tuple[np.ndarra
     for cy in cell_range(y0 - reach, y1 + reach, _BODY_CELL):
         for cx in cell_range(x0 - reach, x1 + reach, _BODY_CELL):
             rng = cell_rng(seed, _TAGS["cell"], cy, cx)
-            present, jy, jx = rng.random(3)
-            radius = rng.uniform(150.0, 240.0)
+            _, jy, jx = rng.random(3)
+            radius = rng.uniform(175.0, 235.0)
             harm_amp = rng.uniform(0.0, 0.14, 3)
             harm_phase = rng.uniform(0, 2 * math.pi, 3)
             nucleus = _nucleus_params(rng, radius)
-            if present > 0.75:
-                continue
-            by = (cy + 0.2 + 0.6 * jy) * _BODY_CELL
-            bx = (cx + 0.2 + 0.6 * jx) * _BODY_CELL
+            by = (cy + 0.3 + 0.4 * jy) * _BODY_CELL
+            bx = (cx + 0.3 + 0.4 * jx) * _BODY_CELL
             extent = radius * (1.0 + harm_amp.sum()) + 80.0  # occupancy < 4e-4 beyond
             ya, yb = max(y0, math.floor(by - extent)), min(y1, math.ceil(by + extent))
             xa, xb = max(x0, math.floor(bx - extent)), min(x1, math.ceil(bx + extent))

@@ -1,6 +1,8 @@
 """The NoGAN schedule as a generator of progress events, with checkpoints and exact resume.
 
-:func:`iter_train` runs the phases of fast.ai's decrappify / DeOldify / PSSR recipe:
+:func:`iter_train` runs the phases of fast.ai's decrappify / DeOldify / PSSR recipe
+(functions of a :class:`~decrappify.train._session.Session`: the run's folder, models,
+data, state and clock; :mod:`._phases` and :mod:`._gan`):
 
 1. ``pretrain_generator``: the generator alone, content loss, one-cycle AdamW,
    encoder frozen for a first part;
@@ -24,15 +26,19 @@ same weights as an uninterrupted run on the CPU.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 from decrappify.config.train import TrainConfig
+from decrappify.devices import available_cores, torch_threads
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
 from decrappify.io.atomic import partial_path, remove_path
-from decrappify.train._phases import Run
+from decrappify.train._gan import gan
+from decrappify.train._phases import pretrain_critic, pretrain_generator, save_outputs
+from decrappify.train._session import CURVES_AFTER_SECONDS, Session, clone_state
 from decrappify.train.run import (
     CHECKPOINTS_NAME,
     CONFIG_NAME,
@@ -43,8 +49,7 @@ from decrappify.train.run import (
     config_differences,
     result_from_state,
 )
-from decrappify.train.runtime import cpu_threads
-from decrappify.train.state import STATE_NAME, RunState
+from decrappify.train.state import STATE_NAME, RunState, write_checkpoint
 
 __all__ = ["KeyBatches", "TrainResult", "iter_train", "train"]
 
@@ -112,19 +117,57 @@ def iter_train(
             return finished
     if not isinstance(config, TrainConfig):
         raise InputError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    with cpu_threads(config.num_threads):
-        run = Run(config, hr_sources, run_dir, lr_sources, resume)
+    with torch_threads(config.num_threads or available_cores()):
+        run = Session(config, hr_sources, run_dir, lr_sources, resume)
         try:
             if run.resumed:
                 run.note(
                     f"resumed at {run.state.phase} step {run.state.step} (cycle "
                     f"{run.state.cycle + 1})"
                 )
-            yield from run.run()
-            return run.finish()
+            yield from _run_phases(run)
+            return _finish(run)
         finally:
             run.log.close()
             remove_path(partial_path(run.run_dir / OUTPUTS_NAME))
+
+
+#: The phases, by the name the run state records.
+PHASES = {
+    "pretrain_generator": pretrain_generator,
+    "save_outputs": save_outputs,
+    "pretrain_critic": pretrain_critic,
+    "gan": gan,
+}
+
+
+def _run_phases(run: Session) -> Generator[Progress, None, None]:
+    """Run the phases from where the run's state is until it is done."""
+    while run.state.phase != "done":
+        run.start_phase_clock()
+        phase = run.state.phase
+        yield from PHASES[phase](run)
+        run.tensors = {}
+        long_phase = time.perf_counter() - run.phase_start > CURVES_AFTER_SECONDS
+        if phase == "pretrain_generator" and run.state.phase != "done" and long_phase:
+            run.write_curves()  # intermediate curves; the final ones are drawn by _finish()
+
+
+def _finish(run: Session) -> TrainResult:
+    """Save the best generator, the curves and the final checkpoint of a finished run."""
+    st = run.state
+    if run.best_state is None:
+        run.best_state = clone_state(run.G)
+    if run.cfg.gan_enabled and st.best.get("phase") == "pretrain_generator":
+        run.note("final model: the pretrained generator (no GAN checkpoint beat it)")
+    st.finished = True
+    model_path = run.save_best_model(final=True)
+    run.write_curves()
+    # a finished run is never trained further: its last checkpoint is the state alone
+    st.optimizers, st.log_rows, st.elapsed = {}, run.log.rows, run.elapsed()
+    run.log.flush()
+    write_checkpoint(run.checkpoints, st, run.random.tensors())
+    return result_from_state(st, run.run_dir, model_path, already_finished=False)
 
 
 def _finished_result(config: TrainConfig, run_dir: Path) -> TrainResult | None:

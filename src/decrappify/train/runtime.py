@@ -1,20 +1,18 @@
-"""Where and how training runs: device, mixed precision, CPU threads and the run's own RNG.
+"""How training runs: mixed precision and the run's own RNG.
 
-- :func:`resolve_device` / :func:`resolve_amp` turn the config's ``"auto"`` choices into
-  a ``torch.device`` and an autocast dtype (or None for float32);
+- :func:`resolve_amp` turns the config's ``amp`` into an autocast dtype (or None for
+  float32) on the device :func:`decrappify.devices.resolve_device` found;
 - :class:`Precision` gives the autocast context and the fp16 gradient scalers;
 - :class:`RunRandom` keeps the run's torch random state apart from the caller's: every
   training step runs inside :meth:`RunRandom.active`, which swaps the run's state in
   and out (``torch.random.fork_rng``), so the run is reproducible whatever other code
   does with torch's global generator between two steps, and the caller's state is
-  left untouched;
-- :func:`cpu_threads` sets torch's intra-op threads for the run and restores them.
+  left untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,36 +39,6 @@ def derive_seed(seed: int, *keys: int) -> int:
     """
     state = np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(2, np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
-
-
-def resolve_device(name: str) -> torch.device:
-    """Turn ``"auto"`` / ``"cpu"`` / ``"cuda"`` into a device.
-
-    Parameters
-    ----------
-    name : str
-        The config's ``device``.
-
-    Returns
-    -------
-    torch.device
-        CUDA when asked for (or ``auto`` and available), else the CPU.
-
-    Raises
-    ------
-    InputError
-        If CUDA is asked for but not available.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device: 'cuda' was asked for but this torch {torch.__version__} sees no CUDA "
-            "device; use --device cpu or auto"
-        )
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"device: expected 'auto', 'cpu' or 'cuda', got {name!r}")
-    return torch.device(name)
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -283,40 +251,3 @@ class RunRandom:
             self.cpu = tensors["rng.cpu"].clone()
         if self.cuda is not None and "rng.cuda" in tensors:
             self.cuda = tensors["rng.cuda"].clone()
-
-
-def available_cores() -> int:
-    """Count the CPU cores this process may run on.
-
-    Returns
-    -------
-    int
-        ``len(os.sched_getaffinity(0))`` where available, else ``os.cpu_count()``.
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None) -> Iterator[int]:
-    """Set torch's intra-op CPU threads for a block, then restore them.
-
-    Parameters
-    ----------
-    n : int or None
-        Threads (None: every available core).
-
-    Yields
-    ------
-    int
-        The number of threads set.
-    """
-    before = torch.get_num_threads()
-    n = available_cores() if n is None else int(n)
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(before)

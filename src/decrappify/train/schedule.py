@@ -258,6 +258,25 @@ class Verdict:
     stop: bool
 
 
+def watch_score(metrics: dict[str, float], metric: str) -> float:
+    """Score a checkpoint for the GAN phase: PSNR, SSIM, or minus the FRC resolution.
+
+    Parameters
+    ----------
+    metrics : dict of str to float
+        Validation metrics (``psnr``, ``ssim``, ``frc``).
+    metric : str
+        The watched one.
+
+    Returns
+    -------
+    float
+        Higher is better; NaN when the metric is missing.
+    """
+    value = float(metrics.get(metric, math.nan))
+    return -value if metric == "frc" else value
+
+
 @dataclass
 class EarlyStopping:
     """Track the best validation score and count checkpoints without improvement.
@@ -274,26 +293,32 @@ class EarlyStopping:
         Best score so far (``-inf`` when there is none).
     since_best : int
         Checkpoints since the best (state, for resume).
+    floor : float
+        Lowest ``guard`` value a checkpoint may have to count as an improvement.
     """
 
     patience: int
     best: float = -math.inf
     since_best: int = 0
+    floor: float = -math.inf
 
-    def update(self, value: float) -> Verdict:
+    def update(self, value: float, guard: float = math.inf) -> Verdict:
         """Record a checkpoint's validation score.
 
         Parameters
         ----------
         value : float
             The score (nan counts as no improvement).
+        guard : float
+            A second score that must stay at or above :attr:`floor` for the checkpoint
+            to count (the GAN phase's fidelity guard: validation PSNR).
 
         Returns
         -------
         Verdict
             Whether it improved on the best and whether to stop.
         """
-        if value > self.best:
+        if value > self.best and guard >= self.floor:
             self.best, self.since_best = float(value), 0
             return Verdict(improved=True, stop=False)
         self.since_best += 1
@@ -305,10 +330,11 @@ class EarlyStopping:
         Returns
         -------
         dict
-            ``patience``, ``best``, ``since_best``.
+            ``patience``, ``best``, ``since_best``, ``floor``.
         """
         state = asdict(self)
         state["best"] = None if math.isinf(self.best) else self.best
+        state["floor"] = None if math.isinf(self.floor) else self.floor
         return state
 
     @classmethod
@@ -325,9 +351,10 @@ class EarlyStopping:
         EarlyStopping
             The tracker.
         """
-        best = state.get("best")
+        best, floor = state.get("best"), state.get("floor")
         return cls(
             patience=int(state["patience"]),
             best=-math.inf if best is None else float(best),
             since_best=int(state.get("since_best", 0)),
+            floor=-math.inf if floor is None else float(floor),
         )

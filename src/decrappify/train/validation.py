@@ -11,6 +11,7 @@ upsampling of the LR input's centre frame is scored the same way, once.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 
 from decrappify.data.dataset import ValidationSet
 from decrappify.metrics import normalize_minmse, psnr, ssim, upsample
-from decrappify.metrics.core import gt_range
+from decrappify.metrics.core import frc_resolution_px, gt_range
 
 
 def normalized_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
@@ -56,12 +57,19 @@ def mean_scores(preds: np.ndarray, gts: np.ndarray) -> dict[str, float]:
     Returns
     -------
     dict of str to float
-        ``{"psnr": ..., "ssim": ...}`` (infinite PSNRs of perfect crops are capped at
-        100 dB so that one perfect crop does not make the mean infinite).
+        ``{"psnr": ..., "ssim": ..., "frc": ...}`` (infinite PSNRs of perfect crops are
+        capped at 100 dB so that one perfect crop does not make the mean infinite;
+        ``frc`` is the mean FRC resolution in pixels, smaller is sharper, NaN for crops
+        too small to tell).
     """
     scores = np.array([normalized_scores(p, g) for p, g in zip(preds, gts, strict=True)])
     psnrs = np.minimum(scores[:, 0], 100.0)
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(scores[:, 1]))}
+    frcs = [
+        frc_resolution_px(np.asarray(p, np.float64), np.asarray(g, np.float64))
+        for p, g in zip(preds, gts, strict=True)
+    ]
+    frc = float(np.nanmean(frcs)) if np.isfinite(frcs).any() else math.nan
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(scores[:, 1])), "frc": frc}
 
 
 class Validator:

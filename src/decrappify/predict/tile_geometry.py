@@ -192,9 +192,9 @@ def validate_tile(
     InputError
         If a side is not positive or ``side × scale`` is not a multiple of ``multiple``.
     """
-    _check_positive_int(scale, "scale")
-    _check_positive_int(multiple, "multiple")
-    pair = _pair(tile, "tile")
+    check_positive_int(scale, "scale")
+    check_positive_int(multiple, "multiple")
+    pair = int_pair(tile, "tile")
     for side in pair:
         if side < 1:
             raise InputError(f"tile must be positive (got {side})")
@@ -247,7 +247,7 @@ def default_overlap(
     ----------
     receptive_field_radius : int
         LR pixels on each side that an output pixel depends on (see
-        ``decrappify.predict.tiles.estimate_receptive_field``).
+        ``decrappify.predict.receptive.estimate_receptive_field``).
     scale : int
         Super-resolution factor.
     blend : float
@@ -271,7 +271,7 @@ def default_overlap(
         If the radius is negative or ``blend`` leaves no context margin (``blend == 1``
         with a positive radius).
     """
-    _check_positive_int(scale, "scale")
+    check_positive_int(scale, "scale")
     if receptive_field_radius < 0:
         raise InputError(f"receptive_field_radius must be >= 0 (got {receptive_field_radius})")
     if receptive_field_radius == 0:
@@ -339,7 +339,7 @@ def plan_tiles(
     if min(size) < 1:
         raise InputError(f"shape: expected a non-empty plane, got {size}")
     tiles = validate_tile(tile, scale, multiple)
-    overlaps = _pair(overlap, "overlap")
+    overlaps = int_pair(overlap, "overlap")
     bounds = normalize_bounds(region, size) if region is not None else ((0, size[0]), (0, size[1]))
     quantum = tile_quantum(scale, multiple)
     axes = [
@@ -533,93 +533,6 @@ def normalize_bounds(region: Bounds | Sequence[slice], shape: Sequence[int]) -> 
     return bounds
 
 
-def input_region_for_output(
-    output: Bounds | Sequence[slice],
-    *,
-    scale: int,
-    halo: int,
-    lr_shape: Sequence[int],
-) -> tuple[Bounds, Bounds]:
-    """LR input a block of HR output needs: the block's LR footprint plus a halo.
-
-    Parameters
-    ----------
-    output : Bounds or pair of slice
-        HR rectangle (for example a dask/zarr output chunk); its starts and stops
-        must be multiples of ``scale``.
-    scale : int
-        Super-resolution factor.
-    halo : int
-        LR context on each side, clipped at the image borders (use the tiling
-        ``overlap``; it must be at least the network's receptive-field radius).
-    lr_shape : pair of int
-        ``(H, W)`` of the LR plane.
-
-    Returns
-    -------
-    input_bounds : Bounds
-        LR rectangle of the plane to read.
-    region : Bounds
-        The output's LR footprint in the coordinates of that rectangle; pass both to
-        ``decrappify.predict.tiles.predict_region``.
-
-    Raises
-    ------
-    InputError
-        If the output is not aligned to ``scale``, lies outside the HR plane, or the halo
-        is negative.
-    """
-    _check_positive_int(scale, "scale")
-    if halo < 0:
-        raise InputError(f"halo must be >= 0 (got {halo})")
-    hr_shape = tuple(int(n) * scale for n in lr_shape)
-    bounds = normalize_bounds(output, hr_shape)
-    for lo, hi in bounds:
-        if lo % scale or hi % scale:
-            raise InputError(
-                f"output block {bounds} must start and stop on multiples of the scale {scale}"
-            )
-    inputs = []
-    regions = []
-    for (lo, hi), n in zip(bounds, lr_shape, strict=True):
-        a, b = lo // scale, hi // scale
-        i0, i1 = max(0, a - halo), min(int(n), b + halo)
-        inputs.append((i0, i1))
-        regions.append((a - i0, b - i0))
-    return (inputs[0], inputs[1]), (regions[0], regions[1])
-
-
-def output_blocks(lr_shape: Sequence[int], scale: int, chunk: int | Sequence[int]) -> list[Bounds]:
-    """Grid of HR output blocks aligned to the scale, row-major.
-
-    Parameters
-    ----------
-    lr_shape : pair of int
-        ``(H, W)`` of the LR plane.
-    scale : int
-        Super-resolution factor.
-    chunk : int or pair of int
-        Requested HR block side(s); rounded down to a multiple of ``scale`` (at least
-        ``scale``).
-
-    Returns
-    -------
-    list of Bounds
-        HR rectangles that tile ``(H·scale, W·scale)`` exactly; the last ones in each
-        row and column may be smaller.
-    """
-    _check_positive_int(scale, "scale")
-    chunks = _pair(chunk, "chunk")
-    if min(chunks) < 1:
-        raise InputError(f"chunk must be positive (got {chunk})")
-    steps = [max(scale, c // scale * scale) for c in chunks]
-    spans = [
-        [(lo, min(lo + step, int(n) * scale)) for lo in range(0, int(n) * scale, step)]
-        for n, step in zip(lr_shape, steps, strict=True)
-    ]
-    return [(ys, xs) for ys in spans[0] for xs in spans[1]]
-
-
 def radius_from_response(response: np.ndarray, center: tuple[int, int], tol: float = 0.0) -> int:
     """Receptive-field radius from a map of input sensitivities.
 
@@ -657,7 +570,8 @@ def _round_up(value: int, quantum: int) -> int:
     return max(quantum, -(-value // quantum) * quantum)
 
 
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+def int_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """Read an integer or a pair of integers as a pair (``name`` for the message)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value), int(value))
     try:
@@ -671,6 +585,7 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     return (int(items[0]), int(items[1]))
 
 
-def _check_positive_int(value: int, name: str) -> None:
+def check_positive_int(value: int, name: str) -> None:
+    """Raise ``InputError`` unless ``value`` is a positive integer (``name`` for the message)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError(f"{name} must be a positive integer (got {value!r})")

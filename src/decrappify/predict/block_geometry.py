@@ -1,4 +1,10 @@
-"""The output blocks of a prediction: whole chunks aligned to the scale (pure numpy)."""
+"""Block geometry of chunked prediction: the output blocks and the LR input each needs (pure).
+
+A prediction's HR output is cut into blocks of whole output chunks, aligned to the scale
+(:class:`BlockGrid`); each block is computed from its LR footprint plus a halo of
+context (:func:`input_region_for_output`). The tiles inside a block are planned by
+:mod:`decrappify.predict.tile_geometry`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.predict.tiling import Bounds
+from decrappify.errors import InputError
+from decrappify.predict.tile_geometry import Bounds, check_positive_int, int_pair, normalize_bounds
 
-__all__ = ["BlockGrid"]
+__all__ = ["BlockGrid", "input_region_for_output", "output_blocks"]
 
 
 @dataclass(frozen=True)
@@ -139,3 +146,90 @@ class BlockGrid:
         """
         (y0, y1), (x0, x1) = self.bounds(index)
         return (y1 - y0) * (x1 - x0)
+
+
+def input_region_for_output(
+    output: Bounds | Sequence[slice],
+    *,
+    scale: int,
+    halo: int,
+    lr_shape: Sequence[int],
+) -> tuple[Bounds, Bounds]:
+    """LR input a block of HR output needs: the block's LR footprint plus a halo.
+
+    Parameters
+    ----------
+    output : Bounds or pair of slice
+        HR rectangle (for example a dask/zarr output chunk); its starts and stops
+        must be multiples of ``scale``.
+    scale : int
+        Super-resolution factor.
+    halo : int
+        LR context on each side, clipped at the image borders (use the tiling
+        ``overlap``; it must be at least the network's receptive-field radius).
+    lr_shape : pair of int
+        ``(H, W)`` of the LR plane.
+
+    Returns
+    -------
+    input_bounds : Bounds
+        LR rectangle of the plane to read.
+    region : Bounds
+        The output's LR footprint in the coordinates of that rectangle; pass both to
+        ``decrappify.predict.tile_predictor.predict_region``.
+
+    Raises
+    ------
+    InputError
+        If the output is not aligned to ``scale``, lies outside the HR plane, or the halo
+        is negative.
+    """
+    check_positive_int(scale, "scale")
+    if halo < 0:
+        raise InputError(f"halo must be >= 0 (got {halo})")
+    hr_shape = tuple(int(n) * scale for n in lr_shape)
+    bounds = normalize_bounds(output, hr_shape)
+    for lo, hi in bounds:
+        if lo % scale or hi % scale:
+            raise InputError(
+                f"output block {bounds} must start and stop on multiples of the scale {scale}"
+            )
+    inputs = []
+    regions = []
+    for (lo, hi), n in zip(bounds, lr_shape, strict=True):
+        a, b = lo // scale, hi // scale
+        i0, i1 = max(0, a - halo), min(int(n), b + halo)
+        inputs.append((i0, i1))
+        regions.append((a - i0, b - i0))
+    return (inputs[0], inputs[1]), (regions[0], regions[1])
+
+
+def output_blocks(lr_shape: Sequence[int], scale: int, chunk: int | Sequence[int]) -> list[Bounds]:
+    """Grid of HR output blocks aligned to the scale, row-major.
+
+    Parameters
+    ----------
+    lr_shape : pair of int
+        ``(H, W)`` of the LR plane.
+    scale : int
+        Super-resolution factor.
+    chunk : int or pair of int
+        Requested HR block side(s); rounded down to a multiple of ``scale`` (at least
+        ``scale``).
+
+    Returns
+    -------
+    list of Bounds
+        HR rectangles that tile ``(H·scale, W·scale)`` exactly; the last ones in each
+        row and column may be smaller.
+    """
+    check_positive_int(scale, "scale")
+    chunks = int_pair(chunk, "chunk")
+    if min(chunks) < 1:
+        raise InputError(f"chunk must be positive (got {chunk})")
+    steps = [max(scale, c // scale * scale) for c in chunks]
+    spans = [
+        [(lo, min(lo + step, int(n) * scale)) for lo in range(0, int(n) * scale, step)]
+        for n, step in zip(lr_shape, steps, strict=True)
+    ]
+    return [(ys, xs) for ys in spans[0] for xs in spans[1]]

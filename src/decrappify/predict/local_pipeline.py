@@ -1,0 +1,128 @@
+"""Local runs overlap input, compute and output: one reading thread, one compute thread.
+
+While the caller stores a block, the model already runs on the next one and the reader
+fetches the one after (:class:`BlockPipeline`). The model runs in one thread at a time
+with torch's intra-op parallelism; dask threads only move data (:class:`LocalBlocks` is
+the block function of the lazy output).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from decrappify.predict.block_predictor import BlockPredictor
+
+__all__ = ["BlockPipeline", "LocalBlocks", "local_threads"]
+
+
+def local_threads(settings: Any) -> int | None:
+    """Threads for torch in a local run: the given cores on CPU, the default elsewhere.
+
+    Parameters
+    ----------
+    settings : PredictSettings
+        The run's settings.
+
+    Returns
+    -------
+    int or None
+        ``settings.threads`` on the CPU, None elsewhere.
+    """
+    return settings.threads if torch.device(settings.device).type == "cpu" else None
+
+
+class BlockPipeline:
+    """Local read → compute overlap: one reading thread, one compute thread, one block ahead.
+
+    ``get(index)`` returns the block (computing it if needed) and starts reading and
+    computing the next block in row-major order, so that while the caller stores a block
+    the model already runs on the next one and the reader fetches the one after.
+    """
+
+    def __init__(self, predictor: BlockPredictor, threads: int | None = None) -> None:
+        self.predictor = predictor
+        order = predictor.grid.indices()
+        self._next = dict(zip(order, order[1:], strict=False))
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="decrappify-read")
+        # torch's intra-op thread count is a per-thread setting: set it where the model runs
+        self._worker = ThreadPoolExecutor(
+            1,
+            thread_name_prefix="decrappify-predict",
+            initializer=torch.set_num_threads if threads else None,
+            initargs=(threads,) if threads else (),
+        )
+        self._inputs: dict[tuple[int, ...], Future[Any]] = {}
+        self._outputs: collections.OrderedDict[tuple[int, ...], Future[Any]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, index: tuple[int, ...]) -> np.ndarray:
+        """Return a block (computing it if needed) and start on the next one.
+
+        Parameters
+        ----------
+        index : tuple of int
+            Block index.
+
+        Returns
+        -------
+        numpy.ndarray
+            The block.
+        """
+        index = tuple(int(i) for i in index)
+        with self._lock:
+            future = self._outputs.pop(index, None)
+            if future is None:
+                future = self._submit(index)
+            following = self._next.get(index)
+            if following is not None and following not in self._outputs:
+                self._outputs[following] = self._submit(following)
+            while len(self._outputs) > 2:  # guesses nobody asked for: drop the oldest
+                stale, old = self._outputs.popitem(last=False)
+                old.cancel()
+                self._inputs.pop(stale, None)
+        return future.result()
+
+    def _submit(self, index: tuple[int, ...]) -> Future[Any]:
+        if index not in self._inputs:
+            self._inputs[index] = self._reader.submit(self.predictor.read, index)
+        return self._worker.submit(self._compute, index, self._inputs[index])
+
+    def _compute(self, index: tuple[int, ...], parts: Future[Any]) -> np.ndarray:
+        with self._lock:
+            self._inputs.pop(index, None)
+        return self.predictor.compute(index, parts.result())
+
+    def close(self) -> None:
+        """Cancel what is pending and stop the threads."""
+        self.predictor.cancel()
+        with self._lock:
+            for future in self._outputs.values():
+                future.cancel()
+            self._outputs.clear()
+            self._inputs.clear()
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        self._reader.shutdown(wait=True, cancel_futures=True)
+
+
+class LocalBlocks:
+    """The dask block function of a local run (delegates to the pipeline)."""
+
+    def __init__(self, pipeline: BlockPipeline, token: str) -> None:
+        self.pipeline = pipeline
+        self.token = token
+
+    def __call__(self, block_id: tuple[int, ...] | None = None) -> np.ndarray:
+        """Return the block dask asks for."""
+        assert block_id is not None
+        return self.pipeline.get(tuple(block_id))
+
+    def __dask_tokenize__(self) -> str:
+        return self.token
