@@ -49,6 +49,12 @@ def test_train_then_predict_on_the_same_grid(tmp_path):
     config = TrainConfig.validate_dict(TINY)
     result = run_to_end(iter_train(config, images, tmp_path / "run"))
     assert result.steps["gan"] >= 1 and {"psnr", "ssim"} <= set(result.baseline)
+    # the baseline is the input itself: so say the log, the result and the curves' legend
+    assert result.baseline_name == "input"
+    notes = [h["note"] for h in result.history if "note" in h]
+    assert any(n.startswith("input baseline on ") for n in notes)
+    assert any("(input " in n for n in notes if n.startswith("pretrained generator"))
+    assert not any("bicubic" in n for n in notes)
     model = load_model(result.model_path)
     assert model.info.generator.scale == 1 and model.net.scale == 1
     with torch.inference_mode():  # any size in, the same size out: no upsampling stage
