@@ -13,8 +13,8 @@ Two maps say where to doubt a prediction (see ``docs/predict.md``):
   (:func:`decrappify.crappify.consistency.data_consistency`). It is computed after the
   prediction, block by block from the written output and the input with a halo of
   :func:`~decrappify.crappify.consistency.consistency_halo` LR pixels, with one
-  calibration per image (:func:`~decrappify.predict.trust_blocks.calibrate_image`), so the blocks give exactly the map of
-  the whole image and memory stays that of a block.
+  calibration per image (:func:`~decrappify.predict.trust_blocks.calibrate_image`), so
+  the blocks give exactly the map of the whole image and memory stays that of a block.
 
 Both are summarised per image while they are written
 (:class:`~decrappify.predict.trust_blocks.MapSummary`); the block-by-block work is in
