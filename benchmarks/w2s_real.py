@@ -26,9 +26,11 @@ by any fit:
 Every step runs the ``decrappify`` command a user would type (printed as it runs). The
 normalised PSNR/SSIM (percentile-normalised ground truth, prediction matched by a
 least-squares affine fit: the 8-bit W2S frames were each stretched on their own) are
-tabulated; each model's data-consistency score on the test frames (its own crappifier's
-forward model against the real input, :mod:`decrappify.crappify.consistency`) and the
-time it costs next to prediction are recorded. Writes ``OUT/benchmark.json``; with
+tabulated; each model's data-consistency score on the test frames (the map ``predict``
+writes by default: its own crappifier's forward model against the real input, see
+``docs/predict.md``) and the time it costs next to prediction are recorded (from
+``predict --report``); ``--tta`` also predicts with ``predict --tta`` and records the
+mean's scores, the spread and the cost. Writes ``OUT/benchmark.json``; with
 ``--figures`` also ``docs/images/w2s_mean_variance.png`` and
 ``docs/images/w2s_real_comparison.png``.
 """
@@ -234,69 +236,65 @@ def comparison_picture(
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
-def consistency(model: Path, test_pairs, pred_dir: Path) -> dict[str, Any]:
-    """Data-consistency score of each test prediction against its real input, and its cost."""
+def report_info(report: Path) -> dict[str, dict[str, Any]]:
+    """Per-input ``info`` of a ``predict --report`` file, by input stem."""
+    doc = json.loads(report.read_text())
+    return {Path(r["input"]).stem: r["info"] for r in doc["results"]}
+
+
+def consistency(model: Path, test_pairs, report: Path) -> dict[str, Any]:
+    """The data-consistency summaries ``predict`` wrote (its default map), and a reference.
+
+    The reference scores each frame's own average of 400 frames as if it were the
+    prediction (what a perfect restoration would score with this crappifier).
+    """
     import tifffile
 
     from decrappify import api
     from decrappify.config.crappify import CrappifyConfig
     from decrappify.crappify.consistency import image_consistency
-    from decrappify.io import read_image
     from decrappify.normalize import percentile_range
 
     info = api.model_info(model)
     config = CrappifyConfig.model_validate(info.crappify)
     norm = info.normalization
-    out, seconds = {}, 0.0
+    infos = report_info(report)
+    out, seconds, predict_s = {}, 0.0, 0.0
     for noisy, clean in test_pairs:
         lr = tifffile.imread(noisy)
         lo_hi = percentile_range(lr, norm.low, norm.high)
-        pred = np.asarray(read_image(pred_dir / f"{noisy.stem}.zarr").data)
-        start = time.perf_counter()
-        result = image_consistency(pred, lr, config, lo_hi=lo_hi)
-        seconds += time.perf_counter() - start
         truth = image_consistency(tifffile.imread(clean), lr, config, lo_hi=lo_hi)
+        entry = infos[noisy.stem]
+        summary = entry["trust"]["consistency"]
+        seconds += entry["trust_seconds"]
+        predict_s += entry["compute_seconds"] or 0.0
         out[noisy.stem] = {
-            "score": result.score,
-            "flagged": result.stats.flagged_fraction,
+            "score": summary["score"],
+            "flagged": summary["flagged_fraction"],
             "ground_truth_score": truth.score,
         }
-    return {"per_image": out, "seconds": seconds}
+    return {"per_image": out, "seconds": seconds, "compute_seconds": predict_s}
 
 
-def tta(model: Path, test_pairs) -> dict[str, Any]:
-    """Test-time augmentation of whole test frames: the mean's scores and the spread."""
+def tta(pred_dir: Path, tta_dir: Path, test_pairs) -> dict[str, Any]:
+    """``predict --tta`` against the plain prediction: scores, spread and cost, per frame."""
     import tifffile
-    import torch
 
+    from decrappify.io import read_image
     from decrappify.metrics import evaluate_pair
-    from decrappify.models import load_model
-    from decrappify.normalize import normalize, percentile_range
-    from decrappify.predict.tta import tta_predict
 
-    loaded = load_model(model)
-    norm = loaded.info.normalization
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            tensor = torch.from_numpy(np.ascontiguousarray(x)[None, None])
-            return loaded.net(tensor)[0, 0].numpy()
-
+    plain, augmented = report_info(pred_dir / "report.json"), report_info(tta_dir / "report.json")
     out = {}
     for noisy, clean in test_pairs:
-        lr = tifffile.imread(noisy)
-        x = normalize(lr, *percentile_range(lr, norm.low, norm.high)).astype(np.float32)
-        start = time.perf_counter()
-        single = predict(x)
-        single_s = time.perf_counter() - start
-        result = tta_predict(predict, x)
-        tta_s = time.perf_counter() - start - single_s
         gt = tifffile.imread(clean)
+        single = np.asarray(read_image(pred_dir / f"{noisy.stem}.zarr").data)
+        mean = np.asarray(read_image(tta_dir / f"{noisy.stem}.zarr").data)
+        a, p = augmented[noisy.stem], plain[noisy.stem]
         out[noisy.stem] = {
             "psnr_norm": evaluate_pair(single, gt)["psnr_norm"],
-            "tta_psnr_norm": evaluate_pair(result.mean, gt)["psnr_norm"],
-            "tta_std_mean": float(result.std.mean()),
-            "cost_ratio": tta_s / single_s,
+            "tta_psnr_norm": evaluate_pair(mean, gt)["psnr_norm"],
+            "tta_std_mean": a["trust"]["uncertainty"]["mean"],
+            "cost_ratio": (a["compute_seconds"] or 0.0) / (p["compute_seconds"] or 1.0),
         }
     return out
 
@@ -380,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
             pred_dir,
             "--device",
             args.device,
+            "--report",
+            pred_dir / "report.json",
             "--overwrite",
             "-q",
         )
@@ -402,11 +402,17 @@ def main(argv: list[str] | None = None) -> None:
         tuning = []
         results[name] = {
             "metrics": doc,
-            "consistency": consistency(run_dir / "model", test_pairs, pred_dir),
+            "consistency": consistency(run_dir / "model", test_pairs, pred_dir / "report.json"),
             "pred_dir": pred_dir,
         }
         if args.tta:
-            results[name]["tta"] = tta(run_dir / "model", test_pairs)
+            tta_dir = out / f"pred_tta_{name.split()[0]}"
+            timings[f"predict --tta {name}"] = run(
+                "predict", run_dir / "model", *test_lr, "--out", tta_dir, "--device",
+                args.device, "--tta", "--no-consistency", "--report", tta_dir / "report.json",
+                "--overwrite", "-q",
+            )  # fmt: skip
+            results[name]["tta"] = tta(pred_dir, tta_dir, test_pairs)
 
     # the table: models, then the baselines (the same in both documents)
     first = next(iter(results.values()))["metrics"]["mean"]
@@ -435,11 +441,13 @@ def main(argv: list[str] | None = None) -> None:
         scores = [v["score"] for v in c["per_image"].values()]
         truth = [v["ground_truth_score"] for v in c["per_image"].values()]
         predict_s = timings[f"predict {name}"]
+        share = 100 * c["seconds"] / max(c["compute_seconds"], 1e-9)
         print(
             f"{name}: data consistency on the real frames {np.mean(scores):.2f} (1 = explained "
             f"by the noise, < 1 = keeps noise; the averages of 400 frames score "
-            f"{np.mean(truth):.2f}), {c['seconds']:.2f} s for 5 frames vs predict "
-            f"{predict_s:.1f} s (the whole command)"
+            f"{np.mean(truth):.2f}); the map took {c['seconds']:.2f} s for 5 frames, the "
+            f"prediction {c['compute_seconds']:.2f} s ({share:.1f} %; the whole command "
+            f"{predict_s:.1f} s)"
         )
         if "tta" in r:
             t = r["tta"].values()
