@@ -84,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--steps", type=int, default=None, help="tuning: fixed pretraining steps, no budget"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
+    parser.add_argument(
+        "--snapshots",
+        default="",
+        help="minutes (e.g. 10,20,45,90) at which the generator of the latest checkpoint is "
+        "kept and scored on the test images at the end: the gain-vs-time curve of one run",
+    )
     return parser.parse_args(argv)
 
 
@@ -122,11 +128,15 @@ def train(args: argparse.Namespace, config: Any, files: list[Path], run_dir: Pat
     start = time.perf_counter()
     gen = iter_train(config, [str(f) for f in files], run_dir)
     last_phase = None
+    marks = sorted(float(m) for m in args.snapshots.split(",") if m.strip())
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
+        minutes = (time.perf_counter() - start) / 60.0
+        while marks and minutes >= marks[0]:
+            snapshot(config, run_dir, marks.pop(0))
         show = (
             event.phase != last_phase
             or event.metrics
@@ -143,6 +153,28 @@ def train(args: argparse.Namespace, config: Any, files: list[Path], run_dir: Pat
                 flush=True,
             )
         last_phase = event.phase
+
+
+def snapshot(config: Any, run_dir: Path, minute: float) -> None:
+    """Keep the generator of the latest checkpoint as a model ``RUN/snapshots/<minute>m``."""
+    from decrappify.config.model import ModelInfo
+    from decrappify.models import build_generator, save_model
+    from decrappify.train.state import read_checkpoint, unprefixed
+
+    try:
+        state, tensors = read_checkpoint(run_dir / "checkpoints")
+    except Exception as err:  # no checkpoint yet
+        print(f"snapshot at {minute:g} min skipped: {err}", flush=True)
+        return
+    net = build_generator(config.generator)
+    net.load_state_dict(unprefixed(tensors, "generator"))
+    info = ModelInfo(
+        generator=config.generator,
+        normalization=config.data.resolve_normalization(config.resolved_crappify().normalization),
+        training={"snapshot_minutes": minute, "phase": state.phase, "step": state.step},
+    )
+    save_model(run_dir / "snapshots" / f"{minute:g}m", net.eval(), info)
+    print(f"snapshot at {minute:g} min: {state.phase} step {state.step}", flush=True)
 
 
 def cpu_seconds() -> float:
@@ -183,14 +215,23 @@ def evaluate(model_path: Path, test_files: list[Path], crappify: Any) -> dict[st
                 "image": path.name,
                 "bicubic_psnr": b["psnr_norm"],
                 "bicubic_ssim": b["ssim_norm"],
+                "bicubic_frc": b["frc_px"],
                 "model_psnr": m["psnr_norm"],
                 "model_ssim": m["ssim_norm"],
+                "model_frc": m["frc_px"],
                 "predict_s": seconds,
             }
         )
         images[path.name] = (lr, bicubic, pred, gt)
     summary = {}
-    for key in ("bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim"):
+    for key in (
+        "bicubic_psnr",
+        "bicubic_ssim",
+        "bicubic_frc",
+        "model_psnr",
+        "model_ssim",
+        "model_frc",
+    ):
         values = np.array([r[key] for r in rows])
         summary[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1))}
     summary["gain_psnr"] = summary["model_psnr"]["mean"] - summary["bicubic_psnr"]["mean"]
@@ -258,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"gain over bicubic: {s['gain_psnr']:+.2f} dB PSNR, {s['gain_ssim']:+.3f} SSIM; "
+        f"FRC {s['bicubic_frc']['mean']:.2f} -> {s['model_frc']['mean']:.2f} px; "
         f"training {train_s / 60:.1f} min (budget {args.minutes:g}, CPU time "
         f"{train_cpu / 60:.1f} min), steps {result.steps}, "
         f"best from {result.best}; load average {load_before[0]:.2f} -> {load_after[0]:.2f}"
@@ -278,6 +320,19 @@ def main(argv: list[str] | None = None) -> None:
         "history": result.history,
         "config": config.resolved().model_dump(mode="json"),
     }
+    snapshots = sorted((run_dir / "snapshots").glob("*m"), key=lambda p: float(p.name[:-1]))
+    if snapshots:
+        crappify = config.resolved_crappify()
+        record["snapshots"] = {}
+        print("\ngain vs. training minutes (snapshots of this run)")
+        for path in snapshots:
+            summary = evaluate(path, test_files, crappify)["summary"]
+            record["snapshots"][path.name] = summary
+            print(
+                f"{path.name:>6s}: {summary['gain_psnr']:+.2f} dB PSNR, "
+                f"{summary['gain_ssim']:+.3f} SSIM",
+                flush=True,
+            )
     (run_dir / "benchmark.json").write_text(json.dumps(record, indent=1))
     if args.figures:
         for path in figures(args.data, run_dir, evaluation, config.generator.scale):

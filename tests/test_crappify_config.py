@@ -83,7 +83,7 @@ def test_bound_errors_are_one_line_and_name_the_parameter():
     )
     raw = {"steps": [{"kind": "salt_pepper", "amount": [0.1, 1.5]}, {"kind": "downsample"}]}
     assert config_error(raw) == (
-        "config: steps.0.salt_pepper: amount must be in [0, 1] (got [0.1, 1.5])"
+        "config: steps.0.salt_pepper: amount must be in [0, 0.5] (got [0.1, 1.5])"
     )
     raw = {"steps": [{"kind": "jpeg", "quality": 0}, {"kind": "downsample"}]}
     assert config_error(raw) == "config: steps.0.jpeg: quality must be in [1, 100] (got 0)"

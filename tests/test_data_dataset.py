@@ -182,10 +182,10 @@ def test_background_rejection_is_bounded(rng):
     train, _ = build_datasets([image], config, _area(2))
     tries = [train.sample(0, index).tries for index in range(20)]
     assert max(tries) == 3 and np.mean(tries) > 2.5
-    # a flat image has no better patch to look for: the first candidate is kept
+    # a flat image gives no training signal at all: it is refused up front
     flat = np.full((64, 64), 7, np.uint16)
-    train, _ = build_datasets([flat], config, _area(2))
-    assert train.sample(0, 0).tries == 1
+    with pytest.raises(InputError, match="HR image 0: every pixel is 7; a constant image"):
+        build_datasets([flat], config, _area(2))
 
 
 # --- augmentation and alignment ---------------------------------------------------------------
@@ -547,10 +547,9 @@ def test_non_finite_patch_names_the_image(rng):
     image[:, :] = np.nan
     image[0, 0] = 1.0
     config = _config(validation={"count": 0}, background={"enabled": False})
-    train, _ = build_datasets([Image(image, source="nan.tif")], config, _area(2))
     with pytest.raises(
         InputError,
-        match=r"^nan.tif: expected finite values, got NaN or Inf in the patch at plane 0, "
-        r"row \d+, column \d+$",
+        match=r"^nan.tif: 4095 NaN or Inf pixels; training needs finite values, fix or leave "
+        r"out the image$",
     ):
-        train.sample(0, 0)
+        build_datasets([Image(image, source="nan.tif")], config, _area(2))

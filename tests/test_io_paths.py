@@ -190,7 +190,7 @@ def test_atomic_write_text_and_bytes(tmp_path):
     atomic_write_text(target, "a: 2\n")  # small files are replaced by default
     assert target.read_text() == "a: 2\n"
     with pytest.raises(
-        OutputError, match=re.escape(f"{target}: already exists; pass overwrite=True to replace it")
+        OutputError, match=re.escape(f"{target}: already exists; pass --overwrite to replace it")
     ):
         atomic_write_text(target, "a: 3\n", overwrite=False)
     atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")

@@ -116,7 +116,7 @@ def test_unknown_format_and_existing_output(tmp_path):
     out = write_image(image, tmp_path / "x.png", format="tiff")
     assert tifffile.imread(out).shape == (16, 16)
     with pytest.raises(
-        OutputError, match=re.escape(f"{out}: already exists; pass overwrite=True to replace it")
+        OutputError, match=re.escape(f"{out}: already exists; pass --overwrite to replace it")
     ):
         write_image(image, out, format="tiff")
 

@@ -180,8 +180,8 @@ def test_shape_mismatch_message():
     with pytest.raises(InputError) as err:
         evaluate_pair(np.zeros((512, 512)), np.zeros((510, 512)))
     assert str(err.value) == (
-        "pred shape (512, 512) does not match gt shape (510, 512); pass crop=True to "
-        "compare the common region, or resize=True to resample onto the gt grid"
+        "pred shape (512, 512) does not match gt shape (510, 512); pass --crop to "
+        "compare the common region, or --resize to resample onto the gt grid"
     )
 
 

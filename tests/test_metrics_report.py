@@ -216,7 +216,7 @@ def test_comparison_figure_errors(rng, tmp_path):
     pred, gt, lr = make_stack(rng, 1, shape=(48, 48))
     with pytest.raises(InputError, match=r"pred shape \(40, 48\) does not match gt shape"):
         comparison_figure(lr[0], None, pred[0, :40], gt[0], path=tmp_path / "x.png")
-    with pytest.raises(InputError, match="baseline: pass a baseline image or the lr image"):
+    with pytest.raises(InputError, match="--figure needs the low-res inputs"):
         comparison_figure(None, None, pred[0], gt[0], path=tmp_path / "x.png")
     with pytest.raises(InputError, match="scale: cannot infer it"):
         comparison_figure(lr[0, :, :11], None, pred[0], gt[0], path=tmp_path / "x.png")

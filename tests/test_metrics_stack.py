@@ -136,14 +136,14 @@ def test_shape_mismatch_messages(stack):
     with pytest.raises(InputError) as err:
         evaluate_stack(pred[0], gt[0, :46])
     assert str(err.value) == (
-        "pred shape (48, 64) does not match gt shape (46, 64); pass crop=True to compare "
-        "the common region, or resize=True to resample onto the gt grid"
+        "pred shape (48, 64) does not match gt shape (46, 64); pass --crop to compare "
+        "the common region, or --resize to resample onto the gt grid"
     )
     with pytest.raises(InputError) as err:
         evaluate_stack(pred, gt, lr[:, :11], scale=4)
     assert str(err.value) == (
         "lr upsampled by scale 4 shape (4, 44, 64) does not match gt shape (4, 48, 64); pass "
-        "crop=True to compare the common region, or resize=True to resample onto the gt grid"
+        "--crop to compare the common region, or --resize to resample onto the gt grid"
     )
     with pytest.raises(InputError, match=r"has 3 planes but gt shape \(4, 48, 64\) has 4"):
         evaluate_stack(pred[:3], gt, resize=True)

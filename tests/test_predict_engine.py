@@ -297,7 +297,7 @@ def test_existing_output_and_output_inside_the_input_are_refused(rng, tmp_path):
     with pytest.raises(OutputError, match="output lies inside the input"):
         predict(net, source, source / "sr.zarr")
     (tmp_path / "sr.zarr").mkdir()
-    with pytest.raises(OutputError, match=r"sr.zarr: already exists; pass overwrite=True"):
+    with pytest.raises(OutputError, match=r"sr.zarr: already exists; pass --overwrite"):
         predict(net, source, tmp_path / "sr.zarr")
     predict(net, source, tmp_path / "sr.zarr", overwrite=True)
     assert read_image(tmp_path / "sr.zarr").shape == (80, 80)
@@ -444,7 +444,7 @@ def test_receptive_field_is_measured_once_per_model_file(rng, tmp_path, monkeypa
         "decrappify.predict.receptive.estimate_receptive_field",
         lambda net, **kw: calls.append(kw) or 40,
     )
-    image = np.ones((32, 32), np.uint8)
+    image = np.ones((128, 128), np.uint8)  # larger than the tiles (they are cut to the image)
     first = predict(path, image, tile=64)
     assert first.stats["overlap"] == 32 and first.stats["radius"] == 40  # capped: tile // 2
     sidecar = tmp_path / "m.safetensors.receptive_field.json"

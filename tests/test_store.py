@@ -94,7 +94,7 @@ def test_existing_model_needs_overwrite(tmp_path: Path, saved: tuple) -> None:
     _, net, info = saved
     target = tmp_path / "m"
     save_model(target, net, info)
-    message = f"{target}: already exists; choose another name or allow overwriting"
+    message = f"{target}: already exists; choose another name or pass --overwrite"
     with pytest.raises(OutputError, match=f"^{re.escape(message)}$"):
         save_model(target, net, info)
     other = build_generator(GeneratorConfig(**SMALL), seed=5)
@@ -269,10 +269,8 @@ def test_describe_model(saved: tuple) -> None:
     assert "  input/output:  3 frame(s) in, x2 upsampling, output sigmoid to [-0.2, 1.2]" in lines
     assert "  normalisation: percentile 0.1-99.9" in lines
     assert "  crappifier:    em, x2: blur -> poisson" in lines
-    assert "  metrics:       psnr 27.5, ssim 0.8123" in lines
-    assert (
-        "  history:       1 entries, last: phase pretrain-generator, epoch 1, loss 0.125" in lines
-    )
+    assert "  validation:    PSNR 27.50 dB, SSIM 0.8123" in lines
+    assert "  history:       1 entries (the full record: --json)" in lines
 
 
 def test_describe_a_same_grid_residual_model() -> None:

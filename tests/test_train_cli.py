@@ -106,7 +106,7 @@ def test_cli_info(cli_run):
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--time-budget", "soon"],
-            "error: train config: time_budget: expected seconds or a duration",
+            "error: --time-budget: expected seconds or a duration",
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--config", "missing.yaml"],

@@ -391,6 +391,7 @@ def test_time_budget_fixes_the_step_count(tmp_path, monkeypatch):
             "gan.max_steps": 0,
             "pretrain_generator.checkpoint_every": 1000,
             "preview_every": 0,
+            "data.validation.size": 32,  # a closing validation of negligible cost
         }
     )
     events, result = drive(iter_train(config, images(), tmp_path / "run"))

@@ -56,7 +56,11 @@ class Bicubic(nn.Module):
 
 def test_validator_baseline_and_preview(rng):
     images = [rng.random((64, 64)).astype(np.float32) for _ in range(3)]
-    images.append(np.zeros((64, 64), np.float32))  # a constant image gives constant crops
+    # background with one small bright corner: most of its crops are constant (a wholly
+    # constant image is refused as training data)
+    corner = np.zeros((64, 64), np.float32)
+    corner[:3, :3] = 1.0
+    images.append(corner)
     data = DataConfig(
         patch_size=32,
         validation={"count": 2, "patches": 4, "size": 32},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Generator, Sequence
@@ -9,11 +10,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from decrappify.errors import DecrappifyError
+from decrappify.errors import Cancelled, DecrappifyError, short_message
 from decrappify.events import Progress
 
 PathLike = str | Path
 Format = Literal["tif", "zarr"]
+
+log = logging.getLogger("decrappify")
 
 
 @dataclass
@@ -106,11 +109,24 @@ def iter_batch(
     list of FileResult
         One per input, in order.
     """
-    from decrappify.io import check_output_path, expand_inputs, output_path_for
+    from decrappify.io import check_output_path, expand_inputs
+    from decrappify.io.paths import missing_folders, remove_empty_folders
 
     paths = expand_inputs(inputs)
     out_dir = Path(out_dir)
+    created = missing_folders(out_dir)
     check_output_path(out_dir, paths)
+    try:
+        return (yield from _run_batch(paths, out_dir, fmt, work))
+    finally:
+        remove_empty_folders(created)  # a batch that wrote nothing leaves no empty folder
+
+
+def _run_batch(
+    paths: list[Path], out_dir: Path, fmt: Format, work: Any
+) -> Generator[Progress, None, list[FileResult]]:
+    from decrappify.io import check_output_path, output_path_for
+
     results: list[FileResult] = []
     for index, path in enumerate(paths):
         out_path = output_path_for(path, out_dir, fmt)
@@ -119,20 +135,28 @@ def iter_batch(
         try:
             check_output_path(out_path, paths)
             gen = work(path, out_path)
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    result.info.update(stop.value or {})
-                    break
-                yield replace(
-                    event,
-                    phase=path.name,
-                    info={**event.info, "file_index": index, "n_files": len(paths)},
-                )
+            try:
+                while True:
+                    try:
+                        event = next(gen)
+                    except StopIteration as stop:
+                        result.info.update(stop.value or {})
+                        break
+                    yield replace(
+                        event,
+                        phase=path.name,
+                        info={**event.info, "file_index": index, "n_files": len(paths)},
+                    )
+            finally:
+                gen.close()
             result.output, result.ok = str(out_path), True
+        except Cancelled:
+            raise
         except DecrappifyError as err:
             result.error = str(err)
+        except Exception as err:  # one bad input fails alone, whatever went wrong
+            log.debug("%s failed", path, exc_info=True)
+            result.error = f"{path}: failed with {type(err).__name__}: {short_message(err)}"
         result.seconds = time.perf_counter() - start
         results.append(result)
     return results

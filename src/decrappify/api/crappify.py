@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -133,9 +134,31 @@ def fit_crappifier(lr: Sequence[PathLike], hr: Sequence[PathLike] | None = None)
     from decrappify.crappify import fit_noise_model
     from decrappify.io import expand_inputs, read_image
 
-    lr_images = [read_image(p) for p in expand_inputs(lr)]
-    hr_images = [read_image(p) for p in expand_inputs(hr)] if hr else None
+    lr_paths = expand_inputs(lr)
+    hr_paths = expand_inputs(hr) if hr else None
+    if hr_paths is not None and len(hr_paths) != len(lr_paths):
+        raise InputError(
+            f"--hr: got {len(hr_paths)} high-res image(s) for {len(lr_paths)} --fit image(s); "
+            "give one --hr per --fit image, in the same order (or no --hr)"
+        )
+    lr_images = [read_image(p) for p in lr_paths]
+    hr_images = [read_image(p) for p in hr_paths] if hr_paths is not None else None
+    for lr_image, hr_image in zip(lr_images, hr_images or [], strict=False):
+        _check_pair_shapes(lr_image, hr_image)
     return fit_noise_model(lr_images, hr_images)
+
+
+def _check_pair_shapes(lr: Any, hr: Any) -> None:
+    """Refuse an LR/HR pair whose Y/X sizes are not related by one integer scale."""
+    (ly, lx), (hy, hx) = lr.shape[-2:], hr.shape[-2:]
+    scale = round(hy / ly) if ly else 0
+    related = scale >= 1 and abs(hy - scale * ly) < scale and abs(hx - scale * lx) < scale
+    if not related or lr.shape[:-2] != hr.shape[:-2]:
+        raise InputError(
+            f"--fit {lr.source} {tuple(lr.shape)} and --hr {hr.source} {tuple(hr.shape)}: the "
+            "high-res image must show the same field as the low-res one, an integer scale "
+            "larger in Y and X; pair each --fit image with its --hr image, in the same order"
+        )
 
 
 # ----------------------------------------------------------------------------- sample
@@ -175,10 +198,14 @@ def iter_sample(
         The written file.
     """
     from decrappify.io import iter_write_image
+    from decrappify.io.paths import check_free_space
     from decrappify.sample import synthetic_image
 
     shape = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if any(s < 16 for s in shape[-2:]):
-        raise InputError(f"sample: size must be at least 16 pixels (got {shape})")
+        raise InputError(f"sample: --size must be at least 16 pixels (got {shape})")
+    dtype = "uint8" if kind == "em" else "uint16"
+    nbytes = math.prod(shape) * (1 if kind == "em" else 2)
+    check_free_space(out, nbytes, f"a {'x'.join(map(str, shape))} {dtype} image")
     image = synthetic_image(kind, shape, seed=seed, chunks=(*([1] * (len(shape) - 2)), 1024, 1024))
     return (yield from iter_write_image(image, out, overwrite=overwrite))

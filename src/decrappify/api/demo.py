@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import os
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from decrappify.api.common import PathLike
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
+from decrappify.io.atomic import remove_path
 
 #: Seconds of the budget kept for everything but training (data, prediction, scoring).
 RESERVED_SECONDS = 45.0
@@ -112,18 +113,10 @@ def iter_demo(
     DemoReport
         Where everything is, and the gain over bicubic.
     """
-    from decrappify.api.crappify import iter_crappify
-    from decrappify.api.evaluate import iter_evaluate
-    from decrappify.api.predict import iter_predict
-    from decrappify.api.train import iter_train
     from decrappify.config.train import parse_duration
-    from decrappify.crappify import get_preset
-    from decrappify.io import write_image
-    from decrappify.metrics.baselines import baseline_label
-    from decrappify.sample import synthetic_image
 
     start = time.perf_counter()
-    total = parse_duration(budget)
+    total = parse_duration(budget, name="--budget")
     train_seconds = total - RESERVED_SECONDS
     if train_seconds < MIN_TRAIN_SECONDS:
         raise InputError(
@@ -131,14 +124,64 @@ def iter_demo(
             f"{RESERVED_SECONDS:.0f} s for data, prediction and scoring (got {budget!r})"
         )
     out = Path(out_dir)
-    if out.exists():
+    if os.path.lexists(out):
         if not overwrite:
             raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
-        shutil.rmtree(out)
+        if not out.is_dir():
+            raise OutputError(f"{out}: is a file; --out names the demo's report folder")
     data = out / "data" / "train"
     test_hr, test_lr = out / "data" / "test_hr", out / "data" / "test_lr"
-    for folder in (data, test_hr):
-        folder.mkdir(parents=True)
+    try:
+        remove_path(out)
+        for folder in (data, test_hr):
+            folder.mkdir(parents=True)
+    except OSError as err:
+        remove_path(out)
+        raise OutputError(
+            f"{out}: cannot create the demo folder ({err.strerror or err}); choose another --out"
+        ) from err
+    try:
+        return (
+            yield from _run_demo(
+                out,
+                data,
+                test_hr,
+                test_lr,
+                start,
+                train_seconds,
+                total,
+                kind,
+                seed,
+                scale,
+                overrides,
+            )
+        )
+    except BaseException:
+        remove_path(out)  # a failed or cancelled demo leaves no half-made report
+        raise
+
+
+def _run_demo(
+    out: Path,
+    data: Path,
+    test_hr: Path,
+    test_lr: Path,
+    start: float,
+    train_seconds: float,
+    total: float,
+    kind: str,
+    seed: int,
+    scale: int,
+    overrides: dict[str, Any] | None,
+) -> Generator[Progress, None, DemoReport]:
+    from decrappify.api.crappify import iter_crappify
+    from decrappify.api.evaluate import iter_evaluate
+    from decrappify.api.predict import iter_predict
+    from decrappify.api.train import iter_train
+    from decrappify.crappify import get_preset
+    from decrappify.io import write_image
+    from decrappify.metrics.baselines import baseline_label
+    from decrappify.sample import synthetic_image
 
     # 1. data: synthetic HR images (train + held back); held-back ones crappified with the
     #    same preset training uses

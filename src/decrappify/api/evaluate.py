@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from decrappify.api.common import PathLike
-from decrappify.errors import InputError
+from decrappify.errors import DecrappifyError, InputError
 from decrappify.events import Progress, run_to_end
 
 #: Baselines ``evaluate`` knows: interpolations, the input itself (scale 1), denoisers.
@@ -18,6 +19,8 @@ BASELINES = ("nearest", "bilinear", "bicubic", "input", "gaussian", "nl-means", 
 
 #: Picks the plain baseline for the scale: bicubic, or the input itself at scale 1.
 AUTO = "auto"
+#: Keys of the JSON report that are not image names.
+RESERVED_NAMES = ("mean", "failed", "warnings")
 
 
 @dataclass
@@ -37,6 +40,10 @@ class EvaluationReport:
     tuned : dict
         Denoiser name → :class:`decrappify.metrics.denoise.TuneResult`, for the
         denoisers whose parameter was chosen on the tuning images.
+    failed : list of dict
+        Pairs that could not be scored: ``pred``, ``gt`` and the one-line ``error``.
+    warnings : list of str
+        Pairs whose intensities are on different scales (see :func:`intensity_mismatch`).
     """
 
     results: dict[str, Any]
@@ -44,6 +51,8 @@ class EvaluationReport:
     table: Any
     written: list[Path] = field(default_factory=list)
     tuned: dict[str, Any] = field(default_factory=dict)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_baselines(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -75,7 +84,7 @@ def parse_baselines(text: str | Sequence[str] | None) -> tuple[str, ...]:
     unknown = [n for n in names if n.partition("=")[0].strip() not in (*BASELINES, AUTO)]
     if unknown:
         raise InputError(
-            f"baselines: unknown {', '.join(unknown)}; expected any of {AUTO}, "
+            f"--baselines: unknown {', '.join(unknown)}; expected any of {AUTO}, "
             f"{', '.join(BASELINES)}"
         )
     return tuple(n if n == AUTO else parse_baseline(n).key for n in names)
@@ -230,9 +239,16 @@ def iter_evaluate(
     Returns
     -------
     EvaluationReport
-        Results, the JSON document, the table and the files written.
+        Results, the JSON document (with ``"failed"`` pairs and intensity ``"warnings"``
+        when there are any), the table, the files written, the failures and warnings.
+
+    Raises
+    ------
+    InputError
+        When no pair could be scored (the first error), for unpaired lists, unknown
+        baselines, or ``figure`` without ``lr``.
     """
-    from decrappify.io import expand_inputs, read_image
+    from decrappify.io import atomic_write_text, expand_inputs, read_image
     from decrappify.metrics import (
         comparison_figure,
         format_table,
@@ -257,37 +273,62 @@ def iter_evaluate(
     pred_paths = expand_inputs(pred)
     gt_paths = _paired("gt", expand_inputs(gt), len(pred_paths))
     lr_paths = _paired("lr", expand_inputs(lr), len(pred_paths)) if lr else None
+    if figure and not lr_paths:
+        raise InputError("--figure needs the low-res inputs (--lr) to draw a baseline")
     results: dict[str, Any] = {}
     images: dict[str, tuple[Any, Any, Any, int | None]] = {}
+    failed: list[dict[str, str]] = []
+    warnings: list[str] = []
     for i, (p, g) in enumerate(zip(pred_paths, gt_paths, strict=True)):
-        pred_img, gt_img = read_image(p), read_image(g)
-        lr_img = read_image(lr_paths[i]) if lr_paths else None
-        name = gt_img.name if gt_img.name not in results else f"{gt_img.name}-{i}"
-        grid: dict[str, Any] = {"crop": crop, "resize": resize, "scale": scale}
-        placed = all(im.pixel_size is not None for im in (pred_img, gt_img, lr_img) if im)
-        if placed and not (crop or resize or scale):
-            grid = plan_comparison(pred_img, gt_img, lr_img).evaluate_kwargs()
-        image_scale = grid["scale"]
-        if image_scale is None and lr_img is not None:
-            image_scale = infer_scale(lr_img.shape, gt_img.shape)
-        events = iter_evaluate_stack(
-            pred_img.data,
-            gt_img,  # the record: its pixel size turns the FRC resolution into a length
-            None if lr_img is None else lr_img.data,
-            baselines=resolve_baselines(names, image_scale, tuned),
-            name=name,
-            **grid,
-        )
-        while True:
-            try:
-                event = next(events)
-            except StopIteration as stop:
-                results[name] = stop.value
-                break
-            yield Progress(phase=name, step=event.step, total=event.total, message=event.message)
+        try:  # one bad pair fails alone: the others are scored and the report written
+            pred_img, gt_img = read_image(p), read_image(g)
+            lr_img = read_image(lr_paths[i]) if lr_paths else None
+            name = gt_img.name
+            if name in results or name in RESERVED_NAMES:
+                name = f"{name}-{i}"
+            mismatch = intensity_mismatch(pred_img, gt_img)
+            if mismatch:
+                warnings.append(mismatch)
+            grid: dict[str, Any] = {"crop": crop, "resize": resize, "scale": scale}
+            placed = all(im.pixel_size is not None for im in (pred_img, gt_img, lr_img) if im)
+            if placed and not (crop or resize or scale):
+                grid = plan_comparison(pred_img, gt_img, lr_img).evaluate_kwargs()
+            image_scale = grid["scale"]
+            if image_scale is None and lr_img is not None:
+                image_scale = infer_scale(lr_img.shape, gt_img.shape)
+            events = iter_evaluate_stack(
+                pred_img.data,
+                gt_img,  # the record: its pixel size turns the FRC resolution into a length
+                None if lr_img is None else lr_img.data,
+                baselines=resolve_baselines(names, image_scale, tuned),
+                name=name,
+                **grid,
+            )
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration as stop:
+                    results[name] = stop.value
+                    break
+                yield Progress(
+                    phase=name, step=event.step, total=event.total, message=event.message
+                )
+        except DecrappifyError as err:
+            failed.append({"pred": str(p), "gt": str(g), "error": str(err)})
+            continue
         images[name] = (pred_img, gt_img, lr_img, grid["scale"])
-    doc = results_to_json(results, json_path)
-    written = [Path(json_path)] if json_path else []
+    if not results:
+        more = f" (and {len(failed) - 1} more failed pairs)" if len(failed) > 1 else ""
+        raise InputError(failed[0]["error"] + more)
+    doc = results_to_json(results)
+    if failed:
+        doc["failed"] = failed
+    if warnings:
+        doc["warnings"] = warnings
+    written = []
+    if json_path:
+        text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+        written.append(atomic_write_text(json_path, text))
     if csv_path:
         written.append(write_csv(results, csv_path))
     if figure:
@@ -310,7 +351,13 @@ def iter_evaluate(
                 )
             )
     return EvaluationReport(
-        results=results, json=doc, table=format_table(results), written=written, tuned=tuned
+        results=results,
+        json=doc,
+        table=format_table(results),
+        written=written,
+        failed=failed,
+        warnings=warnings,
+        tuned=tuned,
     )
 
 
@@ -326,6 +373,41 @@ def _figure_baseline(result: Any, lr: Any, gt: Any, plane: int | None) -> tuple[
     image = parse_baseline(best).apply(lr_plane, shape)
     gy, gx = gt.shape[-2:]
     return image[:gy, :gx], best
+
+
+def intensity_mismatch(pred: Any, gt: Any) -> str | None:
+    """Say when a prediction and its ground truth are on different intensity scales.
+
+    Raw PSNR/SSIM/NRMSE compare the values as they are: a float32 prediction in [0, 1]
+    scored against a uint8 ground truth gives about 7 dB whatever its quality. The
+    normalised metrics (``psnr_norm``, ``ssim_norm``) match the intensities first.
+
+    Parameters
+    ----------
+    pred, gt : Image
+        The prediction and the ground truth.
+
+    Returns
+    -------
+    str or None
+        A one-line warning naming both files, or None when their 0.1-99.9 percentile
+        ranges agree within a factor of 2 and overlap.
+    """
+    from decrappify.normalize import percentile_range
+
+    p_lo, p_hi = percentile_range(pred.data)
+    g_lo, g_hi = percentile_range(gt.data)
+    ratio = (p_hi - p_lo) / (g_hi - g_lo)
+    apart = abs((p_lo + p_hi) - (g_lo + g_hi)) / 2 > (g_hi - g_lo)
+    if 0.5 <= ratio <= 2.0 and not apart:
+        return None
+    return (
+        f"{pred.source or pred.name} ({pred.dtype}, values {p_lo:.4g} to {p_hi:.4g}) and "
+        f"ground truth {gt.source or gt.name} ({gt.dtype}, values {g_lo:.4g} to {g_hi:.4g}) "
+        "are on different intensity scales: the raw psnr/ssim/nrmse compare them as they are "
+        "and mean little; read "
+        "psnr_norm/ssim_norm (intensities matched) or convert the prediction"
+    )
 
 
 def evaluate(pred: Sequence[PathLike], gt: Sequence[PathLike], **kwargs: Any) -> EvaluationReport:

@@ -249,6 +249,12 @@ def iter_train(
     if not hr_list:
         if not resume:
             raise InputError("train: give at least one HR training image (--hr)")
+        if not (run_dir / "data.json").is_file():
+            what = "the folder does not exist" if not run_dir.exists() else "no data.json in it"
+            raise InputError(
+                f"{run_dir}: no training run to resume ({what}); give the HR images with --hr "
+                "to start it"
+            )
         hr_list = _recorded_sources(run_dir)
     lr_list = _sources(lr, "LR")
     return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
@@ -293,7 +299,8 @@ def model_info(path: PathLike) -> ModelInfo:
     Raises
     ------
     ModelFileError
-        If the model is missing or its metadata unreadable.
+        If the model is missing, its weights file truncated (only the header is read),
+        or its metadata unreadable or inconsistent.
     """
     from decrappify.models.store import read_model_info
 

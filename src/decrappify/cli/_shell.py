@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from decrappify.errors import DecrappifyError
 from decrappify.events import Progress as ProgressEvent
@@ -40,6 +42,11 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
         0 for INFO, 1 or more for DEBUG.
     log_file : str or None
         Also append plain-text log lines to this file.
+
+    Raises
+    ------
+    typer.Exit
+        With ``error: --log-file PATH: cannot write (...)`` when the file cannot be opened.
     """
     logger = logging.getLogger("decrappify")
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -48,7 +55,10 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     if log_file:
-        file_handler = logging.FileHandler(log_file)
+        try:
+            file_handler = logging.FileHandler(log_file)
+        except OSError as err:
+            raise fail(f"--log-file {log_file}: cannot write ({err.strerror or err})") from None
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(file_handler)
     logger.propagate = False
@@ -69,7 +79,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     typer.Exit
         Raise it.
     """
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -104,10 +114,10 @@ def drive(events: Generator[ProgressEvent, None, T], *, quiet: bool = False) -> 
         The generator's return value.
     """
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", markup=False, style="bold"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
@@ -174,7 +184,7 @@ def summary_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[An
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(Text(str(cell)) for cell in row))
     return table
 
 
@@ -193,6 +203,8 @@ def raise_on_failures(results: list[Any]) -> None:
     """
     failed = [r for r in results if not r.ok]
     for r in failed:
-        err_console.print(f"[bold red]error:[/] {r.error}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True
+        )
     if failed:
         raise fail(f"{len(failed)} of {len(results)} inputs failed")

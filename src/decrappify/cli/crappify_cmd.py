@@ -37,7 +37,9 @@ def crappify(
     fmt: OutFormat = typer.Option(OutFormat.TIF, "--format", "-f", help="Output format."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     fit: list[Path] | None = typer.Option(
-        None, "--fit", help="Fit the noise model to these real low-res images instead."
+        None,
+        "--fit",
+        help="Fit the noise model to real low-res images instead (with INPUTS, all of them).",
     ),
     hr: list[Path] | None = typer.Option(
         None, "--hr", help="With --fit: matching high-res images."
@@ -48,20 +50,15 @@ def crappify(
     from decrappify import api
 
     if fit:
-        if inputs:
-            extra = ", ".join(str(p) for p in inputs[:3]) + (", ..." if len(inputs) > 3 else "")
-            raise fail(
-                f"crappify --fit: unexpected images {extra}; give --fit once per image, or a "
-                "folder or a quoted glob (--fit 'real/*.tif'), and the same for --hr"
-            )
-        result = api.fit_crappifier(fit, hr)
-        err_console.print(result.report(), highlight=False)
+        # ``--fit a.tif b.tif`` (or a shell glob) leaves b.tif among the INPUTS: fit them all
+        result = api.fit_crappifier([*fit, *(inputs or [])], hr)
+        err_console.print(result.report(), highlight=False, markup=False)
         text = result.to_yaml()
         if out is not None:
             from decrappify.io.atomic import atomic_write_text
 
             atomic_write_text(out, text)
-            err_console.print(f"fitted config written to {out}")
+            err_console.print(f"fitted config written to {out}", markup=False)
         else:
             out_console.print(text, highlight=False, markup=False)
         return
@@ -109,4 +106,4 @@ def sample(
     path = drive(
         api.iter_sample(kind.value, out, size=shape, seed=seed, overwrite=overwrite), quiet=quiet
     )
-    err_console.print(f"wrote {path}")
+    err_console.print(f"wrote {path}", markup=False)

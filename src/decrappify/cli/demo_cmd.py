@@ -47,7 +47,7 @@ def demo(
         f"(demo took {report.seconds:.0f} s)"
     )
     for role, path in report.files.items():
-        err_console.print(f"  {role:<18} {path}", highlight=False)
+        err_console.print(f"  {role:<18} {path}", highlight=False, markup=False)
     if napari:
         files = [
             report.files["test_hr"],
@@ -56,5 +56,5 @@ def demo(
         ]
         paths = [str(p) for folder in files for p in sorted(Path(folder).iterdir())]
         cmd = [sys.executable, "-m", "napari", *paths, "-w", "decrappify", "__all__"]
-        err_console.print("opening napari: " + " ".join(cmd[2:]), highlight=False)
+        err_console.print("opening napari: " + " ".join(cmd[2:]), highlight=False, markup=False)
         raise typer.Exit(subprocess.call(cmd))

@@ -6,8 +6,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
-from decrappify.cli._shell import drive, err_console, handle_errors, out_console, summary_table
+from decrappify.cli._shell import (
+    drive,
+    err_console,
+    fail,
+    handle_errors,
+    out_console,
+    summary_table,
+)
 
 if TYPE_CHECKING:
     from decrappify.metrics import MetricsTable
@@ -72,9 +80,18 @@ def evaluate(
             f"{tuned.name}: {tuned.spec} chosen on {tuned.n_images} tuning images "
             f"({max(tuned.scores.values()):.2f} dB normalised PSNR there)"
         )
+    for warning in report.warnings:
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True
+        )
     print_metrics(report.table, "evaluate")
     for path in report.written:
-        err_console.print(f"wrote {path}")
+        err_console.print(f"wrote {path}", markup=False)
+    if report.failed:
+        for item in report.failed:
+            fail(item["error"])
+        total = len(report.failed) + len(report.results)
+        raise fail(f"{len(report.failed)} of {total} pairs failed")
 
 
 def print_metrics(table: MetricsTable, title: str) -> None:

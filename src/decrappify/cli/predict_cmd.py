@@ -146,7 +146,7 @@ def predict(
     err_console.print(summary_table("predict", columns, rows))
     if report is not None:
         write_report(report, model, settings.settings(), results)
-        err_console.print(f"report written to {report}")
+        err_console.print(f"report written to {report}", markup=False)
     raise_on_failures(results)
 
 

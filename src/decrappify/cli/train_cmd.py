@@ -103,9 +103,11 @@ def train(
     """Train a super-resolution generator with NoGAN (pretrain G, critic, short GAN)."""
     from decrappify import api
     from decrappify.config.base import parse_overrides
+    from decrappify.config.train import parse_duration
 
     if out is None:
         raise fail("train: --out RUN_DIR is required")
+    budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
     images = [*(inputs or []), *(hr or [])]
     if not images and not resume:
         raise fail("train: give the high-res training images with --hr PATH (or as arguments)")
@@ -121,7 +123,7 @@ def train(
                 crappify_file=crappify_config,
                 scale=scale,
                 encoder=encoder.value if encoder is not None else None,
-                time_budget=time_budget,
+                time_budget=budget,
                 device=device,
                 seed=seed,
                 overrides=parse_overrides(overrides, name="--set"),
@@ -130,10 +132,9 @@ def train(
         quiet=quiet,
     )
     if result.already_finished:
-        err_console.print(f"{out}: this run is already finished; nothing to do")
-    from decrappify.metrics.baselines import baseline_label
-
-    label = baseline_label(api.model_info(result.model_path).generator.scale)
+        err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
+    # the baseline is bicubic, or the input itself at scale 1
+    label = result.baseline_name
     rows = [
         (label, _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
         ("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)),
@@ -146,6 +147,7 @@ def train(
         f"{(best.get('cycle') or 0) + 1}, step {best.get('step')}); "
         f"{result.seconds / 60:.1f} min of training\nmodel: {result.model_path}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -154,9 +156,14 @@ def info(
     model: Path = typer.Argument(
         ..., help="Model folder or .safetensors file.", show_default=False
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the full metadata record as JSON instead."
+    ),
 ) -> None:
-    """Print a trained model's metadata (network, normalisation, crappifier, training)."""
+    """Summarise a trained model's metadata (network, normalisation, crappifier, training)."""
     from decrappify import api
-    from decrappify.models.store import describe_model
+    from decrappify.models.summary import describe_model
 
-    out_console.print(describe_model(api.model_info(model)), highlight=False, markup=False)
+    meta = api.model_info(model)
+    text = meta.model_dump_json(indent=2) if as_json else describe_model(meta)
+    out_console.print(text, highlight=False, markup=False, soft_wrap=as_json)

@@ -37,16 +37,29 @@ class StrictModel(BaseModel):
         Raises
         ------
         InputError
-            If the file is missing, not YAML, or fails validation; the message names
-            the file and the offending fields.
+            If the file is missing, empty, not YAML or not a mapping, or fails
+            validation; the message names the file and the offending fields.
         """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: config file not found")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: cannot read the config file ({err})") from err
         except yaml.YAMLError as err:
-            raise InputError(f"{path}: not valid YAML ({err})") from err
+            text = " ".join(str(err).split())
+            raise InputError(f"{path}: not valid YAML ({text})") from err
+        if raw is None:
+            raise InputError(
+                f"{path}: the config file is empty; write the settings in it, or leave the "
+                "option out to use the defaults"
+            )
+        if not isinstance(raw, dict):
+            raise InputError(
+                f"{path}: expected a mapping of settings (key: value lines), got "
+                f"{type(raw).__name__}"
+            )
         return cls.validate_dict(raw, source=str(path))
 
     @classmethod

@@ -34,6 +34,7 @@ from decrappify.config.crappify_steps import (
     ReadNoiseStep,
     SaltPepperStep,
     Step,
+    check_signal_survives,
     step_type,
 )
 from decrappify.config.normalization import NormalizationConfig
@@ -97,6 +98,7 @@ class CrappifyConfig(StrictModel):
                     raise ValueError(
                         f"steps.{i}: read_noise without photons needs a poisson step before it"
                     )
+        check_signal_survives(self.steps)
         return self
 
     def with_scale(self, scale: int) -> CrappifyConfig:

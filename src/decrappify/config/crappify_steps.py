@@ -42,6 +42,13 @@ LengthUnit = Literal["pixel", "angstrom", "nanometer", "micrometer", "millimeter
 
 #: Key mixed into the seed when sampling parameters (keeps streams apart from noise).
 PARAMS_SEED_KEY = 0x5EED_0001
+#: Most noise (standard deviation at the bright level, normalised units) a config may add:
+#: beyond it the signal is gone (PSSR's noisiest recipe adds about 0.7).
+MAX_NOISE = 2.0
+#: Widest blur in pixels (sigma); wider ones leave a flat image.
+MAX_BLUR_SIGMA_PX = 50.0
+#: ``fwhm = FWHM_PER_SIGMA * sigma`` for a Gaussian.
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 class _Bound:
@@ -303,7 +310,7 @@ class SaltPepperStep(_StepBase):
     pepper: FloatRange = 0.0
 
     _bounds: ClassVar[dict[str, _Bound]] = {
-        "amount": _Bound(0.0, 1.0),
+        "amount": _Bound(0.0, 0.5),
         "salt_fraction": _Bound(0.0, 1.0),
         "salt": _Bound(),
         "pepper": _Bound(),
@@ -342,6 +349,14 @@ class BlurStep(_StepBase):
     def _one_width(self) -> BlurStep:
         if (self.sigma is None) == (self.fwhm is None):
             raise ValueError("blur needs exactly one of sigma or fwhm")
+        if self.unit == "pixel":
+            name, value = ("sigma", self.sigma) if self.sigma is not None else ("fwhm", self.fwhm)
+            limit = MAX_BLUR_SIGMA_PX * (1.0 if name == "sigma" else FWHM_PER_SIGMA)
+            if _upper(value) > limit:
+                raise ValueError(
+                    f"{name} must be at most {limit:.4g} pixels, beyond which the blur leaves "
+                    f"no detail to learn (got {_fmt_value(value)})"
+                )
         return self
 
 
@@ -425,3 +440,72 @@ def step_type(kind: str) -> type[_StepBase]:
         raise InputError(
             f"unknown step kind {kind!r}; valid kinds: {sorted(_STEP_TYPES)}"
         ) from None
+
+
+def _upper(value: Any) -> float:
+    """Largest value of a number or a ``[min, max]`` range."""
+    return float(max(value)) if isinstance(value, tuple | list) else float(value)
+
+
+def _lower(value: Any) -> float:
+    """Smallest value of a number or a ``[min, max]`` range."""
+    return float(min(value)) if isinstance(value, tuple | list) else float(value)
+
+
+def noise_at_signal(steps: list[Any]) -> list[tuple[int, str, float]]:
+    """Worst-case noise of each noise step at the bright signal level (1 in normalised units).
+
+    Parameters
+    ----------
+    steps : list of steps
+        The degradation steps, in order.
+
+    Returns
+    -------
+    list of (int, str, float)
+        ``(step index, parameter to change, noise standard deviation)`` for each step that
+        adds noise, with every range at its noisiest end: Gaussian ``sigma``;
+        local-variance ``sqrt(gain + min_variance)``; Poisson ``sqrt((1 + background) /
+        photons)``; read noise ``sigma / photons`` (the photons of the step, or of the
+        closest preceding ``poisson`` step).
+    """
+    out: list[tuple[int, str, float]] = []
+    photons: float | None = None
+    for i, step in enumerate(steps):
+        if isinstance(step, GaussianNoiseStep):
+            out.append((i, "sigma", _upper(step.sigma)))
+        elif isinstance(step, LocalVarianceNoiseStep):
+            out.append((i, "gain", math.sqrt(_upper(step.gain) + _upper(step.min_variance))))
+        elif isinstance(step, PoissonStep):
+            photons = _lower(step.photons)
+            out.append((i, "photons", math.sqrt((1.0 + _upper(step.background)) / photons)))
+        elif isinstance(step, ReadNoiseStep):
+            budget = _lower(step.photons) if step.photons is not None else photons
+            if budget:
+                out.append((i, "sigma", _upper(step.sigma) / budget))
+    return out
+
+
+def check_signal_survives(steps: list[Any]) -> None:
+    """Refuse noise that buries the signal (more than :data:`MAX_NOISE` at the bright level).
+
+    Parameters
+    ----------
+    steps : list of steps
+        The degradation steps, in order.
+
+    Raises
+    ------
+    ValueError
+        Naming the noisiest step and the parameter to change.
+    """
+    noise = noise_at_signal(steps)
+    total = math.sqrt(sum(sigma**2 for _, _, sigma in noise))
+    if total > MAX_NOISE:
+        index, param, _ = max(noise, key=lambda item: item[2])
+        kind = steps[index].kind
+        raise ValueError(
+            f"steps.{index}.{kind}: the noise would be {total:.3g} times the bright signal "
+            f"level (at most {MAX_NOISE:g}), so no signal would be left to learn from; "
+            f"{'raise' if param == 'photons' else 'lower'} its {param}"
+        )

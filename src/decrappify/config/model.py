@@ -222,19 +222,34 @@ class CriticConfig(StrictModel):
     attention_pool : int
         Max-pool the self-attention's keys and values by this factor (BigGAN): the
         attention costs ``attention_pool**2`` times less; 1 attends to every position.
+    crop : int or None
+        The critic judges a random ``crop x crop`` window of each (real or generated) HR
+        patch, the same window for the whole batch, rather than the whole patch: the
+        generator keeps training on large patches (context) while the critic's cost
+        stays that of small ones. None: the whole patch.
     """
 
-    nf: int = Field(64, ge=8, le=512)
+    nf: int = Field(32, ge=8, le=512)
     n_blocks: int = Field(3, ge=1, le=5)
     dropout: float = Field(0.15, ge=0.0, lt=1.0)
     self_attention: bool = True
     pool: PoolType = PoolType.GLOBAL
     attention_pool: int = Field(2, ge=1, le=8)
+    crop: int | None = Field(128, ge=16, le=4096)
 
     @property
     def min_size(self) -> int:
         """Smallest input side the critic accepts."""
         return 2 ** (self.n_blocks + 3)
+
+    @model_validator(mode="after")
+    def _check_crop(self) -> CriticConfig:
+        if self.crop is not None and self.crop < self.min_size:
+            raise ValueError(
+                f"crop {self.crop} is smaller than the critic's input minimum {self.min_size} "
+                "(2**(n_blocks + 3))"
+            )
+        return self
 
 
 class LossConfig(StrictModel):

@@ -103,12 +103,12 @@ class PredictConfig(StrictModel):
 
     format: OutFormat = Field(OutFormat.ZARR, description="Output format.")
     tile: int = Field(
-        128, description="Tile side in input pixels (tile × scale: a multiple of 32)."
+        512, description="Tile side in input pixels (tile × scale: a multiple of 32)."
     )
     overlap: Overlap = Field(
         "auto", description="Tile overlap in input pixels, or 'auto' (receptive field)."
     )
-    batch: int = Field(8, description="Tiles per forward pass.")
+    batch: int = Field(2, description="Tiles per forward pass.")
     device: str = Field("auto", description="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
     amp: bool | None = Field(
         None, description="Mixed precision (float16 on CUDA, bfloat16 elsewhere; default: CUDA)."

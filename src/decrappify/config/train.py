@@ -62,7 +62,7 @@ _DURATION = re.compile(
 DURATION_HELP = "expected seconds or a duration such as '20m', '1h30m', '90s' or '1.5h'"
 
 
-def parse_duration(value: Any) -> float:
+def parse_duration(value: Any, name: str = "time_budget") -> float:
     """Turn a time budget into seconds.
 
     Parameters
@@ -71,6 +71,9 @@ def parse_duration(value: Any) -> float:
         Seconds as a number (or a numeric string), or a duration made of hours,
         minutes and seconds: ``"20m"``, ``"1h30m"``, ``"90s"``, ``"1.5h"``,
         ``"2h 5min"``.
+    name : str
+        What the value is called where the user typed it (``"--time-budget"``), for
+        the message.
 
     Returns
     -------
@@ -84,7 +87,7 @@ def parse_duration(value: Any) -> float:
     """
     seconds, problem = _duration_seconds(value)
     if problem:
-        raise InputError(f"time_budget: {problem} (got {value!r})")
+        raise InputError(f"{name}: {problem} (got {value!r})")
     return seconds
 
 

@@ -182,15 +182,17 @@ def fit_line(
     """Fit ``variance = gain * (mean - offset) + read_noise**2`` to the patches' statistics."""
     if means.size < 3 * MIN_BIN_PATCHES:
         raise InputError(
-            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
-            f"({means.size} unsaturated patches; need {3 * MIN_BIN_PATCHES})"
+            f"low-res images: too few flat {patch_size}x{patch_size} patches to fit a noise "
+            f"model ({means.size} unsaturated patches; need {3 * MIN_BIN_PATCHES}); give "
+            "larger or more images"
         )
     bins = max(3, min(n_bins, means.size // (2 * MIN_BIN_PATCHES)))
     bin_mean, bin_var, bin_count = _bin_estimates(means, variances, patch_size, bins)
     if bin_mean.size < 3:
         raise InputError(
-            f"lr_images: too few flat {patch_size}x{patch_size} patches to fit a noise model "
-            f"({means.size} patches, {bin_mean.size} usable intensity bins; need 3)"
+            f"low-res images: too few flat {patch_size}x{patch_size} patches to fit a noise "
+            f"model ({means.size} patches, {bin_mean.size} usable intensity bins; need 3); "
+            "give images with more intensity levels"
         )
     weights = bin_count / np.maximum(bin_var, 1e-12) ** 2
     gain, intercept, r2 = _robust_line(bin_mean, bin_var, weights)

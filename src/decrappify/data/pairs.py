@@ -207,9 +207,34 @@ def image_stats(
             planes = (pos.plane,) if image.ndim == 3 else None
             values.append(read_window(image.data, planes, pos.row, pos.col, size))
     pixels = np.concatenate([v.ravel() for v in values])
-    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
-    std = float(np.std(finite, dtype=np.float64)) if finite.size else 0.0
+    _check_signal(
+        image, pixels, exact=len(values) == 1 and values[0].size == math.prod(image.shape)
+    )
+    std = float(np.std(pixels, dtype=np.float64))
     return ImageStats(float(lo), float(hi), std / (float(hi) - float(lo)))
+
+
+def _check_signal(image: Image, pixels: np.ndarray, *, exact: bool) -> None:
+    """Refuse a training image with NaN/Inf pixels, or one that is constant (no signal)."""
+    where = "" if exact else " (in the windows sampled)"
+    if pixels.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(pixels)))
+        if bad:
+            raise InputError(
+                f"{_name(image)}: {bad} NaN or Inf pixels{where}; training needs finite "
+                "values, fix or leave out the image"
+            )
+    if pixels.size == 0 or pixels.min() != pixels.max():
+        return
+    if not exact:
+        # a large image: its windows may all have fallen on flat background
+        low, high = percentile_range(image.data, 0.0, 100.0)
+        if not (low == float(pixels.min()) and high == low + 1.0):
+            return
+    raise InputError(
+        f"{_name(image)}: every pixel{where} is {pixels.flat[0]:g}; a constant image gives "
+        "no training signal, leave it out"
+    )
 
 
 class PairMaker:

@@ -85,7 +85,7 @@ def commit(tmp: str | os.PathLike[str], final: str | os.PathLike[str], *, overwr
             os.replace(tmp, final)
             return final
         if not overwrite:
-            raise OutputError(f"{final}: already exists; pass overwrite=True to replace it")
+            raise OutputError(f"{final}: already exists; pass --overwrite to replace it")
         if tmp.is_file() and final.is_file() and not final.is_symlink():
             os.replace(tmp, final)
             return final
@@ -134,7 +134,7 @@ def atomic_write(
     """
     path = Path(path)
     if not overwrite and os.path.lexists(path):
-        raise OutputError(f"{path}: already exists; pass overwrite=True to replace it")
+        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {path.parent} does not exist")
     tmp = partial_path(path)

@@ -14,6 +14,7 @@ Writing is :mod:`decrappify.io.omezarr_write`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 
 from decrappify.errors import InputError, short_message
 from decrappify.io._units import TIME_UNITS, normalize_unit
+from decrappify.io.chunks import ZarrChunks, install_checked_codecs, store_token
 from decrappify.io.image import Image
 from decrappify.io.paths import is_zarr_path
 from decrappify.io.tiff import dask_chunks
@@ -109,6 +111,7 @@ def read_ome_zarr_metadata(path: str | Path) -> Multiscale:
     """
     import zarr
 
+    install_checked_codecs()
     path = Path(path)
     try:
         group = zarr.open_group(path, mode="r")
@@ -136,41 +139,79 @@ def _multiscale_of_group(group: Any, path: Path) -> Multiscale:
         )
     multiscales = attrs.get("multiscales")
     if not multiscales:
-        arrays = sorted(group.array_keys())
+        arrays = _array_names(group)
         hint = f"; open one of its arrays ({', '.join(arrays[:5])})" if arrays else ""
         raise InputError(f"{path}: Zarr group without OME-NGFF multiscales metadata{hint}")
     try:
-        return _parse_multiscale(multiscales[0], version, group, prefix)
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise InputError(
-            f"{path}: invalid OME-Zarr multiscales metadata ({short_message(err)})"
-        ) from err
+        return _parse_multiscale(multiscales, version, group, prefix)
+    except _MetadataError as err:
+        raise InputError(f"{path}: invalid OME-Zarr metadata: {err}") from None
 
 
-def _parse_multiscale(
-    ms: dict[str, Any], version: str | None, group: Any, prefix: str
-) -> Multiscale:
+class _MetadataError(ValueError):
+    """What is wrong with the multiscales metadata, naming the key (``datasets[0].path``)."""
+
+
+def _need(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise _MetadataError(f"{where} must be {what} (got {_shown(value)})")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, str | int | float | list | dict) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_multiscale(multiscales: Any, version: str | None, group: Any, prefix: str) -> Multiscale:
+    _need(multiscales, list, "multiscales", "a list of objects")
+    ms = _need(multiscales[0], dict, "multiscales[0]", "an object")
+    where = "multiscales[0]"
     version = str(version or ms.get("version") or "0.4")
-    datasets = ms["datasets"]
-    paths = tuple(str(d["path"]) for d in datasets)
-    ndim = len(group[paths[0]].shape)
+    if "datasets" not in ms:
+        raise _MetadataError(f"{where} has no datasets")
+    datasets = _need(ms["datasets"], list, f"{where}.datasets", "a list of objects")
+    if not datasets:
+        raise _MetadataError(f"{where}.datasets is empty")
+    paths = []
+    for i, dataset in enumerate(datasets):
+        key = f"{where}.datasets[{i}]"
+        _need(dataset, dict, key, "an object with a path")
+        if "path" not in dataset:
+            raise _MetadataError(f"{key} has no path")
+        paths.append(str(_need(dataset["path"], str | int, f"{key}.path", "a string")))
+    ndim = len(_dataset_array(group, paths[0], where).shape)
+    for dataset_path in paths[1:]:
+        _dataset_array(group, dataset_path, where)
     raw_axes = ms.get("axes") or list("tczyx")[-ndim:]
+    _need(raw_axes, list, f"{where}.axes", "a list")
     names, types, units = [], [], []
-    for axis in raw_axes:
+    for i, axis in enumerate(raw_axes):
         if isinstance(axis, str):
             names.append(axis)
             types.append(None)
             units.append(None)
-        else:
-            names.append(str(axis["name"]))
-            types.append(axis.get("type"))
-            units.append(normalize_unit(axis.get("unit")))
+            continue
+        _need(axis, dict, f"{where}.axes[{i}]", "a name or an object with a name")
+        if "name" not in axis:
+            raise _MetadataError(f"{where}.axes[{i}] has no name")
+        names.append(str(axis["name"]))
+        types.append(axis.get("type"))
+        units.append(normalize_unit(axis.get("unit")))
     if len(names) != ndim:
-        raise ValueError(f"{len(names)} axes for a {ndim}D array")
-    global_scale, global_shift = _transforms(ms.get("coordinateTransformations"), ndim)
+        raise _MetadataError(
+            f"{where}.axes names {len(names)} axes, but the array {paths[0]!r} has {ndim}"
+        )
+    global_scale, global_shift = _transforms(
+        ms.get("coordinateTransformations"), ndim, f"{where}.coordinateTransformations"
+    )
     scales, shifts = [], []
-    for dataset in datasets:
-        scale, shift = _transforms(dataset.get("coordinateTransformations"), ndim)
+    for i, dataset in enumerate(datasets):
+        scale, shift = _transforms(
+            dataset.get("coordinateTransformations"),
+            ndim,
+            f"{where}.datasets[{i}].coordinateTransformations",
+        )
         scales.append(tuple(a * b for a, b in zip(scale, global_scale, strict=True)))
         shifts.append(
             tuple(s * g + t for s, g, t in zip(shift, global_scale, global_shift, strict=True))
@@ -181,29 +222,60 @@ def _parse_multiscale(
         axes=tuple(names),
         types=tuple(types),
         units=tuple(units),
-        paths=paths,
+        paths=tuple(paths),
         scales=tuple(scales),
         translations=tuple(shifts),
         group=prefix,
     )
 
 
-def _transforms(items: Any, ndim: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _dataset_array(group: Any, path: str, where: str) -> Any:
+    """Open the array a dataset path names, or say why it cannot be opened."""
+    import zarr
+
+    try:
+        node = group[path]
+    except KeyError:
+        found = ", ".join(_array_names(group)[:5]) or "none"
+        raise _MetadataError(
+            f"{where}.datasets names the array {path!r}, which is not in the store "
+            f"(arrays found: {found})"
+        ) from None
+    except Exception as err:  # zarr parses the array's metadata: JSON, unicode, value errors
+        raise _MetadataError(
+            f"the metadata of the array {path!r} is damaged ({short_message(err)})"
+        ) from None
+    if not isinstance(node, zarr.Array):
+        raise _MetadataError(f"{where}.datasets names {path!r}, which is a group, not an array")
+    return node
+
+
+def _array_names(group: Any) -> list[str]:
+    try:
+        return sorted(group.array_keys())
+    except Exception:  # an array with damaged metadata among them
+        return []
+
+
+def _transforms(items: Any, ndim: int, where: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     scale = [1.0] * ndim
     shift = [0.0] * ndim
-    for item in items or []:
+    for i, item in enumerate(_need(items or [], list, where, "a list of objects")):
+        _need(item, dict, f"{where}[{i}]", "an object")
         kind = item.get("type")
-        if kind == "scale" and "scale" in item:
-            values = [float(v) for v in item["scale"]]
-            if len(values) != ndim:
-                raise ValueError(f"scale {values} does not have {ndim} entries")
-            scale = [a * b for a, b in zip(scale, values, strict=True)]
-            shift = [a * b for a, b in zip(shift, values, strict=True)]
-        elif kind == "translation" and "translation" in item:
-            values = [float(v) for v in item["translation"]]
-            if len(values) != ndim:
-                raise ValueError(f"translation {values} does not have {ndim} entries")
-            shift = [a + b for a, b in zip(shift, values, strict=True)]
+        if kind in ("scale", "translation") and kind in item:
+            values = _need(item[kind], list, f"{where}[{i}].{kind}", f"a list of {ndim} numbers")
+            if len(values) != ndim or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                raise _MetadataError(
+                    f"{where}[{i}].{kind} must be a list of {ndim} numbers (got {_shown(values)})"
+                )
+            if kind == "scale":
+                scale = [a * float(b) for a, b in zip(scale, values, strict=True)]
+                shift = [a * float(b) for a, b in zip(shift, values, strict=True)]
+            else:
+                shift = [a + float(b) for a, b in zip(shift, values, strict=True)]
     return tuple(scale), tuple(shift)
 
 
@@ -233,6 +305,7 @@ def read_zarr(path: str | Path, *, axes: str | None = None) -> Image:
     """
     import zarr
 
+    install_checked_codecs()
     path = Path(path)
     try:
         node = zarr.open(path, mode="r")
@@ -248,7 +321,7 @@ def read_zarr(path: str | Path, *, axes: str | None = None) -> Image:
         return _image_from_multiscale(node, meta, level, path, axes)
     labels = _array_labels(node)
     layout = resolve_layout(node.shape, labels, str(path), axes, squeeze=labels is not None)
-    data = _dask_from_zarr(node)[layout.index(node.ndim)]
+    data = _dask_from_zarr(node, path)[layout.index(node.ndim)]
     return Image(coerce_dtype(data, str(path)), axes=layout.axes, source=str(path))
 
 
@@ -269,7 +342,7 @@ def _image_from_multiscale(
             sizes[axis] = (scale[i], unit)
     pixel_size, units = physical_pixel_size(layout.axes, sizes)
     shift = tuple(meta.translations[level][i] for i in layout.keep)
-    data = _dask_from_zarr(array)[layout.index(array.ndim)]
+    data = _dask_from_zarr(array, path)[layout.index(array.ndim)]
     return Image(
         coerce_dtype(data, str(path)),
         axes=layout.axes,
@@ -306,10 +379,10 @@ def _array_labels(array: Any) -> str | None:
     return "".join(letters)  # type: ignore[arg-type]
 
 
-def _dask_from_zarr(array: Any) -> Any:
-    import dask.array as da
-
-    return da.from_zarr(array, chunks=dask_chunks(array.shape, array.chunks))
+def _dask_from_zarr(array: Any, store: Path) -> Any:
+    """Lazy dask array over ``array`` of the store opened at ``store``; errors name the chunk."""
+    source = ZarrChunks(array, str(store))
+    return source.to_dask(dask_chunks(array.shape, array.chunks), store_token(store, array))
 
 
 def downsample_yx(block: np.ndarray, dtype: np.dtype) -> np.ndarray:

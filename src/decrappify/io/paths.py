@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -257,6 +258,93 @@ def check_output_path(
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{folder}: output folder is not writable")
     return out
+
+
+def missing_folders(path: str | Path) -> list[Path]:
+    """List the folders of ``path`` (itself included) that do not exist yet, deepest first.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder about to be created.
+
+    Returns
+    -------
+    list of Path
+        What ``mkdir(parents=True)`` would create; pass it to
+        :func:`remove_empty_folders` to undo a run that wrote nothing.
+    """
+    path = Path(path).expanduser()
+    missing = []
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove the given folders, deepest first, as long as they are empty.
+
+    Parameters
+    ----------
+    folders : iterable of Path
+        Folders created by this run (from :func:`missing_folders`).
+    """
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def check_free_space(path: str | Path, nbytes: int, what: str) -> None:
+    """Refuse up front an output of ``nbytes`` bytes that the disk under ``path`` cannot hold.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output (it and its folders need not exist yet).
+    nbytes : int
+        Bytes the output may take.
+    what : str
+        What is written, for the message (``"a 3000000x3000000 uint8 image"``).
+
+    Raises
+    ------
+    OutputError
+        When the file system holding ``path`` has less than ``nbytes`` free.
+    """
+    existing = next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("."))
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return
+    if nbytes > free:
+        raise OutputError(
+            f"{path}: {what} needs {format_bytes(nbytes)}, but its disk has only "
+            f"{format_bytes(free)} free"
+        )
+
+
+def format_bytes(nbytes: float) -> str:
+    """Format a byte count for people (``"9.0 TB"``, ``"512 MB"``).
+
+    Parameters
+    ----------
+    nbytes : float
+        Bytes.
+
+    Returns
+    -------
+    str
+        The size with a decimal unit.
+    """
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1000 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} PB"  # pragma: no cover
 
 
 def _resolved(path: Path) -> Path:

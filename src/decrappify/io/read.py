@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.errors import InputError
+from decrappify.errors import InputError, short_message
 from decrappify.io.image import Image
 from decrappify.io.omezarr import read_zarr
 from decrappify.io.paths import TIFF_SUFFIXES, is_zarr_path
@@ -128,6 +128,16 @@ def _is_array(obj: Any) -> bool:
 
 
 def _read_path(path: Path, axes: str | None) -> Image:
+    try:
+        return _read_existing(path, axes)
+    except InputError:
+        raise
+    except Exception as err:  # a library's error on damaged data the checks did not foresee
+        kind = "Zarr store" if path.is_dir() else "file"
+        raise InputError(f"{path}: cannot read this {kind} ({short_message(err)})") from err
+
+
+def _read_existing(path: Path, axes: str | None) -> Image:
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():

@@ -108,7 +108,7 @@ def iter_write_image(
     data = _writable(image)
     check_output_path(path, [image.source] if image.source else [], is_folder=False)
     if os.path.lexists(path) and not overwrite:
-        raise OutputError(f"{path}: already exists; pass overwrite=True to replace it")
+        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
     if fmt == "zarr":
         chunk_shape = zarr_chunks(chunks, data.shape)
         n_levels = _check_levels(levels, data.shape)

@@ -244,7 +244,7 @@ def scale_for(lr_shape: tuple[int, ...], gt_shape: tuple[int, ...], scale: Any =
     if inferred is None:
         raise InputError(
             f"scale: cannot infer it, gt shape {tuple(gt_shape)} is not an integer multiple "
-            f"of lr shape {tuple(lr_shape)}; pass scale="
+            f"of lr shape {tuple(lr_shape)}; pass --scale"
         )
     return inferred
 

@@ -301,7 +301,7 @@ def shape_mismatch_message(name: str, shape: tuple[int, ...], gt_shape: tuple[in
     """
     return (
         f"{name} shape {tuple(shape)} does not match gt shape {tuple(gt_shape)}; pass "
-        "crop=True to compare the common region, or resize=True to resample onto the gt grid"
+        "--crop to compare the common region, or --resize to resample onto the gt grid"
     )
 
 

@@ -127,7 +127,9 @@ def comparison_figure(
     baseline_name = baseline_name or baseline_label(scale)
     if baseline is None:
         if lr_p is None:
-            raise InputError("baseline: pass a baseline image or the lr image to compute it")
+            raise InputError(
+                "--figure needs the low-res inputs (--lr) to draw the bicubic baseline"
+            )
         assert scale is not None
         base_p = upsample(lr_p, scale, "bicubic").astype(np.float64)
         base_p = base_p[: gt_p.shape[0], : gt_p.shape[1]]

@@ -419,7 +419,7 @@ def _plan(
             if resize and shape[:-2] != gt_shape[:-2]:
                 raise InputError(
                     f"{label} shape {shape} has {shape[0]} planes but gt shape {gt_shape} has "
-                    f"{gt_shape[0]}; resize=True resamples Y and X only, pass crop=True to "
+                    f"{gt_shape[0]}; --resize resamples Y and X only, pass --crop to "
                     "compare the common planes"
                 )
             if not resize and shape != gt_shape:

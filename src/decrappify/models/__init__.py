@@ -6,7 +6,8 @@
 - :mod:`.critic`: the NoGAN critic.
 - :mod:`.losses` and :mod:`.vgg`: L1/MSE/SSIM/MS-SSIM/perceptual losses.
 - :mod:`.factory`: ``build_generator`` / ``build_critic`` / ``build_loss``.
-- :mod:`.store`: ``save_model`` / ``load_model`` / ``describe_model`` (safetensors + JSON).
+- :mod:`.store`: ``save_model`` / ``load_model`` (safetensors + JSON).
+- :mod:`.summary`: ``describe_model`` (what ``decrappify info`` prints).
 
 See ``docs/models.md`` for the architecture and how to use local ImageNet weights.
 """
@@ -25,12 +26,12 @@ from decrappify.models.factory import (
 from decrappify.models.losses import CombinedLoss, FeatureLoss, ms_ssim, ssim
 from decrappify.models.store import (
     LoadedModel,
-    describe_model,
     load_model,
     read_tensors,
     save_model,
     save_tensors,
 )
+from decrappify.models.summary import describe_model
 from decrappify.models.unet import DynamicUnet, SuperResolutionNet
 
 __all__ = [

@@ -20,7 +20,6 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -39,6 +38,8 @@ WEIGHTS_NAME = "model.safetensors"
 INFO_NAME = "model.json"
 #: safetensors header key holding the JSON metadata of a single-file model.
 METADATA_KEY = "decrappify"
+#: Weights header key of a folder model holding a copy of its generator config.
+GENERATOR_KEY = "decrappify_generator"
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ def read_header(path: str | Path) -> dict[str, str]:
     Raises
     ------
     ModelFileError
-        If the file is not safetensors (or is truncated).
+        If the file is not safetensors, or is truncated (safetensors checks that the
+        tensors the header lists fill the file).
     """
     from safetensors import safe_open
 
@@ -230,7 +232,7 @@ def save_model(
     """
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputError(f"{path}: already exists; choose another name or allow overwriting")
+        raise OutputError(f"{path}: already exists; choose another name or pass --overwrite")
     _check_info_matches(net, info.generator, path)
     text = info.model_dump_json(indent=2)
     tensors = net.state_dict()
@@ -243,7 +245,8 @@ def save_model(
     try:
         _remove(tmp)
         tmp.mkdir(parents=True)
-        save_tensors(tmp / WEIGHTS_NAME, tensors, {"format": "decrappify"})
+        header = {"format": "decrappify", GENERATOR_KEY: info.generator.model_dump_json()}
+        save_tensors(tmp / WEIGHTS_NAME, tensors, header)
         (tmp / INFO_NAME).write_text(text + "\n", encoding="utf-8")
         if path.exists() or path.is_symlink():
             _remove(old)
@@ -306,11 +309,81 @@ def parse_model_info(text: str, source: str | Path) -> ModelInfo:
     if version < 2 and isinstance(generator, dict):  # before the "lr" layout existed
         raw["generator"] = {**generator, "grid": generator.get("grid", "hr")}
     try:
-        return ModelInfo.model_validate(raw)
+        info = ModelInfo.model_validate(raw)
     except ValidationError as err:
         raise ModelFileError(
             f"{source}: invalid model metadata: {format_validation_error(err)}"
         ) from err
+    check_consistent(info, source)
+    return info
+
+
+def check_consistent(info: ModelInfo, source: str | Path) -> None:
+    """Refuse metadata whose scale disagrees with the crappifier or the training data.
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The metadata.
+    source : str or Path
+        Where it came from, for messages.
+
+    Raises
+    ------
+    ModelFileError
+        When ``generator.scale`` differs from ``crappify.scale`` or from
+        ``training.data.scale`` (an edited or damaged ``model.json``).
+    """
+    scale = info.generator.scale
+    data = info.training.get("data") if isinstance(info.training, dict) else None
+    others = {
+        "crappify.scale": (info.crappify or {}).get("scale"),
+        "training.data.scale": data.get("scale") if isinstance(data, dict) else None,
+    }
+    for key, value in others.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value != scale:
+            raise ModelFileError(
+                f"{source}: inconsistent model metadata: generator.scale is {scale} but "
+                f"{key} is {value}; the model was trained for x{value}, restore its metadata"
+            )
+
+
+def check_weights_header(info: ModelInfo, header: Mapping[str, str], source: str | Path) -> None:
+    """Refuse metadata that does not describe the weights it was saved with.
+
+    Folder models keep a copy of ``generator`` in the weights file's header (since this
+    check exists); a ``model.json`` edited afterwards no longer matches it.
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The metadata.
+    header : mapping of str to str
+        The weights file's header metadata.
+    source : str or Path
+        The model, for messages.
+
+    Raises
+    ------
+    ModelFileError
+        When the header's generator differs from ``info.generator``.
+    """
+    text = header.get(GENERATOR_KEY)
+    if text is None:
+        return
+    try:
+        saved = GeneratorConfig.model_validate_json(text).model_dump(mode="json")
+    except ValidationError:
+        return
+    current = info.generator.model_dump(mode="json")
+    diff = [k for k in current if current[k] != saved.get(k)]
+    if diff:
+        key = diff[0]
+        raise ModelFileError(
+            f"{source}: inconsistent model: {INFO_NAME} says generator.{key} is "
+            f"{json.dumps(current[key])}, the weights were saved with {json.dumps(saved[key])}; "
+            f"restore the model's {INFO_NAME}"
+        )
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
@@ -330,14 +403,15 @@ def read_model_info(path: str | Path) -> ModelInfo:
     Raises
     ------
     ModelFileError
-        If the model is missing or its metadata unreadable; the message names the file.
+        If the model is missing, its weights file truncated (only its header is read),
+        or its metadata unreadable or inconsistent; the message names the file.
     """
     path = Path(path)
     if path.is_dir():
-        info_file = path / INFO_NAME
-        if not info_file.is_file():
-            raise ModelFileError(f"{path}: not a decrappify model folder ({INFO_NAME} missing)")
-        return _info_from_json(info_file)
+        weights, info_file = _locate(path)
+        info = _info_from_json(info_file)  # type: ignore[arg-type]
+        check_weights_header(info, read_header(weights), path)  # refuses truncated weights
+        return info
     if not path.is_file():
         raise ModelFileError(_not_found(path))
     return _info_from_header(read_header(path), path)
@@ -416,6 +490,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         source=weights,
         what=f"{cfg.encoder.value} {cfg.preset.value} generator described in its metadata",
     )
+    check_weights_header(info, header, path)  # what the weights' shapes cannot tell (scale)
     return LoadedModel(net=net.to(device).eval(), info=info, path=path)
 
 
@@ -433,77 +508,3 @@ def count_parameters(module: nn.Module) -> int:
         Total element count of its parameters.
     """
     return sum(p.numel() for p in module.parameters())
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
-
-
-def _describe_crappify(cfg: dict[str, Any]) -> str:
-    """``name, xscale: kind -> kind`` from a crappifier config dict (any part may be absent)."""
-    steps = cfg.get("steps")
-    kinds = ""
-    if isinstance(steps, list):
-        kinds = " -> ".join(str(s.get("kind", "?")) for s in steps if isinstance(s, dict))
-    name = cfg.get("name") or cfg.get("preset")
-    scale = cfg.get("scale")
-    head = ", ".join(x for x in (str(name) if name else "", f"x{scale}" if scale else "") if x)
-    summary = ": ".join(x for x in (head, kinds) if x)
-    return summary or _fmt(cfg)
-
-
-def describe_model(info: ModelInfo) -> str:
-    """Human-readable summary of a model's metadata (what ``decrappify info`` prints).
-
-    Parameters
-    ----------
-    info : ModelInfo
-        The metadata.
-
-    Returns
-    -------
-    str
-        Several lines.
-    """
-    g = info.generator
-    attention = f"self-attention in block {g.attention_block}" if g.self_attention else "none"
-    out_range = "linear" if g.y_range is None else f"sigmoid to [{g.y_range[0]}, {g.y_range[1]}]"
-    if g.residual:
-        clamp = "" if g.y_range is None else f", clamped to [{g.y_range[0]}, {g.y_range[1]}]"
-        source = "input" if g.scale == 1 else "bilinear input"
-        out_range = f"{source} + learned correction{clamp}"
-    norm = info.normalization
-    lines = [
-        f"decrappify model (format {info.format_version}, written by decrappify "
-        f"{info.decrappify_version} on {info.created.isoformat()})",
-    ]
-    if info.description:
-        lines.append(f"  description:   {info.description}")
-    lines += [
-        f"  network:       {g.encoder.value} U-Net, {g.preset.value} decoder (nf_factor "
-        f"{g.resolved_nf_factor:g}, {g.resolved_blocks_per_stage} conv/block), "
-        f"{g.norm_type.value} norm, blur {'on' if g.blur else 'off'}, attention: {attention}",
-        f"  input/output:  {g.n_frames} frame(s) in, "
-        + ("same grid (x1, no upsampling)" if g.scale == 1 else f"x{g.scale} upsampling")
-        + f", output {out_range}",
-        f"  normalisation: {norm.method} {norm.low:g}-{norm.high:g}",
-    ]
-    if info.crappify is None:
-        lines.append("  crappifier:    none recorded (trained on real pairs or unknown)")
-    else:
-        lines.append(f"  crappifier:    {_describe_crappify(info.crappify)}")
-    if info.training:
-        lines.append(f"  training:      {_fmt(info.training)}")
-    if info.metrics:
-        lines.append(f"  metrics:       {_fmt(info.metrics)}")
-    if info.history:
-        lines.append(
-            f"  history:       {len(info.history)} entries, last: {_fmt(info.history[-1])}"
-        )
-    return "\n".join(lines)

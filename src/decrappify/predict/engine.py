@@ -321,7 +321,7 @@ def _check_output(
     targets = [path, *(map_path(path, kind, n) for n in trust.names if kind == "tiff")]
     for target in targets:
         if os.path.lexists(target) and not overwrite:
-            raise OutputError(f"{target}: already exists; pass overwrite=True to replace it")
+            raise OutputError(f"{target}: already exists; pass --overwrite to replace it")
 
 
 def _write(

@@ -10,6 +10,7 @@ object.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from decrappify.config.predict import DEFAULT_BLOCK, DEFAULT_CHUNK, OUT_DTYPES, 
 from decrappify.devices import available_cores, resolve_device
 from decrappify.errors import InputError
 from decrappify.io import Image
+from decrappify.io.paths import format_bytes
 from decrappify.predict.model import ModelHandle
 from decrappify.predict.receptive import max_overlap
 from decrappify.predict.tile_geometry import DEFAULT_MULTIPLE, tile_quantum, validate_tile
@@ -30,8 +32,16 @@ __all__ = [
     "OUT_DTYPES",
     "PredictSettings",
     "check_tile",
+    "check_tile_memory",
+    "fit_tile",
     "resolve_settings",
 ]
+
+#: Largest network input side (``tile × scale``, HR pixels) a prediction accepts.
+MAX_TILE_SIDE = 8192
+#: Lower bound of the memory one HR pixel of a tile takes in a forward pass: float32
+#: activations of the 64 channels of the decoder's full-resolution block.
+TILE_BYTES_PER_PIXEL = 4 * 64
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ class PredictSettings:
     amp : bool
         Autocast (float16 on CUDA, bfloat16 elsewhere) with float32 weights.
     channels_last : bool
-        Channels-last memory format (faster convolutions on GPUs).
+        Channels-last memory format (faster convolutions on GPUs and, with oneDNN, CPUs).
     compile : bool
         ``torch.compile`` the network (once per process).
     out_dtype : str
@@ -100,6 +110,66 @@ class PredictSettings:
         parts.pop("radius")
         parts["device"] = torch.device(self.device).type
         return parts
+
+
+def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
+    """Cut a tile to the smallest valid tile that covers an image's Y and X with margins.
+
+    Parameters
+    ----------
+    tile : int
+        Tile side in LR pixels (valid for ``scale``).
+    shape : sequence of int
+        The image's Y and X.
+    scale : int
+        Upsampling factor.
+    multiple : int
+        ``tile × scale`` must be a multiple of this.
+
+    Returns
+    -------
+    int
+        ``tile``, or less when one smaller tile already covers the image and the
+        context margin around it (up to half a tile, at most the image's side, read
+        by reflection), so that a small image is one window, not several overlapping
+        ones.
+    """
+    quantum = tile_quantum(scale, multiple)
+    side = max(int(s) for s in shape)
+    margin = min(max_overlap(int(tile)), side)
+    cover = -(-(side + margin) // quantum) * quantum
+    return min(int(tile), max(cover, quantum))
+
+
+def check_tile_memory(tile: int, scale: int, multiple: int, name: str) -> None:
+    """Refuse a tile whose forward pass cannot fit in memory, saying what it would need.
+
+    Parameters
+    ----------
+    tile : int
+        Tile side in LR pixels, already cut to the image (:func:`fit_tile`).
+    scale : int
+        Upsampling factor.
+    multiple : int
+        ``tile × scale`` must be a multiple of this.
+    name : str
+        The image, for the message.
+
+    Raises
+    ------
+    InputError
+        When ``tile × scale`` exceeds :data:`MAX_TILE_SIDE`.
+    """
+    largest = (
+        MAX_TILE_SIDE // scale // tile_quantum(scale, multiple) * tile_quantum(scale, multiple)
+    )
+    if tile > largest:
+        side = int(tile) * scale
+        raise InputError(
+            f"{name}: --tile {tile} makes {side}x{side} network inputs, which need at least "
+            f"{format_bytes(side * side * TILE_BYTES_PER_PIXEL)} each; use --tile {largest} "
+            "or less"
+        )
 
 
 def check_tile(tile: int, scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
@@ -169,7 +239,11 @@ def resolve_settings(
     """
     config = config if config is not None else PredictConfig()
     tile = check_tile(config.tile, handle.scale, handle.multiple)
+    if image is not None:
+        tile = fit_tile(tile, image.shape[-2:], handle.scale, handle.multiple)
+        check_tile_memory(tile, handle.scale, handle.multiple, image.source or image.name)
     overlap = max_overlap(tile) if config.overlap == "auto" else int(config.overlap)
+    overlap = min(overlap, max_overlap(tile))  # a tile cut to the image needs no more
     device = resolve_device(config.device)
     if config.dtype is not None:
         dtype = config.dtype.value
@@ -186,7 +260,7 @@ def resolve_settings(
         batch=config.batch,
         device=str(device),
         amp=is_cuda if config.amp is None else config.amp,
-        channels_last=is_cuda,
+        channels_last=True,  # faster convolutions on CPUs too (oneDNN), same numbers
         compile=config.compile,
         out_dtype=dtype,
         blend=config.blend,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from decrappify.events import Progress
-from decrappify.train._phases import critic_step
+from decrappify.train._phases import critic_step, critic_view
 from decrappify.train._session import CALIBRATION_STEPS, Session, StepTimer, clone_state
 from decrappify.train.schedule import (
     CriticSwitch,
@@ -36,7 +36,7 @@ def gan_generator_step(
         with run.random.active():
             with run.precision.autocast():
                 pred = G(lr_b)
-                logits = C(pred)
+                logits = C(critic_view(run, pred)[0])
             content, _ = run.loss_fn(pred.float(), hr_b)
             logits = logits.float()
             adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
@@ -96,7 +96,7 @@ def gan(run: Session) -> Generator[Progress, None, None]:
         g_terms = gan_generator_step(run, opt_g, lr_g, hr_g)
         st.step += 1
         timer.tick(st.step)
-        if total is None and st.step == calibration:
+        if total is None and (st.step == calibration or run.out_of_time(timer, closing=True)):
             total = run.fix_count(phase, timer, every=cfg.checkpoint_every, cap=cfg.max_steps)
         step = st.step
         checkpoint = step == total or step % cfg.checkpoint_every == 0

@@ -45,6 +45,22 @@ def generator_step(
     return terms
 
 
+def critic_view(run: Session, *images: torch.Tensor) -> list[torch.Tensor]:
+    """The window of each batch the critic judges (``critic.crop``), one random position.
+
+    Call it inside ``run.random.active()`` (the position is drawn from the run's
+    generator, so a resumed run draws the same ones).
+    """
+    crop = run.cfg.critic.crop
+    h, w = images[0].shape[-2:]
+    if crop is None or (crop >= h and crop >= w):
+        return list(images)
+    ch, cw = min(crop, h), min(crop, w)
+    top = int(torch.randint(0, h - ch + 1, ()))
+    left = int(torch.randint(0, w - cw + 1, ()))
+    return [x[..., top : top + ch, left : left + cw] for x in images]
+
+
 def critic_step(
     run: Session,
     optimizer: torch.optim.Optimizer,
@@ -54,6 +70,7 @@ def critic_step(
 ) -> float:
     run.C.train()
     with run.random.active():
+        real, fake = critic_view(run, real, fake)
         with run.precision.autocast():
             logits = run.C(torch.cat([real, fake]))
         logits = logits.float()
@@ -107,13 +124,14 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
         terms = generator_step(run, optimizer, lr_b, hr_b)
         st.step += 1
         timer.tick(st.step)
-        if total is None and st.step == calibration:
+        if total is None and (st.step == calibration or run.out_of_time(timer, closing=True)):
             total = run.fix_count(phase, timer, every=cfg.checkpoint_every)
             st.frozen_steps = max(
                 round(frozen_fraction * total), calibration if frozen_fraction > 0 else 0
             )
         step = st.step
         checkpoint = step == total or step % cfg.checkpoint_every == 0
+        started = time.perf_counter()
         metrics = run.validate() if checkpoint else {}
         preview = run.preview() if checkpoint or run.want_preview(step) else None
         run.log_row(
@@ -131,6 +149,7 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
                 run.checkpoint()
             else:
                 run.checkpoint({"pretrain": optimizer})
+            st.overhead = time.perf_counter() - started  # for the next budget decisions
         # the terms as ``<term>_loss`` (``ssim_loss`` is 1 - SSIM, not the validation SSIM)
         losses = {
             "loss": terms["total"],
@@ -179,6 +198,7 @@ def initial_validation(
     run.log_row(phase, val_psnr=metrics.get("psnr"), val_ssim=metrics.get("ssim"))
     run.checkpoint({"pretrain": optimizer})
     st.overhead = time.perf_counter() - start
+    run.exclude_startup(st.overhead)  # like reading the data: the budget starts after it
     return run.event(phase, 0, total, metrics=metrics, preview=preview, message="initial generator")
 
 
@@ -280,7 +300,7 @@ def pretrain_critic(run: Session) -> Generator[Progress, None, None]:
         loss = critic_step(run, optimizer, "critic", real, fake)
         st.step += 1
         timer.tick(st.step)
-        if total is None and st.step == calibration:
+        if total is None and (st.step == calibration or run.out_of_time(timer, closing=False)):
             total = run.fix_count(phase, timer, cap=cfg.max_steps)
         reached = stop.update(loss)
         run.log_row(phase, lr=cfg.lr, critic_loss=loss)

@@ -301,6 +301,37 @@ class Session:
         assert self._phase_seconds is not None
         return self._phase_seconds - (time.perf_counter() - self.phase_start)
 
+    def exclude_startup(self, seconds: float) -> None:
+        """Leave ``seconds`` just spent (the first validation) out of the time budget."""
+        self._session_start += seconds
+        self.phase_start += seconds
+
+    def out_of_time(self, timer: StepTimer, *, closing: bool) -> bool:
+        """Budget mode: whether one more step (and the phase's closing validation) overruns."""
+        reserve = timer.seconds_per_step(self.state.step)
+        if closing:
+            reserve += self.state.overhead
+        return self.phase_time_left() <= reserve
+
+    def gan_cycle_fits(self) -> bool:
+        """Budget mode: whether what is left can pay for the shortest GAN cycle.
+
+        That is one batch of outputs, one critic step, one GAN step (up to
+        ``max_critic_steps`` critic steps and a generator step) and a validation with its
+        checkpoint, each step costing about a generator pretraining step.
+        """
+        assert self.budget is not None
+        step = next(
+            (
+                float(entry["step_seconds"])
+                for entry in reversed(self.state.history)
+                if entry.get("phase") == "pretrain_generator" and "step_seconds" in entry
+            ),
+            0.0,
+        )
+        shortest = (self.cfg.gan.max_critic_steps + 3) * step + self.state.overhead
+        return self.budget - self.elapsed() > shortest
+
     def to_device(self, batch: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         out = []
         for x in batch:
@@ -421,8 +452,10 @@ class Session:
     ) -> int:
         """Budget mode: fix the phase's step count from the measured step time."""
         step_s = timer.seconds_per_step(self.state.step)
+        # a phase with validations ends with one more (and a checkpoint): keep time for it
+        closing = self.state.overhead if every else 0.0
         extra = steps_for_budget(
-            self.phase_time_left(),
+            self.phase_time_left() - closing,
             step_s,
             every=every,
             overhead_seconds=self.state.overhead,

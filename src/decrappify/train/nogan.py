@@ -31,7 +31,7 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-from decrappify.config.train import TrainConfig
+from decrappify.config.train import TrainConfig, format_duration
 from decrappify.devices import available_cores, torch_threads
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
@@ -50,7 +50,7 @@ from decrappify.train.run import (
     config_differences,
     result_from_state,
 )
-from decrappify.train.state import STATE_NAME, RunState, write_checkpoint
+from decrappify.train.state import STATE_NAME, RunState, remove_stale_files, write_checkpoint
 
 __all__ = ["KeyBatches", "TrainResult", "iter_train", "train"]
 
@@ -110,6 +110,9 @@ def iter_train(
         If ``run_dir`` already holds a run (without ``resume``) or cannot be written.
     """
     if resume:
+        cleaned = remove_stale_files(run_dir, Path(run_dir) / CHECKPOINTS_NAME)
+        if cleaned:
+            log.info(f"{run_dir}: removed what an interrupted write left: {', '.join(cleaned)}")
         finished = _finished_result(config, Path(run_dir))
         if finished is not None:
             message = f"{run_dir}: this run is already finished; nothing to do"
@@ -147,6 +150,14 @@ def _run_phases(run: Session) -> Generator[Progress, None, None]:
     while run.state.phase != "done":
         run.start_phase_clock()
         phase = run.state.phase
+        if phase == "save_outputs" and run.budget is not None and not run.gan_cycle_fits():
+            run.note(
+                f"time budget: {format_duration(max(run.budget - run.elapsed(), 0))} of "
+                f"{format_duration(run.budget)} left, too little for a GAN cycle; "
+                "the remaining GAN cycles are skipped"
+            )
+            run.state.phase, run.state.step = "done", 0
+            break
         yield from PHASES[phase](run)
         run.tensors = {}
         long_phase = time.perf_counter() - run.phase_start > CURVES_AFTER_SECONDS
@@ -159,7 +170,8 @@ def _finish(run: Session) -> TrainResult:
     st = run.state
     if run.best_state is None:
         run.best_state = clone_state(run.G)
-    if run.cfg.gan_enabled and st.best.get("phase") == "pretrain_generator":
+    ran_gan = any(key.startswith("gan") for key in st.counts)
+    if ran_gan and st.best.get("phase") == "pretrain_generator":
         run.note("final model: the pretrained generator (no GAN checkpoint beat it)")
     st.finished = True
     model_path = run.save_best_model(final=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -313,6 +314,61 @@ def write_checkpoint(
         if old.name != name:
             remove_path(old)
     return path
+
+
+def remove_stale_files(run_dir: str | Path, checkpoints: str | Path) -> list[str]:
+    """Clean up what a run killed in the middle of a write left behind (before a resume).
+
+    * temporaries (``.<name>.partial``) in the run folder and its ``checkpoints/``;
+    * a previous model or output moved aside for replacement (``.<name>.old``,
+      ``.<name>.replaced``): put back when its replacement never arrived, else deleted;
+    * tensor files of ``checkpoints/`` that ``state.json`` does not name (a checkpoint
+      whose commit never happened, or one not yet deleted after the next).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder.
+    checkpoints : str or Path
+        Its checkpoint folder.
+
+    Returns
+    -------
+    list of str
+        What was removed or restored, relative to ``run_dir``.
+    """
+    run_dir, checkpoints = Path(run_dir), Path(checkpoints)
+    done: list[str] = []
+    for folder in (run_dir, checkpoints):
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            name = entry.name
+            if not name.startswith("."):
+                continue
+            if name.endswith(".partial"):
+                remove_path(entry)
+                done.append(str(entry.relative_to(run_dir)))
+            elif name.endswith((".old", ".replaced")):
+                target = folder / name[1:].rsplit(".", 1)[0]
+                if os.path.lexists(target):
+                    remove_path(entry)
+                else:
+                    os.replace(entry, target)
+                done.append(str(entry.relative_to(run_dir)))
+    keep = None
+    if (checkpoints / STATE_NAME).is_file():
+        try:
+            keep = RunState.from_json(
+                (checkpoints / STATE_NAME).read_text(encoding="utf-8"), checkpoints / STATE_NAME
+            ).tensors
+        except (OSError, ModelFileError):
+            return done  # an unreadable state: leave the files for read_checkpoint to judge
+    for tensors in sorted(checkpoints.glob("tensors-*.safetensors")):
+        if tensors.name != keep:
+            remove_path(tensors)
+            done.append(str(tensors.relative_to(run_dir)))
+    return done
 
 
 def has_checkpoint(folder: str | Path) -> bool:
