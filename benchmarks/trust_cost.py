@@ -1,8 +1,8 @@
 """Benchmark: the extra cost of the trust maps (``predict --consistency`` and ``--tta``).
 
 The same images are predicted four ways, in this process, through
-:func:`decrappify.api.predict` (OME-Zarr outputs, the CLI's defaults otherwise: tile 128,
-automatic overlap, batch 8):
+:func:`decrappify.api.predict` (OME-Zarr outputs, the CLI's defaults otherwise, or
+``--tile``):
 
 * ``plain``: ``--no-consistency`` (the prediction alone);
 * ``consistency``: the default for a model that records its crappifier (the prediction,
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode (default 3)")
     parser.add_argument("--device", default="cpu", help="predict --device (default cpu)")
-    parser.add_argument("--tile", type=int, default=128, help="predict --tile (default 128)")
+    parser.add_argument("--tile", type=int, help="predict --tile (default: predict's)")
     parser.add_argument("--json", type=Path, help="write the record here")
     parser.add_argument("--workdir", type=Path, help="keep inputs, model and outputs here")
     return parser.parse_args(argv)
@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     model = args.model or make_model(args.scale, workdir)
     scale = api.model_info(model).generator.scale
     inputs = prepare_inputs(args.images, args.n, scale, workdir / "inputs")
-    common = {"device": args.device, "threads": args.threads, "tile": args.tile}
+    common: dict[str, Any] = {"device": args.device, "threads": args.threads}
+    if args.tile:
+        common["tile"] = args.tile
     print(f"model {model} (x{scale}), {len(inputs)} inputs of {inputs[0].name}'s size, "
           f"{args.threads} threads, {args.repeat} repeats")  # fmt: skip
     run_mode(model, inputs, workdir / "out", {**common, **MODES["plain"]})  # warm-up
