@@ -82,6 +82,18 @@ def test_crappify_zarr_scale_and_config_file(hr_tif, tmp_path):
     assert read_image(tmp_path / "s" / "cells.tif").shape == (32, 32)
 
 
+@pytest.mark.parametrize("preset", ["em", "fluorescence"])
+def test_crappify_scale_one_keeps_the_grid(hr_tif, tmp_path, preset):
+    out = tmp_path / "same"
+    result = invoke("crappify", hr_tif, "--out", out, "--preset", preset, "--scale", "1")
+    assert result.exit_code == 0, result.output
+    lr = read_image(out / "cells.tif")
+    assert lr.shape == (256, 256) and lr.pixel_size == pytest.approx((0.1, 0.1))
+    clean = np.asarray(read_image(hr_tif).data, dtype=np.float64)
+    noisy = np.asarray(lr.data, dtype=np.float64)
+    assert 0.5 < np.corrcoef(clean.ravel(), noisy.ravel())[0, 1] < 0.999  # degraded, in place
+
+
 def test_batch_reports_each_file_and_fails_if_one_fails(hr_tif, tmp_path):
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"II*\x00" + b"\x00" * 20)
@@ -183,3 +195,17 @@ def test_fit_prints_a_config_that_crappify_accepts(tmp_path):
     assert "gain" in result.output.lower()
     run = invoke("crappify", lr, "--out", tmp_path / "o", "--config", cfg)
     assert run.exit_code == 0, run.output
+
+
+def test_fit_takes_a_folder_of_same_grid_frames(tmp_path):
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[0:192, 0:192]
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for i in range(2):
+        signal = 300 + 200 * (np.sin(x / 30 + i) > 0) + 80 * (y > 96)
+        noisy = 2.0 * rng.poisson(signal / 2.0) + rng.normal(0, 3.0, signal.shape) + 50
+        _write(folder / f"f{i}.tif", noisy.clip(0, 65535).astype(np.uint16))
+    whole = invoke("crappify", "--fit", folder, "--out", tmp_path / "fitted.yaml")
+    assert whole.exit_code == 0, whole.output
+    assert "scale: 1" in (tmp_path / "fitted.yaml").read_text()

@@ -85,6 +85,75 @@ def test_evaluate_pairing_and_baseline_errors(triplet):
     assert "unknown lanczos" in bad.output
 
 
+@pytest.fixture
+def denoising(tmp_path):
+    """Same-grid noisy/clean pairs: two to tune on, one to evaluate."""
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:96, 0:96]
+    paths = {}
+    for i, role in enumerate(("tune0", "tune1", "test")):
+        clean = 120 + 90 * np.sin(x / (5.0 + i)) * np.cos(y / 7.0)
+        noisy = clean + rng.normal(0, 25, clean.shape)
+        for kind, arr in (
+            ("gt", clean),
+            ("lr", noisy),
+            ("pred", clean + rng.normal(0, 3, clean.shape)),
+        ):
+            folder = tmp_path / f"{role}-{kind}"
+            folder.mkdir()
+            paths[role, kind] = folder / "img.tif"
+            tifffile.imwrite(paths[role, kind], arr.clip(0, 255).astype(np.uint8))
+    return paths
+
+
+def test_evaluate_at_scale_one_compares_with_the_input_and_tuned_denoisers(denoising, tmp_path):
+    args = ["evaluate", "--pred", denoising["test", "pred"], "--gt", denoising["test", "gt"],
+            "--lr", denoising["test", "lr"], "--json", tmp_path / "m.json"]  # fmt: skip
+    plain = runner.invoke(app, [str(a) for a in args])
+    assert plain.exit_code == 0, plain.output
+    entry = json.loads((tmp_path / "m.json").read_text())["img"]
+    assert list(entry["baselines"]) == ["input"]  # auto: the noisy input itself at scale 1
+    noisy = evaluate_pair(
+        tifffile.imread(denoising["test", "lr"]), tifffile.imread(denoising["test", "gt"])
+    )
+    assert entry["baselines"]["input"]["psnr_norm"] == pytest.approx(noisy["psnr_norm"], abs=1e-6)
+
+    tuned = runner.invoke(
+        app,
+        [str(a) for a in args]
+        + ["--baselines", "auto,gaussian,tv=0.05", "--figure", str(tmp_path / "f.png"),
+           "--tune-lr", str(denoising["tune0", "lr"]), "--tune-lr", str(denoising["tune1", "lr"]),
+           "--tune-gt", str(denoising["tune0", "gt"]), "--tune-gt", str(denoising["tune1", "gt"])],
+    )  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    assert "chosen on 2 tuning images" in tuned.output
+    entry = json.loads((tmp_path / "m.json").read_text())["img"]
+    names = list(entry["baselines"])
+    assert names[0] == "input" and names[1].startswith("gaussian=") and names[2] == "tv=0.05"
+    smoothed = entry["baselines"][names[1]]["psnr_norm"]
+    assert smoothed > entry["baselines"]["input"]["psnr_norm"] + 3.0
+    assert (tmp_path / "f.png").is_file()
+
+
+def test_evaluate_baseline_errors_at_scale_one_and_four(denoising, triplet):
+    input_at_4 = runner.invoke(
+        app,
+        ["evaluate", "--pred", str(triplet["pred"]), "--gt", str(triplet["gt"]),
+         "--lr", str(triplet["lr"]), "--baselines", "input"],
+    )  # fmt: skip
+    assert input_at_4.exit_code == 1
+    assert "baseline input: the input is on the output grid only at scale 1 (got scale 4)" in (
+        " ".join(input_at_4.output.split())
+    )
+    half = runner.invoke(
+        app,
+        ["evaluate", "--pred", str(denoising["test", "pred"]), "--gt", str(denoising["test", "gt"]),
+         "--lr", str(denoising["test", "lr"]), "--baselines", "gaussian",
+         "--tune-lr", str(denoising["tune0", "lr"])],
+    )  # fmt: skip
+    assert half.exit_code == 1 and "--tune-lr and --tune-gt go together" in half.output
+
+
 def test_evaluate_aligns_images_by_pixel_size_as_the_compare_widget_does(tmp_path):
     """A prediction on a coarser grid of the same field of view is resampled, not refused."""
     from decrappify import api

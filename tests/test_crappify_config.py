@@ -122,6 +122,25 @@ def test_with_scale_and_overrides():
         get_preset("fluorescence", **{"poisson.photons": 0})
 
 
+def test_scale_one_drops_the_downsample_step_and_scaling_up_restores_one():
+    for name in PRESETS:
+        preset = get_preset(name)
+        same_grid = preset.with_scale(1)
+        kinds = [s.kind for s in preset.steps]
+        assert same_grid.scale == 1
+        assert [s.kind for s in same_grid.steps] == [k for k in kinds if k != "downsample"]
+        assert get_preset(name, scale=1) == same_grid
+    # A config without a downsample step gets an area one after its last blur.
+    back = get_preset("fluorescence").with_scale(1).with_scale(3)
+    assert [s.kind for s in back.steps] == ["blur", "downsample", "poisson", "read_noise"]
+    assert back.steps[1].method == "area" and back.scale == 3
+    noise_only = CrappifyConfig(scale=1, steps=[{"kind": "gaussian_noise"}]).with_scale(2)
+    assert [s.kind for s in noise_only.steps] == ["downsample", "gaussian_noise"]
+    # Explicit steps are kept as given; an identity downsample at scale 1 stays valid.
+    explicit = get_preset("em").with_overrides(scale=1, steps=[{"kind": "downsample"}])
+    assert [s.kind for s in explicit.steps] == ["downsample"]
+
+
 def test_yaml_round_trip(tmp_path):
     for name in PRESETS:
         config = get_preset(name)

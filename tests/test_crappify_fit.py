@@ -66,7 +66,7 @@ def test_fitted_config_reproduces_the_noise(lr_images, tmp_path):
     result = fit_noise_model(lr_images)
     config = result.config
     assert config.name == "fitted" and config.scale == 1
-    assert [s.kind for s in config.steps] == ["downsample", "poisson", "read_noise"]
+    assert [s.kind for s in config.steps] == ["poisson", "read_noise"]  # same grid
     # Crappify the clean photon map normalised like the LR: noise matches the real LR.
     photons = photon_map((384, 384), 0)
     clean = normalize(OFFSET + GAIN * photons, result.lo, result.hi)
@@ -82,6 +82,29 @@ def test_fitted_config_reproduces_the_noise(lr_images, tmp_path):
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_images_with_different_budgets_give_a_photon_range(lr_images):
+    # The same camera, but the second image three times dimmer: at its own bright level (the
+    # normalised 1.0 that training uses) it collects a third of the photons.
+    dim = camera(photon_map((384, 384), 3) / 3.0, 4)
+    result = fit_noise_model([lr_images[0], dim])
+    first, second = result.per_image
+    assert first.gain == pytest.approx(GAIN, rel=0.08) and second.gain == pytest.approx(
+        GAIN, rel=0.1
+    )
+    assert second.photons == pytest.approx(first.photons / 3.0, rel=0.2)
+    assert first.photons == pytest.approx((first.hi - first.lo) / first.gain)
+    poisson = result.config.steps[0]
+    assert poisson.kind == "poisson"
+    assert poisson.photons == pytest.approx((second.photons, first.photons), rel=1e-3)
+    read = result.config.steps[1].sigma
+    assert read[0] == pytest.approx(min(f.read_noise_electrons for f in result.per_image), rel=1e-3)
+    assert "photon budgets differ" in result.report()
+    assert "lr_images[1]: " in result.report()
+    # Images of one budget keep a single value.
+    same = fit_noise_model(lr_images)
+    assert len(same.per_image) == 2 and isinstance(same.config.steps[0].photons, float)
+
+
 def test_report_names_the_quantities(lr_images):
     report = fit_noise_model(lr_images[0]).report()
     assert "gain 2" in report and "read noise" in report and "photons at the bright level" in report
@@ -94,9 +117,9 @@ def test_signal_independent_noise_gives_gaussian_config():
     image = (levels + rng.normal(0, 12.0, levels.shape)).astype(np.uint16)
     result = fit_noise_model(Image(image))
     assert result.gain == 0.0
-    assert [s.kind for s in result.config.steps] == ["downsample", "gaussian_noise"]
+    assert [s.kind for s in result.config.steps] == ["gaussian_noise"]
     assert result.read_noise == pytest.approx(12.0, rel=0.1)
-    sigma = result.config.steps[1].sigma
+    sigma = result.config.steps[0].sigma
     assert sigma == pytest.approx(result.read_noise / (result.hi - result.lo), rel=1e-3)
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from decrappify import api
 from decrappify.cli import app
 from decrappify.errors import InputError, OutputError
+from decrappify.io import read_image
 from decrappify.models import load_model
 
 runner = CliRunner()
@@ -70,6 +71,31 @@ def test_demo_writes_a_complete_report(tmp_path, tiny_demo):
     assert np.isfinite(report.gain_db)
 
 
+@pytest.mark.slow  # the round trip itself is in tests/test_scale_one.py
+def test_demo_at_scale_one_trains_predicts_and_scores_on_the_same_grid(
+    tmp_path, tiny_demo, monkeypatch
+):
+    monkeypatch.setattr(api, "iter_demo", functools.partial(api.iter_demo, overrides=CHEAP))
+    out = tmp_path / "demo1"
+    result = runner.invoke(
+        app, ["demo", "--out", str(out), "--budget", "10s", "--scale", "1", "--seed", "2", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "model" in result.output and "input by" in result.output
+    (lr,) = sorted((out / "data" / "test_lr").glob("*.zarr"))
+    (pred,) = sorted((out / "predictions").glob("*.zarr"))
+    lr_image, pred_image = read_image(lr), read_image(pred)
+    assert lr_image.shape == pred_image.shape == (128, 128)  # no upsampling anywhere
+    assert pred_image.pixel_size == pytest.approx(lr_image.pixel_size)
+    info = api.model_info(out / "run" / "model")
+    assert info.generator.scale == 1 and info.crappify["scale"] == 1
+    assert "downsample" not in [s["kind"] for s in info.crappify["steps"]]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["mean"]["baselines"]) == ["input", "gaussian"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scale"] == 1 and "psnr_norm_gain_db_vs_input" in summary
+
+
 def test_demo_refuses_an_existing_folder_and_a_short_budget(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(OutputError, match="already exists; pass --overwrite"):
@@ -89,6 +115,8 @@ def test_demo_cli(tmp_path, tiny_demo, monkeypatch):
     result = runner.invoke(app, ["demo", "--out", str(out), "--kind", "brightfield"])
     assert result.exit_code != 0
     assert "--kind: expected em or fluorescence" in result.output
+    result = runner.invoke(app, ["demo", "--out", str(out), "--scale", "0"])
+    assert result.exit_code == 1 and "--scale: expected an integer from 1 to 8" in result.output
 
 
 @pytest.mark.slow

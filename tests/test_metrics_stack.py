@@ -151,7 +151,7 @@ def test_shape_mismatch_messages(stack):
         evaluate_stack(pred, gt, lr[:, :, :15])
     with pytest.raises(InputError, match=r"pred has 2 dimensions \(48, 64\) but gt has 3"):
         evaluate_stack(pred[0], gt)
-    with pytest.raises(InputError, match="baseline method: expected one of"):
+    with pytest.raises(InputError, match="baseline .cubic.: expected one of"):
         evaluate_stack(pred, gt, lr, baselines=("cubic",))
     with pytest.raises(InputError, match="data_range: expected a positive number, got -1"):
         evaluate_stack(pred, gt, data_range=-1)

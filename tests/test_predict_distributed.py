@@ -1,4 +1,5 @@
-"""Scale-out: a dask.distributed LocalCluster of 2 workers gives the single-process output."""
+"""Scale-out: a dask.distributed LocalCluster of 2 workers gives the single-process output
+(the trust maps included: the workers fill the TTA spread sink)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,15 @@ TINY = {
     "blocks_per_stage": 1,
     "blur": False,
 }
-SETTINGS = {"tile": 32, "overlap": 8, "batch": 4, "device": "cpu", "chunk": 32, "block": 64}
+SETTINGS = {
+    "tile": 32,
+    "overlap": 8,
+    "batch": 4,
+    "device": "cpu",
+    "chunk": 32,
+    "block": 64,
+    "tta": True,
+}
 
 
 def arrays(path):
@@ -53,9 +62,10 @@ def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
     from decrappify.predict import model as model_module
 
     cfg = GeneratorConfig(scale=2, **TINY)
-    model = save_model(
-        tmp_path / "x2.safetensors", build_generator(cfg, seed=1).eval(), ModelInfo(generator=cfg)
-    )
+    from decrappify.crappify import get_preset
+
+    info = ModelInfo(generator=cfg, crappify=get_preset("em", scale=2).model_dump(mode="json"))
+    model = save_model(tmp_path / "x2.safetensors", build_generator(cfg, seed=1).eval(), info)
     digest = model_module.model_handle(model).digest
     rng = np.random.default_rng(5)
     stack = (rng.random((2, 70, 60)) * 4000).astype(np.uint16)
@@ -82,6 +92,15 @@ def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
     assert got.keys() == expected.keys()
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name])
+    for trust_map in ("uncertainty", "consistency"):
+        got = arrays(tmp_path / "dist" / "in.zarr" / trust_map)
+        expected = arrays(local.path / trust_map)
+        assert got.keys() == expected.keys() and expected["0"].shape[0] == 2
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
+    assert results[0].info["trust"]["uncertainty"]["mean"] == pytest.approx(
+        local.stats["trust"]["uncertainty"]["mean"], rel=1e-5
+    )
     # each worker read the model file once for its many blocks, and runs torch on its share
     # of the cores (2 cores // 2 workers here)
     assert sorted(loads.values()) in ([1, 1], [0, 1])

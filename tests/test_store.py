@@ -271,3 +271,9 @@ def test_describe_model(saved: tuple) -> None:
     assert "  crappifier:    em, x2: blur -> poisson" in lines
     assert "  validation:    PSNR 27.50 dB, SSIM 0.8123" in lines
     assert "  history:       1 entries (the full record: --json)" in lines
+
+
+def test_describe_a_same_grid_residual_model() -> None:
+    cfg = GeneratorConfig(encoder="resnet18", scale=1, residual=True, nf_factor=0.25)
+    text = describe_model(ModelInfo(generator=cfg))
+    assert "same grid (x1, no upsampling), output input + learned correction" in text

@@ -149,6 +149,13 @@ def test_train_config_settings(tmp_path):
     crappify.write_text(get_preset("em-poisson").to_yaml())
     cfg = api.train_config(crappify_file=crappify, seed=3, overrides={"gan.max_steps": 0})
     assert cfg.resolved_crappify().name == "em-poisson" and cfg.seed == cfg.data.seed == 3
+    fitted = tmp_path / "fitted.yaml"  # crappify --fit on same-grid pairs writes scale 1
+    fitted.write_text(
+        get_preset("fluorescence", scale=1).model_copy(update={"name": "fitted"}).to_yaml()
+    )
+    same_grid = api.train_config(crappify_file=fitted)
+    assert same_grid.generator.scale == 1 and same_grid.resolved_crappify().scale == 1
+    assert "downsample" not in [s.kind for s in same_grid.resolved_crappify().steps]
     paired = api.train_config(paired=True, scale=2)
     assert paired.crappify is None and paired.generator.scale == 2
     with pytest.raises(InputError, match=r"^crappify: paired training \(--lr\)"):

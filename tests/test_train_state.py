@@ -143,6 +143,11 @@ def test_plot_curves_writes_png(tmp_path):
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1100, 750)
     assert not (tmp_path / ".curves.png.partial").exists()
+    # at scale 1 the dashed line is the input's: only its legend differs
+    same_grid = plot_curves(
+        rows, tmp_path / "s1.png", baseline={"psnr": 19.0, "ssim": 0.4}, baseline_name="input"
+    )
+    assert same_grid.read_bytes() != data
 
 
 def test_derive_seed_is_stable_and_separates_keys():

@@ -155,3 +155,65 @@ def test_2d_comparison(viewer, rng, wait_idle):
     assert widget.metrics("prediction") == evaluate_pair(pred.data, gt.data)
     assert len(widget.axes.patches) == 1  # one bar per method
     assert tuple(viewer.layers["pred2 error"].scale) == (4.0, 4.0)
+
+
+def test_same_grid_comparison_scores_the_noisy_input(viewer, rng, wait_idle):
+    gt = synthetic_image("fluorescence", (64, 64), seed=2)
+    noisy = crappify_image(gt, get_preset("fluorescence", scale=1), seed=1)
+    noisy = noisy.with_data(np.asarray(noisy.data.compute()))
+    pred = gt.with_data(np.clip(gt.data + rng.normal(0, 30, gt.shape), 0, 65535).astype(np.uint16))
+    for image, name in ((gt, "gt1"), (noisy, "noisy1"), (pred, "pred1")):
+        viewer.add_image(image.data, **image_layer_kwargs(image, name=name))
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.pred_picker.set_layer("pred1")
+    widget.gt_picker.set_layer("gt1")
+    widget.lr_picker.set_layer("noisy1")
+    widget.compare()
+    wait_idle(widget.panel)
+    assert widget.plane_table.methods() == ["prediction", "input"]
+    assert widget.metrics("input") == evaluate_pair(noisy.data, gt.data)
+    assert "noisy1 bicubic" not in viewer.layers and "noisy1 input" not in viewer.layers
+
+
+def test_trust_maps_of_the_prediction_are_ranked_against_its_error(
+    viewer, stack, wait_idle, tmp_path
+):
+    """Linked layers (Super-resolve's) or the maps written beside the prediction's file."""
+    from decrappify.io import write_image
+
+    pred, gt, lr = stack
+    rng = np.random.default_rng(3)
+    # a map that knows the error (its magnitude), and one that knows nothing (on the LR grid)
+    knows = pred.with_data(np.abs(np.asarray(pred.data) - np.asarray(gt.data)), source=None)
+    blind = lr.with_data(rng.normal(size=lr.shape).astype(np.float32), source=None)
+    maps = {"uncertainty": "pred uncertainty", "consistency": "pred consistency"}
+    meta = {"decrappify": {"predict": {"maps": maps}}}
+    viewer.add_image(gt.data, **image_layer_kwargs(gt, name="gt"))
+    viewer.add_image(pred.data, **image_layer_kwargs(pred, name="pred", metadata=meta))
+    viewer.add_image(knows.data, **image_layer_kwargs(knows, name="pred uncertainty"))
+    viewer.add_image(blind.data, **image_layer_kwargs(blind, name="pred consistency"))
+    w = CompareWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Compare")
+    w.pred_picker.set_layer("pred")
+    w.gt_picker.set_layer("gt")
+    viewer.dims.set_current_step(0, 2)
+    w.compare()
+    wait_idle(w.panel)
+    agreement = w.comparison.agreement
+    assert agreement["uncertainty"] > 0.9 and abs(agreement["consistency"]) < 0.1
+    assert w.trust_label.text().startswith("Trust maps vs |error| on plane 2 (Spearman): ")
+    assert f"uncertainty {agreement['uncertainty']:.2f}" in w.trust_label.text()
+
+    # a prediction opened from a file: the maps beside it are read and shown as layers
+    store = write_image(pred, tmp_path / "pred.zarr")
+    write_image(knows, store / "uncertainty", format="zarr")
+    meta = {"decrappify": {"predict": {"path": str(store)}}}
+    viewer.add_image(pred.data, **image_layer_kwargs(pred, name="from file", metadata=meta))
+    w.pred_picker.set_layer("from file")
+    w.compare()
+    wait_idle(w.panel)
+    assert set(w.comparison.agreement) == {"uncertainty"}
+    assert w.comparison.agreement["uncertainty"] > 0.9
+    shown = viewer.layers["from file uncertainty"]
+    assert shown.data.shape == pred.shape and shown.colormap.name == "magma"

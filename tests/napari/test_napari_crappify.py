@@ -237,3 +237,19 @@ def test_presets_rebuild_the_form_and_save_config(widget, tmp_path):
     widget.config_path.set_text(str(path))
     assert widget.current_config() == loaded
     assert widget.parameters()["local_variance_noise.gain"] == "0.1"
+
+
+def test_scale_one_degrades_in_place(viewer, widget, wait_idle):
+    layer = add_fluorescence(viewer, (64, 72), translate=(1.0, 2.0))
+    widget.layer_picker.set_layer(layer)
+    widget.set_preset("fluorescence")
+    widget.scale_spin.setValue(1)
+    config = widget.current_config()
+    assert config.scale == 1 and "downsample" not in [s.kind for s in config.steps]
+    widget.run()
+    wait_idle(widget.panel)
+    result = viewer.layers["cells crappified"]
+    assert result.data.shape == (64, 72)  # same grid: denoising/deblurring pairs
+    assert tuple(result.scale) == pytest.approx(tuple(layer.scale))
+    assert tuple(result.translate) == pytest.approx(tuple(layer.translate))
+    np.testing.assert_array_equal(result.data, expected_lr(layer, config, widget.seed_spin.value()))

@@ -33,7 +33,7 @@ def settings_dir(tmp_path, monkeypatch):
     return folder
 
 
-def make_model(path, *, scale=2, n_frames=1, metrics=None):
+def make_model(path, *, scale=2, n_frames=1, metrics=None, crappify=None):
     from decrappify.config.model import GeneratorConfig, ModelInfo
     from decrappify.models import build_generator, save_model
 
@@ -45,7 +45,7 @@ def make_model(path, *, scale=2, n_frames=1, metrics=None):
         nf_factor=0.25,
         blur=False,
     )
-    info = ModelInfo(generator=cfg, metrics=metrics or {})
+    info = ModelInfo(generator=cfg, metrics=metrics or {}, crappify=crappify)
     return save_model(path, build_generator(cfg, seed=0), info)
 
 
@@ -281,6 +281,30 @@ def test_visible_rect_is_clipped_and_centred():
     assert visible_rect(((0.0, 99.0), (-50.0, -10.0)), (100, 30), 40) == ((30, 70), (0, 0))
 
 
+def test_scale_one_model_restores_on_the_input_grid(viewer, rng, wait_idle, tmp_path, qtbot):
+    same_grid = make_model(
+        tmp_path / "s1.safetensors", scale=1, metrics={"psnr": 24.0, "bicubic_psnr": 20.0}
+    )
+    w = PredictWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Super-resolve")
+    w.set_model(same_grid)
+    w.tile_spin.setValue(64)
+    w.overlap_spin.setValue(16)
+    w.device_combo.setCurrentText("cpu")
+    assert w.model_info_label.text().splitlines()[0] == "restoration on the same grid (×1), 2D"
+    assert "(input 20.00 dB)" in w.model_info_label.text()
+    layer = viewer.add_image(
+        (rng.random((40, 48)) * 200).astype(np.uint8), name="noisy", scale=(0.5, 0.5)
+    )
+    w.layer_picker.set_layer(layer)
+    w.run()
+    wait_idle(w.panel)
+    result = viewer.layers["noisy super-resolved"]
+    assert result.data.shape == (40, 48)
+    assert tuple(result.scale) == pytest.approx((0.5, 0.5))
+    assert tuple(result.translate) == pytest.approx(tuple(layer.translate))
+
+
 def test_widget_and_cli_config_give_the_output_of_the_same_flags(
     viewer, widget, model, rng, wait_idle, tmp_path
 ):
@@ -326,3 +350,45 @@ def test_widget_and_cli_config_give_the_output_of_the_same_flags(
     # the CLI a TIFF through dask): a value on a rounding boundary may differ by one level
     difference = np.abs(from_widget.astype(np.int64) - from_flags)
     assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
+
+
+def test_trust_maps_become_layers_over_the_result_and_the_input(viewer, rng, wait_idle, tmp_path):
+    from decrappify.crappify import get_preset
+
+    crappify = get_preset("fluorescence", scale=2).model_dump(mode="json")
+    trusted = make_model(tmp_path / "t.safetensors", crappify=crappify)
+    w = PredictWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Super-resolve")
+    w.set_model(trusted)
+    for name, value in FAST.items():
+        w.fields.set_value(name, value)
+    assert w.consistency_check.isChecked() and not w.tta_check.isChecked()  # the defaults
+    w.tta_check.setChecked(True)
+    assert w.settings().tta is True and w.settings().consistency is True
+    data = (rng.random((40, 48)) * 200).astype(np.uint8)
+    layer = viewer.add_image(data, name="cells", scale=(0.4, 0.4), translate=(3.0, -2.0))
+    w.layer_picker.set_layer(layer)
+    w.run()
+    wait_idle(w.panel)
+    assert w.panel.state == "done"
+    result = viewer.layers["cells super-resolved"]
+    spread, consistency = viewer.layers["cells uncertainty"], viewer.layers["cells consistency"]
+    # the spread lies over the result, the consistency map over the input
+    assert spread.data.shape == result.data.shape == (80, 96)
+    assert tuple(spread.scale) == pytest.approx(tuple(result.scale))
+    assert tuple(spread.translate) == pytest.approx(tuple(result.translate))
+    assert consistency.data.shape == (40, 48)
+    assert tuple(consistency.scale) == pytest.approx((0.4, 0.4))
+    assert tuple(consistency.translate) == pytest.approx((3.0, -2.0))
+    assert consistency.colormap.name == "PiYG" and tuple(consistency.contrast_limits) == (-5, 5)
+    assert spread.colormap.name == "magma" and spread.contrast_limits[1] > 0
+    # the same numbers as the API, and the result names its maps and their summaries
+    image = Image(data, axes="YX", pixel_size=(0.4, 0.4), translate=(3.0, -2.0))
+    api_result = run_to_end(iter_predict_image(str(trusted), image, None, {**FAST, "tta": True}))
+    np.testing.assert_allclose(spread.data, api_result.maps["uncertainty"].data, atol=1e-5)
+    np.testing.assert_allclose(consistency.data, api_result.maps["consistency"].data, atol=1e-4)
+    info = result.metadata["decrappify"]["predict"]
+    assert info["maps"] == {"uncertainty": "cells uncertainty", "consistency": "cells consistency"}
+    assert info["trust"]["consistency"]["score"] == pytest.approx(
+        api_result.stats["trust"]["consistency"]["score"], rel=1e-4
+    )

@@ -139,7 +139,8 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert curves.losses["content"][0] == [1, 2, 3]
     assert curves.losses["content"][1] == pytest.approx([e.losses["loss"] for e in events[1:]])
     assert curves.metrics["psnr"][0] == [0, 2, 3] and curves.metrics["ssim"][0] == [0, 2, 3]
-    assert set(curves.baseline) == {"psnr", "ssim", "frc"}
+    assert set(curves.baseline) == {"psnr", "ssim", "frc"} and curves.baseline_name == "bicubic"
+    assert widget.plot.metric_axes.get_xlabel() == "step (dashed: bicubic)"
     assert widget.plot.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
     assert any(running and lines for running, lines in seen["draws"])  # drawn while running
     # the preview layer: LR | prediction | HR of the validation crop, normalised units
@@ -157,6 +158,7 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert recent_models() == [model.resolve()]
     assert widget.phase_label.text() == "Finished"
     assert f"validation PSNR {widget.result.metrics['psnr']:.2f} dB" in widget.result_label.text()
+    assert f"(bicubic {widget.result.baseline['psnr']:.2f})" in widget.result_label.text()
     assert widget.save_button.isEnabled() and widget.start_button.isEnabled()
     # Save copies it to one file, checked by loading it, and remembers that copy
     target = tmp_path / "exported.safetensors"
@@ -280,7 +282,7 @@ def test_bad_settings_are_notifications(viewer, widget, tmp_path, notes):
 
 def test_curves_put_the_phases_one_after_the_other():
     curves = TrainCurves()
-    base = {"baseline": {"psnr": 20.0, "ssim": 0.5}}
+    base = {"baseline": {"psnr": 20.0, "ssim": 0.5}, "baseline_name": "input"}
     events = [
         Progress("pretrain_generator", 0, 2, metrics={"psnr": 21.0, "ssim": 0.6}, info=base),
         Progress("pretrain_generator", 1, 2, losses={"loss": 0.9, "l1": 0.3}),
@@ -294,6 +296,7 @@ def test_curves_put_the_phases_one_after_the_other():
     for event in events:
         curves.add(event)
     assert curves.events == 8 and curves.baseline == {"psnr": 20.0, "ssim": 0.5}
+    assert curves.baseline_name == "input"  # scale 1: the input itself is the baseline
     assert curves.phases == [(0, "G"), (2, "C 1"), (4, "GAN 1"), (5, "C 2")]
     assert curves.losses["content"] == ([1, 2, 5], [0.9, 0.7, 0.5])
     assert curves.losses["critic"] == ([3, 4, 5, 6], [0.69, 0.6, 0.65, 0.5])
@@ -325,3 +328,18 @@ def test_preview_goes_beside_the_first_training_image():
         "translate": (0.0, 26.0),
     }
     assert preview_placement(None) == {}
+
+
+def test_a_fitted_same_grid_crappifier_sets_scale_one(viewer, widget, tmp_path):
+    from decrappify.crappify import get_preset
+
+    add_em(viewer, 2)
+    configure(widget, tmp_path / "run")
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(get_preset("fluorescence", scale=1).to_yaml())
+    widget.form.preset_combo.setCurrentIndex(widget.form.preset_combo.count() - 1)  # from a file
+    widget.form.crappify_path.set_text(str(fitted))
+    assert widget.form.scale_spin.value() == 1
+    config = widget.form.current_config()
+    assert config.generator.scale == 1 and config.crappify.scale == 1
+    assert "downsample" not in [s.kind for s in config.crappify.steps]

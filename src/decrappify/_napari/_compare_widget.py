@@ -6,6 +6,11 @@ checks from their scale and translate that they lie on one grid (resampling or r
 otherwise), and the job of :func:`~decrappify._napari.jobs.compare.iter_compare` runs in a
 worker. The widget shows the metrics of the current plane and the means over the stack in
 two tables, a per-plane plot, and adds the absolute-error and bicubic-baseline layers.
+
+When the prediction has trust maps (the layers the Super-resolve widget added with it, or
+the maps ``decrappify predict`` wrote beside the file it was opened from), they are shown
+as layers too and the widget says how well each points at the error: the Spearman rank
+correlation of the map with the absolute error on the current plane.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from qtpy.QtWidgets import (
 
 from decrappify._napari._controls import LayerPicker
 from decrappify._napari._layers import (
+    META_KEY,
     display_kwargs,
     find_layer,
     image_layer_kwargs,
     layer_to_image,
     set_or_add_image,
+    trust_layer_kwargs,
 )
 from decrappify._napari._plots import qt_figure, style_axes, theme_colors
 from decrappify._napari._runner import TaskPanel, report_errors
@@ -44,6 +51,7 @@ from decrappify._napari.jobs.compare import Comparison, iter_compare
 from decrappify._napari.jobs.compute import safe_name
 from decrappify.errors import InputError
 from decrappify.events import Progress
+from decrappify.io import Image
 from decrappify.metrics import METRIC_NAMES, PREDICTION, results_to_json, write_csv
 from decrappify.metrics.report import METRIC_TITLES
 
@@ -105,6 +113,7 @@ class CompareWidget(QWidget):
         self._names: tuple[str | None, str | None, str | None] = (None, None, None)
         self._partial: dict[int, dict[str, float]] = {}
         self._n_planes = 0
+        self._new_maps: dict[str, Image] = {}
 
         self.pred_picker = LayerPicker(napari_viewer)
         self.pred_picker.setToolTip("The restored image (super-resolved or denoised)")
@@ -122,6 +131,13 @@ class CompareWidget(QWidget):
         self.plane_table = MetricTable()
         self.stack_label = QLabel("")
         self.stack_table = MetricTable()
+        self.trust_label = QLabel("")
+        self.trust_label.setWordWrap(True)
+        self.trust_label.setToolTip(
+            "How well each trust map of the prediction points at its error: Spearman rank "
+            "correlation with the absolute error on the current plane (1: it ranks the "
+            "pixels as their error does; 0: it says nothing about it)"
+        )
         self.plot_metric = QComboBox()
         for metric in METRIC_NAMES:
             self.plot_metric.addItem(METRIC_TITLES[metric], metric)
@@ -146,6 +162,7 @@ class CompareWidget(QWidget):
         layout.addWidget(self.plane_table)
         layout.addWidget(self.stack_label)
         layout.addWidget(self.stack_table)
+        layout.addWidget(self.trust_label)
         layout.addLayout(plot_row)
         layout.addWidget(self.canvas, 1)
 
@@ -179,6 +196,7 @@ class CompareWidget(QWidget):
         lr_layer = self.lr_picker.layer()
         pred, gt = layer_to_image(pred_layer), layer_to_image(gt_layer)
         lr = None if lr_layer is None else layer_to_image(lr_layer)
+        maps, self._new_maps = self.trust_maps(pred_layer)
         plane = current_plane(self.viewer, gt_layer) if gt.ndim == 3 else 0
         self.comparison = None
         self.export_button.setEnabled(False)
@@ -190,7 +208,7 @@ class CompareWidget(QWidget):
         self.redraw()
         name = pred_layer.name
         self.panel.start(
-            lambda: iter_compare(pred, gt, lr, plane=plane, name=name),
+            lambda: iter_compare(pred, gt, lr, plane=plane, name=name, maps=maps),
             on_event=self._on_event,
             on_result=self._on_result,
         )
@@ -261,7 +279,36 @@ class CompareWidget(QWidget):
         table = self.plane_table if scope == "plane" else self.stack_table
         return table.values(method)
 
-    # -- worker callbacks (main thread)
+    def trust_maps(self, pred_layer: Any) -> tuple[dict[str, Image], dict[str, Image]]:
+        """Find a prediction layer's trust maps.
+
+        Parameters
+        ----------
+        pred_layer : napari.layers.Image
+            The prediction.
+
+        Returns
+        -------
+        maps : dict of str to Image
+            ``uncertainty`` and ``consistency`` maps found: the layers the Super-resolve
+            widget named in the prediction's metadata, else the maps written beside the
+            file the layer was opened from.
+        new : dict of str to Image
+            Those read from files (not yet layers).
+        """
+        from decrappify import api
+
+        info = (pred_layer.metadata.get(META_KEY) or {}).get("predict") or {}
+        maps = {}
+        for key, name in (info.get("maps") or {}).items():
+            layer = find_layer(self.viewer, name)
+            if layer is not None:
+                maps[key] = layer_to_image(layer)
+        if maps:
+            return maps, {}
+        path = getattr(pred_layer.source, "path", None) or info.get("path")
+        found = api.trust_maps(path) if path else {}
+        return found, found
 
     # -- worker callbacks (main thread)
 
@@ -278,6 +325,7 @@ class CompareWidget(QWidget):
         self._fill_table(comparison.result)
         self.redraw()
         self._add_layers(comparison)
+        self._show_agreement(comparison)
 
     # -- tables
 
@@ -294,7 +342,21 @@ class CompareWidget(QWidget):
             self.stack_label.show()
             self.stack_table.show()
 
+    def _show_agreement(self, comparison: Comparison) -> None:
+        if not comparison.agreement:
+            self.trust_label.setText("")
+            return
+        where = f"plane {self.plane}" if self._n_planes > 1 else "the image"
+        parts = [
+            f"{key} {'n/a' if np.isnan(rho) else f'{rho:.2f}'}"
+            for key, rho in comparison.agreement.items()
+        ]
+        self.trust_label.setText(
+            f"Trust maps vs |error| on {where} (Spearman): " + ", ".join(parts)
+        )
+
     def _clear_table(self) -> None:
+        self.trust_label.setText("")
         self.plane_label.setText("")
         self.plane_table.fill({})
         self.stack_label.hide()
@@ -372,6 +434,9 @@ class CompareWidget(QWidget):
                 comparison.baseline, name=f"{self._names[2]} bicubic", **gt_display
             )
             set_or_add_image(self.viewer, comparison.baseline.data, kwargs)
+        for key, trust in self._new_maps.items():
+            kwargs = trust_layer_kwargs(trust, key, name=f"{self._names[0]} {key}")
+            set_or_add_image(self.viewer, trust.data, kwargs)
 
     # -- events
 

@@ -22,6 +22,18 @@ META_KEY = "decrappify"
 PIXEL_UNIT = "pixel"
 #: napari axis labels that mean time.
 _TIME_LABELS = {"t", "time"}
+#: Contrast limits of a consistency layer, in noise standard deviations (beyond 4: flagged).
+CONSISTENCY_LIMIT = 5.0
+#: How the trust-map layers are shown (an uncertainty layer's contrast: from its data).
+TRUST_DISPLAY: dict[str, dict[str, Any]] = {
+    "uncertainty": {"colormap": "magma", "blending": "additive"},
+    "consistency": {
+        "colormap": "PiYG",
+        "contrast_limits": (-CONSISTENCY_LIMIT, CONSISTENCY_LIMIT),
+        "blending": "translucent",
+        "opacity": 0.7,
+    },
+}
 
 
 def layer_to_image(layer: Any) -> Image:
@@ -290,3 +302,36 @@ def crappified_scale(layer: Any) -> int | None:
     config = (info.get("crappify") or {}).get("config") or {}
     scale = config.get("scale") if isinstance(config, dict) else None
     return int(scale) if isinstance(scale, int) and not isinstance(scale, bool) else None
+
+
+def trust_layer_kwargs(image: Image, key: str, **overrides: Any) -> dict[str, Any]:
+    """Layer arguments of a trust map: placed like :func:`image_layer_kwargs`, shown as such.
+
+    Parameters
+    ----------
+    image : Image
+        The map (``uncertainty`` or ``consistency``).
+    key : str
+        Which map: ``uncertainty`` (magma, 0 to the 99.5th percentile of the centre of its
+        middle plane) or ``consistency`` (a diverging map over ±5 noise standard
+        deviations, pink where the prediction is brighter than the input explains).
+    **overrides
+        ``name``, ``metadata`` ...
+
+    Returns
+    -------
+    dict
+        Keyword arguments of ``viewer.add_image``.
+    """
+    shown = dict(TRUST_DISPLAY[key])
+    if "contrast_limits" not in shown:
+        data = image.data
+        lead = tuple(n // 2 for n in data.shape[:-2])
+        window = []
+        for n in data.shape[-2:]:
+            start = max(0, (int(n) - 1024) // 2)
+            window.append(slice(start, min(int(n), start + 1024)))
+        part = np.asarray(data[(*lead, *window)], dtype=np.float64)
+        high = float(np.percentile(part, 99.5)) if part.size else 0.0
+        shown["contrast_limits"] = (0.0, high if high > 0 else 1.0)
+    return image_layer_kwargs(image, **{**shown, **overrides})

@@ -25,12 +25,18 @@ from decrappify._napari._layers import (
     image_layer_kwargs,
     layer_to_image,
     set_or_add_image,
+    trust_layer_kwargs,
 )
 from decrappify._napari._runner import TaskPanel, report_errors
 from decrappify._napari._viewer_geometry import current_plane, visible_data_box
 from decrappify._napari.jobs.compute import MEMORY_LIMIT
 from decrappify._napari.jobs.models import remember_model
-from decrappify._napari.jobs.predict import iter_predict_layer, iter_predict_preview, model_summary
+from decrappify._napari.jobs.predict import (
+    LayerPrediction,
+    iter_predict_layer,
+    iter_predict_preview,
+    model_summary,
+)
 from decrappify.config.choices import DEVICE_CHOICES
 from decrappify.config.predict import PredictConfig
 from decrappify.devices import release_device_memory
@@ -51,6 +57,17 @@ FIELDS = {
     "batch": FieldView("Batch", minimum=1, maximum=1024),
     "device": FieldView("Device", choices=DEVICE_CHOICES),
     "dtype": FieldView("Output type", special="same as input"),
+    "tta": FieldView(
+        "Uncertainty map (TTA, 8× the time)",
+        tooltip="Predict each tile in its 8 rotations/mirrors: their mean is the result, "
+        "their spread a layer of where the model guesses",
+    ),
+    "consistency": FieldView(
+        "Consistency map",
+        tooltip="A layer of where the input does not explain the result: the result "
+        "degraded by the model's crappifier against the input, in noise standard "
+        "deviations (models that record their crappifier)",
+    ),
 }
 
 
@@ -94,6 +111,8 @@ class PredictWidget(QWidget):
         self.batch_spin = self.fields.widget("batch")
         self.device_combo = self.fields.widget("device")
         self.dtype_combo = self.fields.widget("dtype")
+        self.tta_check = self.fields.widget("tta")
+        self.consistency_check = self.fields.widget("consistency")
         self.output_path = PathEdit(
             "folder", placeholder="in memory (large results: temporary OME-Zarr)"
         )
@@ -224,7 +243,12 @@ class PredictWidget(QWidget):
 
     @report_errors("Super-resolve")
     def run(self) -> None:
-        """Super-resolve the whole selected layer into a new ``<layer> super-resolved`` layer."""
+        """Super-resolve the whole selected layer into a new ``<layer> super-resolved`` layer.
+
+        The trust maps the form asks for are added as ``<layer> uncertainty`` (over the
+        result) and ``<layer> consistency`` (over the input) layers; the result's
+        metadata names them and holds their summaries.
+        """
         model, layer, image = self._inputs()
         settings = self.settings()
         out_dir = self.output_path.text() or None
@@ -253,22 +277,30 @@ class PredictWidget(QWidget):
         display: dict[str, Any],
         model: str,
         settings: PredictConfig,
-        result: Image,
+        result: LayerPrediction,
     ) -> None:
-        info = {
+        info: dict[str, Any] = {
             "model": str(Path(model).resolve()),
             "input": name,
             "settings": settings.settings(),
         }
-        if result.source and result.source != name:
-            info["path"] = result.source
+        image = result.image
+        if image.source and image.source != name:
+            info["path"] = image.source
+        if result.trust:
+            info["trust"] = result.trust
+            info["maps"] = {key: f"{name} {key}" for key in result.maps}
         kwargs = image_layer_kwargs(
-            result,
+            image,
             name=f"{name} super-resolved",
             metadata={META_KEY: {"predict": info}},
             **display,
         )
-        self.viewer.add_image(result.data, **kwargs)
+        self.viewer.add_image(image.data, **kwargs)
+        for key, trust_map in result.maps.items():
+            meta = {META_KEY: {"trust_map": key, "prediction": f"{name} super-resolved"}}
+            layer_kwargs = trust_layer_kwargs(trust_map, key, name=f"{name} {key}", metadata=meta)
+            set_or_add_image(self.viewer, trust_map.data, layer_kwargs)
         remember_model(model)
 
     def _expect_layer_scale(self) -> None:

@@ -131,6 +131,7 @@ class TrainForm(QWidget):
         )
         self._layout()
         self.preset_combo.currentIndexChanged.connect(lambda *_: self._update())
+        self.crappify_path.path_changed.connect(self._scale_from_crappify_file)
         self.budget_radio.toggled.connect(lambda *_: self._update())
         self.resume_check.toggled.connect(lambda *_: self._update())
         self._update()
@@ -265,6 +266,16 @@ class TrainForm(QWidget):
         return Path(folder).expanduser()
 
     # -- state
+
+    def _scale_from_crappify_file(self, path: str) -> None:
+        """A crappify file sets the factor (a fitted same-grid config: 1); unreadable: no-op."""
+        from decrappify.config.crappify import CrappifyConfig
+        from decrappify.errors import DecrappifyError
+
+        try:
+            self.scale_spin.setValue(CrappifyConfig.from_yaml(path).scale)
+        except (DecrappifyError, OSError):
+            pass  # the error is reported when the run starts
 
     def _update(self) -> None:
         from_file = self.preset_combo.currentText() == FROM_FILE

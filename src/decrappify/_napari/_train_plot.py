@@ -2,7 +2,7 @@
 
 :class:`TrainCurves` collects the progress events of :func:`decrappify.api.iter_train`
 (no Qt); :class:`TrainPlot` draws them (losses on top, validation PSNR and SSIM against
-the bicubic baseline below, the phases marked).
+the baseline below: bicubic, or the input at scale 1; the phases marked).
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ class TrainCurves:
     metrics : dict of str to (list, list)
         Validation ``psnr`` and ``ssim`` (normalised) at the checkpoints.
     baseline : dict of str to float
-        Bicubic ``psnr`` / ``ssim`` on the same crops.
+        The baseline's ``psnr`` / ``ssim`` on the same crops.
+    baseline_name : str
+        What the baseline is: ``"bicubic"``, or ``"input"`` at scale 1.
     phases : list of (int, str)
         Where each training phase starts on the axis, and its short label.
     events : int
@@ -100,6 +102,7 @@ class TrainCurves:
     losses: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     metrics: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
+    baseline_name: str = "bicubic"
     phases: list[tuple[int, str]] = field(default_factory=list)
     events: int = 0
     _current: str | None = None
@@ -124,6 +127,7 @@ class TrainCurves:
         baseline = event.info.get("baseline") if isinstance(event.info, dict) else None
         if baseline:
             self.baseline = {k: float(v) for k, v in baseline.items()}
+            self.baseline_name = str(event.info.get("baseline_name", self.baseline_name))
         if name not in PHASE_MARKS:
             return
         if event.phase != self._current:
@@ -232,7 +236,7 @@ class TrainPlot:
                 fontsize="x-small",
                 color=colors["text"],
             )
-        mx.set_xlabel("step (dashed: bicubic)", fontsize="small")
+        mx.set_xlabel(f"step (dashed: {curves.baseline_name})", fontsize="small")
         if curves.phases:
             right = max(1.0, curves.x_end)
             ax.set_xlim(0, right)

@@ -277,11 +277,11 @@ class TrainWidget(QWidget):
         if "psnr" in metrics:
             text += f"<br>validation PSNR {metrics['psnr']:.2f} dB"
             if "psnr" in baseline:
-                text += f" (bicubic {baseline['psnr']:.2f})"
+                text += f" ({result.baseline_name} {baseline['psnr']:.2f})"
         if "ssim" in metrics:
             text += f", SSIM {metrics['ssim']:.3f}"
             if "ssim" in baseline:
-                text += f" (bicubic {baseline['ssim']:.3f})"
+                text += f" ({result.baseline_name} {baseline['ssim']:.3f})"
         best = result.best
         if best.get("phase"):
             text += f"<br>best generator: {best['phase']} step {best.get('step')}"

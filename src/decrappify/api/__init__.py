@@ -28,6 +28,7 @@ from decrappify.api.predict import (
     predict,
     predict_config,
     predict_region,
+    trust_maps,
 )
 from decrappify.api.train import iter_train, model_info, train, train_config
 
@@ -59,4 +60,5 @@ __all__ = [
     "predict_region",
     "train",
     "train_config",
+    "trust_maps",
 ]

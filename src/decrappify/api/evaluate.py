@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from decrappify.api.common import PathLike
 from decrappify.errors import DecrappifyError, InputError
 from decrappify.events import Progress, run_to_end
 
-BASELINES = ("nearest", "bilinear", "bicubic")
+#: Baselines ``evaluate`` knows: interpolations, the input itself (scale 1), denoisers.
+BASELINES = ("nearest", "bilinear", "bicubic", "input", "gaussian", "nl-means", "tv", "bm3d")
+
+#: Picks the plain baseline for the scale: bicubic, or the input itself at scale 1.
+AUTO = "auto"
 #: Keys of the JSON report that are not image names.
 RESERVED_NAMES = ("mean", "failed", "warnings")
 
@@ -31,6 +37,9 @@ class EvaluationReport:
         Rows per image and method, and means.
     written : list of Path
         Files written (JSON, CSV, figures).
+    tuned : dict
+        Denoiser name → :class:`decrappify.metrics.denoise.TuneResult`, for the
+        denoisers whose parameter was chosen on the tuning images.
     failed : list of dict
         Pairs that could not be scored: ``pred``, ``gt`` and the one-line ``error``.
     warnings : list of str
@@ -41,39 +50,134 @@ class EvaluationReport:
     json: dict[str, Any]
     table: Any
     written: list[Path] = field(default_factory=list)
+    tuned: dict[str, Any] = field(default_factory=dict)
     failed: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
 def parse_baselines(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Parse ``"bicubic,bilinear"`` (or a list) into validated baseline names.
+    """Parse ``"bicubic,bilinear"`` (or a list) into validated baseline specs.
 
     Parameters
     ----------
     text : str, sequence of str or None
-        Comma-separated names, a sequence, or None/empty for no baselines.
+        Comma-separated names (``auto``, ``nearest``, ``bilinear``, ``bicubic``,
+        ``input``, ``gaussian``, ``nl-means``, ``tv``, ``bm3d``), a denoiser optionally
+        with its parameter (``gaussian=1.5``), a sequence, or None/empty for none.
 
     Returns
     -------
     tuple of str
-        The names, in the order given.
+        The specs, in the order given (``auto`` is kept and resolved per image).
+
+    Raises
+    ------
+    InputError
+        For an unknown name or a bad parameter.
     """
+    from decrappify.metrics.baselines import parse_baseline
+
     if not text:
         return ()
     items = text.split(",") if isinstance(text, str) else list(text)
     names = tuple(dict.fromkeys(i.strip().lower() for i in items if i.strip()))
-    unknown = [n for n in names if n not in BASELINES]
+    unknown = [n for n in names if n.partition("=")[0].strip() not in (*BASELINES, AUTO)]
     if unknown:
         raise InputError(
-            f"--baselines: unknown {', '.join(unknown)}; expected any of {', '.join(BASELINES)}"
+            f"--baselines: unknown {', '.join(unknown)}; expected any of {AUTO}, "
+            f"{', '.join(BASELINES)}"
         )
-    return names
+    return tuple(n if n == AUTO else parse_baseline(n).key for n in names)
 
 
-def _paired(label: str, paths: Sequence[Path], n: int) -> Sequence[Path]:
+def resolve_baselines(
+    specs: Sequence[str], scale: int | None, tuned: dict[str, Any] | None = None
+) -> tuple[str, ...]:
+    """Turn ``auto`` into the plain baseline of the scale and give tuned denoisers their value.
+
+    Parameters
+    ----------
+    specs : sequence of str
+        Output of :func:`parse_baselines`.
+    scale : int or None
+        The LR to GT factor of the image (None: unknown, above 1).
+    tuned : dict or None
+        Denoiser name → :class:`~decrappify.metrics.denoise.TuneResult`; denoisers given
+        without a parameter take the tuned one.
+
+    Returns
+    -------
+    tuple of str
+        Baseline specs for :func:`decrappify.metrics.evaluate_stack`.
+    """
+    from decrappify.metrics.baselines import baseline_label
+
+    out = []
+    for spec in specs:
+        if spec == AUTO:
+            out.append(baseline_label(scale))
+        elif tuned and spec in tuned:
+            out.append(tuned[spec].spec)
+        else:
+            out.append(spec)
+    return tuple(dict.fromkeys(out))
+
+
+def tune_baselines(
+    specs: Sequence[str],
+    tune_lr: Sequence[PathLike],
+    tune_gt: Sequence[PathLike],
+) -> dict[str, Any]:
+    """Choose each denoiser's parameter on tuning pairs (never the evaluated images).
+
+    Parameters
+    ----------
+    specs : sequence of str
+        Baselines; denoisers without a parameter are tuned, the others are left alone.
+    tune_lr, tune_gt : sequence of path
+        Noisy inputs and their ground truths on the same grid (files, folders, globs),
+        paired in order; the central 256² of every plane is a tuning pair (only that is
+        read from lazy files).
+
+    Returns
+    -------
+    dict
+        Denoiser name → :class:`~decrappify.metrics.denoise.TuneResult`.
+
+    Raises
+    ------
+    InputError
+        For unpaired lists or images of different shapes.
+    """
+    from decrappify.io import expand_inputs, read_image
+    from decrappify.metrics.denoise import DENOISERS, TUNE_CROP, central_window, tune_denoiser
+
+    names = [s for s in specs if s in DENOISERS]
+    if not names:
+        return {}
+    lr_paths = expand_inputs(tune_lr)
+    gt_paths = _paired("tune-gt", expand_inputs(tune_gt), len(lr_paths), what="tuning input")
+    noisy, clean = [], []
+    for lr_path, gt_path in zip(lr_paths, gt_paths, strict=True):
+        lr_img, gt_img = read_image(lr_path), read_image(gt_path)
+        if lr_img.shape != gt_img.shape:
+            raise InputError(
+                f"{lr_path}: tuning pairs must share one grid; shape {lr_img.shape} but "
+                f"{gt_path} has {gt_img.shape}"
+            )
+        window = central_window(lr_img.shape, TUNE_CROP)  # read only what tuning uses
+        planes = range(lr_img.shape[0]) if lr_img.ndim == 3 else [None]
+        for plane in planes:
+            index = window if plane is None else (plane, *window)
+            noisy.append(np.asarray(lr_img.data[index]))
+            clean.append(np.asarray(gt_img.data[index]))
+    return {name: tune_denoiser(name, noisy, clean, crop=None) for name in names}
+
+
+def _paired(label: str, paths: Sequence[Path], n: int, what: str = "prediction") -> Sequence[Path]:
     if len(paths) != n:
         raise InputError(
-            f"--{label}: got {len(paths)} images for {n} predictions; give one per prediction, "
+            f"--{label}: got {len(paths)} images for {n} {what}s; give one per {what}, "
             "in the same order"
         )
     return paths
@@ -84,13 +188,15 @@ def iter_evaluate(
     gt: Sequence[PathLike],
     lr: Sequence[PathLike] | None = None,
     *,
-    baselines: str | Sequence[str] | None = ("bicubic",),
+    baselines: str | Sequence[str] | None = (AUTO,),
     json_path: PathLike | None = None,
     csv_path: PathLike | None = None,
     figure: PathLike | None = None,
     crop: bool = False,
     resize: bool = False,
     scale: int | None = None,
+    tune_lr: Sequence[PathLike] | None = None,
+    tune_gt: Sequence[PathLike] | None = None,
 ) -> Generator[Progress, None, EvaluationReport]:
     """Score each prediction against its ground truth (and baselines from its LR input).
 
@@ -101,7 +207,11 @@ def iter_evaluate(
     lr : sequence of path or None
         The low-resolution inputs, paired in order, for the interpolation baselines.
     baselines : str or sequence of str or None
-        ``"nearest"``, ``"bilinear"``, ``"bicubic"`` (comma-separated in a string).
+        Comma-separated in a string: ``auto`` (bicubic, or the input itself at scale 1),
+        ``nearest``, ``bilinear``, ``bicubic``, ``input`` (scale 1), or the denoisers
+        ``gaussian``, ``nl-means``, ``tv``, ``bm3d``, each optionally with its parameter
+        (``gaussian=1.5``; see :mod:`decrappify.metrics.denoise`). Denoisers run on the
+        LR grid and are interpolated bicubically at scales above 1.
     json_path, csv_path : path or None
         Where to write the JSON and CSV reports.
     figure : path or None
@@ -116,6 +226,10 @@ def iter_evaluate(
         region, or a prediction resampled onto the ground truth's grid.
     scale : int or None
         LR → GT factor, inferred from the pixel sizes or the shapes when None.
+    tune_lr, tune_gt : sequence of path or None
+        Noisy images and their ground truths (same grid), never the evaluated ones: each
+        denoiser given without a parameter gets the one with the best mean normalised
+        PSNR on them (:func:`tune_baselines`); without them, its default.
 
     Yields
     ------
@@ -143,13 +257,24 @@ def iter_evaluate(
         write_csv,
     )
     from decrappify.metrics.alignment import plan_comparison
+    from decrappify.metrics.baselines import infer_scale
 
     names = parse_baselines(baselines)
+    if bool(tune_lr) != bool(tune_gt):
+        raise InputError("--tune-lr and --tune-gt go together: noisy images and their ground truth")
+    tuned = tune_baselines(names, tune_lr, tune_gt) if tune_lr and tune_gt else {}
+    if tuned:
+        yield Progress(
+            "tune",
+            1,
+            1,
+            message=", ".join(f"{t.spec} ({t.n_images} images)" for t in tuned.values()),
+        )
     pred_paths = expand_inputs(pred)
     gt_paths = _paired("gt", expand_inputs(gt), len(pred_paths))
     lr_paths = _paired("lr", expand_inputs(lr), len(pred_paths)) if lr else None
     if figure and not lr_paths:
-        raise InputError("--figure needs the low-res inputs (--lr) to draw the bicubic baseline")
+        raise InputError("--figure needs the low-res inputs (--lr) to draw a baseline")
     results: dict[str, Any] = {}
     images: dict[str, tuple[Any, Any, Any, int | None]] = {}
     failed: list[dict[str, str]] = []
@@ -168,11 +293,14 @@ def iter_evaluate(
             placed = all(im.pixel_size is not None for im in (pred_img, gt_img, lr_img) if im)
             if placed and not (crop or resize or scale):
                 grid = plan_comparison(pred_img, gt_img, lr_img).evaluate_kwargs()
+            image_scale = grid["scale"]
+            if image_scale is None and lr_img is not None:
+                image_scale = infer_scale(lr_img.shape, gt_img.shape)
             events = iter_evaluate_stack(
                 pred_img.data,
                 gt_img,  # the record: its pixel size turns the FRC resolution into a length
                 None if lr_img is None else lr_img.data,
-                baselines=names,
+                baselines=resolve_baselines(names, image_scale, tuned),
                 name=name,
                 **grid,
             )
@@ -208,15 +336,17 @@ def iter_evaluate(
         for name, (pred_img, gt_img, lr_img, factor) in images.items():
             target = figure if len(images) == 1 else figure.with_name(f"{figure.stem}-{name}.png")
             plane = gt_img.shape[0] // 2 if gt_img.ndim == 3 else None
+            baseline, baseline_name = _figure_baseline(results[name], lr_img, gt_img, plane)
             written.append(
                 comparison_figure(
                     None if lr_img is None else lr_img.data,
-                    None,
+                    baseline,
                     pred_img.data,
                     gt_img.data,
                     path=target,
                     scale=factor,
                     plane=plane,
+                    baseline_name=baseline_name,
                     title=name,
                 )
             )
@@ -227,7 +357,22 @@ def iter_evaluate(
         written=written,
         failed=failed,
         warnings=warnings,
+        tuned=tuned,
     )
+
+
+def _figure_baseline(result: Any, lr: Any, gt: Any, plane: int | None) -> tuple[Any, str | None]:
+    """Return the best-scoring baseline's plane on the GT grid, for the comparison figure."""
+    from decrappify.metrics.baselines import parse_baseline
+
+    if lr is None or not result.baselines or result.scale is None:
+        return None, None
+    best = max(result.baselines, key=lambda m: result.mean(m)["psnr_norm"])
+    lr_plane = np.asarray(lr.data if plane is None else lr.data[plane])
+    shape = (lr_plane.shape[0] * result.scale, lr_plane.shape[1] * result.scale)
+    image = parse_baseline(best).apply(lr_plane, shape)
+    gy, gx = gt.shape[-2:]
+    return image[:gy, :gx], best
 
 
 def intensity_mismatch(pred: Any, gt: Any) -> str | None:

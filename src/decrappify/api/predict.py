@@ -80,9 +80,10 @@ def iter_predict(
         The settings (see :func:`predict_config`): ``format`` (OME-Zarr, chunked with a
         pyramid and resumable, or tiled BigTIFF), ``tile``, ``overlap``, ``batch``,
         ``device``, ``amp``, ``compile``, ``dtype``, ``threads``, ``scale``, ``chunk``,
-        ``block``; ``resume`` (finish interrupted outputs, keep and report existing ones
-        as skipped), ``overwrite``; ``scheduler`` (a dask.distributed address) or
-        ``cluster: local`` with ``workers``.
+        ``block``; ``tta`` and ``consistency`` (the trust maps, written beside each
+        output); ``resume`` (finish interrupted outputs, keep and report existing ones
+        with all their maps as skipped), ``overwrite``; ``scheduler`` (a
+        dask.distributed address) or ``cluster: local`` with ``workers``.
     client : distributed.Client or None
         A cluster client to compute on (instead of ``scheduler`` / ``cluster``).
 
@@ -97,7 +98,9 @@ def iter_predict(
     list of FileResult
         One per input, in order; ``info`` holds ``input_shape``, ``output_shape``,
         ``dtype``, ``mpix_per_s``, ``blocks``, ``blocks_computed``, ``blocks_resumed``,
-        ``tile``, ``overlap`` and ``device`` (or ``skipped``).
+        ``tile``, ``overlap`` and ``device`` (or ``skipped``); ``trust`` (each trust
+        map's summary: ``consistency`` ``score`` and ``flagged_fraction``,
+        ``uncertainty`` ``mean`` and ``max``) and ``maps`` (their paths).
     """
     from decrappify.predict.cluster import open_client
     from decrappify.predict.engine import iter_predict_image
@@ -110,9 +113,14 @@ def iter_predict(
     fmt = config.format.value
 
     def work(path: Path, out_path: Path) -> Generator[Progress, None, dict[str, Any]]:
+        run = config
         if config.resume and not config.overwrite and os.path.lexists(out_path):
-            return {"skipped": "output exists (kept by --resume)"}
-        result = yield from iter_predict_image(handle, path, out_path, config, client=cluster)
+            missing = _missing_maps(handle, config, out_path, fmt)
+            if not missing:
+                return {"skipped": "output exists (kept by --resume)"}
+            # finished before its trust maps were written: predict it again
+            run = config.model_copy(update={"overwrite": True})
+        result = yield from iter_predict_image(handle, path, out_path, run, client=cluster)
         stats = result.stats
         keys = (
             "input_shape",
@@ -129,6 +137,9 @@ def iter_predict(
             "lo",
             "hi",
             "compute_seconds",
+            "trust",
+            "maps",
+            "trust_seconds",
         )
         info = {k: stats[k] for k in keys if k in stats}
         info["mpix_per_s"] = stats["pixels_per_s"] / 1e6
@@ -138,6 +149,24 @@ def iter_predict(
     kind = config.cluster.value if config.cluster is not None else None
     with open_client(scheduler, kind, workers=config.workers, device=device_type) as cluster:
         return (yield from iter_batch(inputs, out_dir, fmt, work))
+
+
+def _missing_maps(handle: Any, config: PredictConfig, out_path: Path, fmt: str) -> list[str]:
+    """List the trust maps asked for that an existing output lacks."""
+    from decrappify.io import output_format, read_image
+    from decrappify.predict.trust import map_path, plan_trust
+
+    if not (config.tta or config.consistency and handle.crappify is not None):
+        return []
+    plan = plan_trust(
+        handle.crappify,
+        handle.scale,
+        read_image(out_path),  # the pixel size only (the maps' names do not depend on it)
+        tta=config.tta,
+        consistency=config.consistency,
+    )
+    kind = output_format(out_path, fmt)
+    return [n for n in plan.names if not os.path.lexists(map_path(out_path, kind, n))]
 
 
 def predict(
@@ -204,6 +233,25 @@ def iter_predict_image(
     from decrappify.predict.engine import iter_predict_image as engine_iter
 
     return (yield from engine_iter(model, image, out_path, predict_config(config), **kwargs))
+
+
+def trust_maps(path: PathLike) -> dict[str, Any]:
+    """Open the trust maps ``decrappify predict`` wrote beside a prediction.
+
+    Parameters
+    ----------
+    path : path
+        The prediction (``<stem>.zarr`` or ``<stem>.tif``).
+
+    Returns
+    -------
+    dict of str to Image
+        ``uncertainty`` (the TTA spread, on the prediction's grid) and ``consistency``
+        (on the input's grid), those found, opened lazily.
+    """
+    from decrappify.predict.trust import read_trust_maps
+
+    return read_trust_maps(path)
 
 
 def predict_region(

@@ -55,7 +55,7 @@ def train_config(
         ``fluorescence-pssr``).
     crappify_file : path or None
         A crappify YAML file (e.g. from ``decrappify crappify --fit``); overrides
-        ``preset``.
+        ``preset``. Without ``scale``, the generator takes the file's scale.
     scale : int or None
         Super-resolution factor: sets the generator's scale and the crappifier's
         downsampling factor.
@@ -117,6 +117,8 @@ def train_config(
         values["crappify"] = _crappify_with_scale(chosen, scale)
     if scale is not None:
         values["generator.scale"] = scale
+    elif isinstance(crappify, CrappifyConfig):
+        values["generator.scale"] = crappify.scale  # a fitted config sets the scale
     given = {
         "generator.encoder": encoder,
         "time_budget": time_budget,

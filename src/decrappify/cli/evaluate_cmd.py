@@ -29,16 +29,30 @@ def evaluate(
         None, "--lr", help="Low-res inputs, paired in order, for the baselines."
     ),
     baselines: str = typer.Option(
-        "bicubic", "--baselines", help="Comma-separated: nearest, bilinear, bicubic."
+        "auto",
+        "--baselines",
+        help=(
+            "Comma-separated: auto (bicubic; the input itself at scale 1), nearest, bilinear, "
+            "bicubic, input, and denoisers gaussian, nl-means, tv, bm3d (NAME=VALUE fixes the "
+            "parameter, e.g. gaussian=1.5)."
+        ),
     ),
     json_path: Path | None = typer.Option(None, "--json", help="Write the metrics as JSON."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the metrics as CSV."),
     figure: Path | None = typer.Option(
-        None, "--figure", help="PNG: LR | bicubic | prediction | GT crops, error maps, FRC."
+        None,
+        "--figure",
+        help="PNG: LR | best baseline | prediction | GT crops, error maps, FRC.",
     ),
     crop: bool = typer.Option(False, "--crop", help="Compare the common region of other grids."),
     resize: bool = typer.Option(False, "--resize", help="Resample the prediction onto the GT."),
     scale: int | None = typer.Option(None, "--scale", help="LR → GT factor (default: inferred)."),
+    tune_lr: list[Path] | None = typer.Option(
+        None, "--tune-lr", help="Noisy images (not evaluated) to tune the denoisers on."
+    ),
+    tune_gt: list[Path] | None = typer.Option(
+        None, "--tune-gt", help="Ground truths of --tune-lr, paired in order."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Score predictions against ground truth (and interpolation baselines from the LR)."""
@@ -56,9 +70,16 @@ def evaluate(
             crop=crop,
             resize=resize,
             scale=scale,
+            tune_lr=tune_lr or None,
+            tune_gt=tune_gt or None,
         ),
         quiet=quiet,
     )
+    for tuned in report.tuned.values():
+        err_console.print(
+            f"{tuned.name}: {tuned.spec} chosen on {tuned.n_images} tuning images "
+            f"({max(tuned.scores.values()):.2f} dB normalised PSNR there)"
+        )
     for warning in report.warnings:
         err_console.print(
             f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True

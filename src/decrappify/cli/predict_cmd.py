@@ -52,6 +52,8 @@ SETTINGS = {
     "scale": "scale",
     "chunk": "chunk",
     "block": "block",
+    "tta": "tta",
+    "consistency": "consistency",
 }
 
 
@@ -113,6 +115,10 @@ def predict(
     scale: int | None = typer.Option(None, "--scale", help=_help("scale")),
     chunk: int | None = typer.Option(None, "--chunk", help=_help("chunk")),
     block: int | None = typer.Option(None, "--block", help=_help("block")),
+    tta: bool = typer.Option(_default("tta"), "--tta/--no-tta", help=_help("tta")),
+    consistency: bool = typer.Option(
+        _default("consistency"), "--consistency/--no-consistency", help=_help("consistency")
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Super-resolve images tile by tile into OME-Zarr or BigTIFF (memory bounded by tiles)."""
@@ -135,29 +141,55 @@ def predict(
     if settings.workers is not None and settings.cluster is None:
         raise fail("predict: --workers applies to --cluster local")
     results = drive(api.iter_predict(model, inputs, out, settings), quiet=quiet)
-    err_console.print(summary_table("predict", COLUMNS, [summary_row(r) for r in results]))
+    columns = summary_columns(results)
+    rows = [summary_row(r, columns) for r in results]
+    err_console.print(summary_table("predict", columns, rows))
     if report is not None:
         write_report(report, model, settings.settings(), results)
         err_console.print(f"report written to {report}", markup=False)
     raise_on_failures(results)
 
 
-#: Columns of the summary table.
+#: Columns of the summary table (the trust maps' columns follow when there are maps).
 COLUMNS = ["input", "status", "output / error", "shape", "s", "MPix/s"]
+#: Columns of the trust maps' summaries.
+TRUST_COLUMNS = {"consistency": "consistency", "uncertainty": "TTA spread"}
 
 
-def summary_row(result: Any) -> tuple[str, ...]:
+def summary_columns(results: list[Any]) -> list[str]:
+    """List the summary table's columns: :data:`COLUMNS`, then one per trust map made.
+
+    Parameters
+    ----------
+    results : list of FileResult
+        The batch's results.
+
+    Returns
+    -------
+    list of str
+        Column titles.
+    """
+    made = {name for r in results for name in r.info.get("trust", {})}
+    return [*COLUMNS, *(title for name, title in TRUST_COLUMNS.items() if name in made)]
+
+
+def summary_row(result: Any, columns: list[str] = COLUMNS) -> tuple[str, ...]:
     """One row of the summary table.
 
     Parameters
     ----------
     result : FileResult
         One input's result.
+    columns : list of str
+        The table's columns (:func:`summary_columns`).
 
     Returns
     -------
     tuple of str
-        Input name, status, output or error, ``in → out`` shape, seconds, MPix/s.
+        Input name, status, output or error, ``in → out`` shape, seconds, MPix/s, then
+        the trust maps' summaries: the consistency score (RMS in noise standard
+        deviations, about 1 when the input explains the output) with the fraction of
+        pixels flagged, and the mean TTA spread in % of the intensity range.
     """
     info = result.info
     status = "ok" if result.ok else "FAILED"
@@ -165,6 +197,8 @@ def summary_row(result: Any) -> tuple[str, ...]:
         status = "skipped"
     shapes = " → ".join(str(tuple(info[k])) for k in ("input_shape", "output_shape") if k in info)
     rate = f"{info['mpix_per_s']:.3g}" if "mpix_per_s" in info else ""
+    trust = info.get("trust", {})
+    shown = [trust_cell(n, trust.get(n)) for n, title in TRUST_COLUMNS.items() if title in columns]
     return (
         Path(result.input).name,
         status,
@@ -172,7 +206,32 @@ def summary_row(result: Any) -> tuple[str, ...]:
         shapes,
         f"{result.seconds:.1f}",
         rate,
+        *shown,
     )
+
+
+def trust_cell(name: str, summary: dict[str, Any] | None) -> str:
+    """Table text of one trust map's summary (empty when there is none).
+
+    Parameters
+    ----------
+    name : {"consistency", "uncertainty"}
+        The map.
+    summary : dict or None
+        Its summary in the result's ``trust``.
+
+    Returns
+    -------
+    str
+        ``"1.04 (0.02 % > 4σ)"``, ``"0.81 %"``, ``"— (why)"`` or ``""``.
+    """
+    if not summary:
+        return ""
+    if "skipped" in summary:
+        return f"— ({summary['skipped']})"
+    if name == "consistency":
+        return f"{summary['score']:.2f} ({100 * summary['flagged_fraction']:.2g} % > 4σ)"
+    return f"{100 * summary['mean']:.2g} %"
 
 
 def write_report(path: Path, model: Path, settings: dict[str, Any], results: list[Any]) -> None:

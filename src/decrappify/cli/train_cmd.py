@@ -133,8 +133,10 @@ def train(
     )
     if result.already_finished:
         err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
+    # the baseline is bicubic, or the input itself at scale 1
+    label = result.baseline_name
     rows = [
-        ("bicubic", _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
+        (label, _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
         ("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)),
     ]
     err_console.print(summary_table("validation crops", ["", "PSNR (dB)", "SSIM"], rows))

@@ -104,6 +104,10 @@ class CrappifyConfig(StrictModel):
     def with_scale(self, scale: int) -> CrappifyConfig:
         """Return a copy with another downsampling factor.
 
+        At scale 1 (restoration on the same grid) the ``downsample`` step is dropped; a
+        config without one that is given a scale above 1 gets an ``area`` downsampling
+        step after its last blur (optics, then the camera pixel, then the noise).
+
         Parameters
         ----------
         scale : int
@@ -124,7 +128,8 @@ class CrappifyConfig(StrictModel):
         **overrides
             Top-level fields (``scale=2``, ``steps=[...]``, ``normalization={...}``) or
             step parameters as ``"<kind>.<parameter>"`` keys, applied to every step of
-            that kind (``**{"poisson.photons": [20, 200]}``).
+            that kind (``**{"poisson.photons": [20, 200]}``). A new ``scale`` without new
+            ``steps`` drops or adds the ``downsample`` step as :meth:`with_scale` says.
 
         Returns
         -------
@@ -153,6 +158,8 @@ class CrappifyConfig(StrictModel):
                 raise InputError(f"override {key}: {kind} has no parameter {param!r} ({valid})")
             for step in matches:
                 step[param] = value
+        if "scale" in overrides and "steps" not in overrides:
+            raw["steps"] = _steps_for_scale(raw["steps"], raw["scale"])
         return CrappifyConfig.validate_dict(raw, source=f"{self.name or 'crappify config'}")
 
     def summary(self) -> str:
@@ -173,6 +180,17 @@ class CrappifyConfig(StrictModel):
             parts.append(f"{step.kind}({params})")
         label = self.name or "crappify"
         return f"{label} (x{self.scale}): " + (" -> ".join(parts) if parts else "no degradation")
+
+
+def _steps_for_scale(steps: list[dict[str, Any]], scale: Any) -> list[dict[str, Any]]:
+    """Drop the downsample step at scale 1; add an area one (after the last blur) above 1."""
+    kinds = [step["kind"] for step in steps]
+    if scale == 1:
+        return [step for step in steps if step["kind"] != "downsample"]
+    if isinstance(scale, int) and scale > 1 and "downsample" not in kinds:
+        at = max((i + 1 for i, kind in enumerate(kinds) if kind == "blur"), default=0)
+        return [*steps[:at], {"kind": "downsample", "method": "area"}, *steps[at:]]
+    return steps
 
 
 def _short(value: Any) -> str:

@@ -153,6 +153,24 @@ class _StepBase(StrictModel):
             out[name] = None if value is None else _draw(value, u, log=name in self._log_uniform)
         return out
 
+    def central(self) -> dict[str, Any]:
+        """Return the step with every range at its median (geometric for photon budgets).
+
+        Returns
+        -------
+        dict
+            ``{"kind": ..., name: value, ...}`` as :meth:`sample` returns, for the value a
+            typical image gets (what the forward model of the trust maps uses).
+        """
+        out: dict[str, Any] = {"kind": self.kind}  # type: ignore[attr-defined]
+        for name, value in self.model_dump().items():
+            if name == "kind":
+                continue
+            if name in self._bounds and value is not None:
+                value = _draw(value, 0.5, log=name in self._log_uniform)
+            out[name] = value
+        return out
+
 
 def _draw(value: Any, u: float, *, log: bool) -> float | int:
     """Map a uniform number ``u`` in [0, 1) to a value of a number or a [min, max] range."""

@@ -90,6 +90,15 @@ class PredictConfig(StrictModel):
         workers).
     workers : int or None
         Workers of the local cluster.
+    tta : bool
+        Test-time augmentation: predict each tile in its 8 rotations/mirrors, keep their
+        mean as the output and write their per-pixel standard deviation as an uncertainty
+        map (8× the time).
+    consistency : bool
+        Write a data-consistency map: the prediction degraded by the model's own
+        crappifier (blur and downsampling, no noise) against the input, in noise standard
+        deviations (a few percent of the time). Only for models that record their
+        crappifier; others are predicted without it (the report says why).
     """
 
     format: OutFormat = Field(OutFormat.ZARR, description="Output format.")
@@ -131,6 +140,16 @@ class PredictConfig(StrictModel):
     )
     workers: int | None = Field(
         None, description="Workers of --cluster local (default: GPUs, or 2 on CPU)."
+    )
+    tta: bool = Field(
+        False,
+        description="Test-time augmentation: mean of the 8 rotations/mirrors (8× the time) "
+        "and their spread as an uncertainty map.",
+    )
+    consistency: bool = Field(
+        True,
+        description="Data-consistency map: the prediction degraded by the model's "
+        "crappifier against the input (models that record one).",
     )
 
     @field_validator(*_POSITIVE, mode="before")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ from decrappify.config.crappify import (
 )
 from decrappify.config.normalization import NormalizationConfig
 from decrappify.crappify import degradations as deg
+from decrappify.crappify.noise_stats import REGION, fit_line, patch_stats, regions
+from decrappify.crappify.sampling import area_downsample
 from decrappify.errors import InputError
 from decrappify.io.atomic import atomic_write_text
 from decrappify.io.image import Image
@@ -37,18 +38,42 @@ from decrappify.normalize import normalize, percentile_range
 
 __all__ = ["FitResult", "fit_noise_model"]
 
-#: Side of the sampled regions read from large images.
-_REGION = 256
-#: Fewest patches an intensity bin needs to be used.
-_MIN_BIN_PATCHES = 24
-#: Quantile of the patch variances used for the first, texture-robust estimate.
-_ROBUST_QUANTILE = 0.2
-#: Shot-noise variance at the bright level below this fraction of the read-noise variance
-#: counts as no signal-dependent noise (the config then uses Gaussian noise only).
-_MIN_SHOT_FRACTION = 0.05
-#: Patches whose noise estimate exceeds this quantile of pure noise at the bin's level are
-#: not flat.
-_FLAT_QUANTILE = 0.995
+#: Per-image photon budgets spread wider than this ratio make the config sample a range.
+_BUDGET_SPREAD = 1.25
+
+
+@dataclass(frozen=True)
+class ImageFit:
+    """The noise model of one LR image, in that image's own normalised units.
+
+    Attributes
+    ----------
+    source : str
+        The image's name.
+    gain, read_noise, offset : float
+        Grey levels per photon, grey levels rms, zero-photon grey level.
+    photons : float
+        Photons at this image's bright level (``inf`` without signal-dependent noise).
+    background : float
+        Photons at this image's background level, as a fraction of ``photons``.
+    read_noise_electrons : float
+        ``read_noise / gain``.
+    lo, hi : float
+        This image's percentiles (its normalised units, as training normalises it).
+    n_patches : int
+        Flat patches used.
+    """
+
+    source: str
+    gain: float
+    read_noise: float
+    offset: float
+    photons: float
+    background: float
+    read_noise_electrons: float
+    lo: float
+    hi: float
+    n_patches: int
 
 
 @dataclass(frozen=True)
@@ -91,6 +116,10 @@ class FitResult:
         Extra Gaussian blur of LR relative to HR, in HR pixels, or None if not estimated.
     notes : tuple of str
         How each quantity was obtained and any caveat.
+    per_image : tuple of ImageFit
+        The same fit on each image alone, in its own normalised units (images with too
+        few flat patches of their own are left out). When their photon budgets differ
+        by more than 25 % the config samples the range they span.
     """
 
     config: CrappifyConfig
@@ -110,6 +139,7 @@ class FitResult:
     scale: int
     blur_sigma: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    per_image: tuple[ImageFit, ...] = field(default_factory=tuple)
 
     def report(self) -> str:
         """Human-readable summary of the fit.
@@ -138,6 +168,14 @@ class FitResult:
             lines.append(
                 f"  no signal-dependent noise: Gaussian noise of {self.read_noise:.4g} grey levels"
             )
+        if len(self.per_image) > 1:
+            lines.append("  per image (its own normalised units, as training normalises it):")
+            lines += [
+                f"    {f.source}: {f.photons:.4g} photons at the bright level, read noise "
+                f"{f.read_noise_electrons:.3g} e-, background {f.background:.3g} "
+                f"(gain {f.gain:.4g}, {f.n_patches} patches)"
+                for f in self.per_image
+            ]
         blur = "not estimated" if self.blur_sigma is None else f"{self.blur_sigma:.3g} HR pixels"
         lines += [f"  scale {self.scale}, extra blur {blur}", f"  config: {self.config.summary()}"]
         lines += [f"  note: {note}" for note in self.notes]
@@ -193,126 +231,6 @@ def _as_images(images: Any, what: str) -> list[Image]:
     return out
 
 
-def _regions(image: Image, max_pixels: int) -> list[np.ndarray]:
-    """2D regions of an image, about ``max_pixels`` in total, spread evenly over it.
-
-    Whole planes when the image is small enough, otherwise evenly spaced tiles of
-    :data:`_REGION` pixels (edge tiles included), read one at a time from lazy data.
-    """
-    height, width = image.shape[-2:]
-    planes = image.shape[0] if image.ndim == 3 else 1
-    if planes * height * width <= max_pixels:
-        tiles_y, tiles_x, rh, rw = 1, 1, height, width
-    else:
-        rh, rw = min(height, _REGION), min(width, _REGION)
-        tiles_y, tiles_x = -(-height // rh), -(-width // rw)
-    per_plane = tiles_y * tiles_x
-    total = planes * per_plane
-    count = max(1, min(total, max_pixels // (rh * rw)))
-    out = []
-    for flat in np.unique(np.round(np.linspace(0, total - 1, count)).astype(np.int64)):
-        z, cell = divmod(int(flat), per_plane)
-        iy, ix = divmod(cell, tiles_x)
-        y0, x0 = min(iy * rh, height - rh), min(ix * rw, width - rw)
-        index: tuple[Any, ...] = (slice(y0, y0 + rh), slice(x0, x0 + rw))
-        if image.ndim == 3:
-            index = (z, *index)
-        region = image.data[index]
-        out.append(np.asarray(region.compute() if hasattr(region, "compute") else region))
-    return out
-
-
-#: Separable second-difference kernel (Immerkaer 1996): blind to anything linear along Y
-#: or along X, so edges and smooth gradients barely leak into the noise estimate.
-_KERNEL = np.outer([1.0, -2.0, 1.0], [1.0, -2.0, 1.0])
-
-
-def _noise_responses(blocks: np.ndarray, patch: int) -> np.ndarray:
-    """Per patch, the mean squared response to :data:`_KERNEL` scaled to a variance."""
-    cube = blocks.reshape(-1, patch, patch)
-    response = np.zeros((cube.shape[0], patch - 2, patch - 2))
-    for i in range(3):
-        for j in range(3):
-            response += _KERNEL[i, j] * cube[:, i : i + patch - 2, j : j + patch - 2]
-    return (response**2).mean(axis=(1, 2)) / float((_KERNEL**2).sum())
-
-
-@lru_cache(maxsize=8)
-def _calibration(patch: int) -> tuple[float, float, float]:
-    """Quantile, flatness threshold and truncation factors for pure Gaussian noise.
-
-    The per-patch estimates of :func:`_noise_responses` are averages of correlated
-    squares, so their distribution is found by simulation (unit noise, fixed seed).
-
-    Returns
-    -------
-    q_factor : float
-        :data:`_ROBUST_QUANTILE` quantile of the estimate for unit variance.
-    threshold : float
-        :data:`_FLAT_QUANTILE` quantile of the estimate for unit variance.
-    trunc_factor : float
-        Mean of the estimates below ``threshold`` for unit variance.
-    """
-    noise = np.random.default_rng(0).standard_normal((40_000, patch * patch))
-    v = _noise_responses(noise, patch)
-    threshold = float(np.quantile(v, _FLAT_QUANTILE))
-    return float(np.quantile(v, _ROBUST_QUANTILE)), threshold, float(v[v <= threshold].mean())
-
-
-def _patch_stats(region: np.ndarray, patch: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and noise variance estimate of each non-saturated ``patch x patch`` patch."""
-    h, w = (region.shape[0] // patch) * patch, (region.shape[1] // patch) * patch
-    blocks = region[:h, :w].astype(np.float64)
-    blocks = blocks.reshape(h // patch, patch, w // patch, patch).transpose(0, 2, 1, 3)
-    blocks = blocks.reshape(-1, patch * patch)
-    keep = np.isfinite(blocks).all(axis=1)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        keep &= (blocks.max(axis=1) < info.max) & (blocks.min(axis=1) > info.min)
-    blocks = blocks[keep]
-    return blocks.mean(axis=1), _noise_responses(blocks, patch)
-
-
-def _bin_estimates(
-    means: np.ndarray, variances: np.ndarray, patch: int, n_bins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-intensity-bin noise variance from the flat patches (robust to texture)."""
-    edges = np.quantile(means, np.linspace(0, 1, n_bins + 1))
-    which = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, n_bins - 1)
-    q_factor, threshold, trunc_factor = _calibration(patch)
-    bin_mean, bin_var, bin_count = [], [], []
-    for b in range(n_bins):
-        m, v = means[which == b], variances[which == b]
-        if m.size < _MIN_BIN_PATCHES:
-            continue
-        first = np.quantile(v, _ROBUST_QUANTILE) / q_factor
-        flat = v <= first * threshold
-        if flat.sum() < _MIN_BIN_PATCHES // 2 or first <= 0:
-            continue
-        bin_mean.append(m[flat].mean())
-        bin_var.append(v[flat].mean() / trunc_factor)
-        bin_count.append(int(flat.sum()))
-    return np.array(bin_mean), np.array(bin_var), np.array(bin_count)
-
-
-def _robust_line(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
-    """Weighted line ``y = a x + c`` with Huber reweighting; returns a, c and weighted r2."""
-    w = weights.copy()
-    a = c = 0.0
-    for _ in range(20):
-        design = np.stack([x, np.ones_like(x)], axis=1) * np.sqrt(w)[:, None]
-        (a, c), *_ = np.linalg.lstsq(design, y * np.sqrt(w), rcond=None)
-        r = (y - (a * x + c)) * np.sqrt(weights)
-        scale = 1.4826 * np.median(np.abs(r)) or 1.0
-        huber = np.minimum(1.0, 1.345 * scale / np.maximum(np.abs(r), 1e-300))
-        w = weights * huber
-    mean_y = np.average(y, weights=w)
-    ss_res = np.sum(w * (y - (a * x + c)) ** 2)
-    ss_tot = np.sum(w * (y - mean_y) ** 2)
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
-    return float(a), float(c), float(r2)
-
-
 # ------------------------------------------------------------------------ HR pairs
 
 
@@ -335,7 +253,7 @@ def _estimate_blur(lr: Image, hr: Image, scale: int, notes: list[str]) -> float 
     from scipy import optimize
     from skimage.registration import phase_cross_correlation
 
-    size = min(_REGION, lr.shape[-2], lr.shape[-1])
+    size = min(REGION, lr.shape[-2], lr.shape[-1])
     ly, lx = (lr.shape[-2] - size) // 2, (lr.shape[-1] - size) // 2
     lr_idx = (slice(ly, ly + size), slice(lx, lx + size))
     hr_idx = (slice(ly * scale, (ly + size) * scale), slice(lx * scale, (lx + size) * scale))
@@ -347,7 +265,7 @@ def _estimate_blur(lr: Image, hr: Image, scale: int, notes: list[str]) -> float 
     lo, hi = percentile_range(hr_reg)
     hr_n = np.asarray(normalize(hr_reg, lo, hi))
     shift, _, _ = phase_cross_correlation(
-        lr_reg, deg.area_downsample(hr_n, scale).astype(np.float64), normalization=None
+        lr_reg, area_downsample(hr_n, scale).astype(np.float64), normalization=None
     )
     if np.max(np.abs(shift)) > 0.5:
         notes.append(
@@ -357,7 +275,7 @@ def _estimate_blur(lr: Image, hr: Image, scale: int, notes: list[str]) -> float 
         return None
 
     def misfit(sigma: float) -> float:
-        pred = deg.area_downsample(deg.gaussian_blur(hr_n, sigma=sigma), scale).ravel()
+        pred = area_downsample(deg.gaussian_blur(hr_n, sigma=sigma), scale).ravel()
         design = np.stack([pred, np.ones_like(pred)], axis=1).astype(np.float64)
         coef, *_ = np.linalg.lstsq(design, lr_reg.ravel(), rcond=None)
         return float(np.mean((design @ coef - lr_reg.ravel()) ** 2))
@@ -441,52 +359,32 @@ def fit_noise_model(
     lrs = _as_images(lr_images, "lr_images")
     notes: list[str] = []
 
-    means, variances, samples = [], [], []
+    per_stats = []
     for img in lrs:
-        for region in _regions(img, max_pixels):
-            m, v = _patch_stats(region, patch_size, img.dtype)
+        means, variances, samples = [], [], []
+        for region in regions(img, max_pixels):
+            m, v = patch_stats(region, patch_size, img.dtype)
             means.append(m)
             variances.append(v)
             samples.append(region.ravel()[:: max(1, region.size // 65536)])
-    all_means, all_vars = np.concatenate(means), np.concatenate(variances)
-    if all_means.size < 3 * _MIN_BIN_PATCHES:
-        raise InputError(
-            f"low-res images: too few flat {patch_size}x{patch_size} patches to fit a noise "
-            f"model ({all_means.size} unsaturated patches; need {3 * _MIN_BIN_PATCHES}); give "
-            "larger or more images"
+        per_stats.append(
+            (np.concatenate(means), np.concatenate(variances), np.concatenate(samples))
         )
-    bins = max(3, min(n_bins, all_means.size // (2 * _MIN_BIN_PATCHES)))
-    bin_mean, bin_var, bin_count = _bin_estimates(all_means, all_vars, patch_size, bins)
-    if bin_mean.size < 3:
-        raise InputError(
-            f"low-res images: too few flat {patch_size}x{patch_size} patches to fit a noise "
-            f"model ({all_means.size} patches, {bin_mean.size} usable intensity bins; need 3); "
-            "give images with more intensity levels"
-        )
-    weights = bin_count / np.maximum(bin_var, 1e-12) ** 2
-    gain, intercept, r2 = _robust_line(bin_mean, bin_var, weights)
-    lo, hi = percentile_range(np.concatenate(samples), norm.low, norm.high)
-
+    all_means = np.concatenate([m for m, _, _ in per_stats])
+    all_vars = np.concatenate([v for _, v, _ in per_stats])
+    lo, hi = percentile_range(np.concatenate([x for _, _, x in per_stats]), norm.low, norm.high)
+    line = fit_line(all_means, all_vars, patch_size, n_bins, offset, lo, hi)
     offset_estimated = offset is None
-    if offset is None:
-        offset = float(bin_mean.min())
+    if offset_estimated:
         notes.append("offset = mean of the darkest flat patches (assumed photon-free)")
-    read_var = intercept + gain * offset
-    if gain > 0 and gain * (hi - offset) >= _MIN_SHOT_FRACTION * max(read_var, 0.0):
-        photons = (hi - lo) / gain
-        background = max(0.0, (lo - offset) / (hi - lo))
-    else:
-        gain = 0.0
-        read_var = float(np.average(bin_var, weights=bin_count))
-        photons, background = math.inf, 0.0
-        notes.append(
-            "no significant signal-dependent noise (shot noise at the bright level below "
-            f"{_MIN_SHOT_FRACTION:.0%} of the read noise variance): Gaussian noise only"
-        )
-    if read_var < 0:
-        notes.append(f"negative read-noise variance {read_var:.3g} clipped to 0")
-        read_var = 0.0
-    read_noise = math.sqrt(read_var)
+    notes += line.notes
+    per_image = _per_image_fits(lrs, per_stats, patch_size, n_bins, offset, norm)
+    gain, read_noise, photons, background = (
+        line.gain,
+        line.read_noise,
+        line.photons,
+        line.background,
+    )
 
     blur_sigma = None
     if hr_images is not None:
@@ -513,8 +411,18 @@ def fit_noise_model(
     steps: list[Any] = []
     if blur_sigma is not None and blur_sigma > 0.25:
         steps.append(BlurStep(sigma=round(blur_sigma, 3)))
-    steps.append(DownsampleStep(method="area"))
-    if gain > 0:
+    if scale > 1:
+        steps.append(DownsampleStep(method="area"))
+    spread = _budget_ranges(per_image)
+    if spread is not None:
+        photon_range, background_range, read_range = spread
+        steps.append(PoissonStep(photons=photon_range, background=background_range))
+        steps.append(ReadNoiseStep(sigma=read_range))
+        notes.append(
+            f"photon budgets differ between the images ({photon_range[0]:.4g} - "
+            f"{photon_range[1]:.4g} at each one's bright level): the config samples that range"
+        )
+    elif gain > 0:
         steps.append(PoissonStep(photons=float(f"{photons:.4g}"), background=round(background, 4)))
         steps.append(ReadNoiseStep(sigma=float(f"{read_noise / gain:.4g}")))
     else:
@@ -525,18 +433,73 @@ def fit_noise_model(
         config=config,
         gain=float(gain),
         read_noise=read_noise,
-        offset=float(offset),
+        offset=line.offset,
         offset_estimated=offset_estimated,
         photons=float(photons),
         background=float(background),
         read_noise_electrons=read_noise / gain if gain > 0 else math.inf,
         lo=lo,
         hi=hi,
-        r2=r2,
-        n_patches=int(bin_count.sum()),
-        bin_means=tuple(float(v) for v in bin_mean),
-        bin_variances=tuple(float(v) for v in bin_var),
+        r2=line.r2,
+        n_patches=line.n_patches,
+        bin_means=line.bin_means,
+        bin_variances=line.bin_variances,
         scale=scale,
         blur_sigma=blur_sigma,
         notes=tuple(notes),
+        per_image=per_image,
+    )
+
+
+def _per_image_fits(
+    images: list[Image],
+    stats: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    patch_size: int,
+    n_bins: int,
+    offset: float | None,
+    norm: NormalizationConfig,
+) -> tuple[ImageFit, ...]:
+    """Fit each image alone, skipping images too small to fit by themselves."""
+    fits = []
+    for index, (image, (means, variances, samples)) in enumerate(zip(images, stats, strict=True)):
+        lo, hi = percentile_range(samples, norm.low, norm.high)
+        try:
+            line = fit_line(means, variances, patch_size, n_bins, offset, lo, hi)
+        except InputError:
+            continue
+        fits.append(
+            ImageFit(
+                source=image.name if image.source else f"lr_images[{index}]",
+                gain=line.gain,
+                read_noise=line.read_noise,
+                offset=line.offset,
+                photons=line.photons,
+                background=line.background,
+                read_noise_electrons=line.read_noise / line.gain if line.gain > 0 else math.inf,
+                lo=lo,
+                hi=hi,
+                n_patches=line.n_patches,
+            )
+        )
+    return tuple(fits)
+
+
+def _budget_ranges(
+    fits: tuple[ImageFit, ...],
+) -> tuple[tuple[float, float], tuple[float, float] | float, tuple[float, float] | float] | None:
+    """Photon, background and read-noise ranges when the images' budgets differ, else None."""
+    if len(fits) < 2 or any(f.gain <= 0 for f in fits):
+        return None
+    photons = [f.photons for f in fits]
+    if max(photons) <= _BUDGET_SPREAD * min(photons):
+        return None
+
+    def span(values: list[float]) -> tuple[float, float] | float:
+        low, high = float(f"{min(values):.4g}"), float(f"{max(values):.4g}")
+        return low if low == high else (low, high)
+
+    return (
+        (float(f"{min(photons):.4g}"), float(f"{max(photons):.4g}")),
+        span([f.background for f in fits]),
+        span([f.read_noise_electrons for f in fits]),
     )

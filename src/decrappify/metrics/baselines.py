@@ -13,6 +13,8 @@ edges otherwise).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +26,125 @@ from decrappify.io.image import Image
 METHOD_ORDERS: dict[str, int] = {"nearest": 0, "bilinear": 1, "bicubic": 3}
 
 Method = Literal["nearest", "bilinear", "bicubic"]
+
+#: The low-resolution input itself, as a baseline (restoration on the same grid, scale 1).
+INPUT = "input"
+
+
+def baseline_label(scale: int | None) -> str:
+    """Name of the plain baseline at a scale: ``"bicubic"``, or ``"input"`` at scale 1.
+
+    Parameters
+    ----------
+    scale : int or None
+        The upsampling factor (None: unknown, treated as above 1).
+
+    Returns
+    -------
+    str
+        ``"input"`` when the input is already on the output grid, else ``"bicubic"``.
+    """
+    return INPUT if scale == 1 else "bicubic"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline: an interpolation, the input itself, or a denoiser and its parameter.
+
+    Parameters
+    ----------
+    method : str
+        ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"input"`` (scale 1 only) or a
+        denoiser of :mod:`decrappify.metrics.denoise` (applied on the LR grid, then
+        interpolated bicubically when the scale is above 1).
+    param : float or None
+        The denoiser's parameter (None: its default).
+    """
+
+    method: str
+    param: float | None = None
+
+    @property
+    def key(self) -> str:
+        """Name in tables and reports: ``"bicubic"``, ``"gaussian=1.5"`` ..."""
+        return self.method if self.param is None else f"{self.method}={self.param:g}"
+
+    @property
+    def order(self) -> int:
+        """Spline order of the interpolation onto the output grid."""
+        return METHOD_ORDERS.get(self.method, 3)
+
+    def apply(self, plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Compute the baseline of one LR plane on a ``shape`` grid (same field of view).
+
+        Parameters
+        ----------
+        plane : numpy.ndarray
+            2D low-resolution plane.
+        shape : tuple of int
+            Output (Y, X) shape (``plane.shape * scale``, or the ground truth's).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 plane of ``shape``: the plane (denoised for a denoiser), interpolated
+            when ``shape`` differs from its own.
+        """
+        from decrappify.metrics.denoise import DENOISERS, denoise
+
+        if self.method in DENOISERS:
+            base = denoise(plane, self.method, self.param)
+        else:
+            base = np.asarray(plane, dtype=np.float32)
+        if base.shape != tuple(shape):
+            base = resize_plane(base, shape, self.order)
+        return base
+
+
+def parse_baseline(spec: str | Baseline) -> Baseline:
+    """Read a baseline written as ``"bicubic"``, ``"input"``, ``"tv"`` or ``"gaussian=1.5"``.
+
+    Parameters
+    ----------
+    spec : str or Baseline
+        The method, optionally ``=parameter`` for a denoiser.
+
+    Returns
+    -------
+    Baseline
+        The validated baseline.
+
+    Raises
+    ------
+    InputError
+        For an unknown method, a parameter given to an interpolation, a bad number, or
+        ``bm3d`` without its package.
+    """
+    from decrappify.metrics.denoise import DENOISERS, PARAM_NAMES, check_denoiser
+
+    if isinstance(spec, Baseline):
+        return spec
+    name, sep, value = str(spec).strip().lower().partition("=")
+    name = name.strip()
+    known = (*METHOD_ORDERS, INPUT, *DENOISERS)
+    if name not in known:
+        raise InputError(f"baseline {spec!r}: expected one of {', '.join(known)}")
+    if name not in DENOISERS:
+        if sep:
+            raise InputError(f"baseline {spec!r}: {name} takes no parameter")
+        return Baseline(name)
+    check_denoiser(name)
+    if not sep:
+        return Baseline(name)
+    try:
+        param = float(value)
+    except ValueError:
+        param = math.nan
+    if not (math.isfinite(param) and param > 0):
+        raise InputError(
+            f"baseline {spec!r}: {PARAM_NAMES[name]} must be a positive number (got {value!r})"
+        )
+    return Baseline(name, param)
 
 
 def check_method(method: str) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 from decrappify.errors import InputError
 from decrappify.io.atomic import atomic_write
 from decrappify.io.image import Image
-from decrappify.metrics.baselines import scale_for, upsample
+from decrappify.metrics.baselines import baseline_label, scale_for, upsample
 from decrappify.metrics.core import (
     affine_fit,
     as_plane,
@@ -53,7 +53,7 @@ def comparison_figure(
     scale: int | None = None,
     plane: int | None = None,
     crop_size: int = 256,
-    baseline_name: str = "bicubic",
+    baseline_name: str | None = None,
     figsize: tuple[float, float] = (16.0, 8.0),
     dpi: int = 100,
     title: str | None = None,
@@ -95,8 +95,8 @@ def comparison_figure(
     crop_size : int
         Side of the central crop, in ground-truth pixels (rounded down to a multiple of
         ``scale`` and to the image size).
-    baseline_name : str
-        Label of the baseline.
+    baseline_name : str or None
+        Label of the baseline (default: ``"bicubic"``, or ``"input"`` at scale 1).
     figsize : (float, float)
         Figure size in inches; the PNG is ``figsize * dpi`` pixels.
     dpi : int
@@ -124,6 +124,7 @@ def comparison_figure(
         raise InputError(shape_mismatch_message("pred", pred_p.shape, gt_p.shape))
     if lr_p is not None:
         scale = scale_for(lr_p.shape, gt_p.shape, scale)
+    baseline_name = baseline_name or baseline_label(scale)
     if baseline is None:
         if lr_p is None:
             raise InputError(

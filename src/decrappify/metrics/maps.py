@@ -2,7 +2,9 @@
 
 Both are lazy (one dask task per plane) and lie on the ground truth's grid as
 :func:`decrappify.metrics.alignment.plan_comparison` decided, so that a viewer can show
-them over the ground truth and a report can draw them.
+them over the ground truth and a report can draw them. :func:`map_agreement` says how well
+a trust map of the prediction (its TTA spread, its data-consistency map) points at that
+error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from decrappify.metrics.alignment import ComparePlan
 from decrappify.metrics.baselines import METHOD_ORDERS, resize_plane
 from decrappify.metrics.core import gt_range, normalize_minmse
 
-__all__ = ["baseline_image", "error_image", "error_plane"]
+__all__ = ["AGREEMENT_PIXELS", "baseline_image", "error_image", "error_plane", "map_agreement"]
+
+#: Most pixels :func:`map_agreement` ranks (a regular subsample of larger planes).
+AGREEMENT_PIXELS = 2**20
 
 
 def error_plane(
@@ -111,6 +116,46 @@ def baseline_image(lr: Image, gt: Image, plan: ComparePlan, method: str = "bicub
     shape = (lr.shape[-2] * s, lr.shape[-1] * s)
     data = _per_plane(lambda plane: resize_plane(plane, shape, order), shape, lr.data)
     return lr.with_data(data, yx_factor=1 / s, source=f"{lr.source} {method}")
+
+
+def map_agreement(trust: np.ndarray, error: np.ndarray, *, magnitude: bool = False) -> float:
+    """Spearman rank correlation between a trust map and the absolute error, on one plane.
+
+    Parameters
+    ----------
+    trust : numpy.ndarray
+        One plane of a trust map over the same field of view as ``error``: on another grid
+        (the input's, for a consistency map) it is resampled onto the error's (nearest
+        neighbour); larger, it is cropped to the common top-left region like the
+        prediction (:func:`error_plane`).
+    error : numpy.ndarray
+        One plane of :func:`error_image`.
+    magnitude : bool
+        Rank ``|trust|`` (a signed map such as the consistency residual).
+
+    Returns
+    -------
+    float
+        In [-1, 1]: 1 when the map ranks the pixels exactly as their error does; about 0
+        when it says nothing about the error; NaN when either plane is constant.
+    """
+    from scipy.stats import spearmanr
+
+    h, w = error.shape
+    t = np.asarray(trust, dtype=np.float64)
+    if t.shape != error.shape:
+        if t.shape[0] >= h and t.shape[1] >= w and (t.shape[0] < 2 * h or t.shape[1] < 2 * w):
+            t = t[:h, :w]
+        else:
+            t = resize_plane(t, (h, w), 0).astype(np.float64)
+    if magnitude:
+        t = np.abs(t)
+    e = np.asarray(error, dtype=np.float64)
+    step = max(1, int(np.ceil(np.sqrt(e.size / AGREEMENT_PIXELS))))
+    t, e = t[::step, ::step].ravel(), e[::step, ::step].ravel()
+    if np.ptp(t) == 0 or np.ptp(e) == 0:
+        return float("nan")
+    return float(spearmanr(t, e).statistic)
 
 
 def _per_plane(func: Any, shape: tuple[int, ...], *arrays: Any) -> Any:

@@ -19,7 +19,14 @@ import numpy as np
 from decrappify.errors import InputError
 from decrappify.events import Progress, run_to_end
 from decrappify.io.image import Image
-from decrappify.metrics.baselines import check_method, infer_scale, resize_plane, scale_for
+from decrappify.metrics.baselines import (
+    INPUT,
+    Baseline,
+    infer_scale,
+    parse_baseline,
+    resize_plane,
+    scale_for,
+)
 from decrappify.metrics.core import (
     METRIC_NAMES,
     check_alignment,
@@ -185,8 +192,8 @@ def evaluate_stack(
     ----------
     pred, gt, lr : array-like
         Prediction, ground truth and optional low-resolution input.
-    baselines : sequence of str
-        Interpolation baselines computed from ``lr``.
+    baselines : sequence of str or Baseline
+        Baselines computed from ``lr`` (interpolations, ``"input"``, denoisers).
     scale : int, optional
         Upsampling factor from ``lr`` to ``gt``.
     data_range : float, optional
@@ -248,8 +255,11 @@ def iter_evaluate_stack(
     lr : array-like, optional
         The low-resolution input the prediction was made from; the ``baselines`` are
         interpolated from it onto the ground-truth grid, plane by plane.
-    baselines : sequence of str
-        Any of ``"nearest"``, ``"bilinear"``, ``"bicubic"``; ignored without ``lr``.
+    baselines : sequence of str or Baseline
+        Any of ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"input"`` (scale 1), or a
+        denoiser of :mod:`decrappify.metrics.denoise` with its parameter
+        (``"gaussian=1.5"``, ``"nl-means"``, ``"tv=0.2"``, ``"bm3d"``), see
+        :func:`~decrappify.metrics.baselines.parse_baseline`; ignored without ``lr``.
     scale : int, optional
         Factor between ``lr`` and ``gt``; inferred from the shapes when ``gt`` is an exact
         integer multiple of ``lr`` along Y and X (with ``resize=True`` it may stay
@@ -303,8 +313,9 @@ def iter_evaluate_stack(
             f"{gt_d.ndim} {tuple(gt_d.shape)}"
         )
     axes = axes or ("YX" if gt_d.ndim == 2 else "ZYX")
-    methods = tuple(dict.fromkeys(baselines)) if lr_d is not None else ()
-    orders = {m: check_method(m) for m in methods}
+    parsed = [parse_baseline(b) for b in baselines] if lr_d is not None else []
+    makers = {b.key: b for b in parsed}
+    methods = tuple(makers)
     if lr_d is not None:
         if lr_d.ndim != gt_d.ndim:
             raise InputError(
@@ -316,6 +327,11 @@ def iter_evaluate_stack(
             scale = infer_scale(lr_d.shape, gt_d.shape)
         else:
             scale = scale_for(lr_d.shape, gt_d.shape, scale)
+        if INPUT in makers and scale != 1:
+            raise InputError(
+                f"baseline input: the input is on the output grid only at scale 1 (got scale "
+                f"{scale}); use nearest, bilinear or bicubic"
+            )
     if data_range is not None and not (np.isfinite(data_range) and data_range > 0):
         raise InputError(f"data_range: expected a positive number, got {data_range!r}")
     plan = _plan(pred_d, gt_d, lr_d, scale=scale, crop=crop, resize=resize)
@@ -330,7 +346,7 @@ def iter_evaluate_stack(
             g_i,
             l_i,
             plan=plan,
-            orders=orders,
+            makers=makers,
             data_range=data_range,
             norm_low=norm_low,
             norm_high=norm_high,
@@ -442,7 +458,7 @@ def _score_plane(
     lr: np.ndarray | None,
     *,
     plan: dict[str, Any],
-    orders: dict[str, int],
+    makers: dict[str, Baseline],
     data_range: float | None,
     norm_low: float,
     norm_high: float,
@@ -455,14 +471,11 @@ def _score_plane(
     elif mode == "resize" and pred.shape != (h, w):
         pred = resize_plane(pred, (h, w), 3)
     candidates = {PREDICTION: pred}
-    for method, order in orders.items():
+    for method, baseline in makers.items():
         assert lr is not None
-        if mode == "resize":
-            candidates[method] = resize_plane(lr, (h, w), order)
-        else:
-            scale = plan["scale"]
-            up = resize_plane(lr, (lr.shape[0] * scale, lr.shape[1] * scale), order)
-            candidates[method] = up[:h, :w]
+        scale = plan["scale"]
+        target = (h, w) if mode == "resize" else (lr.shape[0] * scale, lr.shape[1] * scale)
+        candidates[method] = baseline.apply(lr, target)[:h, :w]
     try:
         return {
             method: evaluate_pair(

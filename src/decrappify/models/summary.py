@@ -51,7 +51,8 @@ def describe_model(info: ModelInfo) -> str:
     out_range = "linear" if g.y_range is None else f"sigmoid to [{g.y_range[0]}, {g.y_range[1]}]"
     if g.residual:
         clamp = "" if g.y_range is None else f", clamped to [{g.y_range[0]}, {g.y_range[1]}]"
-        out_range = f"bilinear input + learned correction{clamp}"
+        source = "input" if g.scale == 1 else "bilinear input"
+        out_range = f"{source} + learned correction{clamp}"
     norm = info.normalization
     lines = [
         f"decrappify model (format {info.format_version}, written by decrappify "
@@ -63,7 +64,9 @@ def describe_model(info: ModelInfo) -> str:
         f"  network:       {g.encoder.value} U-Net, {g.preset.value} decoder (nf_factor "
         f"{g.resolved_nf_factor:g}, {g.resolved_blocks_per_stage} conv/block), "
         f"{g.norm_type.value} norm, blur {'on' if g.blur else 'off'}, attention: {attention}",
-        f"  input/output:  {g.n_frames} frame(s) in, x{g.scale} upsampling, output {out_range}",
+        f"  input/output:  {g.n_frames} frame(s) in, "
+        + ("same grid (x1, no upsampling)" if g.scale == 1 else f"x{g.scale} upsampling")
+        + f", output {out_range}",
         f"  normalisation: {norm.method} {norm.low:g}-{norm.high:g}",
     ]
     if info.crappify is None:
@@ -72,7 +75,7 @@ def describe_model(info: ModelInfo) -> str:
         lines.append(f"  crappifier:    {_describe_crappify(info.crappify)}")
     lines += [f"  {key + ':':<14} {text}" for key, text in _describe_training(info.training)]
     if info.metrics:
-        lines.append(f"  validation:    {_describe_metrics(info.metrics)}")
+        lines.append(f"  validation:    {_describe_metrics(info.metrics, g.scale)}")
     if info.history:
         lines.append(f"  history:       {len(info.history)} entries (the full record: --json)")
     return "\n".join(lines)
@@ -120,13 +123,17 @@ def _describe_training(training: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def _describe_metrics(metrics: dict[str, float]) -> str:
-    """``PSNR 22.00 dB, SSIM 0.6265 (bicubic 21.29 dB, 0.6074)`` from validation metrics."""
+def _describe_metrics(metrics: dict[str, float], scale: int) -> str:
+    """``PSNR 22.00 dB, SSIM 0.6265 (bicubic 21.29 dB, 0.6074)`` from validation metrics.
+
+    At scale 1 the baseline (stored under the same keys) is the input itself.
+    """
     model = [f"PSNR {metrics['psnr']:.2f} dB" if "psnr" in metrics else ""]
     model.append(f"SSIM {metrics['ssim']:.4f}" if "ssim" in metrics else "")
     text = ", ".join(m for m in model if m)
     base = [f"{metrics['bicubic_psnr']:.2f} dB" if "bicubic_psnr" in metrics else ""]
     base.append(f"{metrics['bicubic_ssim']:.4f}" if "bicubic_ssim" in metrics else "")
     if any(base):
-        text += f" (bicubic {', '.join(b for b in base if b)})"
+        plain = "input" if scale == 1 else "bicubic"
+        text += f" ({plain} {', '.join(b for b in base if b)})"
     return text or _fmt(metrics)

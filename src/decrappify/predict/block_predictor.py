@@ -5,7 +5,8 @@ the model, the :class:`~decrappify.predict.settings.PredictSettings` and the ima
 normalisation range. For one block it reads the LR rectangle under it plus a halo of
 ``overlap`` pixels (the planes around it for a 2.5D model), normalises it, runs the tiled
 forward pass (:func:`decrappify.predict.tile_predictor.predict_region`) and maps the
-result back to intensities in the output dtype. Local runs drive it from a
+result back to intensities in the output dtype (with test-time augmentation, the 8
+predictions' spread goes to a second array, the *spread sink*). Local runs drive it from a
 read/compute pipeline (:mod:`decrappify.predict.local_pipeline`), distributed runs from
 one dask task per block (:mod:`decrappify.predict.dask_graph`, :func:`remote_block`).
 """
@@ -57,6 +58,10 @@ class BlockPredictor:
         Normalisation range of the image.
     token : str
         Identity of this prediction (the dask name of the output).
+    spread_sink : array-like or None
+        With ``settings.tta``: where each block's spread (the standard deviation of the 8
+        dihedral predictions, in the output's grey levels, float32) is stored, indexed
+        like the output (a numpy array, or a zarr array that distributed workers open).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class BlockPredictor:
         lo: float,
         hi: float,
         token: str,
+        spread_sink: Any = None,
     ) -> None:
         self.grid = grid
         self.scale = handle.scale
@@ -77,6 +83,7 @@ class BlockPredictor:
         self.settings = settings
         self.lo, self.hi = float(lo), float(hi)
         self.token = token
+        self.spread_sink = spread_sink
         self._data = data
         self._net = handle.net
         self._prepared: Any = None
@@ -203,9 +210,12 @@ class BlockPredictor:
             The block in the output dtype, with length-1 leading axes.
         """
         _, region = self.input_bounds(index)
-        out = self.super_resolve(parts, self.planes(index), region, net)
+        out, spread = self._predict(parts, self.planes(index), region, net)
+        lead = (1,) * len(self.grid.lead)
+        if spread is not None and self.spread_sink is not None:
+            self.spread_sink[self.grid.slices(index)] = spread.reshape(lead + spread.shape)
         self.blocks_computed += 1
-        return out.reshape((1,) * len(self.grid.lead) + out.shape)
+        return out.reshape(lead + out.shape)
 
     def super_resolve(
         self,
@@ -231,8 +241,18 @@ class BlockPredictor:
         Returns
         -------
         numpy.ndarray
-            2D HR result in the output dtype.
+            2D HR result in the output dtype (with ``tta``: the mean of the 8 predictions).
         """
+        return self._predict(parts, planes, region, net)[0]
+
+    def _predict(
+        self,
+        parts: Sequence[np.ndarray],
+        planes: Sequence[int] | None,
+        region: Bounds,
+        net: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predict: the result in the output dtype and, with ``tta``, its spread in grey levels."""
         net = net if net is not None else self._local_net()
         if planes is None:
             frames = np.asarray(parts[0])[None]
@@ -240,6 +260,10 @@ class BlockPredictor:
             order = {p: i for i, p in enumerate(sorted(set(planes)))}
             frames = np.stack([np.asarray(parts[order[p]]) for p in planes])
         lr = normalize(frames, self.lo, self.hi)
+        (y0, y1), (x0, x1) = region
+        spread = None
+        if self.settings.tta:
+            spread = np.empty(((y1 - y0) * self.scale, (x1 - x0) * self.scale), np.float32)
         start = time.perf_counter()
         with _FORWARD_LOCK:
             out = predict_region(
@@ -249,9 +273,12 @@ class BlockPredictor:
                 self._run,
                 progress=self._check_cancel,
                 on_retry=self._remember,
+                spread=spread,
             )
         self.compute_seconds += time.perf_counter() - start
-        return denormalize(out, self.lo, self.hi, np.dtype(self.settings.out_dtype))
+        if spread is not None:
+            spread *= np.float32(self.hi - self.lo)  # normalised units -> grey levels
+        return denormalize(out, self.lo, self.hi, np.dtype(self.settings.out_dtype)), spread
 
     def cancel(self) -> None:
         """Make a running block stop after its current batch (raises ``Cancelled``)."""

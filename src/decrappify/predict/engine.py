@@ -27,6 +27,12 @@ rectangle of one plane (:func:`predict_image_region`) with the settings of one
 
 2.5D models (``n_frames > 1``) take the planes around each plane of a ZYX/TYX stack,
 mirrored at the ends as in training (:func:`decrappify.data.patches.neighbour_planes`).
+
+**Trust maps** (:mod:`decrappify.predict.trust`): with ``tta`` the tiles' spread over the
+8 dihedral transforms goes to a spread sink while the prediction runs; with
+``consistency`` (and a model that records its crappifier) the data-consistency map is
+computed after it from the result and the input. Both are written beside the output (or
+kept in memory) and summarised in the result's ``stats["trust"]``.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from decrappify.io import (
     output_format,
     read_image,
 )
+from decrappify.io.atomic import remove_path
 from decrappify.normalize import percentile_range
 from decrappify.predict.block_geometry import BlockGrid, input_region_for_output
 from decrappify.predict.block_predictor import BlockPredictor, fetch, plane_slices
@@ -65,6 +72,14 @@ from decrappify.predict.model import ModelHandle, check_image, model_handle
 from decrappify.predict.receptive import auto_overlap, max_overlap, needed_probe, receptive_radius
 from decrappify.predict.settings import PredictSettings, resolve_settings
 from decrappify.predict.tile_geometry import Bounds, normalize_bounds, split_overlap
+from decrappify.predict.trust import (
+    TrustPlan,
+    iter_trust_maps,
+    map_path,
+    plan_trust,
+    remove_stale_maps,
+    spread_sink,
+)
 
 __all__ = [
     "DEFAULT_MAX_MEMORY",
@@ -90,18 +105,25 @@ class PredictResult:
         and its translation puts it over the input.
     path : Path or None
         The written file.
+    maps : dict of str to Image
+        The trust maps (``uncertainty`` on the output's grid, ``consistency`` on the
+        input's), in memory or opened lazily from where they were written.
     stats : dict
         Figures of the run: ``blocks``, ``blocks_computed``, ``blocks_resumed``,
         ``seconds``, ``pixels_per_s`` (output pixels computed per second, end to end),
         ``compute_seconds`` (time predicting tiles: reading windows, forward passes and
         blending; local runs), ``forward_seconds`` (time in the network's forward passes;
         local CPU runs), ``tile``, ``overlap``,
-        ``radius``, ``lo``/``hi``, ``device``, ``input_shape``, ``output_shape``, ``dtype``.
+        ``radius``, ``lo``/``hi``, ``device``, ``input_shape``, ``output_shape``, ``dtype``;
+        ``trust`` (map name to its summary, or ``{"skipped": reason}``), ``maps`` (map
+        name to its path) and ``trust_seconds`` (time making the maps after the
+        prediction) when maps were asked for.
     """
 
     image: Image
     path: Path | None
     stats: dict[str, Any] = field(default_factory=dict)
+    maps: dict[str, Image] = field(default_factory=dict)
 
 
 def iter_predict_image(
@@ -129,8 +151,8 @@ def iter_predict_image(
         The settings (None: the defaults): ``tile``, ``overlap``, ``batch``, ``device``,
         ``amp``, ``compile``, ``dtype``, ``threads``, ``chunk``, ``block``, ``blend``,
         ``scale`` (refuse another model factor), ``resume`` (make an OME-Zarr output
-        resumable), ``overwrite``; ``format`` when given explicitly, else the path's
-        ending decides.
+        resumable), ``overwrite``, ``tta`` and ``consistency`` (the trust maps);
+        ``format`` when given explicitly, else the path's ending decides.
     client : distributed.Client or None
         Compute blocks on this cluster (file outputs only).
     max_memory : int
@@ -174,8 +196,16 @@ def iter_predict_image(
             f"(limit {max_memory / 2**30:.1f} GiB); give an output path (.zarr or .tif)"
         )
     fmt = config.format.value if "format" in config.model_fields_set else None
+    trust = plan_trust(
+        handle.crappify,
+        handle.scale,
+        image,
+        tta=settings.tta,
+        consistency=config.consistency,
+        model_name=f"model {handle.name}",
+    )
     if out_path is not None:
-        _check_output(Path(out_path), fmt, image, config.overwrite)
+        _check_output(Path(out_path), fmt, image, config.overwrite, trust)
     name = image.name
     if config.overlap == "auto":
         yield Progress("predict", 0, None, message=f"{name}: receptive field of the model")
@@ -200,7 +230,10 @@ def iter_predict_image(
             }
         )
     token = key.rsplit("-", 1)[-1][:32] if key else uuid.uuid4().hex
-    predictor = BlockPredictor(image.data, grid, handle, settings, lo, hi, token)
+    sink, scratch = None, None
+    if trust.tta:
+        sink, scratch = spread_sink(grid, None if out_path is None else Path(out_path), key)
+    predictor = BlockPredictor(image.data, grid, handle, settings, lo, hi, token, sink)
     stats: dict[str, Any] = {
         "input_shape": image.shape,
         "output_shape": grid.out_shape,
@@ -214,7 +247,11 @@ def iter_predict_image(
         "hi": hi,
         "blocks": len(grid.indices()),
     }
+    path: Path | None = None
+    maps: dict[str, Image] = {}
     with contextlib.ExitStack() as stack:
+        if scratch is not None:  # kept only for a resumable output left unfinished
+            stack.callback(lambda: None if key and path is None else remove_path(scratch))
         counter = RateCounter(grid, name)
         if out_path is None:
             pipeline = BlockPipeline(predictor, local_threads(settings))
@@ -225,7 +262,6 @@ def iter_predict_image(
                 data[grid.slices(index)] = pipeline.get(index)
                 yield counter.block(step, len(indices), index)
             result_image = image.with_data(data, yx_factor=1.0 / handle.scale)
-            path = None
         else:
             lazy, close = lazy_prediction(predictor, client=client)
             stack.callback(close)
@@ -241,12 +277,32 @@ def iter_predict_image(
                 counter=counter,
             )
             result_image = read_image(path)
+        if trust.names or trust.skipped:
+            begun = time.perf_counter()
+            kind = "zarr" if path is None else output_format(path, fmt)
+            maps, stats["trust"] = yield from iter_trust_maps(
+                trust,
+                result_image,
+                image,
+                (lo, hi),
+                grid,
+                sink=sink,
+                out_path=path,
+                fmt=kind,
+                chunk=settings.chunk,
+                overwrite=config.overwrite,
+                label=name,
+            )
+            stats["maps"] = {k: str(m.source) for k, m in maps.items() if m.source}
+            stats["trust_seconds"] = time.perf_counter() - begun
+        if path is not None and config.overwrite:  # the maps of the output replaced
+            remove_stale_maps(path, output_format(path, fmt), list(maps))
     stats.update(counter.summary())
     stats["seconds"] = time.perf_counter() - started
     local = client is None or out_path is None
     stats["compute_seconds"] = predictor.compute_seconds if local else None
     stats["forward_seconds"] = predictor.forward_seconds if local else None
-    return PredictResult(image=result_image, path=path, stats=stats)
+    return PredictResult(image=result_image, path=path, stats=stats, maps=maps)
 
 
 def _check_scale(handle: ModelHandle, scale: int | None) -> None:
@@ -256,12 +312,16 @@ def _check_scale(handle: ModelHandle, scale: int | None) -> None:
         )
 
 
-def _check_output(path: Path, fmt: str | None, image: Image, overwrite: bool) -> None:
+def _check_output(
+    path: Path, fmt: str | None, image: Image, overwrite: bool, trust: TrustPlan
+) -> None:
     """Refuse a bad output before any work (the writer checks again when it starts)."""
-    output_format(path, fmt)
+    kind = output_format(path, fmt)
     check_output_path(path, [image.source] if image.source else [], is_folder=False)
-    if os.path.lexists(path) and not overwrite:
-        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
+    targets = [path, *(map_path(path, kind, n) for n in trust.names if kind == "tiff")]
+    for target in targets:
+        if os.path.lexists(target) and not overwrite:
+            raise OutputError(f"{target}: already exists; pass --overwrite to replace it")
 
 
 def _write(

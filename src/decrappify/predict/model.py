@@ -54,6 +54,9 @@ class ModelHandle:
         The model file or folder, if any (distributed workers load it from there).
     name : str
         For messages.
+    crappify : dict or None
+        The crappifier the model was trained with (its forward model gives the
+        data-consistency map), None when unknown.
     """
 
     net: Any
@@ -64,6 +67,7 @@ class ModelHandle:
     digest: str
     path: Path | None
     name: str
+    crappify: dict[str, Any] | None = None
 
 
 def model_handle(model: Any, normalization: NormalizationConfig | None = None) -> ModelHandle:
@@ -120,6 +124,7 @@ def model_handle(model: Any, normalization: NormalizationConfig | None = None) -
             digest=digest,
             path=path,
             name=Path(model.path).name,
+            crappify=model.info.crappify,
         )
     if isinstance(model, torch.nn.Module):
         scale, n_frames, multiple = net_attributes(model, type(model).__name__)

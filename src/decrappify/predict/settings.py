@@ -77,6 +77,9 @@ class PredictSettings:
         torch intra-op threads of a local CPU run.
     radius : int or None
         Measured receptive-field radius (LR pixels) behind an automatic overlap.
+    tta : bool
+        Test-time augmentation: each tile predicted in the 8 rotations/mirrors, their mean
+        kept and their spread recorded.
     """
 
     tile: int | tuple[int, int] = 128
@@ -92,6 +95,7 @@ class PredictSettings:
     block: int = DEFAULT_BLOCK
     threads: int = 1
     radius: int | None = None
+    tta: bool = False
 
     def key_parts(self) -> dict[str, Any]:
         """List the settings that change the output pixels (for the resume key).
@@ -263,4 +267,5 @@ def resolve_settings(
         chunk=chunk,
         block=block,
         threads=available_cores() if config.threads is None else config.threads,
+        tta=config.tta,
     )

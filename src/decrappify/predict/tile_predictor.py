@@ -10,8 +10,13 @@ the device plus the output on the host, never by the image.
 
 Everything about how to tile and where to run comes in one
 :class:`~decrappify.predict.settings.PredictSettings` (``tile``, ``overlap``, ``batch``,
-``device``, ``amp``, ``channels_last``, ``blend``). On device out-of-memory the batch is
-halved, then the tile, and the work goes on (:mod:`decrappify.predict.oom`).
+``device``, ``amp``, ``channels_last``, ``blend``, ``tta``). On device out-of-memory the
+batch is halved, then the tile, and the work goes on (:mod:`decrappify.predict.oom`).
+
+With ``tta`` each batch goes through the network in each of the 8 rotations/mirrors of
+its tiles (:mod:`decrappify.predict.tta`); the tiles' mean is blended into the output and
+their per-pixel standard deviation, blended alike, into a second accumulator (the
+uncertainty map): 8 forward passes, the same memory per pass.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from decrappify.predict.tile_geometry import (
     tile_quantum,
     validate_tile,
 )
+from decrappify.predict.tta import DIHEDRAL, dihedral, inverse_dihedral
 
 __all__ = ["ProgressCallback", "predict_plane", "predict_region"]
 
@@ -122,6 +128,7 @@ def predict_region(
     dtype: str | torch.dtype = torch.float32,
     progress: ProgressCallback | None = None,
     on_retry: RetryCallback | None = None,
+    spread: np.ndarray | None = None,
 ) -> np.ndarray:
     """Super-resolve one region of an LR block that carries a halo of context around it.
 
@@ -142,7 +149,12 @@ def predict_region(
     region : Bounds or pair of slice
         LR rectangle of ``lr`` to super-resolve, ``((y0, y1), (x0, x1))``.
     settings, dtype, progress, on_retry
-        As for :func:`predict_plane`.
+        As for :func:`predict_plane`. With ``settings.tta`` the result is the mean of the
+        8 dihedral predictions.
+    spread : numpy.ndarray or None
+        With ``settings.tta``: a float32 array of the result's shape that receives the
+        per-pixel standard deviation of the 8 predictions (normalised units), blended
+        over the tiles like the result.
 
     Returns
     -------
@@ -170,6 +182,13 @@ def predict_region(
     )
     used = first_plan[0].shape
     worker = _RegionPredictor(net, lr, bounds, settings, device, _resolve_dtype(dtype), progress)
+    if spread is not None and settings.tta:
+        if spread.shape != worker.out.shape or spread.dtype != np.float32:
+            raise InputError(
+                f"spread: expected a float32 array of shape {worker.out.shape}, got "
+                f"{spread.dtype} {spread.shape}"
+            )
+        worker.spread = spread
     worker.adopt(used, first_plan)
     with evaluating(net):
         net.to(device=device)
@@ -218,6 +237,7 @@ class _RegionPredictor:
         self.progress = progress
         (y0, y1), (x0, x1) = region
         self.out = np.zeros(((y1 - y0) * self.scale, (x1 - x0) * self.scale), dtype=np.float32)
+        self.spread: np.ndarray | None = None  # the TTA spread, when asked for
         self.tile: tuple[int, int] | None = None
         self.tiles: list[Tile] = []
         self.done = 0
@@ -228,6 +248,8 @@ class _RegionPredictor:
         self.tiles = tiles
         self.done = 0
         self.out.fill(0.0)
+        if self.spread is not None:
+            self.spread.fill(0.0)
 
     def run(self, step: TileSettings) -> None:
         """Predict the remaining tiles with these settings (replanning if the tile changed)."""
@@ -247,19 +269,41 @@ class _RegionPredictor:
         total = len(self.tiles)
         while self.done < total:
             batch = self.tiles[self.done : self.done + step.batch_size]
-            predictions = self._forward(batch)
-            for tile, prediction in zip(batch, predictions, strict=True):
-                self.out[tile.output_slices(self.origin)] += (
-                    prediction[tile.crop_slices()] * tile.weights()
+            frames = np.stack([_frames(extract_window(self.lr, t.window)) for t in batch])
+            frames = frames.astype(np.float32, copy=False)
+            if self.settings.tta:
+                predictions, spreads = self._dihedral(frames)
+            else:
+                predictions, spreads = self._forward(frames), None
+            for i, tile in enumerate(batch):
+                where, crop, weights = (
+                    tile.output_slices(self.origin),
+                    tile.crop_slices(),
+                    tile.weights(),
                 )
+                self.out[where] += predictions[i][crop] * weights
+                if spreads is not None and self.spread is not None:
+                    self.spread[where] += spreads[i][crop] * weights
             self.done += len(batch)
             if self.progress is not None:
                 self.progress(self.done, total)
 
-    def _forward(self, batch: list[Tile]) -> np.ndarray:
-        frames = np.stack([_frames(extract_window(self.lr, tile.window)) for tile in batch]).astype(
-            np.float32, copy=False
-        )
+    def _dihedral(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of the predictions of the 8 transforms of a batch."""
+        mean = np.zeros(0, np.float32)
+        m2 = np.zeros(0, np.float32)
+        for n, k in enumerate(DIHEDRAL, start=1):  # Welford: two batch-sized accumulators
+            turned = np.ascontiguousarray(dihedral(frames, k))
+            out = inverse_dihedral(self._forward(turned), k)
+            if n == 1:
+                mean, m2 = np.array(out, dtype=np.float32), np.zeros(out.shape, np.float32)
+                continue
+            delta = out - mean
+            mean += delta / n
+            m2 += delta * (out - mean)
+        return mean, np.sqrt(np.maximum(m2, 0.0) / len(DIHEDRAL))
+
+    def _forward(self, frames: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(frames)
         if self.device.type == "cuda":
             # pinned host memory: the copy to the device is a fast asynchronous DMA
@@ -269,8 +313,8 @@ class _RegionPredictor:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
             y = self.net(x)
-        h, w = batch[0].shape
-        expected = (len(batch), 1, h * self.scale, w * self.scale)
+        n, _, h, w = frames.shape
+        expected = (n, 1, h * self.scale, w * self.scale)
         if tuple(y.shape) != expected:
             raise ModelFileError(
                 f"network output: expected shape {expected} for input {tuple(x.shape)} "

@@ -173,7 +173,9 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
 def initial_validation(
     run: Session, optimizer: torch.optim.Optimizer, total: int | None
 ) -> Progress:
-    """Score the bicubic baseline and the initial generator, write the first checkpoint.
+    """Score the baseline and the initial generator, write the first checkpoint.
+
+    The baseline is bicubic upsampling, or the input itself at scale 1.
 
     The time this takes is the overhead of one checkpoint, used by time budgets.
     """
@@ -182,7 +184,8 @@ def initial_validation(
         st.baseline = dict(run.validator.baseline)
         skipped = run.validator.n_skipped
         run.note(
-            f"bicubic baseline on {run.validator.n_crops} validation crops: psnr "
+            f"{run.validator.baseline_name} baseline on {run.validator.n_crops} validation "
+            f"crops: psnr "
             f"{st.baseline['psnr']:.2f} dB, ssim {st.baseline['ssim']:.4f}"
             + (f" ({skipped} constant crops left out)" if skipped else "")
         )
@@ -214,7 +217,7 @@ def finish_pretraining(run: Session, metrics: dict[str, float]) -> None:
     if metrics:
         run.note(
             f"pretrained generator: psnr {metrics['psnr']:.2f} dB, ssim {metrics['ssim']:.4f} "
-            f"(bicubic {st.baseline['psnr']:.2f} dB, {st.baseline['ssim']:.4f})"
+            f"({run.baseline_name} {st.baseline['psnr']:.2f} dB, {st.baseline['ssim']:.4f})"
         )
     run.save_best_model(final=False)
     st.phase = "save_outputs" if run.cfg.gan_enabled else "done"

@@ -25,6 +25,7 @@ from decrappify.devices import resolve_device
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress
 from decrappify.io.atomic import atomic_write_text
+from decrappify.metrics.baselines import baseline_label
 from decrappify.models import build_critic, build_generator, build_loss, save_model
 from decrappify.train.run import (
     CHECKPOINTS_NAME,
@@ -263,6 +264,11 @@ class Session:
 
     # ------------------------------------------------------------------ helpers
 
+    @property
+    def baseline_name(self) -> str:
+        """The validation baseline: bicubic, or the input itself at scale 1."""
+        return baseline_label(self.cfg.generator.scale)
+
     def elapsed(self) -> float:
         return self._elapsed_start + time.perf_counter() - self._session_start
 
@@ -382,6 +388,7 @@ class Session:
         base = {"cycle": self.state.cycle, "elapsed_s": round(self.elapsed(), 1)}
         if self.validator is not None:
             base["baseline"] = dict(self.state.baseline)
+            base["baseline_name"] = self.baseline_name
         return Progress(
             phase=self.label(phase),
             step=step,
@@ -528,6 +535,7 @@ class Session:
                 rows,
                 self.run_dir / CURVES_NAME,
                 baseline=self.state.baseline or None,
+                baseline_name=self.baseline_name,
                 title=f"NoGAN training: {self.run_dir.name}",
             )
         except (OSError, OutputError) as err:  # a figure must never stop a run

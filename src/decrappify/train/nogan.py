@@ -36,6 +36,7 @@ from decrappify.devices import available_cores, torch_threads
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
 from decrappify.io.atomic import partial_path, remove_path
+from decrappify.metrics.baselines import baseline_label
 from decrappify.train._gan import gan
 from decrappify.train._phases import pretrain_critic, pretrain_generator, save_outputs
 from decrappify.train._session import CURVES_AFTER_SECONDS, Session, clone_state
@@ -179,7 +180,9 @@ def _finish(run: Session) -> TrainResult:
     st.optimizers, st.log_rows, st.elapsed = {}, run.log.rows, run.elapsed()
     run.log.flush()
     write_checkpoint(run.checkpoints, st, run.random.tensors())
-    return result_from_state(st, run.run_dir, model_path, already_finished=False)
+    return result_from_state(
+        st, run.run_dir, model_path, already_finished=False, baseline_name=run.baseline_name
+    )
 
 
 def _finished_result(config: TrainConfig, run_dir: Path) -> TrainResult | None:
@@ -197,7 +200,13 @@ def _finished_result(config: TrainConfig, run_dir: Path) -> TrainResult | None:
     model_path = run_dir / MODEL_NAME
     if not (model_path / "model.json").is_file():
         raise OutputError(f"{model_path}: the finished run's model is missing")
-    return result_from_state(state, run_dir, model_path, already_finished=True)
+    return result_from_state(
+        state,
+        run_dir,
+        model_path,
+        already_finished=True,
+        baseline_name=baseline_label(config.generator.scale),
+    )
 
 
 def train(

@@ -66,7 +66,7 @@ class TrainResult:
     metrics : dict of str to float
         Validation ``psnr`` / ``ssim`` (normalised) of the best generator.
     baseline : dict of str to float
-        Bicubic ``psnr`` / ``ssim`` on the same crops.
+        The baseline's ``psnr`` / ``ssim`` on the same crops.
     best : dict
         Where the best generator comes from (``phase``, ``cycle``, ``step``).
     steps : dict of str to int
@@ -77,6 +77,8 @@ class TrainResult:
         Training time over all sessions.
     already_finished : bool
         The run was complete before this call (resume of a finished run).
+    baseline_name : str
+        What the baseline is: ``"bicubic"``, or ``"input"`` (the input itself) at scale 1.
     """
 
     run_dir: Path
@@ -88,10 +90,11 @@ class TrainResult:
     history: list[dict[str, Any]]
     seconds: float
     already_finished: bool = False
+    baseline_name: str = "bicubic"
 
     @property
     def gain(self) -> dict[str, float]:
-        """Improvement of the model over bicubic (``psnr`` in dB, ``ssim``)."""
+        """Improvement of the model over the baseline (``psnr`` in dB, ``ssim``)."""
         return {k: self.metrics[k] - self.baseline[k] for k in self.metrics if k in self.baseline}
 
 
@@ -235,7 +238,12 @@ def strip_sources(inputs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 def result_from_state(
-    state: RunState, run_dir: Path, model_path: Path, *, already_finished: bool
+    state: RunState,
+    run_dir: Path,
+    model_path: Path,
+    *,
+    already_finished: bool,
+    baseline_name: str = "bicubic",
 ) -> TrainResult:
     """Build the :class:`TrainResult` of a run from its state.
 
@@ -249,6 +257,8 @@ def result_from_state(
         The saved model.
     already_finished : bool
         Whether the run was finished before this call.
+    baseline_name : str
+        What the baseline is (``"input"`` at scale 1).
 
     Returns
     -------
@@ -265,4 +275,5 @@ def result_from_state(
         history=list(state.history),
         seconds=state.elapsed,
         already_finished=already_finished,
+        baseline_name=baseline_name,
     )

@@ -148,6 +148,7 @@ def plot_curves(
     path: str | Path,
     *,
     baseline: Mapping[str, float] | None = None,
+    baseline_name: str = "bicubic",
     title: str = "NoGAN training",
 ) -> Path:
     """Draw the loss and validation curves of a run (matplotlib, Agg canvas, no pyplot).
@@ -159,7 +160,9 @@ def plot_curves(
     path : str or Path
         Output PNG (written atomically).
     baseline : mapping or None
-        Bicubic ``psnr`` / ``ssim`` drawn as dashed lines.
+        The baseline's ``psnr`` / ``ssim`` drawn as dashed lines.
+    baseline_name : str
+        Its label: ``"bicubic"``, or ``"input"`` at scale 1.
     title : str
         Figure title.
 
@@ -191,7 +194,7 @@ def plot_curves(
         if pts:
             ax.plot(*zip(*pts, strict=True), "o-", color="tab:green", ms=3, label="model")
         if baseline and label in baseline:
-            ax.axhline(baseline[label], color="k", ls="--", lw=1, label="bicubic")
+            ax.axhline(baseline[label], color="k", ls="--", lw=1, label=baseline_name)
         ax.set_title(f"validation {label.upper()} (normalised)")
     for ax in (ax_g, ax_c, ax_p, ax_s):
         _phase_marks(ax, phases)

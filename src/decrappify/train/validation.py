@@ -20,6 +20,7 @@ import torch
 
 from decrappify.data.dataset import ValidationSet
 from decrappify.metrics import normalize_minmse, psnr, ssim, upsample
+from decrappify.metrics.baselines import baseline_label
 from decrappify.metrics.core import frc_resolution_px, gt_range
 
 
@@ -121,6 +122,8 @@ class Validator:
         self.lr = np.stack([c.lr for c in keep]) if keep else np.zeros((0, 1, 1, 1), np.float32)
         self.hr = np.stack([c.hr[0] for c in keep]) if keep else np.zeros((0, 1, 1), np.float32)
         self.baseline: dict[str, float] = {}
+        #: What the baseline is: bicubic upsampling, or the input itself at scale 1.
+        self.baseline_name = baseline_label(self.scale)
         if keep:
             centre = self.lr.shape[1] // 2
             bicubic = np.stack([upsample(x[centre], self.scale, "bicubic") for x in self.lr])

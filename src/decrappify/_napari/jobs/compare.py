@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,8 @@ from decrappify.events import Progress
 from decrappify.io import Image
 from decrappify.metrics import evaluate_stack, iter_evaluate_stack
 from decrappify.metrics.alignment import in_units_of, plan_comparison
-from decrappify.metrics.maps import baseline_image, error_image
+from decrappify.metrics.baselines import baseline_label
+from decrappify.metrics.maps import baseline_image, error_image, map_agreement
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Comparison:
         Contrast limits for ``error``: 0 and its 99.5th percentile on the current plane.
     baseline : Image or None
         Lazy bicubic interpolation of the LR input on the ground-truth grid.
+    agreement : dict of str to float
+        For each trust map of the prediction, the Spearman rank correlation of the map
+        (``|z|`` for the consistency map) with the absolute error on the current plane:
+        how well it points at the error (:func:`~decrappify.metrics.maps.map_agreement`).
     """
 
     result: Any
@@ -40,6 +45,7 @@ class Comparison:
     error: Image
     error_limits: tuple[float, float]
     baseline: Image | None
+    agreement: dict[str, float] = field(default_factory=dict)
 
 
 def iter_compare(
@@ -49,6 +55,7 @@ def iter_compare(
     *,
     plane: int = 0,
     name: str | None = None,
+    maps: dict[str, Image] | None = None,
 ) -> Generator[Progress, None, Comparison]:
     """Score a prediction against its ground truth, the current plane first.
 
@@ -62,6 +69,9 @@ def iter_compare(
         The plane on screen, scored first so that its row appears at once.
     name : str or None
         Name of the prediction in reports.
+    maps : dict of str to Image or None
+        The prediction's trust maps (``uncertainty``, ``consistency``), over the same
+        field of view: each is ranked against the error of the current plane.
 
     Yields
     ------
@@ -84,7 +94,8 @@ def iter_compare(
     """
     plan = plan_comparison(pred, gt, lr)
     lr = in_units_of(lr, gt) if lr is not None else None
-    kwargs = plan.evaluate_kwargs()
+    # at scale 1 the baseline is the input itself (already a layer: none is added)
+    kwargs = {**plan.evaluate_kwargs(), "baselines": (baseline_label(plan.scale),)}
     name = name or pred.source
     if gt.ndim == 3 and plan.n_planes > 1:
         one = slice(plane, plane + 1)
@@ -105,13 +116,18 @@ def iter_compare(
         )
     result = yield from iter_evaluate_stack(pred, gt, lr, name=name, **kwargs)
     error = error_image(pred, gt, plan)
-    shown = error.data[plane] if error.ndim == 3 else error.data
-    high = float(np.percentile(np.asarray(shown.compute()), 99.5))
-    baseline = None if lr is None else baseline_image(lr, gt, plan)
+    shown = np.asarray((error.data[plane] if error.ndim == 3 else error.data).compute())
+    high = float(np.percentile(shown, 99.5))
+    agreement = {}
+    for key, trust in (maps or {}).items():
+        values = trust.data[plane] if trust.ndim == 3 else trust.data
+        agreement[key] = map_agreement(np.asarray(values), shown, magnitude=key == "consistency")
+    baseline = None if lr is None or plan.scale == 1 else baseline_image(lr, gt, plan)
     return Comparison(
         result=result,
         plan=plan,
         error=error,
         error_limits=(0.0, high if high > 0 else 1.0),
         baseline=baseline,
+        agreement=agreement,
     )

@@ -8,7 +8,7 @@ file the command writes with the same settings.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,26 @@ from decrappify.io import Image
 
 #: Largest preview side in HR pixels (the visible region's centre when zoomed out).
 PREDICT_PREVIEW_MAX = 1024
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    """What a whole-layer prediction gives the Super-resolve widget.
+
+    Parameters
+    ----------
+    image : Image
+        The HR record placed over the input.
+    maps : dict of str to Image
+        The trust maps, placed likewise: ``uncertainty`` (the TTA spread, on the
+        output's grid) and ``consistency`` (on the input's grid).
+    trust : dict
+        Map name to its summary (or ``{"skipped": reason}``), as ``predict --report``.
+    """
+
+    image: Image
+    maps: dict[str, Image] = field(default_factory=dict)
+    trust: dict[str, Any] = field(default_factory=dict)
 
 
 def model_summary(info: Any) -> str:
@@ -42,7 +62,9 @@ def model_summary(info: Any) -> str:
     norm = info.normalization
     frames = "2D" if g.n_frames == 1 else f"2.5D ({g.n_frames} input planes)"
     lines = [
-        f"×{g.scale} super-resolution, {frames}",
+        f"×{g.scale} super-resolution, {frames}"
+        if g.scale > 1
+        else f"restoration on the same grid (×1), {frames}",
         f"{g.encoder.value} U-Net, normalisation: {norm.method} {norm.low:g}–{norm.high:g} %",
     ]
     metrics = info.metrics
@@ -51,7 +73,8 @@ def model_summary(info: Any) -> str:
         if key in metrics:
             text = f"{label} {fmt.format(metrics[key])}"
             if f"bicubic_{key}" in metrics:
-                text += f" (bicubic {fmt.format(metrics[f'bicubic_{key}'])})"
+                plain = "input" if g.scale == 1 else "bicubic"  # the same key at scale 1
+                text += f" ({plain} {fmt.format(metrics[f'bicubic_{key}'])})"
             parts.append(text)
     lines.append("validation: " + (", ".join(parts) if parts else "none recorded"))
     finished = info.training.get("finished") if info.training else None
@@ -164,7 +187,7 @@ def iter_predict_layer(
     out_dir: str | Path | None = None,
     memory_limit: int = MEMORY_LIMIT,
     name: str = "image",
-) -> Generator[Progress, None, Image]:
+) -> Generator[Progress, None, LayerPrediction]:
     """Super-resolve a whole image, into memory when small, else into an OME-Zarr store.
 
     Parameters
@@ -192,10 +215,11 @@ def iter_predict_layer(
 
     Returns
     -------
-    Image
+    LayerPrediction
         The HR record placed over the input (pixel size / factor, translate): numpy in
-        memory, or lazy from the written store. Closing the generator early (Cancel)
-        leaves no store behind.
+        memory, or lazy from the written store; the trust maps the settings ask for
+        (``tta``, ``consistency``), placed likewise, and their summaries. Closing the
+        generator early (Cancel) leaves no store behind.
     """
     from decrappify.api import iter_predict_image
 
@@ -207,11 +231,24 @@ def iter_predict_layer(
     out_nbytes = int(np.prod(out_shape, dtype=np.int64)) * dtype.itemsize
     if out_dir is None and out_nbytes <= memory_limit:
         result = yield from iter_predict_image(str(model), image, None, config)
-        return image.with_data(result.image.data, yx_factor=1.0 / factor)
-    target = output_target(out_dir, f"{name}_x{factor}")
-    # the layer name is no path: keep it out of the writer's input-overlap check
-    result = yield from iter_predict_image(str(model), replace(image, source=None), target, config)
-    return image.with_data(result.image.data, yx_factor=1.0 / factor, source=str(result.path))
+        source = None
+    else:
+        target = output_target(out_dir, f"{name}_x{factor}")
+        # the layer name is no path: keep it out of the writer's input-overlap check
+        layer = replace(image, source=None)
+        result = yield from iter_predict_image(str(model), layer, target, config)
+        source = str(result.path)
+    # placed from the layer (the files hold the same placement)
+    maps = {
+        key: image.with_data(m.data, yx_factor=1.0 / factor if key == "uncertainty" else 1.0)
+        for key, m in result.maps.items()
+    }
+    kwargs = {} if source is None else {"source": source}
+    return LayerPrediction(
+        image=image.with_data(result.image.data, yx_factor=1.0 / factor, **kwargs),
+        maps=maps,
+        trust=dict(result.stats.get("trust", {})),
+    )
 
 
 def iter_predict_preview(
