@@ -1,9 +1,10 @@
-"""Train the DEFAULT NoGAN recipe on real data under a CPU time budget and score it.
+"""Train the DEFAULT NoGAN recipe on real data under a time budget (CPU or GPU); score it.
 
 Usage::
 
     python benchmarks/train_benchmark.py --data em --minutes 20
     python benchmarks/train_benchmark.py --data fluo --minutes 20
+    python benchmarks/train_benchmark.py --data em --minutes 3 --device cuda   # on a GPU
     python benchmarks/train_benchmark.py --data em --minutes 5 --set gan.max_steps=0 --tag quick
 
 What it does:
@@ -50,15 +51,16 @@ from typing import Any
 import numpy as np
 import yaml
 
+DATA_ROOT = Path("/work/shared/data")
 DATA = {
     "em": {
-        "folder": "/work/shared/data/em/isbi2012_train",
+        "folder": "em/isbi2012_train",
         "n_test": 6,
         "n_val": 3,
         "preset": "em",
     },
     "fluo": {
-        "folder": "/work/shared/data/fluo/w2s_avg400",
+        "folder": "fluo/w2s_avg400",
         "n_test": 4,
         "n_val": 2,
         "preset": "fluorescence",
@@ -72,7 +74,11 @@ TEST_SEED = 2024
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=sorted(DATA), default="em")
-    parser.add_argument("--minutes", type=float, default=20.0, help="CPU time budget")
+    parser.add_argument(
+        "--data-root", type=Path, default=DATA_ROOT, help=f"folder of em/, fluo/ ({DATA_ROOT})"
+    )
+    parser.add_argument("--minutes", type=float, default=20.0, help="wall-clock time budget")
+    parser.add_argument("--device", default="cpu", help="train device: cpu (default), cuda")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default /tmp/...)")
     parser.add_argument("--tag", default="default", help="name of this run (tuning log)")
     parser.add_argument("--set", action="append", default=[], help="override key=value")
@@ -93,11 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def split_files(data: str) -> tuple[list[Path], list[Path]]:
+def split_files(data: str, root: Path = DATA_ROOT) -> tuple[list[Path], list[Path]]:
     spec = DATA[data]
-    files = sorted(Path(spec["folder"]).glob("*.tif"))
+    folder = root / spec["folder"]
+    files = sorted(folder.glob("*.tif"))
     if len(files) <= spec["n_test"]:
-        sys.exit(f"{spec['folder']}: expected more than {spec['n_test']} TIFF files")
+        sys.exit(f"{folder}: expected more than {spec['n_test']} TIFF files")
     return files[: -spec["n_test"]], files[-spec["n_test"] :]
 
 
@@ -109,7 +116,7 @@ def build_config(args: argparse.Namespace) -> Any:
         "crappify": spec["preset"],
         "time_budget": args.minutes * 60.0,
         "seed": args.seed,
-        "device": "cpu",
+        "device": args.device,
         "data.validation.count": args.val_images or spec["n_val"],
     }
     if args.steps is not None:
@@ -175,6 +182,17 @@ def snapshot(config: Any, run_dir: Path, minute: float) -> None:
     )
     save_model(run_dir / "snapshots" / f"{minute:g}m", net.eval(), info)
     print(f"snapshot at {minute:g} min: {state.phase} step {state.step}", flush=True)
+
+
+def device_name(device: str) -> str:
+    """What trains: the GPU's name, or the number of CPU cores."""
+    import torch
+
+    from decrappify.devices import available_cores
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(device))} ({available_cores()} cores)"
+    return f"{available_cores()} CPU cores"
 
 
 def cpu_seconds() -> float:
@@ -267,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from decrappify.devices import available_cores
 
-    train_files, test_files = split_files(args.data)
+    train_files, test_files = split_files(args.data, args.data_root)
+    device = device_name(args.device)
     config = build_config(args)
     run_dir = args.out or Path(f"/tmp/decrappify_bench/{args.data}_{args.tag}")
     if run_dir.exists():
@@ -276,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{args.data}: training on {len(train_files)} images ({config.data.validation.count} of "
         f"them for validation crops), testing on {len(test_files)} held-back images; budget "
-        f"{args.minutes:g} min on {available_cores()} cores (torch {torch.__version__}); "
+        f"{args.minutes:g} min on {device} (torch {torch.__version__}); "
         f"load average {load_before[0]:.2f}",
         flush=True,
     )
@@ -317,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         "test": {"summary": s, "per_image": evaluation["per_image"]},
         "load_average": {"before": load_before, "after": load_after},
         "cores": available_cores(),
+        "device": device,
         "history": result.history,
         "config": config.resolved().model_dump(mode="json"),
     }

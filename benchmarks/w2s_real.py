@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     from decrappify.config.crappify import CrappifyConfig
     from decrappify.metrics.denoise import bm3d_available
 
-    fit_pairs, train_pairs, test_pairs = (pairs(args.data, SPLIT[k]) for k in SPLIT)
+    fit_pairs, train_pairs, test_pairs = (pairs(args.data.resolve(), SPLIT[k]) for k in SPLIT)
     out = args.out
     if out.exists() and not args.reuse:
         shutil.rmtree(out)

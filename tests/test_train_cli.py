@@ -156,6 +156,7 @@ def test_train_config_settings(tmp_path):
     same_grid = api.train_config(crappify_file=fitted)
     assert same_grid.generator.scale == 1 and same_grid.resolved_crappify().scale == 1
     assert "downsample" not in [s.kind for s in same_grid.resolved_crappify().steps]
+    assert same_grid.data.patch_size == 128  # scale 1's own default patch
     paired = api.train_config(paired=True, scale=2)
     assert paired.crappify is None and paired.generator.scale == 2
     with pytest.raises(InputError, match=r"^crappify: paired training \(--lr\)"):
@@ -164,6 +165,20 @@ def test_train_config_settings(tmp_path):
     explicit.write_text("crappify: em\n")
     with pytest.raises(InputError, match="crappify must be null for paired training"):
         api.train_config(explicit, paired=True)
+
+
+def test_default_patch_follows_the_scale_unless_set(tmp_path):
+    assert api.train_config().data.patch_size == 256
+    assert api.train_config(preset="fluorescence", scale=1).data.patch_size == 128
+    assert api.train_config(scale=1, overrides={"data.patch_size": 64}).data.patch_size == 64
+    given = tmp_path / "train.yaml"
+    given.write_text("data: {patch_size: 192}\n")
+    assert api.train_config(given, scale=1).data.patch_size == 192  # the file's choice
+    one = tmp_path / "one.yaml"
+    one.write_text("generator: {scale: 1}\ncrappify: null\n")
+    assert api.train_config(one, paired=True).data.patch_size == 128
+    resumed = api.train_config(scale=1)  # a run's train.yaml keeps its patch at any scale
+    assert api.train_config(resumed, scale=4).data.patch_size == 128
 
 
 def test_api_train_and_resume_from_recorded_sources(tmp_path, hr_folder, config_file):

@@ -58,7 +58,9 @@ def train_config(
         ``preset``. Without ``scale``, the generator takes the file's scale.
     scale : int or None
         Super-resolution factor: sets the generator's scale and the crappifier's
-        downsampling factor.
+        downsampling factor. Unless the config file or ``overrides`` set
+        ``data.patch_size``, the patch follows the final scale (128 px at scale 1,
+        256 otherwise: :func:`~decrappify.config.data.default_patch_size`).
     encoder : str or None
         Generator encoder (``resnet18`` ... ``resnet101``).
     time_budget : str, float or None
@@ -84,6 +86,7 @@ def train_config(
         For a missing or invalid file, an unknown override or an invalid value.
     """
     from decrappify.config.crappify import CrappifyConfig
+    from decrappify.config.data import default_patch_size
     from decrappify.config.train import TrainConfig
 
     if isinstance(config_file, TrainConfig):
@@ -127,6 +130,9 @@ def train_config(
     }
     values.update({k: v for k, v in given.items() if v is not None})
     values.update(dict(overrides or {}))
+    if "data.patch_size" not in values and "patch_size" not in base.data.model_fields_set:
+        final_scale = values.get("generator.scale", base.generator.scale)
+        values["data.patch_size"] = default_patch_size(final_scale)
     return base.with_overrides(values)
 
 

@@ -19,6 +19,30 @@ from decrappify.errors import InputError
 #: The U-Net halves its input five times, so HR patches must be a multiple of this.
 PATCH_MULTIPLE = 32
 
+#: Default HR patch side (``DataConfig.patch_size``) when super-resolving (scale >= 2).
+PATCH_SIZE = 256
+#: Default patch side at scale 1 (restoration): the generator's input is the whole
+#: patch, so 128 px still leave its deepest features 8x8 (the 256-px default at 4x
+#: leaves 4x4) at a quarter of the cost per step; on the W2S real frames it trains
+#: 3x the steps in the same budget and scores ~1.2 dB higher (docs/benchmarks.md).
+RESTORATION_PATCH_SIZE = 128
+
+
+def default_patch_size(scale: int) -> int:
+    """Return the default HR patch side for a super-resolution factor.
+
+    Parameters
+    ----------
+    scale : int
+        Super-resolution factor (1: restoration without upsampling).
+
+    Returns
+    -------
+    int
+        :data:`RESTORATION_PATCH_SIZE` at scale 1, else :data:`PATCH_SIZE`.
+    """
+    return RESTORATION_PATCH_SIZE if scale == 1 else PATCH_SIZE
+
 
 class AugmentConfig(StrictModel):
     """Random augmentation of each training sample (never applied to validation crops).
@@ -137,6 +161,8 @@ class DataConfig(StrictModel):
     patch_size : int
         Side of the square HR patch in pixels; a multiple of 32 (the U-Net depth) and
         divisible by the crappifier's scale. The LR input is ``patch_size // scale``.
+        256 by default; :func:`~decrappify.api.train_config` picks 128 at scale 1
+        unless it is set (:func:`default_patch_size`).
     n_frames : int
         Number of neighbouring planes stacked as input channels (2.5D); odd, the target
         is the centre plane. 1 for plain 2D training.
@@ -164,7 +190,7 @@ class DataConfig(StrictModel):
 
     # 256-pixel HR patches (64 LR pixels of context at 4x): on 128-pixel patches an "lr"
     # network learns to lean on the patch borders and fails on whole images
-    patch_size: int = Field(256, ge=PATCH_MULTIPLE, le=4096)
+    patch_size: int = Field(PATCH_SIZE, ge=PATCH_MULTIPLE, le=4096)
     n_frames: int = Field(1, ge=1, le=15)
     batch_size: int = Field(4, ge=1, le=4096)
     samples_per_epoch: int = Field(1024, ge=1, le=100_000_000)
