@@ -184,6 +184,26 @@ def test_with_overrides():
         TrainConfig().with_overrides({"foo.bar": 1})
 
 
+def test_a_mapping_for_a_section_updates_it_key_by_key():
+    cfg = TrainConfig().with_overrides(
+        {"generator": {"encoder": "resnet34"}, "data": {"validation": {"count": 2}}}
+    )
+    default = TrainConfig()
+    assert cfg.generator.encoder.value == "resnet34"
+    assert cfg.generator.model_dump(exclude={"encoder"}) == default.generator.model_dump(
+        exclude={"encoder"}
+    )
+    assert cfg.data.validation.count == 2 and cfg.data.patch_size == default.data.patch_size
+    assert cfg.data.validation.fraction == default.data.validation.fraction
+    weights = TrainConfig().with_overrides({"loss.weights": {"l1": 1.0}}).loss.weights
+    assert weights == {"l1": 1.0}  # a plain mapping setting is replaced, not merged
+    preset = get_preset("fluorescence").model_dump(mode="json")
+    crappify = TrainConfig().with_overrides({"crappify": preset}).resolved_crappify()
+    assert crappify == get_preset("fluorescence")  # a whole crappify config replaces em's
+    with pytest.raises(InputError, match="generator.encodr: unknown parameter"):
+        TrainConfig().with_overrides({"generator": {"encodr": "resnet34"}})
+
+
 def test_frozen_fraction_default_depends_on_weights():
     cfg = TrainConfig().pretrain_generator
     assert cfg.resolved_frozen_fraction(True) == 0.25

@@ -164,3 +164,49 @@ def parse_overrides(
         except yaml.YAMLError:
             raise InputError(f"{name}: {key.strip()}: cannot read the value {value!r}") from None
     return out
+
+
+def override_value(model: type[BaseModel], path: Iterable[str], current: Any, value: Any) -> Any:
+    """Return what an override of the setting at ``path`` of ``model`` puts there.
+
+    A mapping given for a settings section (a nested model, e.g. ``generator`` or
+    ``data.validation``) updates that section key by key, recursively, so that
+    ``{"generator": {"encoder": "resnet34"}}`` keeps the generator's other settings; any
+    other value (a number, a list, a plain mapping such as ``loss.weights``, a whole
+    crappify config) replaces the setting.
+
+    Parameters
+    ----------
+    model : type of BaseModel
+        The model the path starts from.
+    path : iterable of str
+        Field names from ``model`` down to the setting.
+    current : Any
+        The setting's current value, as ``model_dump(mode="json")`` gives it.
+    value : Any
+        The override.
+
+    Returns
+    -------
+    Any
+        The merged section, or ``value``.
+    """
+    section: type[BaseModel] | None = model
+    for name in path:
+        section = _section(section, name)
+    return _merged(section, current, value)
+
+
+def _section(model: type[BaseModel] | None, name: str) -> type[BaseModel] | None:
+    field = model.model_fields.get(name) if model is not None else None
+    kind = field.annotation if field is not None else None
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def _merged(section: type[BaseModel] | None, current: Any, value: Any) -> Any:
+    if section is None or not isinstance(value, dict) or not isinstance(current, dict):
+        return value
+    out = dict(current)
+    for key, item in value.items():
+        out[key] = _merged(_section(section, key), current.get(key), item)
+    return out

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from decrappify.config.base import StrictModel
+from decrappify.config.base import StrictModel, override_value
 from decrappify.config.choices import check_device_name
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.config.data import DataConfig
@@ -540,7 +540,8 @@ class TrainConfig(StrictModel):
         ----------
         overrides : dict
             Dotted keys (``"gan.max_steps"``, ``"data.patch_size"``, ``"seed"``) to
-            values (None is a value: ``{"crappify": None}`` selects paired training).
+            values (None is a value: ``{"crappify": None}`` selects paired training); a
+            mapping given for a section updates it key by key (``override_value``).
             ``seed`` and ``batch_size`` also update ``data``.
 
         Returns
@@ -564,7 +565,7 @@ class TrainConfig(StrictModel):
                 node = child
             if leaf not in node and not (node is raw and leaf in type(self).model_fields):
                 raise InputError(f"override {key}: unknown setting {leaf!r}")
-            node[leaf] = value
+            node[leaf] = override_value(type(self), [*parents, leaf], node.get(leaf), value)
             if node is raw and leaf in ("seed", "batch_size"):
                 raw["data"][leaf] = value
         return TrainConfig.validate_dict(raw, source="train config")
