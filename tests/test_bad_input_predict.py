@@ -7,27 +7,19 @@ import json
 import numpy as np
 import pytest
 
+from _tiny import FAST, tiny_generator
 from decrappify.config.crappify import get_preset
-from decrappify.config.model import GeneratorConfig, ModelInfo
+from decrappify.config.model import ModelInfo
 from decrappify.io import read_image
 from decrappify.models import build_generator, save_model
 
-#: The smallest decrappify generator (a real U-Net all the same).
-TINY = {
-    "encoder": "resnet18",
-    "self_attention": False,
-    "nf_factor": 0.25,
-    "blocks_per_stage": 1,
-    "blur": False,
-}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-FAST = ["--tile", "32", "--batch", "4", "--device", "cpu", "--threads", "1", "-q"]
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A ×2 model folder whose metadata records the em crappifier at ×2."""
-    cfg = GeneratorConfig(scale=2, **TINY)
+    cfg = tiny_generator()
     net = build_generator(cfg, seed=0).eval()
     crappify = get_preset("em").with_scale(2).model_dump(mode="json")
     folder = tmp_path_factory.mktemp("models")

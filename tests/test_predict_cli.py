@@ -18,9 +18,10 @@ import torch
 import zarr
 from typer.testing import CliRunner
 
+from _tiny import FAST, tiny_generator
 from decrappify import api
 from decrappify.cli import app
-from decrappify.config.model import GeneratorConfig, ModelInfo
+from decrappify.config.model import ModelInfo
 from decrappify.errors import ModelFileError
 from decrappify.io import read_image, write_image
 from decrappify.models import build_generator, save_model
@@ -28,14 +29,6 @@ from decrappify.models import build_generator, save_model
 runner = CliRunner()
 
 #: The smallest decrappify generator: fast enough for tests, a real U-Net all the same.
-TINY = {
-    "encoder": "resnet18",
-    "self_attention": False,
-    "nf_factor": 0.25,
-    "blocks_per_stage": 1,
-    "blur": False,
-}
-FAST = ["--tile", "32", "--batch", "4", "--device", "cpu", "--threads", "1", "--quiet"]
 
 
 def invoke(*args):
@@ -48,7 +41,7 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     paths = {}
     for name, frames in (("x2", 1), ("x2_3frames", 3)):
-        cfg = GeneratorConfig(scale=2, n_frames=frames, **TINY)
+        cfg = tiny_generator(n_frames=frames)
         net = build_generator(cfg, seed=0).eval()
         paths[name] = save_model(folder / f"{name}.safetensors", net, ModelInfo(generator=cfg))
     broken = folder / "broken.safetensors"

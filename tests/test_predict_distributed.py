@@ -8,8 +8,9 @@ import pytest
 import torch
 import zarr
 
+from _tiny import tiny_generator
 from decrappify import api
-from decrappify.config.model import GeneratorConfig, ModelInfo
+from decrappify.config.model import ModelInfo
 from decrappify.config.predict import PredictConfig
 from decrappify.devices import available_cores
 from decrappify.errors import InputError
@@ -21,13 +22,6 @@ from decrappify.predict.engine import iter_predict_image
 
 distributed = pytest.importorskip("distributed")
 
-TINY = {
-    "encoder": "resnet18",
-    "self_attention": False,
-    "nf_factor": 0.25,
-    "blocks_per_stage": 1,
-    "blur": False,
-}
 SETTINGS = {
     "tile": 32,
     "overlap": 8,
@@ -61,7 +55,7 @@ def test_open_client_checks_its_arguments():
 def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
     from decrappify.predict import model as model_module
 
-    cfg = GeneratorConfig(scale=2, **TINY)
+    cfg = tiny_generator()
     from decrappify.crappify import get_preset
 
     info = ModelInfo(generator=cfg, crappify=get_preset("em", scale=2).model_dump(mode="json"))

@@ -13,9 +13,10 @@ import zarr
 from torch import nn
 from typer.testing import CliRunner
 
+from _tiny import FAST, tiny_generator
 from decrappify import api
 from decrappify.cli import app
-from decrappify.config.model import GeneratorConfig, ModelInfo
+from decrappify.config.model import ModelInfo
 from decrappify.crappify import get_preset
 from decrappify.crappify.consistency import data_consistency
 from decrappify.events import run_to_end
@@ -28,14 +29,6 @@ from decrappify.predict.tta import tta_predict
 
 runner = CliRunner()
 
-TINY = {
-    "encoder": "resnet18",
-    "self_attention": False,
-    "nf_factor": 0.25,
-    "blocks_per_stage": 1,
-    "blur": False,
-}
-FAST = ["--tile", "32", "--batch", "4", "--device", "cpu", "--threads", "1", "--quiet"]
 #: The crappifier the models record: a blur, area downsampling ×2, shot and read noise.
 CRAPPIFY = get_preset("fluorescence", scale=2)
 
@@ -43,7 +36,7 @@ CRAPPIFY = get_preset("fluorescence", scale=2)
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A ×2 U-Net that records its crappifier."""
-    cfg = GeneratorConfig(scale=2, **TINY)
+    cfg = tiny_generator()
     net = build_generator(cfg, seed=0).eval()
     info = ModelInfo(generator=cfg, crappify=CRAPPIFY.model_dump(mode="json"))
     return save_model(tmp_path_factory.mktemp("models") / "x2.safetensors", net, info)
@@ -157,7 +150,7 @@ def test_tif_outputs_get_sibling_maps_and_no_consistency_turns_it_off(model, cel
 
 
 def test_a_model_without_its_crappifier_says_why_there_is_no_consistency_map(cells, tmp_path):
-    cfg = GeneratorConfig(scale=2, **TINY)
+    cfg = tiny_generator()
     bare = save_model(tmp_path / "bare.safetensors", build_generator(cfg, seed=0).eval(),
                       ModelInfo(generator=cfg))  # fmt: skip
     results = api.predict(bare, [cells], tmp_path / "out", {"tile": 32, "device": "cpu"})
