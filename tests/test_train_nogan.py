@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -404,6 +405,45 @@ def test_time_budget_fixes_the_step_count(tmp_path, monkeypatch):
     assert note["step_seconds"] == 0.5
     state, _ = read_checkpoint(tmp_path / "run" / "checkpoints")
     assert state.counts == {"pretrain_generator": 25} and state.frozen_steps == 0
+
+
+def test_time_budget_refits_the_step_count_when_steps_slow_down(tmp_path, monkeypatch):
+    # a simulated clock: 0.5 s per step for the 6 calibration steps, then 1 s (a busier
+    # machine); 20 s for the phase
+    def seconds_per_step(self, step):
+        return 0.5 if step <= 6 else 1.0
+
+    def phase_time_left(self):
+        step = self.state.step
+        return 20.0 - 0.5 * min(step, 6) - 1.0 * max(step - 6, 0)
+
+    monkeypatch.setattr(session.StepTimer, "seconds_per_step", seconds_per_step)
+    monkeypatch.setattr(session.Session, "phase_time_left", phase_time_left)
+    config = tiny(
+        **{
+            "time_budget": "1h",
+            "gan.max_steps": 0,
+            "pretrain_generator.checkpoint_every": 10,
+            "preview_every": 0,
+            "data.validation.size": 32,
+        }
+    )
+    events, result = drive(iter_train(config, images(), tmp_path / "run"))
+    notes = [h["note"] for h in result.history if h.get("note", "").startswith("time budget")]
+    # 17 s left after the calibration at 0.5 s/step: 34 more, fewer by the time the
+    # validations take (measured: a second or more on a busy machine)
+    pattern = r"time budget: 1h for pretrain_generator at 0.500 s/step -> (\d+) steps"
+    first = int(re.fullmatch(pattern, notes[0])[1])
+    assert 30 <= first <= 40
+    # at step 10, 13 s are left at 1 s/step: the count follows instead of overrunning
+    assert notes[1].startswith("time budget: 13s left for pretrain_generator at 10 steps, ")
+    assert notes[1].endswith(f"(was {first})")
+    final = result.steps["pretrain_generator"]
+    assert 16 <= final <= 23  # 10 steps + at most the 13 s left at 1 s/step
+    totals = [e.total for e in events]
+    assert set(totals[6:10]) == {first} and totals[-1] == final
+    state, _ = read_checkpoint(tmp_path / "run" / "checkpoints")
+    assert state.counts == {"pretrain_generator": final}
 
 
 def test_no_validation_keeps_the_last_generator(tmp_path):

@@ -96,7 +96,8 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
         st.frozen_steps = round(frozen_fraction * total)
     if st.step == 0:
         yield initial_validation(run, optimizer, total)
-    batches = run.loader(phase, start=st.step, stop=total)
+    # with a budget the count may be fitted again as the run goes: no fixed end
+    batches = run.loader(phase, start=st.step, stop=total if run.budget is None else None)
     timer = StepTimer()
     frozen_now: bool | None = None
     while total is None or st.step < total:
@@ -150,6 +151,9 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
             else:
                 run.checkpoint({"pretrain": optimizer})
             st.overhead = time.perf_counter() - started  # for the next budget decisions
+            if run.budget is not None and step < total:
+                total = run.refit_count(phase, timer, total, every=cfg.checkpoint_every)
+                timer = StepTimer()  # the next fit sees the steps from here on
         # the terms as ``<term>_loss`` (``ssim_loss`` is 1 - SSIM, not the validation SSIM)
         losses = {
             "loss": terms["total"],

@@ -63,6 +63,9 @@ log = logging.getLogger("decrappify")
 #: (the first one, which allocates memory, is not counted) and the phase's step count
 #: is fixed after this many steps.
 CALIBRATION_STEPS = {"pretrain_generator": 6, "pretrain_critic": 4, "gan": 3}
+#: Budget mode: a phase's step count is fitted again at each checkpoint when the new
+#: count differs from it by more than this fraction (:meth:`Session.refit_count`).
+REFIT_TOLERANCE = 0.02
 
 #: Draw ``curves.png`` after generator pretraining when it took longer than this (seconds).
 CURVES_AFTER_SECONDS = 60.0
@@ -474,6 +477,35 @@ class Session:
             step_seconds=round(step_s, 4),
         )
         return total
+
+    def refit_count(self, phase: str, timer: StepTimer, total: int, *, every: int) -> int:
+        """Budget mode: fit the phase's step count again to the speed of its latest steps.
+
+        The count fixed after the first steps assumes their speed for the whole phase; a
+        machine that gets busier or quieter (other jobs, warmed-up caches) would end the
+        phase far before or past its budget. ``timer`` covers the steps since the last
+        checkpoint. A change within :data:`REFIT_TOLERANCE` keeps the count: the one-cycle
+        learning rate follows it and should not jitter.
+        """
+        step_s = timer.seconds_per_step(self.state.step)
+        extra = steps_for_budget(
+            self.phase_time_left() - self.state.overhead,
+            step_s,
+            every=every,
+            overhead_seconds=self.state.overhead,
+            minimum=1,
+        )
+        refit = self.state.step + extra
+        if abs(refit - total) <= REFIT_TOLERANCE * total:
+            return total
+        self.state.counts[self.count_key(phase)] = refit
+        self.note(
+            f"time budget: {format_duration(max(self.phase_time_left(), 0.0))} left for "
+            f"{self.label(phase)} at {self.state.step} steps, {step_s:.3f} s/step -> "
+            f"{refit} steps (was {total})",
+            step_seconds=round(step_s, 4),
+        )
+        return refit
 
     def save_best_model(self, *, final: bool) -> Path:
         """Write the best generator so far to ``RUN_DIR/model`` with full metadata."""
