@@ -255,6 +255,44 @@ def test_singleton_tiff_axes_squeezed(tmp_path):
     assert (image.axes, image.shape) == ("YX", (16, 24))
 
 
+# each series kind with length-1 axes, read eagerly, through a memory map and through the
+# Zarr store (tifffile 2026.5 dropped series.get_shape(squeeze) and squeezes when listing)
+_SERIES_KINDS = {
+    "shaped": ((1, 3, 1, 40, 48), {"photometric": "minisblack"}, "ZYX"),
+    "shaped-2d": ((1, 1, 40, 48), {"photometric": "minisblack"}, "YX"),
+    "imagej": ((1, 3, 1, 40, 48), {"imagej": True, "metadata": {"axes": "TZCYX"}}, "ZYX"),
+    "ome": ((1, 1, 3, 40, 48), {"ome": True, "metadata": {"axes": "TCZYX"}}, "ZYX"),
+    "generic": ((3, 40, 48), {"photometric": "minisblack", "metadata": None}, "ZYX"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_SERIES_KINDS))
+@pytest.mark.parametrize("storage", ["eager", "memmap", "tiled"])
+def test_singleton_axes_squeezed_for_every_series_kind(tmp_path, rng, monkeypatch, kind, storage):
+    from decrappify.io.tiff import _first_series, _squeezed_shape_axes
+
+    shape, options, axes = _SERIES_KINDS[kind]
+    array = rng.integers(0, 60000, shape, dtype=np.uint16)
+    expected = array.reshape([n for n in shape if n > 1] if axes == "ZYX" else shape[-2:])
+    if storage == "tiled":
+        options = {**options, "tile": (16, 16), "compression": "zlib"}
+    path = tmp_path / f"{kind}.tif"
+    tifffile.imwrite(path, array, **options)
+    with tifffile.TiffFile(path) as tif:
+        stored_shape, labels = _squeezed_shape_axes(_first_series(tif, path))
+    assert stored_shape == expected.shape and labels.endswith("YX") and len(labels) == len(axes)
+    if storage != "eager":
+        monkeypatch.setattr("decrappify.io.tiff.EAGER_MAX_BYTES", 1000)
+    image = read_image(path)
+    assert (image.axes, image.shape, image.is_lazy) == (axes, expected.shape, storage != "eager")
+    if storage != "eager":
+        sources = [v for v in dict(image.data.dask).values() if isinstance(v, TiffSource)]
+        assert (sources[0].memmap is not None) == (storage == "memmap")
+        region = (..., slice(5, 30), slice(7, 40))
+        np.testing.assert_array_equal(image.data[region].compute(), expected[region])
+    np.testing.assert_array_equal(np.asarray(image.data), expected)
+
+
 def _write_big_tiled(path, size, tile=256):
     def tiles():
         for ty in range(size // tile):

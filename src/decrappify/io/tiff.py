@@ -4,10 +4,10 @@ Reading
 -------
 A file up to :data:`EAGER_MAX_BYTES` is read into memory. A larger one becomes a dask
 array whose blocks are read on demand: uncompressed contiguous data through a memory
-map, anything else (tiled, compressed) through ``tifffile``'s Zarr store
-(``aszarr``), so reading one block decodes only the tiles or strips under it. The dask
-graph holds only the file path (the file is reopened where the block is computed), so
-it can be sent to dask.distributed workers.
+map, anything else (tiled, compressed) through ``tifffile``'s Zarr store, so reading
+one block decodes only the tiles or strips under it. The dask graph holds only the
+file path (the file is reopened where the block is computed), so it can be sent to
+dask.distributed workers.
 
 Metadata is taken, in order of preference, from OME-XML (``PhysicalSizeX/Y/Z``,
 ``TimeIncrement`` and their units), ImageJ metadata (``spacing``, ``finterval``,
@@ -18,6 +18,7 @@ are screen/print defaults and are ignored).
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import threading
@@ -50,6 +51,13 @@ BLOCK_TARGET = 1024
 #: Screen/print default resolutions (pixels per inch) that say nothing about the sample.
 _DEFAULT_DPI = frozenset({72.0, 96.0, 150.0, 300.0, 600.0, 1200.0})
 _OPEN_LOCK = threading.Lock()
+#: How ``tifffile.imread`` opens a Zarr store: ``return_as="zarr"`` from tifffile 2026.5
+#: (``aszarr`` is deprecated there), ``aszarr=True`` before.
+_AS_ZARR: dict[str, Any] = (
+    {"return_as": "zarr"}
+    if "return_as" in inspect.signature(tifffile.imread).parameters
+    else {"aszarr": True}
+)
 
 
 # --------------------------------------------------------------------------- reading
@@ -78,7 +86,7 @@ def read_tiff(path: str | Path, *, axes: str | None = None) -> Image:
     path = Path(path)
     with _open_tiff(path) as tif:
         series = _first_series(tif, path)
-        shape, labels = tuple(series.get_shape(True)), series.get_axes(True)
+        shape, labels = _squeezed_shape_axes(series)
         layout = resolve_layout(shape, labels, str(path), axes)
         _check_complete(tif, series, path)
         pixel_size, units = physical_pixel_size(layout.axes, tiff_physical_sizes(tif, series))
@@ -132,7 +140,7 @@ def read_tiff_folder(path: str | Path, *, axes: str | None = None) -> Image:
     for index, file in enumerate(files):
         with _open_tiff(file) as tif:
             series = _first_series(tif, file)
-            shape, labels = tuple(series.get_shape(True)), series.get_axes(True)
+            shape, labels = _squeezed_shape_axes(series)
             layout = resolve_layout(shape, labels, str(file))
             if layout.axes != "YX":
                 raise InputError(
@@ -178,11 +186,27 @@ def _open_tiff(path: Path) -> tifffile.TiffFile:
 def _first_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries:
     try:
         series = tif.series
+        if callable(series):  # tifffile >= 2026.5: squeezing is chosen when listing series
+            series = series(squeeze=True)
+        first = series[0] if len(series) else None  # the listing is lazy from 2026.5
     except Exception as err:
         raise InputError(f"{path}: corrupt TIFF file ({short_message(err)})") from err
-    if not series:
+    if first is None:
         raise InputError(f"{path}: TIFF file contains no image")
-    return series[0]
+    return first
+
+
+def _squeezed_shape_axes(series: tifffile.TiffPageSeries) -> tuple[tuple[int, ...], str]:
+    """Shape and axes of a series from :func:`_first_series` without length-1 axes.
+
+    Y and X are always kept. tifffile before 2026.5 holds both forms on every series
+    (``get_shape(True)``; ``shape`` is not squeezed for tifffile's own "shaped" files);
+    later versions squeeze the whole series when it is listed, as :func:`_first_series`
+    asks for.
+    """
+    if hasattr(series, "get_shape"):
+        return tuple(series.get_shape(True)), series.get_axes(True)
+    return tuple(series.shape), series.axes
 
 
 def _check_complete(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> None:
@@ -214,7 +238,7 @@ def _read_eager(series: tifffile.TiffPageSeries, path: Path) -> np.ndarray:
         data = series.asarray()
     except Exception as err:
         raise InputError(f"{path}: cannot decode TIFF data ({short_message(err)})") from err
-    return np.asarray(data).reshape(series.get_shape(True))
+    return np.asarray(data).reshape(_squeezed_shape_axes(series)[0])
 
 
 def tiff_physical_sizes(
@@ -412,7 +436,7 @@ class TiffSource:
         TiffSource
             The source.
         """
-        stored_shape = tuple(series.get_shape(True))
+        stored_shape = _squeezed_shape_axes(series)[0]
         index = layout.index(len(stored_shape))
         shape = tuple(stored_shape[i] for i in layout.keep)
         page = series.keyframe
@@ -477,7 +501,7 @@ class TiffSource:
             return np.memmap(self.path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
         import zarr
 
-        store = tifffile.imread(self.path, aszarr=True, series=0, level=0, squeeze=True)
+        store = tifffile.imread(self.path, series=0, level=0, squeeze=True, **_AS_ZARR)
         return zarr.open_array(store, mode="r")
 
     def _read_once(self, stored_key: tuple[Any, ...]) -> np.ndarray:
