@@ -14,6 +14,9 @@ import pytest
         (["-o", "d", "--budget", "soon"], "--budget: expected seconds or a duration"),
         (["-o", "d", "--budget", "20s"], "demo: --budget must leave at least 30 s for training"),
         (["-o", "d", "--kind", "rgb"], "--kind: expected em or fluorescence (got 'rgb')"),
+        (["-o", "d", "--set", "gan"], "--set: expected KEY=VALUE, e.g. gan.max_steps=0"),
+        (["-o", "d", "--set", "foo.bar=1"], "override foo.bar: unknown setting 'foo'"),
+        (["-o", "d", "--set", "data.patch_size=100"], "data.patch_size: must be a multiple of 32"),
     ],
 )
 def test_demo_refuses_bad_options(bad, args, message):

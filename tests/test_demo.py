@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 
@@ -24,6 +23,16 @@ demo_module = importlib.import_module("decrappify.api.demo")
 
 #: Cheaper training for the tiny demos (the critic's self-attention dominates on a CPU).
 CHEAP = {"critic.self_attention": False, "data.patch_size": 64, "gan.max_critic_steps": 1}
+
+
+def cheap_cli_demo(monkeypatch):
+    """Make ``decrappify demo`` cheap: CHEAP under the settings the command line gives."""
+    real = api.iter_demo
+
+    def cheap(*args, overrides=None, **kwargs):
+        return real(*args, overrides={**CHEAP, **(overrides or {})}, **kwargs)
+
+    monkeypatch.setattr(api, "iter_demo", cheap)
 
 
 @pytest.fixture
@@ -75,7 +84,7 @@ def test_demo_writes_a_complete_report(tmp_path, tiny_demo):
 def test_demo_at_scale_one_trains_predicts_and_scores_on_the_same_grid(
     tmp_path, tiny_demo, monkeypatch
 ):
-    monkeypatch.setattr(api, "iter_demo", functools.partial(api.iter_demo, overrides=CHEAP))
+    cheap_cli_demo(monkeypatch)
     out = tmp_path / "demo1"
     result = runner.invoke(
         app, ["demo", "--out", str(out), "--budget", "10s", "--scale", "1", "--seed", "2", "-q"]
@@ -106,12 +115,19 @@ def test_demo_refuses_an_existing_folder_and_a_short_budget(tmp_path):
 
 
 def test_demo_cli(tmp_path, tiny_demo, monkeypatch):
-    monkeypatch.setattr(api, "iter_demo", functools.partial(api.iter_demo, overrides=CHEAP))
+    cheap_cli_demo(monkeypatch)
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out), "--budget", "10s", "-q"])
     assert result.exit_code == 0, result.output
     assert "bicubic by" in result.output and "dB normalised PSNR" in result.output
     assert (out / "summary.json").exists()
+    assert api.model_info(out / "run" / "model").training["recipe"] == "NoGAN"
+    result = runner.invoke(
+        app, ["demo", "-o", str(tmp_path / "d2"), "--budget", "10s", "--set", "gan.max_steps=0"]
+    )
+    assert result.exit_code == 0, result.output
+    recipe = api.model_info(tmp_path / "d2" / "run" / "model").training["recipe"]
+    assert recipe == "generator pretraining only"  # --set reached the demo's training
     result = runner.invoke(app, ["demo", "--out", str(out), "--kind", "brightfield"])
     assert result.exit_code != 0
     assert "--kind: expected em or fluorescence" in result.output

@@ -126,6 +126,7 @@ def iter_demo(
     DemoReport
         Where everything is, and the gain over bicubic.
     """
+    from decrappify.api.train import train_config
     from decrappify.config.train import parse_duration
 
     start = time.perf_counter()
@@ -136,6 +137,8 @@ def iter_demo(
             f"demo: --budget must leave at least {MIN_TRAIN_SECONDS:.0f} s for training after "
             f"{RESERVED_SECONDS:.0f} s for data, prediction and scoring (got {budget!r})"
         )
+    recipe = {**DEMO_RECIPE, **(overrides or {})}
+    train_config(preset=_preset(kind), scale=scale, seed=seed, overrides=recipe)  # fail early
     out = Path(out_dir)
     if os.path.lexists(out):
         if not overwrite:
@@ -166,12 +169,16 @@ def iter_demo(
                 kind,
                 seed,
                 scale,
-                overrides,
+                recipe,
             )
         )
     except BaseException:
         remove_path(out)  # a failed or cancelled demo leaves no half-made report
         raise
+
+
+def _preset(kind: str) -> str:
+    return "em" if kind == "em" else "fluorescence"
 
 
 def _run_demo(
@@ -185,7 +192,7 @@ def _run_demo(
     kind: str,
     seed: int,
     scale: int,
-    overrides: dict[str, Any] | None,
+    recipe: dict[str, Any],
 ) -> Generator[Progress, None, DemoReport]:
     from decrappify.api.crappify import iter_crappify
     from decrappify.api.evaluate import iter_evaluate
@@ -204,7 +211,7 @@ def _run_demo(
         target = (data if i < N_TRAIN else test_hr) / f"{kind}_{i:02d}.tif"
         write_image(image, target)
         yield Progress(phase="data", step=i + 1, total=n, message=target.name)
-    preset = "em" if kind == "em" else "fluorescence"
+    preset = _preset(kind)
     results = yield from _phase(
         "crappify held-back",
         # OME-Zarr keeps the LR grid's translation, so layers overlay exactly in napari
@@ -225,7 +232,7 @@ def _run_demo(
             scale=scale,
             time_budget=train_seconds - (time.perf_counter() - start),
             seed=seed,
-            overrides={**DEMO_RECIPE, **(overrides or {})},
+            overrides=recipe,
         ),
     )
 

@@ -21,6 +21,11 @@ def demo(
     scale: int = typer.Option(
         4, "--scale", "-s", help="Super-resolution factor; 1 restores on the same grid."
     ),
+    overrides: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="Change a training setting of the demo's recipe: KEY=VALUE, e.g. data.patch_size=256.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     napari: bool = typer.Option(False, "--napari", help="Open the results in napari."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -31,13 +36,22 @@ def demo(
     input and Gaussian smoothing.
     """
     from decrappify import api
+    from decrappify.config.base import parse_overrides
 
     if kind not in ("em", "fluorescence"):
         raise fail(f"--kind: expected em or fluorescence (got {kind!r})")
     if not 1 <= scale <= 8:
         raise fail(f"--scale: expected an integer from 1 to 8 (got {scale})")
     report = drive(
-        api.iter_demo(out, budget=budget, kind=kind, seed=seed, scale=scale, overwrite=overwrite),
+        api.iter_demo(
+            out,
+            budget=budget,
+            kind=kind,
+            seed=seed,
+            scale=scale,
+            overwrite=overwrite,
+            overrides=parse_overrides(overrides, name="--set"),
+        ),
         quiet=quiet,
     )
     print_metrics(report.table, "held-back images")
