@@ -7,6 +7,7 @@ tile row by tile row and cancel at any tile; BigTIFF is used when the file may e
 
 from __future__ import annotations
 
+import inspect
 import math
 import queue
 import threading
@@ -105,6 +106,13 @@ class _Abort(Exception):
 
 
 _ABORT = object()
+#: How ``TiffWriter`` is asked for OME-TIFF: ``kind="ome"`` from tifffile 2026.5 (``ome``
+#: is deprecated there), ``ome=True`` before.
+_OME: dict[str, Any] = (
+    {"kind": "ome"}
+    if "kind" in inspect.signature(tifffile.TiffWriter.__init__).parameters
+    else {"ome": True}
+)
 
 
 class TileWriter:
@@ -167,7 +175,7 @@ class TileWriter:
             **resolution_tags(pixel_size, units),
         }
         try:
-            self._writer = tifffile.TiffWriter(path, bigtiff=bigtiff, ome=True)
+            self._writer = tifffile.TiffWriter(path, bigtiff=bigtiff, **_OME)
         except OSError as err:
             raise OutputError(f"{path}: cannot create TIFF file ({err.strerror or err})") from err
         self._thread = threading.Thread(
