@@ -65,7 +65,7 @@ log = logging.getLogger("decrappify")
 CALIBRATION_STEPS = {"pretrain_generator": 6, "pretrain_critic": 4, "gan": 3}
 #: Budget mode: a phase's step count is fitted again at each checkpoint when the new
 #: count differs from it by more than this fraction (:meth:`Session.refit_count`).
-REFIT_TOLERANCE = 0.02
+REFIT_TOLERANCE = 0.05
 
 #: Draw ``curves.png`` after generator pretraining when it took longer than this (seconds).
 CURVES_AFTER_SECONDS = 60.0
