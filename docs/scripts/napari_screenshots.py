@@ -154,7 +154,11 @@ _RUN: list[Path] = []
 #: A short NoGAN run on the EM sample (a few minutes on 2 CPU cores; one torch thread
 #: is the fastest on a busy machine).
 SCREENSHOT_TRAINING = {
-    "data.patch_size": 64,
+    # the demo's short-budget recipe: 128-px patches with the encoder to layer2 keep the
+    # deepest features 4 x 4 (64-px patches leave 1 x 1: a model that fails on whole images)
+    "data.patch_size": 128,
+    "generator.encoder_depth": 2,
+    "loss.weights": {"l1": 1.0},
     "data.samples_per_epoch": 256,
     "data.validation.patches": 8,
     "batch_size": 4,
@@ -173,17 +177,17 @@ def train_screenshot() -> Path:
     viewer = _fresh_viewer()
     viewer.open_sample("decrappify", "em")  # type: ignore[attr-defined]
     _, widget = viewer.window.add_plugin_dock_widget("decrappify", "Train")  # type: ignore[attr-defined]
-    widget.layer_list.set_checked(["synthetic em"])
-    widget.preset_combo.setCurrentText("em")
-    widget.scale_spin.setValue(4)
-    widget.steps_radio.setChecked(True)
-    widget.generator_steps.setValue(150)
-    widget.gan_steps.setValue(20)
-    widget.device_combo.setCurrentText("cpu")
-    widget.preview_spin.setValue(10)
-    widget.set_overrides(SCREENSHOT_TRAINING)
+    widget.form.layer_list.set_checked(["synthetic em"])
+    widget.form.preset_combo.setCurrentText("em")
+    widget.form.scale_spin.setValue(4)
+    widget.form.steps_radio.setChecked(True)
+    widget.form.generator_steps.setValue(600)
+    widget.form.gan_steps.setValue(20)
+    widget.form.device_combo.setCurrentText("cpu")
+    widget.form.preview_spin.setValue(10)
+    widget.form.set_overrides(SCREENSHOT_TRAINING)
     run_dir = Path(tempfile.mkdtemp(prefix="decrappify-screenshot-")) / "em-x4"
-    widget.run_path.set_text(str(run_dir))
+    widget.form.run_path.set_text(str(run_dir))
     widget.start()
     _wait(widget.panel, timeout=1800)
     _RUN.append(run_dir)

@@ -247,7 +247,7 @@ def _bounds(info: Any) -> tuple[Any, Any]:
 
 def _make(kind: _Kind, view: FieldView, info: Any) -> QWidget:
     if kind.kind == "bool":
-        return QCheckBox(view.label)
+        return QCheckBox()  # its form row carries the label
     if kind.kind == "enum":
         combo = QComboBox()
         first = [view.special or "none"] if kind.special else []
