@@ -325,6 +325,8 @@ NOISE_SCALE_LIMIT = 2.0
 #: Calibration passes, and the normalised residual beyond which a pixel is left out of the
 #: next one (a local misfit must not move the global fit).
 _PASSES, _TRIM = 4, 4.0
+#: Calibration fits on at most about this many LR pixels (every n-th row and column).
+FIT_PIXELS = 256 * 256
 
 
 def _prepare(pred: Any, lr: Any, config: CrappifyConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -373,7 +375,10 @@ def calibrate(
     """
     p, observed = _prepare(pred, lr, config)
     degraded = forward_model(p, config, pixel_size=pixel_size, pixel_unit=pixel_unit)
-    x, y = degraded.astype(np.float64).ravel(), observed.astype(np.float64).ravel()
+    # three numbers need no more than ~64k pixels: a regular subsample of larger regions
+    stride = max(1, math.isqrt(degraded.size // FIT_PIXELS))
+    x = degraded[::stride, ::stride].astype(np.float64).ravel()
+    y = observed[::stride, ::stride].astype(np.float64).ravel()
     keep = np.ones(x.shape, dtype=bool)
     gain, offset, scale = 1.0, 0.0, 1.0
     for _ in range(_PASSES):
