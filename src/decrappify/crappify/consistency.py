@@ -325,7 +325,7 @@ NOISE_SCALE_LIMIT = 2.0
 #: Calibration passes, and the normalised residual beyond which a pixel is left out of the
 #: next one (a local misfit must not move the global fit).
 _PASSES, _TRIM = 4, 4.0
-#: Calibration fits on at most about this many LR pixels (every n-th row and column).
+#: Calibration fits on every n-th row and column, n = isqrt(pixels // FIT_PIXELS) >= 1.
 FIT_PIXELS = 256 * 256
 
 
