@@ -152,7 +152,7 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
                 run.checkpoint({"pretrain": optimizer})
             st.overhead = time.perf_counter() - started  # for the next budget decisions
             if run.budget is not None and step < total:
-                total = run.refit_count(phase, timer, total, every=cfg.checkpoint_every)
+                total = run.fix_count(phase, timer, every=cfg.checkpoint_every, was=total)
                 timer = StepTimer()  # the next fit sees the steps from here on
         # the terms as ``<term>_loss`` (``ssim_loss`` is 1 - SSIM, not the validation SSIM)
         losses = {

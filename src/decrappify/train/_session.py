@@ -64,7 +64,7 @@ log = logging.getLogger("decrappify")
 #: is fixed after this many steps.
 CALIBRATION_STEPS = {"pretrain_generator": 6, "pretrain_critic": 4, "gan": 3}
 #: Budget mode: a phase's step count is fitted again at each checkpoint when the new
-#: count differs from it by more than this fraction (:meth:`Session.refit_count`).
+#: count differs from it by more than this fraction (:meth:`Session.fix_count`).
 REFIT_TOLERANCE = 0.05
 
 #: Draw ``curves.png`` after generator pretraining when it took longer than this (seconds).
@@ -454,9 +454,22 @@ class Session:
         )
 
     def fix_count(
-        self, phase: str, timer: StepTimer, *, every: int | None = None, cap: int | None = None
+        self,
+        phase: str,
+        timer: StepTimer,
+        *,
+        every: int | None = None,
+        cap: int | None = None,
+        was: int | None = None,
     ) -> int:
-        """Budget mode: fix the phase's step count from the measured step time."""
+        """Budget mode: fix the phase's step count from the measured step time.
+
+        With ``was`` (the count fixed before; ``timer`` then covers the steps since the
+        last checkpoint) the count is fitted again to the speed of the latest steps: the
+        first steps' speed need not hold for the whole phase on a machine that gets
+        busier or quieter. A change within :data:`REFIT_TOLERANCE` keeps ``was``: the
+        one-cycle learning rate follows the count and should not jitter.
+        """
         step_s = timer.seconds_per_step(self.state.step)
         # a phase with validations ends with one more (and a checkpoint): keep time for it
         closing = self.state.overhead if every else 0.0
@@ -465,47 +478,25 @@ class Session:
             step_s,
             every=every,
             overhead_seconds=self.state.overhead,
-            minimum=0,
+            minimum=0 if was is None else 1,
         )
         total = self.state.step + extra
         if cap is not None:
             total = min(total, cap)
+        if was is not None and abs(total - was) <= REFIT_TOLERANCE * was:
+            return was
         self.state.counts[self.count_key(phase)] = total
+        if was is None:
+            budget = f"{format_duration(self._phase_seconds or 0.0)} for {self.label(phase)} at"
+        else:
+            left = format_duration(max(self.phase_time_left(), 0.0))
+            budget = f"{left} left for {self.label(phase)} at {self.state.step} steps,"
         self.note(
-            f"time budget: {format_duration(self._phase_seconds or 0.0)} for {self.label(phase)} "
-            f"at {step_s:.3f} s/step -> {total} steps",
+            f"time budget: {budget} {step_s:.3f} s/step -> {total} steps"
+            + ("" if was is None else f" (was {was})"),
             step_seconds=round(step_s, 4),
         )
         return total
-
-    def refit_count(self, phase: str, timer: StepTimer, total: int, *, every: int) -> int:
-        """Budget mode: fit the phase's step count again to the speed of its latest steps.
-
-        The count fixed after the first steps assumes their speed for the whole phase; a
-        machine that gets busier or quieter (other jobs, warmed-up caches) would end the
-        phase far before or past its budget. ``timer`` covers the steps since the last
-        checkpoint. A change within :data:`REFIT_TOLERANCE` keeps the count: the one-cycle
-        learning rate follows it and should not jitter.
-        """
-        step_s = timer.seconds_per_step(self.state.step)
-        extra = steps_for_budget(
-            self.phase_time_left() - self.state.overhead,
-            step_s,
-            every=every,
-            overhead_seconds=self.state.overhead,
-            minimum=1,
-        )
-        refit = self.state.step + extra
-        if abs(refit - total) <= REFIT_TOLERANCE * total:
-            return total
-        self.state.counts[self.count_key(phase)] = refit
-        self.note(
-            f"time budget: {format_duration(max(self.phase_time_left(), 0.0))} left for "
-            f"{self.label(phase)} at {self.state.step} steps, {step_s:.3f} s/step -> "
-            f"{refit} steps (was {total})",
-            step_seconds=round(step_s, 4),
-        )
-        return refit
 
     def save_best_model(self, *, final: bool) -> Path:
         """Write the best generator so far to ``RUN_DIR/model`` with full metadata."""
