@@ -139,3 +139,26 @@ def test_image_consistency_in_grey_levels_and_errors(hr):
         data_consistency(hr[:100], lr_n, config)
     with pytest.raises(InputError, match="expected 2D prediction and input"):
         data_consistency(hr[None], lr_n, config)
+
+
+def test_calibration_of_a_large_region_fits_on_a_subsample_with_the_same_result(monkeypatch):
+    from decrappify.crappify import consistency
+
+    rng = np.random.default_rng(7)
+    hr = (ndimage.gaussian_filter(rng.random((600, 600)), 6) * 12 - 5.5).clip(0, 1.2)
+    config = get_preset("fluorescence", scale=1)
+    lr, _ = crappify_array(hr * 0.8 + 0.05, config, seed=2)  # a contrast change to recover
+    seen = []
+    real_sigma = consistency.noise_sigma
+    monkeypatch.setattr(
+        consistency, "noise_sigma", lambda x, *a, **k: seen.append(x.size) or real_sigma(x, *a, **k)
+    )
+    sub = calibrate(hr, lr, config)
+    assert set(seen) == {300 * 300}  # n = isqrt(600^2 // 256^2) = 2: every 2nd row and column
+    monkeypatch.setattr(consistency, "FIT_PIXELS", 600 * 600)
+    full = calibrate(hr, lr, config)
+    assert sub.gain == pytest.approx(full.gain, rel=0.01) and sub.gain == pytest.approx(
+        0.8, abs=0.02
+    )
+    assert sub.offset == pytest.approx(full.offset, abs=0.005)
+    assert sub.noise_scale == pytest.approx(full.noise_scale, rel=0.02)
