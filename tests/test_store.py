@@ -154,7 +154,7 @@ def test_format_version_too_new(tmp_path: Path, saved: tuple) -> None:
     path = _copy_with_json(saved[0], tmp_path / "m", lambda raw: raw.update(format_version=99))
     message = (
         f"{path / 'model.json'}: model format version 99 is newer than decrappify 0.1.0 reads "
-        "(up to 2); upgrade decrappify"
+        "(up to 3); upgrade decrappify"
     )
     with pytest.raises(ModelFileError, match=f"^{re.escape(message)}$"):
         load_model(path)
@@ -260,7 +260,7 @@ def test_critic_and_generator_state_dicts_round_trip(tmp_path: Path) -> None:
 def test_describe_model(saved: tuple) -> None:
     text = describe_model(saved[2])
     lines = text.splitlines()
-    assert lines[0].startswith("decrappify model (format 2, written by decrappify 0.1.0 on ")
+    assert lines[0].startswith("decrappify model (format 3, written by decrappify 0.1.0 on ")
     assert "  description:   unit test model" in lines
     assert (
         "  network:       resnet18 U-Net, wide decoder (nf_factor 0.25, 1 conv/block), batch norm, "

@@ -38,8 +38,16 @@ from decrappify.errors import InputError
 #: The settings of :class:`TrainConfig` the form shows, and how.
 FIELDS = {
     "generator.scale": FieldView("Scale", tooltip="Super-resolution factor"),
+    "generator.arch": FieldView(
+        "Network",
+        tooltip=(
+            "Generator family: naf (a U-Net on the input grid, no BatchNorm) or resnet "
+            "(an ImageNet-style ResNet encoder, which can start from your ImageNet weights)"
+        ),
+    ),
     "generator.encoder": FieldView(
-        "Encoder", tooltip="Generator encoder: larger ones learn more and run slower"
+        "Encoder",
+        tooltip="ResNet encoder of the resnet network: larger ones learn more and run slower",
     ),
     "pretrain_generator.steps": FieldView("G", tooltip="Generator pretraining steps"),
     "gan.max_steps": FieldView("GAN", tooltip="GAN steps at most (0: generator pretraining only)"),
@@ -62,7 +70,7 @@ FIELDS = {
     ),
 }
 #: Settings a resumed run takes from its own train.yaml (their controls are disabled).
-FRESH_ONLY = ["generator.scale", "generator.encoder", "seed"]
+FRESH_ONLY = ["generator.scale", "generator.arch", "generator.encoder", "seed"]
 
 
 class TrainForm(QWidget):
@@ -96,6 +104,7 @@ class TrainForm(QWidget):
         self.crappify_path.setToolTip("A config written by 'decrappify crappify --fit'")
         self.fields = ConfigFields(TrainConfig, FIELDS)
         self.scale_spin = self.fields.widget("generator.scale")
+        self.arch_combo = self.fields.widget("generator.arch")
         self.encoder_combo = self.fields.widget("generator.encoder")
         self.generator_steps = self.fields.widget("pretrain_generator.steps")
         self.gan_steps = self.fields.widget("gan.max_steps")
@@ -134,6 +143,7 @@ class TrainForm(QWidget):
         self.crappify_path.path_changed.connect(self._scale_from_crappify_file)
         self.budget_radio.toggled.connect(lambda *_: self._update())
         self.resume_check.toggled.connect(lambda *_: self._update())
+        self.arch_combo.currentIndexChanged.connect(lambda *_: self._update())
         self._update()
 
     def _layout(self) -> None:
@@ -152,7 +162,8 @@ class TrainForm(QWidget):
         form.addRow("HR files", self.files_path)
         form.addRow("Preset", self.preset_combo)
         form.addRow("Crappify file", self.crappify_path)
-        form.addRow("Scale", _row(self.scale_spin, "Encoder", self.encoder_combo))
+        form.addRow("Scale", _row(self.scale_spin, "Network", self.arch_combo))
+        form.addRow("Encoder", self.encoder_combo)
         form.addRow("Length", length)
         form.addRow("Device", _row(self.device_combo, "Seed", self.seed_spin))
         form.addRow("Preview every", self.preview_spin)
@@ -219,7 +230,10 @@ class TrainForm(QWidget):
             invalid value (the message names the setting).
         """
         values = self.fields.values()
-        overrides: dict[str, Any] = {"preview_every": values["preview_every"]}
+        overrides: dict[str, Any] = {
+            "preview_every": values["preview_every"],
+            "generator.arch": values["generator.arch"],
+        }
         budget: str | None = None
         if self.budget_radio.isChecked():
             budget = self.budget_edit.text().strip()
@@ -297,6 +311,8 @@ class TrainForm(QWidget):
         self.fields.set_enabled(fresh, FRESH_ONLY)
         self.budget_edit.setEnabled(fresh and budget)
         self.fields.set_enabled(fresh and not budget, ["pretrain_generator.steps", "gan.max_steps"])
+        resnet = str(self.fields.value("generator.arch")) == "resnet"
+        self.fields.set_enabled(fresh and resnet, ["generator.encoder"])
 
 
 def _row(first: QWidget, label: str, second: QWidget) -> QHBoxLayout:

@@ -21,14 +21,29 @@ from decrappify.config.normalization import NormalizationConfig
 
 #: Version of the saved-model layout (``model.json`` + ``model.safetensors``). Bump it when
 #: a change makes older decrappify releases unable to read new files. Version 2 added
-#: ``generator.grid``; version-1 files are upsample-first (``"hr"``) networks.
-MODEL_FORMAT_VERSION = 2
+#: ``generator.grid``; version-1 files are upsample-first (``"hr"``) networks. Version 3
+#: added ``generator.arch`` and ``generator.naf``; older files are ``"resnet"`` networks.
+MODEL_FORMAT_VERSION = 3
 
 #: Number of U-Net decoder blocks (one per resolution change of every ResNet encoder).
 N_DECODER_BLOCKS = 4
 
 #: Indices of the ReLU layers just before each max-pool of torchvision's ``vgg16_bn.features``.
 VGG16_BN_BLOCK_ENDS = (5, 12, 22, 32, 42)
+
+
+class Arch(str, Enum):
+    """Generator families."""
+
+    RESNET = "resnet"
+    NAF = "naf"
+
+
+class BlockType(str, Enum):
+    """Blocks of the ``"naf"`` family."""
+
+    NAF = "naf"
+    RES = "res"
 
 
 class EncoderName(str, Enum):
@@ -98,11 +113,70 @@ PRESET_DEFAULTS: dict[Preset, tuple[float, int]] = {
 }
 
 
-class GeneratorConfig(StrictModel):
-    """The super-resolution generator: ResNet encoder + DynamicUnet-style decoder.
+class NafConfig(StrictModel):
+    """The ``"naf"`` generator family: a U-Net whose first level runs on the input grid.
+
+    See :mod:`decrappify.models.nafunet` and ``docs/models.md``.
 
     Parameters
     ----------
+    width : int
+        Channels of the first (full input resolution) level, doubled at every level
+        below.
+    blocks : list of int
+        Blocks of each encoder level from the full-resolution one down; its length (1-5)
+        is the number of 2x downsamplings.
+    middle_blocks : int
+        Blocks at the deepest level.
+    decoder_blocks : list of int or None
+        Blocks of each decoder level, in the order of ``blocks`` (None: the same).
+    block : BlockType
+        ``"naf"``: NAFNet's LayerNorm / SimpleGate block (without its global channel
+        attention, which would make tiled and whole-image predictions differ);
+        ``"res"``: EDSR's conv-ReLU-conv residual block.
+    expand : int
+        Channel expansion inside ``"naf"`` blocks.
+    """
+
+    width: int = Field(32, ge=4, le=512)
+    blocks: list[int] = Field(default_factory=lambda: [2, 2, 2], min_length=1, max_length=5)
+    middle_blocks: int = Field(4, ge=0, le=64)
+    decoder_blocks: list[int] | None = None
+    block: BlockType = BlockType.NAF
+    expand: int = Field(2, ge=1, le=8)
+
+    @field_validator("blocks", "decoder_blocks")
+    @classmethod
+    def _check_counts(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(not 0 <= n <= 64 for n in value):
+            raise ValueError(f"block counts must be between 0 and 64 (got {value})")
+        return value
+
+    @model_validator(mode="after")
+    def _check_decoder(self) -> NafConfig:
+        if self.decoder_blocks is not None and len(self.decoder_blocks) != len(self.blocks):
+            raise ValueError(
+                f"decoder_blocks needs one count per level of blocks ({len(self.blocks)}), "
+                f"got {self.decoder_blocks}"
+            )
+        return self
+
+
+class GeneratorConfig(StrictModel):
+    """The super-resolution generator: which family, and its architecture.
+
+    Two families (``arch``): ``"resnet"``, a ResNet encoder with a DynamicUnet-style
+    decoder (fastai / DeOldify / PSSR; the only one that can start from ImageNet
+    weights), and ``"naf"``, a U-Net whose first level computes on the input grid itself
+    with no BatchNorm (its settings are ``naf``). ``scale``, ``n_frames``, ``y_range``,
+    ``blur`` and ``tail_width`` apply to both; the other settings to ``"resnet"`` only.
+
+    Parameters
+    ----------
+    arch : Arch
+        The family.
+    naf : NafConfig
+        Architecture of the ``"naf"`` family.
     encoder : EncoderName
         ResNet encoder (``resnet18`` / ``resnet34`` are practical on a CPU).
     preset : Preset
@@ -137,6 +211,7 @@ class GeneratorConfig(StrictModel):
         Global residual (VDSR-style): the output is the bilinearly upsampled input
         (its centre frame) plus the U-Net's correction, whose last layer starts at zero,
         so training starts from bilinear interpolation and learns only what it misses.
+        ``"naf"`` networks are always residual (``residual`` must be true).
     n_frames : int
         Input frames (neighbouring z-slices or time points, odd); the network predicts
         the centre one.
@@ -154,13 +229,16 @@ class GeneratorConfig(StrictModel):
         head (3x3 convolution to ``factor**2`` channels + PixelShuffle, as ESPCN), so no
         feature map is computed on the output grid: several times cheaper.
     tail_width : int
-        ``"lr"`` only: channels of the output-grid stage (doubled per coarser stage).
+        ``"lr"`` and ``"naf"``: channels of the last upsampling stage before the output
+        grid (doubled per coarser stage).
     encoder_depth : int
         Residual stages of the ResNet encoder kept: 4 (all, features down to 1/32 of
         the U-Net's grid) or fewer (3: down to 1/16, a quarter of the parameters of
         ResNet-18/34, since the last stage holds most of them).
     """
 
+    arch: Arch = Arch.RESNET
+    naf: NafConfig = Field(default_factory=NafConfig)
     encoder: EncoderName = EncoderName.RESNET34
     preset: Preset = Preset.WIDE
     nf_factor: float | None = Field(None, gt=0.0, le=8.0)
@@ -194,6 +272,22 @@ class GeneratorConfig(StrictModel):
                 raise ValueError(f"must be [low, high] with low < high (got {list(value)})")
         return value
 
+    @model_validator(mode="after")
+    def _check_naf_residual(self) -> GeneratorConfig:
+        if self.arch == Arch.NAF and not self.residual:
+            raise ValueError(
+                "residual: the naf generator always adds its output to the interpolated "
+                "input; set residual: true (or arch: resnet)"
+            )
+        return self
+
+    @property
+    def levels(self) -> int:
+        """Number of 2x downsamplings between the input grid and the deepest features."""
+        if self.arch == Arch.NAF:
+            return len(self.naf.blocks)
+        return self.encoder_depth + 1
+
     def deepest_features(self, patch_size: int) -> int:
         """Side in pixels of the deepest encoder features on a training patch.
 
@@ -205,11 +299,31 @@ class GeneratorConfig(StrictModel):
         Returns
         -------
         int
-            ``patch / 2**(encoder_depth + 1)``, the patch counted on the grid the U-Net
-            computes on (the LR grid for ``grid="lr"``).
+            ``patch / 2**levels``, the patch counted on the grid the U-Net computes on
+            (the LR grid for ``grid="lr"`` and ``"naf"``).
         """
-        side = patch_size // self.scale if self.grid == Grid.LR else patch_size
-        return side // 2 ** (self.encoder_depth + 1)
+        on_lr = self.arch == Arch.NAF or self.grid == Grid.LR
+        side = patch_size // self.scale if on_lr else patch_size
+        return side // 2**self.levels
+
+    @property
+    def short_name(self) -> str:
+        """The network in two words: ``"resnet18 U-Net"`` or ``"naf U-Net"``."""
+        return "naf U-Net" if self.arch == Arch.NAF else f"{self.encoder.value} U-Net"
+
+    def describe(self) -> str:
+        """One line naming the network, e.g. ``"naf U-Net (width 32, blocks [2, 2, 2] + 4)"``."""
+        if self.arch == Arch.NAF:
+            naf = self.naf
+            decoder = "" if naf.decoder_blocks is None else f", decoder {naf.decoder_blocks}"
+            return (
+                f"naf U-Net ({naf.block.value} blocks, width {naf.width}, blocks "
+                f"{naf.blocks} + {naf.middle_blocks}{decoder}, on the input grid)"
+            )
+        return (
+            f"{self.encoder.value} U-Net ({self.preset.value} decoder, nf_factor "
+            f"{self.resolved_nf_factor:g}, grid {self.grid.value})"
+        )
 
     def context_warning(self, patch_size: int) -> str | None:
         """Return a warning when training patches are too small for the network's depth.
@@ -234,11 +348,15 @@ class GeneratorConfig(StrictModel):
             return None
         return (
             f"data.patch_size {patch_size} leaves the generator's deepest features "
-            f"{side}x{side} pixels (generator.encoder_depth {self.encoder_depth}, grid "
-            f"{self.grid.value}); below {MIN_DEEPEST_FEATURES}x{MIN_DEEPEST_FEATURES} the "
-            "network learns from patch borders and can fail on whole images: raise "
-            "data.patch_size or lower generator.encoder_depth"
+            f"{side}x{side} pixels ({self._depth_setting()}); below "
+            f"{MIN_DEEPEST_FEATURES}x{MIN_DEEPEST_FEATURES} the network learns from patch "
+            "borders and can fail on whole images: raise data.patch_size or lower the depth"
         )
+
+    def _depth_setting(self) -> str:
+        if self.arch == Arch.NAF:
+            return f"generator.naf.blocks {self.naf.blocks}: {self.levels} levels"
+        return f"generator.encoder_depth {self.encoder_depth}, grid {self.grid.value}"
 
     @property
     def resolved_nf_factor(self) -> float:
@@ -265,6 +383,8 @@ class CriticConfig(StrictModel):
         ``2 ** (n_blocks + 3)`` pixels on each side.
     dropout : float
         Dropout2d probability in the blocks (half of it after the first convolution).
+        0 by default: with fastai's 0.15 the spectrally normalised critic learnt several
+        times slower (docs/training.md).
     self_attention : bool
         Self-attention in the first strided block.
     pool : PoolType
@@ -282,7 +402,7 @@ class CriticConfig(StrictModel):
 
     nf: int = Field(32, ge=8, le=512)
     n_blocks: int = Field(3, ge=1, le=5)
-    dropout: float = Field(0.15, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     self_attention: bool = True
     pool: PoolType = PoolType.GLOBAL
     attention_pool: int = Field(2, ge=1, le=8)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from decrappify.config.model import (
+    Arch,
     CriticConfig,
     EncoderName,
     GeneratorConfig,
@@ -25,12 +26,16 @@ from decrappify.config.model import (
 from decrappify.errors import InputError
 from decrappify.models.critic import Critic
 from decrappify.models.losses import FEATURE_LOSS_HELP, CombinedLoss, FeatureLoss
+from decrappify.models.nafunet import NafUnet
 from decrappify.models.resnet import ResNetEncoder, build_encoder
 from decrappify.models.unet import DynamicUnet, SuperResolutionNet
 from decrappify.models.vgg import load_vgg16_bn_features
 
 __all__ = [
+    "Arch",
     "EncoderName",
+    "Generator",
+    "NafGenerator",
     "Grid",
     "LossTerm",
     "NormType",
@@ -51,6 +56,62 @@ def _seeded(seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+class NafGenerator(NafUnet):
+    """:class:`~decrappify.models.nafunet.NafUnet` with what training expects of a generator.
+
+    The plain module takes plain arguments; this one is built from a
+    :class:`GeneratorConfig` (kept as ``config`` for the model file) and answers the
+    encoder calls of the training phases (it has no pretrained encoder to freeze).
+    The state dict is the plain module's.
+
+    Parameters
+    ----------
+    cfg : GeneratorConfig
+        A ``"naf"`` configuration.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        naf = cfg.naf
+        super().__init__(
+            cfg.n_frames,
+            cfg.scale,
+            width=naf.width,
+            blocks=list(naf.blocks),
+            middle_blocks=naf.middle_blocks,
+            decoder_blocks=None if naf.decoder_blocks is None else list(naf.decoder_blocks),
+            block=naf.block.value,
+            expand=naf.expand,
+            tail_width=cfg.tail_width,
+            blur=cfg.blur,
+            clamp=cfg.y_range,
+        )
+        self.config = cfg
+
+    def freeze_encoder(self) -> None:
+        """Do nothing: the encoder starts from random weights and always trains."""
+
+    def unfreeze_encoder(self) -> None:
+        """Do nothing (every parameter always trains)."""
+
+    def parameter_groups(self) -> list[dict[str, object]]:
+        """Parameters split into encoder (input convolution and encoder levels) and the rest.
+
+        Returns
+        -------
+        list of dict
+            ``[{"name": "encoder", "params": [...]}, {"name": "decoder", "params": [...]}]``,
+            as :meth:`SuperResolutionNet.parameter_groups`.
+        """
+        encoder = [*self.intro.parameters(), *self.encoder.parameters()]
+        ids = {id(p) for p in encoder}
+        decoder = [p for p in self.parameters() if id(p) not in ids]
+        return [{"name": "encoder", "params": encoder}, {"name": "decoder", "params": decoder}]
+
+
+#: What :func:`build_generator` returns.
+Generator = SuperResolutionNet | NafGenerator
 
 
 def _generator_from_encoder(cfg: GeneratorConfig, encoder: ResNetEncoder) -> SuperResolutionNet:
@@ -77,7 +138,7 @@ def build_generator(
     *,
     encoder_weights: str | Path | None = None,
     seed: int | None = None,
-) -> SuperResolutionNet:
+) -> Generator:
     """Build the super-resolution generator described by a configuration.
 
     Parameters
@@ -87,27 +148,38 @@ def build_generator(
     encoder_weights : str, Path or None
         Local torchvision ImageNet state dict of ``cfg.encoder`` (``.pth`` read with
         ``weights_only=True``, or ``.safetensors``); None starts the encoder from random
-        He initialisation (logged on the ``"decrappify"`` logger).
+        He initialisation (logged on the ``"decrappify"`` logger). Only the ``"resnet"``
+        family has an ImageNet encoder: giving weights for ``"naf"`` is an error.
     seed : int or None
         Seed of the random initialisation (torch's global generator is left untouched);
         None uses torch's global generator.
 
     Returns
     -------
-    SuperResolutionNet
-        The network, in training mode, on the CPU.
+    SuperResolutionNet or NafGenerator
+        The network (``arch`` ``"resnet"`` or ``"naf"``), in training mode, on the CPU.
 
     Raises
     ------
     ModelFileError
         If the weights file is missing, unreadable or does not match the encoder.
+    InputError
+        If encoder weights are given for a ``"naf"`` network.
     """
+    if Arch(cfg.arch) is Arch.NAF:
+        if encoder_weights is not None:
+            raise InputError(
+                "encoder_weights: the naf generator has no ImageNet encoder; leave "
+                "encoder_weights out or use generator.arch: resnet"
+            )
+        with _seeded(seed):
+            return NafGenerator(cfg.model_copy(deep=True))
     with _seeded(seed):
         encoder = build_encoder(cfg.encoder, cfg.n_frames, encoder_weights, depth=cfg.encoder_depth)
         return _generator_from_encoder(cfg, encoder)
 
 
-def generator_skeleton(cfg: GeneratorConfig) -> SuperResolutionNet:
+def generator_skeleton(cfg: GeneratorConfig) -> Generator:
     """Build the generator's modules only, to be filled from a saved state dict.
 
     Parameters
@@ -117,10 +189,13 @@ def generator_skeleton(cfg: GeneratorConfig) -> SuperResolutionNet:
 
     Returns
     -------
-    SuperResolutionNet
+    SuperResolutionNet or NafGenerator
         Network with a fixed-seed random initialisation (torch's global generator is
         untouched and nothing is logged).
     """
+    if Arch(cfg.arch) is Arch.NAF:
+        with _seeded(0):
+            return NafGenerator(cfg.model_copy(deep=True))
     with _seeded(0):
         return _generator_from_encoder(
             cfg, ResNetEncoder(cfg.encoder, cfg.n_frames, cfg.encoder_depth)

@@ -27,7 +27,7 @@ from torch import nn
 
 from decrappify import __version__
 from decrappify.config.base import format_validation_error
-from decrappify.config.model import MODEL_FORMAT_VERSION, GeneratorConfig, ModelInfo
+from decrappify.config.model import MODEL_FORMAT_VERSION, Arch, GeneratorConfig, ModelInfo
 from decrappify.errors import InputError, ModelFileError, OutputError
 from decrappify.models.factory import generator_skeleton
 from decrappify.models.unet import SuperResolutionNet
@@ -318,6 +318,13 @@ def parse_model_info(text: str, source: str | Path) -> ModelInfo:
     return info
 
 
+def _generator_name(cfg: GeneratorConfig) -> str:
+    """Name the network in a load error: ``"resnet34 wide generator"``, ``"naf generator"``."""
+    if cfg.arch == Arch.NAF:
+        return f"naf generator ({cfg.describe().partition('(')[2].rstrip(')')})"
+    return f"{cfg.encoder.value} {cfg.preset.value} generator"
+
+
 def check_consistent(info: ModelInfo, source: str | Path) -> None:
     """Refuse metadata whose scale disagrees with the crappifier or the training data.
 
@@ -488,7 +495,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         net,
         tensors,
         source=weights,
-        what=f"{cfg.encoder.value} {cfg.preset.value} generator described in its metadata",
+        what=f"{_generator_name(cfg)} described in its metadata",
     )
     check_weights_header(info, header, path)  # what the weights' shapes cannot tell (scale)
     return LoadedModel(net=net.to(device).eval(), info=info, path=path)

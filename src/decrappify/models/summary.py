@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from decrappify.config.model import ModelInfo
+from decrappify.config.model import Arch, GeneratorConfig, ModelInfo
 from decrappify.config.train import format_duration
 
 
@@ -16,6 +16,17 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(_fmt(v) for v in value)
     return str(value)
+
+
+def _describe_network(g: GeneratorConfig, attention: str) -> str:
+    """Describe the network in one line: its family and the settings that matter for it."""
+    if g.arch == Arch.NAF:
+        return f"{g.describe()}, no BatchNorm, blur {'on' if g.blur else 'off'}"
+    return (
+        f"{g.encoder.value} U-Net, {g.preset.value} decoder (nf_factor "
+        f"{g.resolved_nf_factor:g}, {g.resolved_blocks_per_stage} conv/block), "
+        f"{g.norm_type.value} norm, blur {'on' if g.blur else 'off'}, attention: {attention}"
+    )
 
 
 def _describe_crappify(cfg: dict[str, Any]) -> str:
@@ -61,9 +72,7 @@ def describe_model(info: ModelInfo) -> str:
     if info.description:
         lines.append(f"  description:   {info.description}")
     lines += [
-        f"  network:       {g.encoder.value} U-Net, {g.preset.value} decoder (nf_factor "
-        f"{g.resolved_nf_factor:g}, {g.resolved_blocks_per_stage} conv/block), "
-        f"{g.norm_type.value} norm, blur {'on' if g.blur else 'off'}, attention: {attention}",
+        f"  network:       {_describe_network(g, attention)}",
         f"  input/output:  {g.n_frames} frame(s) in, "
         + ("same grid (x1, no upsampling)" if g.scale == 1 else f"x{g.scale} upsampling")
         + f", output {out_range}",

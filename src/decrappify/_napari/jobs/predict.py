@@ -65,7 +65,7 @@ def model_summary(info: Any) -> str:
         f"×{g.scale} super-resolution, {frames}"
         if g.scale > 1
         else f"restoration on the same grid (×1), {frames}",
-        f"{g.encoder.value} U-Net, normalisation: {norm.method} {norm.low:g}–{norm.high:g} %",
+        f"{g.short_name}, normalisation: {norm.method} {norm.low:g}–{norm.high:g} %",
     ]
     metrics = info.metrics
     parts = []
