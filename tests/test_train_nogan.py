@@ -112,8 +112,8 @@ def test_phases_and_events(full_run):
     assert seen == PHASES
     first = events[0]
     assert (first.phase, first.step, first.total) == ("pretrain_generator", 0, 4)
-    assert set(first.metrics) == {"psnr", "ssim", "frc"} and first.preview.shape == (96, 288)
-    assert set(first.info["baseline"]) == {"psnr", "ssim", "frc"}
+    assert set(first.metrics) == {"psnr", "ssim", "frc", "hf"} and first.preview.shape == (96, 288)
+    assert set(first.info["baseline"]) == {"psnr", "ssim", "frc", "hf"}
     steps = [e.step for e in events if e.phase == "pretrain_generator"]
     assert steps == [0, 1, 2, 3, 4]
     pre = [e for e in events if e.phase == "pretrain_generator"]

@@ -41,6 +41,7 @@ def test_mean_scores_cap_perfect_crops(rng):
         "psnr": 100.0,
         "ssim": pytest.approx(1.0),
         "frc": pytest.approx(2.0, abs=0.01),
+        "hf": pytest.approx(1.0),
     }
 
 
@@ -76,6 +77,7 @@ def test_validator_baseline_and_preview(rng):
     expected = mean_scores(
         np.stack([upsample(c.lr[0], 2, "bicubic") for c in kept]),
         np.stack([c.hr[0] for c in kept]),
+        scale=2,
     )
     assert validator.baseline == pytest.approx(expected)
     net = Bicubic()

@@ -139,7 +139,9 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert curves.losses["content"][0] == [1, 2, 3]
     assert curves.losses["content"][1] == pytest.approx([e.losses["loss"] for e in events[1:]])
     assert curves.metrics["psnr"][0] == [0, 2, 3] and curves.metrics["ssim"][0] == [0, 2, 3]
-    assert set(curves.baseline) == {"psnr", "ssim", "frc"} and curves.baseline_name == "bicubic"
+    assert (
+        set(curves.baseline) == {"psnr", "ssim", "frc", "hf"} and curves.baseline_name == "bicubic"
+    )
     assert widget.plot.metric_axes.get_xlabel() == "step (dashed: bicubic)"
     assert widget.plot.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
     assert any(running and lines for running, lines in seen["draws"])  # drawn while running

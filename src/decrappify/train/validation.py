@@ -22,6 +22,7 @@ from decrappify.data.dataset import ValidationSet
 from decrappify.metrics import normalize_minmse, psnr, ssim, upsample
 from decrappify.metrics.baselines import baseline_label
 from decrappify.metrics.core import frc_resolution_px, gt_range
+from decrappify.metrics.spectrum import hf_band_start, high_frequency_power_ratio
 
 
 def normalized_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
@@ -47,21 +48,26 @@ def normalized_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     return psnr(pred_n, gt_n, data_range=1.0), ssim(pred_n, gt_n, data_range=1.0)
 
 
-def mean_scores(preds: np.ndarray, gts: np.ndarray) -> dict[str, float]:
-    """Mean normalised PSNR / SSIM over crops.
+def mean_scores(preds: np.ndarray, gts: np.ndarray, *, scale: int = 4) -> dict[str, float]:
+    """Mean normalised PSNR / SSIM, FRC resolution and high-frequency power over crops.
 
     Parameters
     ----------
     preds, gts : numpy.ndarray
         ``(n, H, W)`` predictions and ground truths.
+    scale : int
+        Super-resolution factor: the band of ``hf`` starts at the input's Nyquist
+        frequency (:func:`~decrappify.metrics.spectrum.hf_band_start`).
 
     Returns
     -------
     dict of str to float
-        ``{"psnr": ..., "ssim": ..., "frc": ...}`` (infinite PSNRs of perfect crops are
-        capped at 100 dB so that one perfect crop does not make the mean infinite;
-        ``frc`` is the mean FRC resolution in pixels, smaller is sharper, NaN for crops
-        too small to tell).
+        ``{"psnr": ..., "ssim": ..., "frc": ..., "hf": ...}`` (infinite PSNRs of perfect
+        crops are capped at 100 dB so that one perfect crop does not make the mean
+        infinite; ``frc`` is the mean FRC resolution in pixels, smaller is sharper, NaN
+        for crops too small to tell; ``hf`` the mean ratio of the prediction's power to
+        the ground truth's above that frequency, 1 as much fine detail as the truth,
+        below 1 smoother).
     """
     scores = np.array([normalized_scores(p, g) for p, g in zip(preds, gts, strict=True)])
     psnrs = np.minimum(scores[:, 0], 100.0)
@@ -70,7 +76,15 @@ def mean_scores(preds: np.ndarray, gts: np.ndarray) -> dict[str, float]:
         for p, g in zip(preds, gts, strict=True)
     ]
     frc = float(np.nanmean(frcs)) if np.isfinite(frcs).any() else math.nan
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(scores[:, 1])), "frc": frc}
+    band = (hf_band_start(scale), 0.5)
+    ratios = [high_frequency_power_ratio(p, g, band=band) for p, g in zip(preds, gts, strict=True)]
+    hf = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else math.nan
+    return {
+        "psnr": float(np.mean(psnrs)),
+        "ssim": float(np.mean(scores[:, 1])),
+        "frc": frc,
+        "hf": hf,
+    }
 
 
 class Validator:
@@ -127,7 +141,7 @@ class Validator:
         if keep:
             centre = self.lr.shape[1] // 2
             bicubic = np.stack([upsample(x[centre], self.scale, "bicubic") for x in self.lr])
-            self.baseline = mean_scores(bicubic, self.hr)
+            self.baseline = mean_scores(bicubic, self.hr, scale=self.scale)
 
     @property
     def enabled(self) -> bool:
@@ -181,7 +195,7 @@ class Validator:
         """
         if not self.enabled:
             return {}
-        return mean_scores(self.predict(net, self.lr), self.hr)
+        return mean_scores(self.predict(net, self.lr), self.hr, scale=self.scale)
 
     def preview(self, net: torch.nn.Module) -> np.ndarray | None:
         """LR (nearest-neighbour upsampled) | prediction | HR of the first crop, side by side.
