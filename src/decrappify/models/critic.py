@@ -109,3 +109,59 @@ class Critic(nn.Module):
         if self.pool is PoolType.GLOBAL:
             return logits.mean(dim=(1, 2, 3))
         return logits
+
+
+def critic_accuracy(
+    critic: Critic,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    crop: int | None = None,
+    batch_size: int = 16,
+) -> dict[str, float]:
+    """How often a critic tells real patches from generated ones (eval mode, no gradient).
+
+    A patch counts as judged right when its logit is positive for a real patch and
+    negative for a generated one (with ``pool="patch"``, the mean of its logit map).
+
+    Parameters
+    ----------
+    critic : Critic
+        The critic; its training flag is restored afterwards.
+    real, fake : torch.Tensor
+        ``(N, C, H, W)`` real HR patches and generator outputs (same device as the
+        critic).
+    crop : int or None
+        Judge the centre ``crop x crop`` window of each patch (the size the critic was
+        trained on, ``CriticConfig.crop``); None: the whole patch.
+    batch_size : int
+        Patches per forward pass.
+
+    Returns
+    -------
+    dict of str to float
+        ``accuracy`` (the mean of the two rates), ``real`` (real patches judged real)
+        and ``fake`` (generated patches judged generated), fractions in [0, 1].
+    """
+
+    def view(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if crop is None or (crop >= h and crop >= w):
+            return x
+        ch, cw = min(crop, h), min(crop, w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return x[..., top : top + ch, left : left + cw]
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        out = [critic(view(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        return torch.cat([o.reshape(len(o), -1).mean(dim=1) for o in out]).float()
+
+    was_training = critic.training
+    critic.eval()
+    try:
+        with torch.no_grad():
+            real_rate = float((logits(real) > 0).float().mean())
+            fake_rate = float((logits(fake) < 0).float().mean())
+    finally:
+        critic.train(was_training)
+    return {"accuracy": (real_rate + fake_rate) / 2, "real": real_rate, "fake": fake_rate}

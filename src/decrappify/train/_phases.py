@@ -21,6 +21,7 @@ import torch
 
 from decrappify.events import Progress
 from decrappify.io.atomic import partial_path, remove_path
+from decrappify.models.critic import critic_accuracy
 from decrappify.train._session import CALIBRATION_STEPS, STREAMS, Session, StepTimer, clone_state
 from decrappify.train.run import (
     OUTPUTS_NAME,
@@ -282,7 +283,7 @@ def pretrain_critic(run: Session) -> Generator[Progress, None, None]:
         return
     group = zarr.open_group(run.run_dir / OUTPUTS_NAME, mode="r")
     hr_arr, gen_arr = group["hr"], group["gen"]
-    n = int(hr_arr.shape[0])
+    n, held = held_out_split(int(hr_arr.shape[0]), cfg.holdout)
     optimizer = torch.optim.AdamW(
         run.C.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99)
     )
@@ -321,12 +322,44 @@ def pretrain_critic(run: Session) -> Generator[Progress, None, None]:
             f"critic pretraining ran its {st.step} steps; mean loss of the last "
             f"{len(stop.recent)} steps {stop.mean:.3f} (threshold {cfg.loss_threshold})"
         )
-    run.note(text, steps=st.step, loss=round(stop.mean, 4))
+    accuracy = held_out_accuracy(run, hr_arr, gen_arr, range(n, n + held))
+    if accuracy:
+        text += (
+            f"; held-out accuracy {100 * accuracy['accuracy']:.1f} % on {held} real and "
+            f"{held} generated patches (real {100 * accuracy['real']:.1f} %, generated "
+            f"{100 * accuracy['fake']:.1f} %)"
+        )
+    extra = {f"critic_{k}": round(v, 4) for k, v in accuracy.items()}
+    run.note(text, steps=st.step, loss=round(stop.mean, 4), **extra)
     st.counts[key] = st.step
     st.phase, st.step = "gan", 0
     st.early, st.critic_batches, st.critic_steps, st.gan_improved = {}, 0, 0, False
     run.precision.drop("critic")
     run.checkpoint()
+
+
+def held_out_split(n: int, fraction: float) -> tuple[int, int]:
+    """Saved patches the critic trains on, and the ones after them held back to test it.
+
+    At least one patch always trains; nothing is held back when ``fraction`` is 0 or
+    only one patch was saved.
+    """
+    held = min(int(round(n * fraction)), n - 1) if fraction > 0 else 0
+    return n - held, max(held, 0)
+
+
+def held_out_accuracy(run: Session, hr_arr: Any, gen_arr: Any, indices: range) -> dict[str, float]:
+    """The critic's accuracy on held-back real patches and generator outputs (empty if none)."""
+    if not len(indices):
+        return {}
+    idx = np.asarray(indices)
+    real = torch.from_numpy(np.asarray(hr_arr.get_orthogonal_selection((idx,))))
+    fake = torch.from_numpy(np.asarray(gen_arr.get_orthogonal_selection((idx,))))
+    real, fake = run.to_device([real, fake])
+    with run.precision.autocast():
+        return critic_accuracy(
+            run.C, real, fake, crop=run.cfg.critic.crop, batch_size=run.cfg.batch_size
+        )
 
 
 def _create_outputs(zarr: Any, path: Path, n: int, batch: int, shape: tuple[int, ...]) -> Any:
