@@ -96,6 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="minutes (e.g. 10,20,45,90) at which the generator of the latest checkpoint is "
         "kept and scored on the test images at the end: the gain-vs-time curve of one run",
     )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what --snapshots counts: wall-clock minutes, or the CPU minutes of this "
+        "process (all threads; with --threads 1 on a shared machine this does not depend "
+        "on the other jobs)",
+    )
     return parser.parse_args(argv)
 
 
@@ -132,7 +140,7 @@ def build_config(args: argparse.Namespace) -> Any:
 def train(args: argparse.Namespace, config: Any, files: list[Path], run_dir: Path) -> Any:
     from decrappify.train import iter_train
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     gen = iter_train(config, [str(f) for f in files], run_dir)
     last_phase = None
     marks = sorted(float(m) for m in args.snapshots.split(",") if m.strip())
@@ -141,7 +149,10 @@ def train(args: argparse.Namespace, config: Any, files: list[Path], run_dir: Pat
             event = next(gen)
         except StopIteration as stop:
             return stop.value
-        minutes = (time.perf_counter() - start) / 60.0
+        if args.clock == "cpu":
+            minutes = (cpu_seconds() - cpu_start) / 60.0
+        else:
+            minutes = (time.perf_counter() - start) / 60.0
         while marks and minutes >= marks[0]:
             snapshot(config, run_dir, marks.pop(0))
         show = (
@@ -200,11 +211,70 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def evaluate(model_path: Path, test_files: list[Path], crappify: Any) -> dict[str, Any]:
-    import torch
+#: Classical references every model is scored against: interpolations of the noisy LR,
+#: and the same of the noise-free LR ("oracle": a perfect denoiser, then interpolation).
+REFERENCES = ("bicubic", "bilinear", "oracle_bicubic", "oracle_bilinear")
 
+
+def noise_free(crappify: Any) -> Any:
+    """The crappifier without its noise steps (its blur and downsampling only).
+
+    Step parameters are drawn per step index, and every preset's noise steps come after
+    its blur and downsampling, so the same seed gives the same blur as the full chain.
+    """
+    from decrappify.crappify.consistency import FORWARD_KINDS
+
+    steps = [s for s in crappify.steps if s.kind in FORWARD_KINDS]
+    return crappify.model_copy(update={"steps": steps})
+
+
+def test_pairs(test_files: list[Path], crappify: Any) -> list[dict[str, Any]]:
+    """Crappify every held-back image whole (fixed seeds), with its noise-free twin."""
     from decrappify.crappify import crappify_image
     from decrappify.io import read_image
+
+    clean = noise_free(crappify)
+    pairs = []
+    for index, path in enumerate(test_files):
+        hr = read_image(path)
+        seed = TEST_SEED + index
+        pairs.append(
+            {
+                "name": path.name,
+                "gt": np.asarray(hr.data),
+                "lr": np.asarray(crappify_image(hr, crappify, seed=seed).data),
+                "lr_clean": np.asarray(crappify_image(hr, clean, seed=seed).data),
+            }
+        )
+    return pairs
+
+
+def reference_scores(pairs: list[dict[str, Any]], scale: int) -> list[dict[str, Any]]:
+    """Normalised PSNR / SSIM / FRC of the classical references on every test pair."""
+    from decrappify.metrics import evaluate_pair, upsample
+
+    rows = []
+    for pair in pairs:
+        row: dict[str, Any] = {"image": pair["name"]}
+        for name in REFERENCES:
+            lr = pair["lr_clean"] if name.startswith("oracle") else pair["lr"]
+            up = upsample(lr.astype(np.float32), scale, name.rpartition("_")[2])
+            scores = evaluate_pair(up, pair["gt"])
+            row.update(
+                {
+                    f"{name}_psnr": scores["psnr_norm"],
+                    f"{name}_ssim": scores["ssim_norm"],
+                    f"{name}_frc": scores["frc_px"],
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def evaluate(model_path: Path, test_files: list[Path], crappify: Any) -> dict[str, Any]:
+    """Score a model and the references on the held-back images (means and sd in summary)."""
+    import torch
+
     from decrappify.metrics import evaluate_pair, upsample
     from decrappify.models import load_model
     from decrappify.normalize import normalize, percentile_range
@@ -212,48 +282,38 @@ def evaluate(model_path: Path, test_files: list[Path], crappify: Any) -> dict[st
     model = load_model(model_path)
     norm = model.info.normalization
     scale = model.info.generator.scale
-    rows = []
+    pairs = test_pairs(test_files, crappify)
+    rows = reference_scores(pairs, scale)
     images = {}
-    for index, path in enumerate(test_files):
-        hr = read_image(path)
-        lr_image = crappify_image(hr, crappify, seed=TEST_SEED + index)
-        lr = np.asarray(lr_image.data)
-        gt = np.asarray(hr.data)
+    for row, pair in zip(rows, pairs, strict=True):
+        lr, gt = pair["lr"], pair["gt"]
         lo, hi = percentile_range(lr, norm.low, norm.high)
         x = torch.from_numpy(normalize(lr, lo, hi)[None, None].astype(np.float32))
         start = time.perf_counter()
         with torch.inference_mode():
             pred = model.net(x)[0, 0].numpy()
         seconds = time.perf_counter() - start
-        bicubic = upsample(lr.astype(np.float32), scale, "bicubic")
-        b = evaluate_pair(bicubic, gt)
         m = evaluate_pair(pred, gt)
-        rows.append(
+        row.update(
             {
-                "image": path.name,
-                "bicubic_psnr": b["psnr_norm"],
-                "bicubic_ssim": b["ssim_norm"],
-                "bicubic_frc": b["frc_px"],
                 "model_psnr": m["psnr_norm"],
                 "model_ssim": m["ssim_norm"],
                 "model_frc": m["frc_px"],
                 "predict_s": seconds,
             }
         )
-        images[path.name] = (lr, bicubic, pred, gt)
-    summary = {}
-    for key in (
-        "bicubic_psnr",
-        "bicubic_ssim",
-        "bicubic_frc",
-        "model_psnr",
-        "model_ssim",
-        "model_frc",
-    ):
+        images[pair["name"]] = (lr, upsample(lr.astype(np.float32), scale, "bicubic"), pred, gt)
+    summary: dict[str, Any] = {}
+    for key in rows[0]:
+        if key in ("image", "predict_s"):
+            continue
         values = np.array([r[key] for r in rows])
         summary[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1))}
-    summary["gain_psnr"] = summary["model_psnr"]["mean"] - summary["bicubic_psnr"]["mean"]
-    summary["gain_ssim"] = summary["model_ssim"]["mean"] - summary["bicubic_ssim"]["mean"]
+    for name in ("bicubic", "bilinear", "oracle_bicubic"):
+        for metric in ("psnr", "ssim"):
+            gain = summary[f"model_{metric}"]["mean"] - summary[f"{name}_{metric}"]["mean"]
+            key = f"gain_{metric}" if name == "bicubic" else f"gain_{metric}_vs_{name}"
+            summary[key] = gain
     return {"per_image": rows, "summary": summary, "images": images}
 
 
@@ -277,6 +337,51 @@ def figures(data: str, run_dir: Path, evaluation: dict[str, Any], scale: int) ->
         f"{evaluation['minutes']:g} CPU minutes",
     )
     return [curves, comparison]
+
+
+def gan_table(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validation rows of the last pretraining checkpoint and of every GAN checkpoint."""
+    rows, last_pretrain = [], None
+    for entry in history:
+        if "psnr" not in entry:
+            continue
+        if entry.get("phase") == "pretrain_generator":
+            last_pretrain = {**entry, "label": "pretrained"}
+        elif entry.get("phase") == "gan":
+            rows.append({**entry, "label": f"GAN step {entry.get('step')}"})
+    return ([last_pretrain] if last_pretrain and rows else []) + rows
+
+
+def critic_notes(history: list[dict[str, Any]]) -> list[str]:
+    """The critic pretraining notes (steps, loss, held-out accuracy)."""
+    return [
+        e["note"] for e in history if "critic_accuracy" in e or "critic pre" in e.get("note", "")
+    ]
+
+
+def print_gan(history: list[dict[str, Any]]) -> None:
+    for note in critic_notes(history):
+        print(note)
+    rows = gan_table(history)
+    if not rows:
+        return
+    print(f"\n{'checkpoint':16s} {'PSNR':>7s} {'SSIM':>7s} {'FRC px':>7s} {'HF power':>9s}")
+    for r in rows:
+        print(
+            f"{r['label']:16s} {r['psnr']:7.2f} {r['ssim']:7.3f} {r.get('frc', float('nan')):7.3f} "
+            f"{r.get('hf', float('nan')):9.3f}"
+        )
+
+
+def print_references(s: dict[str, Any]) -> None:
+    print("references (held-back images, mean normalised PSNR / SSIM):")
+    for name in REFERENCES:
+        print(f"  {name:16s} {s[name + '_psnr']['mean']:6.2f} / {s[name + '_ssim']['mean']:.3f}")
+    print(
+        f"  model: {s['gain_psnr_vs_bilinear']:+.2f} dB / {s['gain_ssim_vs_bilinear']:+.3f} "
+        f"over bilinear, {s['gain_psnr_vs_oracle_bicubic']:+.2f} dB / "
+        f"{s['gain_ssim_vs_oracle_bicubic']:+.3f} over oracle bicubic"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -323,6 +428,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{train_cpu / 60:.1f} min), steps {result.steps}, "
         f"best from {result.best}; load average {load_before[0]:.2f} -> {load_after[0]:.2f}"
     )
+    print_references(s)
+    print_gan(result.history)
     record = {
         "data": args.data,
         "tag": args.tag,
