@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.config.predict import PredictConfig
+from decrappify.config.predict import MAX_IN_MEMORY, PredictConfig
 from decrappify.devices import torch_threads
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress
@@ -82,15 +82,11 @@ from decrappify.predict.trust import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_MEMORY",
     "PredictResult",
     "iter_predict_image",
     "lazy_prediction",
     "predict_image_region",
 ]
-
-#: Largest result :func:`iter_predict_image` keeps in memory when given no output path.
-DEFAULT_MAX_MEMORY = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ def iter_predict_image(
     config: PredictConfig | None = None,
     *,
     client: Any = None,
-    max_memory: int = DEFAULT_MAX_MEMORY,
+    max_memory: int = MAX_IN_MEMORY,
 ) -> Generator[Progress, None, PredictResult]:
     """Super-resolve one image, block by block, into a file or into memory.
 
@@ -185,7 +181,7 @@ def iter_predict_image(
     handle = model_handle(model)
     if not isinstance(image, Image):
         image = read_image(image)
-    _check_scale(handle, config.scale)
+    config.check_scale(handle.scale, handle.name)
     check_image(image, handle)
     settings = resolve_settings(handle, image, config)
     grid = BlockGrid.plan(image.shape, handle.scale, chunk=settings.chunk, block=settings.block)
@@ -303,13 +299,6 @@ def iter_predict_image(
     stats["compute_seconds"] = predictor.compute_seconds if local else None
     stats["forward_seconds"] = predictor.forward_seconds if local else None
     return PredictResult(image=result_image, path=path, stats=stats, maps=maps)
-
-
-def _check_scale(handle: ModelHandle, scale: int | None) -> None:
-    if scale is not None and scale != handle.scale:
-        raise InputError(
-            f"model {handle.name} upsamples ×{handle.scale}, but scale {scale} was asked"
-        )
 
 
 def _check_output(
@@ -493,7 +482,7 @@ def predict_image_region(
     handle = model_handle(model)
     if not isinstance(image, Image):
         image = read_image(image)
-    _check_scale(handle, config.scale)
+    config.check_scale(handle.scale, handle.name)
     check_image(image, handle)
     settings = resolve_settings(handle, image, config)
     if config.overlap == "auto":
