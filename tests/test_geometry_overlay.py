@@ -109,9 +109,15 @@ def test_ome_tiff_plane_positions_are_read_in_the_pixel_size_unit(tmp_path):
         "PhysicalSizeYUnit": "nm",
         "PhysicalSizeZ": 200.0,
         "PhysicalSizeZUnit": "nm",
-        "Plane": {"PositionX": [1.5, 1.5], "PositionXUnit": ["µm", "µm"], "PositionY": [0.25] * 2,
-                  "PositionYUnit": ["µm"] * 2, "PositionZ": [2.0, 2.2], "PositionZUnit": ["µm"] * 2},
-    }  # fmt: skip
+        "Plane": {
+            "PositionX": [1.5, 1.5],
+            "PositionXUnit": ["µm", "µm"],
+            "PositionY": [0.25, 0.25],
+            "PositionYUnit": ["µm", "µm"],
+            "PositionZ": [2.0, 2.2],
+            "PositionZUnit": ["µm", "µm"],
+        },
+    }
     tifffile.imwrite(tmp_path / "s.ome.tif", np.zeros((2, 32, 32), np.uint16), metadata=meta)
     image = read_image(tmp_path / "s.ome.tif")
     assert image.translate == pytest.approx((2000.0, 250.0, 1500.0))
