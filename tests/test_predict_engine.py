@@ -15,13 +15,12 @@ import torch.nn.functional as F
 import zarr
 from torch import nn
 
-from decrappify.config.predict import PredictConfig
+from decrappify.config.predict import MAX_IN_MEMORY, PredictConfig
 from decrappify.devices import resolve_device
 from decrappify.errors import Cancelled, InputError, OutputError
 from decrappify.events import run_to_end
 from decrappify.io import Image, read_image, read_ome_zarr_metadata, write_image
 from decrappify.normalize import denormalize, normalize, percentile_range
-from decrappify.predict import engine
 from decrappify.predict.block_geometry import BlockGrid
 from decrappify.predict.block_predictor import BlockPredictor
 from decrappify.predict.engine import iter_predict_image, predict_image_region
@@ -96,7 +95,7 @@ def private_cache(tmp_path, monkeypatch):
 SMALL = {"tile": 32, "batch": 4, "device": "cpu", "threads": 1, "chunk": 64, "block": 128}
 
 
-def predict(net, image, out=None, *, max_memory=engine.DEFAULT_MAX_MEMORY, **settings):
+def predict(net, image, out=None, *, max_memory=MAX_IN_MEMORY, **settings):
     config = PredictConfig.build(**{**SMALL, **settings})
     return run_to_end(iter_predict_image(net, image, out, config, max_memory=max_memory))
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.config.predict import PredictConfig
+from decrappify.config.predict import MAX_IN_MEMORY, PredictConfig
 from decrappify.devices import torch_threads
 from decrappify.errors import InputError
 from decrappify.events import Progress
@@ -64,15 +64,11 @@ from decrappify.predict.trust import TrustPlan, remove_stale_maps, spread_sink
 from decrappify.predict.trust_maps import iter_trust_maps
 
 __all__ = [
-    "DEFAULT_MAX_MEMORY",
     "PredictResult",
     "iter_predict_image",
     "lazy_prediction",
     "predict_image_region",
 ]
-
-#: Largest result :func:`iter_predict_image` keeps in memory when given no output path.
-DEFAULT_MAX_MEMORY = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ def iter_predict_image(
     config: PredictConfig | None = None,
     *,
     client: Any = None,
-    max_memory: int = DEFAULT_MAX_MEMORY,
+    max_memory: int = MAX_IN_MEMORY,
 ) -> Generator[Progress, None, PredictResult]:
     """Super-resolve one image, block by block, into a file or into memory.
 

@@ -44,7 +44,6 @@ from decrappify.predict.trust import TrustPlan, map_path, plan_trust
 __all__ = [
     "OutputPlan",
     "PredictPlan",
-    "check_scale",
     "iter_plan",
     "measure_overlap",
     "resolve",
@@ -140,14 +139,6 @@ class PredictPlan:
         )
 
 
-def check_scale(handle: ModelHandle, scale: int | None) -> None:
-    """Refuse a model whose factor is not the one asked for (``--scale``)."""
-    if scale is not None and scale != handle.scale:
-        raise InputError(
-            f"model {handle.name} upsamples ×{handle.scale}, but scale {scale} was asked"
-        )
-
-
 def resolve(
     model: Any, image: Image | Any, config: PredictConfig | None
 ) -> tuple[ModelHandle, Image, PredictSettings]:
@@ -178,7 +169,7 @@ def resolve(
     handle = model_handle(model)
     if not isinstance(image, Image):
         image = read_image(image)
-    check_scale(handle, config.scale)
+    config.check_scale(handle.scale, handle.name)
     check_image(image, handle)
     return handle, image, resolve_settings(handle, image, config)
 
