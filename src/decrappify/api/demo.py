@@ -127,7 +127,7 @@ def iter_demo(
         Where everything is, and the gain over bicubic.
     """
     from decrappify.api.train import train_config
-    from decrappify.config.train import parse_duration
+    from decrappify.durations import parse_duration
 
     start = time.perf_counter()
     total = parse_duration(budget, name="--budget")
