@@ -117,11 +117,11 @@ def split_files(data: str, root: Path = DATA_ROOT) -> tuple[list[Path], list[Pat
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    from decrappify.config.train import TrainConfig
+    """The default recipe for the data's crappify preset, as ``decrappify train --preset``."""
+    from decrappify.api import train_config
 
     spec = DATA[args.data]
     overrides: dict[str, Any] = {
-        "crappify": spec["preset"],
         "time_budget": args.minutes * 60.0,
         "seed": args.seed,
         "device": args.device,
@@ -134,7 +134,7 @@ def build_config(args: argparse.Namespace) -> Any:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key.strip()] = yaml.safe_load(value)
-    return TrainConfig().with_overrides(overrides)
+    return train_config(preset=spec["preset"], overrides=overrides)
 
 
 def train(args: argparse.Namespace, config: Any, files: list[Path], run_dir: Path) -> Any:

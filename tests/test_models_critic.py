@@ -16,7 +16,7 @@ from decrappify.errors import InputError
 from decrappify.models import Critic, build_critic
 from decrappify.models.critic import critic_accuracy
 from decrappify.models.layers import SelfAttention
-from decrappify.train.run import critic_loss
+from decrappify.train._phases import critic_loss
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,9 @@ def train_config(
         object to start from; None starts from the defaults.
     preset : str or None
         Crappify preset (``em``, ``em-poisson``, ``fluorescence``,
-        ``fluorescence-pssr``).
+        ``fluorescence-pssr``). The final crappifier's preset also sets the settings
+        that differ by kind of data (:func:`~decrappify.config.recipes.recipe_defaults`:
+        the loss and GAN phase of EM), unless the config file or ``overrides`` set them.
     crappify_file : path or None
         A crappify YAML file (e.g. from ``decrappify crappify --fit``); overrides
         ``preset``. Without ``scale``, the generator takes the file's scale.
@@ -87,6 +89,7 @@ def train_config(
     """
     from decrappify.config.crappify import CrappifyConfig
     from decrappify.config.data import default_patch_size
+    from decrappify.config.recipes import recipe_defaults
     from decrappify.config.train import TrainConfig
 
     if isinstance(config_file, TrainConfig):
@@ -133,7 +136,21 @@ def train_config(
     if "data.patch_size" not in values and "patch_size" not in base.data.model_fields_set:
         final_scale = values.get("generator.scale", base.generator.scale)
         values["data.patch_size"] = default_patch_size(final_scale)
+    final_crappify = values["crappify"] if "crappify" in values else base.crappify
+    for key, value in recipe_defaults(final_crappify).items():
+        if key not in values and not _is_set(base, key):
+            values[key] = value
     return base.with_overrides(values)
+
+
+def _is_set(config: Any, dotted: str) -> bool:
+    """Whether a config (from a file or an object) sets a dotted key itself."""
+    node = config
+    for part in dotted.split("."):
+        if part not in getattr(node, "model_fields_set", ()):
+            return False
+        node = getattr(node, part)
+    return True
 
 
 def _name(config: Any) -> str:
