@@ -32,6 +32,7 @@ from decrappify.errors import InputError, ModelFileError, OutputError
 from decrappify.models.factory import generator_skeleton
 from decrappify.models.unet import SuperResolutionNet
 from decrappify.models.weights import load_checked, state_dict_mismatch
+from decrappify.pretrained import resolve_model_path
 
 #: File names inside a model folder.
 WEIGHTS_NAME = "model.safetensors"
@@ -392,8 +393,9 @@ def read_model_info(path: str | Path) -> ModelInfo:
     Parameters
     ----------
     path : str or Path
-        A model folder (``model.json`` + ``model.safetensors``) or a single
-        ``.safetensors`` model file (only its header is read).
+        A model folder (``model.json`` + ``model.safetensors``), a single
+        ``.safetensors`` model file (only its header is read) or the name of a shipped
+        starting point (``em-4x``, :mod:`decrappify.pretrained`).
 
     Returns
     -------
@@ -406,7 +408,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
         If the model is missing, its weights file truncated (only its header is read),
         or its metadata unreadable or inconsistent; the message names the file.
     """
-    path = Path(path)
+    path = resolve_model_path(path)
     if path.is_dir():
         weights, info_file = _locate(path)
         info = _info_from_json(info_file)  # type: ignore[arg-type]
@@ -462,14 +464,15 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
     Parameters
     ----------
     path : str or Path
-        Model folder or ``.safetensors`` file.
+        Model folder, ``.safetensors`` file or the name of a shipped starting point
+        (:mod:`decrappify.pretrained`).
     device : str or torch.device
         Where to put the network.
 
     Returns
     -------
     LoadedModel
-        The network (eval mode) and its metadata.
+        The network (eval mode) and its metadata; ``path`` is the file read.
 
     Raises
     ------
@@ -478,7 +481,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         newer format version, or its weights do not match the architecture in its
         metadata; the message names the file.
     """
-    path = Path(path)
+    path = resolve_model_path(path)
     weights, info_file = _locate(path)
     tensors, header = read_tensors(weights)
     info = _info_from_header(header, path) if info_file is None else _info_from_json(info_file)
