@@ -169,6 +169,9 @@ class PretrainGeneratorConfig(StrictModel):
         initialised encoder only wastes steps).
     checkpoint_every : int
         Validate and write a checkpoint every this many steps (and at the end).
+    fine_tune_lr_factor : float
+        ``max_lr`` is multiplied by this when the generator starts from a trained model
+        (``start_from``): it is fine-tuned, not trained again.
     """
 
     steps: int = Field(1000, ge=1, le=10_000_000)
@@ -181,6 +184,7 @@ class PretrainGeneratorConfig(StrictModel):
     weight_decay: float = Field(1e-3, ge=0.0, le=1.0)
     frozen_fraction: float | None = Field(None, ge=0.0, le=1.0)
     checkpoint_every: int = Field(100, ge=1, le=10_000_000)
+    fine_tune_lr_factor: float = Field(0.1, gt=0.0, le=1.0)
 
     def resolved_frozen_fraction(self, pretrained_encoder: bool) -> float:
         """Fraction of steps with the encoder frozen.
@@ -389,6 +393,10 @@ class TrainConfig(StrictModel):
     vgg_weights : str or None
         Local torchvision ``vgg16_bn`` state dict, needed when ``loss.weights.feature``
         is positive.
+    start_from : str
+        The generator's starting weights: ``auto`` (the shipped starting point matching
+        the network, scale and modality, else random), ``none`` (random), a shipped
+        starting point (``em-4x``, ``fluo-4x``, ``fluo-denoise``) or a model path.
     """
 
     data: DataConfig = Field(default_factory=DataConfig)
@@ -411,6 +419,7 @@ class TrainConfig(StrictModel):
     preview_every: int = Field(50, ge=0, le=10_000_000)
     encoder_weights: str | None = None
     vgg_weights: str | None = None
+    start_from: str = Field("auto", min_length=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from decrappify.train.schedule import (
     steps_for_budget,
     watch_score,
 )
+from decrappify.train.start import fine_tuning
 
 
 def generator_step(
@@ -83,8 +84,9 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
     cfg, st, phase = run.cfg.pretrain_generator, run.state, "pretrain_generator"
     G = run.G
     G.train()
+    max_lr = cfg.max_lr * (cfg.fine_tune_lr_factor if fine_tuning(st.history) else 1.0)
     optimizer = torch.optim.AdamW(
-        [{**g, "lr": cfg.max_lr} for g in G.parameter_groups()],
+        [{**g, "lr": max_lr} for g in G.parameter_groups()],
         weight_decay=cfg.weight_decay,
     )
     run.load_optimizer("pretrain", optimizer)
@@ -109,12 +111,12 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
         if frozen != frozen_now:
             G.freeze_encoder() if frozen else G.unfreeze_encoder()
             frozen_now = frozen
-        rate = cfg.max_lr / cfg.div_factor
+        rate = max_lr / cfg.div_factor
         if total is not None:
             rate = one_cycle_lr(
                 st.step,
                 total,
-                cfg.max_lr,
+                max_lr,
                 pct_start=cfg.pct_start,
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,

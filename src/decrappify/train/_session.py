@@ -36,6 +36,7 @@ from decrappify.train.run import (
     MODEL_NAME,
     KeyBatches,
     config_differences,
+    history_record,
     steps_done,
     strip_sources,
 )
@@ -45,6 +46,8 @@ from decrappify.train.schedule import (
     split_remaining,
     steps_for_budget,
 )
+from decrappify.train.selfcheck import SELF_CHECK_KEY
+from decrappify.train.start import START_KEY, choose_start, load_start
 from decrappify.train.state import (
     RunState,
     flatten_optimizer,
@@ -140,6 +143,9 @@ class Session:
             )
         self.resume = resume
         self._check_run_dir()
+        # the starting weights are chosen (and a misfit refused) before the folder exists
+        fresh = not (resume and has_checkpoint(self.checkpoints))
+        start = choose_start(self.cfg) if fresh else None
         context = self.cfg.generator.context_warning(self.cfg.data.patch_size)
         if context:
             log.warning(context)
@@ -193,6 +199,9 @@ class Session:
             for im in self.train_set.maker.hr_images
         ]
         self.state = self._open_state()
+        if start is not None and not self.resumed:
+            load_start(start, self.G)
+            self.note(f"generator start: {start.reason}", **{START_KEY: start.record()})
         self.log = RunLog(
             self.run_dir / LOG_NAME, keep_rows=self.state.log_rows if self.resumed else None
         )
@@ -548,6 +557,8 @@ class Session:
                 "seed": self.cfg.seed,
             },
             "config": self.cfg.model_dump(mode="json"),
+            START_KEY: history_record(self.state.history, START_KEY),
+            SELF_CHECK_KEY: history_record(self.state.history, SELF_CHECK_KEY),
         }
 
     def write_curves(self) -> None:

@@ -93,6 +93,16 @@ class TrainResult:
     baseline_name: str = "bicubic"
 
     @property
+    def self_check(self) -> dict[str, Any] | None:
+        """The model against classical methods (:mod:`decrappify.metrics.selfcheck`), or None."""
+        return history_record(self.history, "self_check")
+
+    @property
+    def start(self) -> dict[str, Any] | None:
+        """Where the generator started (:mod:`decrappify.train.start`), or None."""
+        return history_record(self.history, "start")
+
+    @property
     def gain(self) -> dict[str, float]:
         """Improvement of the model over the baseline (``psnr`` in dB, ``ssim``)."""
         return {k: self.metrics[k] - self.baseline[k] for k in self.metrics if k in self.baseline}
@@ -231,6 +241,27 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(v, f"{prefix}{k}."))
         return out
     return {prefix.rstrip("."): tree}
+
+
+def history_record(history: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """Find the latest record under ``key`` in a run's history (``"start"``, ``"self_check"``).
+
+    Parameters
+    ----------
+    history : list of dict
+        The run's history.
+    key : str
+        The record's key in its history entry.
+
+    Returns
+    -------
+    dict or None
+        The record, or None when no entry has one.
+    """
+    for entry in reversed(history):
+        if isinstance(entry.get(key), dict):
+            return entry[key]
+    return None
 
 
 def strip_sources(inputs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
