@@ -50,6 +50,7 @@ from decrappify.train.run import (
     config_differences,
     result_from_state,
 )
+from decrappify.train.selfcheck import check_run
 from decrappify.train.state import STATE_NAME, RunState, remove_stale_files, write_checkpoint
 
 __all__ = ["KeyBatches", "TrainResult", "iter_train", "train"]
@@ -173,6 +174,7 @@ def _finish(run: Session) -> TrainResult:
     ran_gan = any(key.startswith("gan") for key in st.counts)
     if ran_gan and st.best.get("phase") == "pretrain_generator":
         run.note("final model: the pretrained generator (no GAN checkpoint beat it)")
+    check_run(run)  # the best generator against classical methods, in its metadata
     st.finished = True
     model_path = run.save_best_model(final=True)
     run.write_curves()
