@@ -30,7 +30,14 @@ from decrappify.api.predict import (
     predict_region,
     trust_maps,
 )
-from decrappify.api.train import iter_train, model_info, train, train_config
+from decrappify.api.train import (
+    iter_train,
+    model_info,
+    self_check_summary,
+    starting_points,
+    train,
+    train_config,
+)
 
 __all__ = [
     "BioimageioExport",
@@ -58,6 +65,8 @@ __all__ = [
     "predict",
     "predict_config",
     "predict_region",
+    "self_check_summary",
+    "starting_points",
     "train",
     "train_config",
     "trust_maps",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from decrappify.cli._shell import (
     drive,
@@ -92,6 +93,12 @@ def train(
         None, "--device", "-d", help="auto (CUDA if present), cpu, cuda, cuda:N or mps."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    start_from: str | None = typer.Option(
+        None,
+        "--from",
+        help="Starting weights: auto (the shipped starting point that fits the run, the "
+        "default), none (random), em-4x, fluo-4x, fluo-denoise or a model path.",
+    ),
     overrides: list[str] | None = typer.Option(
         None, "--set", help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0."
     ),
@@ -126,6 +133,7 @@ def train(
                 time_budget=budget,
                 device=device,
                 seed=seed,
+                start_from=start_from,
                 overrides=parse_overrides(overrides, name="--set"),
             )
         ),
@@ -133,13 +141,7 @@ def train(
     )
     if result.already_finished:
         err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
-    # the baseline is bicubic, or the input itself at scale 1
-    label = result.baseline_name
-    rows = [
-        (label, _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
-        ("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)),
-    ]
-    err_console.print(summary_table("validation crops", ["", "PSNR (dB)", "SSIM"], rows))
+    print_validation(result)
     steps = ", ".join(f"{k} {v}" for k, v in result.steps.items())
     best = result.best
     err_console.print(
@@ -149,6 +151,34 @@ def train(
         highlight=False,
         markup=False,
     )
+
+
+def print_validation(result: Any) -> None:
+    """Print the validation table: the classical methods, the model, and the self-check's verdict.
+
+    Parameters
+    ----------
+    result : TrainResult
+        A finished run (its ``self_check`` when the run made one, else its baseline).
+    """
+    from decrappify.api import self_check_summary
+
+    check = result.self_check
+    if check:
+        rows = [
+            (name, _fmt(v.get("psnr")), _fmt(v.get("ssim"), 4))
+            for name, v in check["baselines"].items()
+        ]
+    else:  # the baseline is bicubic, or the input itself at scale 1
+        b = result.baseline
+        rows = [(result.baseline_name, _fmt(b.get("psnr")), _fmt(b.get("ssim"), 4))]
+    rows.append(("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)))
+    err_console.print(summary_table("validation crops", ["", "PSNR (dB)", "SSIM"], rows))
+    _, warning = self_check_summary(check)
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    elif check:
+        err_console.print("self-check: the model beats every classical method above", markup=False)
 
 
 @handle_errors

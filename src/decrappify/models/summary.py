@@ -6,6 +6,7 @@ from typing import Any
 
 from decrappify.config.model import ModelInfo
 from decrappify.config.train import format_duration
+from decrappify.metrics.selfcheck import self_check_lines
 
 
 def _fmt(value: Any) -> str:
@@ -76,6 +77,7 @@ def describe_model(info: ModelInfo) -> str:
     lines += [f"  {key + ':':<14} {text}" for key, text in _describe_training(info.training)]
     if info.metrics:
         lines.append(f"  validation:    {_describe_metrics(info.metrics, g.scale)}")
+    lines += [f"  {key + ':':<14} {text}" for key, text in _describe_origin(info.training)]
     if info.history:
         lines.append(f"  history:       {len(info.history)} entries (the full record: --json)")
     return "\n".join(lines)
@@ -137,3 +139,22 @@ def _describe_metrics(metrics: dict[str, float], scale: int) -> str:
         plain = "input" if scale == 1 else "bicubic"
         text += f" ({plain} {', '.join(b for b in base if b)})"
     return text or _fmt(metrics)
+
+
+def _describe_origin(training: dict[str, Any]) -> list[tuple[str, str]]:
+    """``self-check``, ``started from``, ``data`` / ``licence`` (starting points) lines."""
+    out = [("self-check", line) for line in self_check_lines(training.get("self_check"))]
+    start = training.get("start")
+    if isinstance(start, dict):
+        origin = start.get("from") or "random weights"
+        licence = (start.get("provenance") or {}).get("weights_licence")
+        out.append(("started from", str(origin) + (f" ({licence})" if licence else "")))
+    provenance = training.get("provenance")
+    if isinstance(provenance, dict):
+        for group in provenance.get("data") or []:
+            if isinstance(group, dict):
+                out.append(("trained on", f"{group.get('what')}: {group.get('licence')}"))
+        if provenance.get("not_used"):
+            out.append(("not used", str(provenance["not_used"])))
+        out.append(("licence", f"weights {provenance.get('weights_licence')}"))
+    return out
