@@ -570,6 +570,9 @@ class Session:
                 self.run_dir / CURVES_NAME,
                 baseline=self.state.baseline or None,
                 baseline_name=self.baseline_name,
+                classical=(history_record(self.state.history, SELF_CHECK_KEY) or {}).get(
+                    "baselines"
+                ),
                 title=f"NoGAN training: {self.run_dir.name}",
             )
         except (OSError, OutputError) as err:  # a figure must never stop a run
