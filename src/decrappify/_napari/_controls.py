@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from decrappify import api
 from decrappify._napari._layers import find_layer
 from decrappify._napari.jobs.models import recent_models
 
@@ -423,8 +424,9 @@ class ModelPicker(QWidget):
     """An editable combo box of recent models with a Browse button.
 
     The list holds the models trained or used recently (most recent first,
-    :func:`decrappify._napari.jobs.models.recent_models`) and is refreshed when that list
-    changes. Browse accepts a ``.safetensors`` model file or a model folder's
+    :func:`decrappify._napari.jobs.models.recent_models`), then the starting points
+    shipped with decrappify by name (``fluo-denoise``: usable without training data), and
+    is refreshed when the recent models change. Browse accepts a ``.safetensors`` model file or a model folder's
     ``model.json`` (the folder is taken).
 
     Parameters
@@ -447,7 +449,7 @@ class ModelPicker(QWidget):
         self.combo.setMinimumContentsLength(12)
         line = self.combo.lineEdit()
         if line is not None:
-            line.setPlaceholderText("model folder or .safetensors file")
+            line.setPlaceholderText("model folder, .safetensors file or starting point")
             line.editingFinished.connect(self._emit)
         self.combo.activated.connect(lambda *_: self._emit())
         self.button = QPushButton("Browse…")
@@ -501,6 +503,7 @@ class ModelPicker(QWidget):
         try:
             self.combo.clear()
             self.combo.addItems([str(p) for p in recent_models()])
+            self.combo.addItems([sp.name for sp in api.starting_points()])
             self.combo.setCurrentText(current)
         finally:
             self.combo.blockSignals(False)

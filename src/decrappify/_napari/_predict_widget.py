@@ -16,6 +16,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from decrappify import api
 from decrappify._napari._controls import LayerPicker, ModelPicker, PathEdit
 from decrappify._napari._form import ConfigFields, FieldView
 from decrappify._napari._layers import (
@@ -280,7 +281,7 @@ class PredictWidget(QWidget):
         result: LayerPrediction,
     ) -> None:
         info: dict[str, Any] = {
-            "model": str(Path(model).resolve()),
+            "model": str(api.model_location(model).resolve()),
             "input": name,
             "settings": settings.settings(),
         }

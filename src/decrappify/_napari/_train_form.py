@@ -121,6 +121,7 @@ class TrainForm(QWidget):
             "Continue from the last checkpoint with the run's own settings (give the same "
             "training images again)"
         )
+        self.start_combo = start_from_combo()
         self.config_path = PathEdit("open", placeholder="optional", file_filter="YAML (*.yaml)")
         self.config_path.setToolTip("A train.yaml to start from; the fields above override it")
         self.overrides_edit = QLineEdit()
@@ -154,6 +155,7 @@ class TrainForm(QWidget):
         form.addRow("Crappify file", self.crappify_path)
         form.addRow("Scale", _row(self.scale_spin, "Encoder", self.encoder_combo))
         form.addRow("Length", length)
+        form.addRow("Start from", self.start_combo)
         form.addRow("Device", _row(self.device_combo, "Seed", self.seed_spin))
         form.addRow("Preview every", self.preview_spin)
         form.addRow("Run folder", self.run_path)
@@ -167,6 +169,14 @@ class TrainForm(QWidget):
     def device(self) -> str:
         """The device field (a resumed run takes it too)."""
         return str(self.fields.value("device"))
+
+    @property
+    def start_from(self) -> str:
+        """Where the generator starts: ``auto``, ``none``, a starting point or a model path."""
+        text = self.start_combo.currentText().strip()
+        if self.start_combo.findText(text) >= 0:  # a listed choice: its name, then what it is
+            return text.split(" ", 1)[0]
+        return text or "auto"  # a model path typed in
 
     def training_images(self) -> list[Any]:
         """The HR training images: records of the checked layers, then the path field.
@@ -244,6 +254,7 @@ class TrainForm(QWidget):
             time_budget=budget,
             device=values["device"],
             seed=values["seed"],
+            start_from=self.start_from,
             overrides=overrides,
         )
 
@@ -287,6 +298,7 @@ class TrainForm(QWidget):
         fresh = not self.resume_check.isChecked()  # a resumed run keeps its own settings
         for control in (
             self.preset_combo,
+            self.start_combo,
             self.crappify_path,
             self.budget_radio,
             self.steps_radio,
@@ -297,6 +309,32 @@ class TrainForm(QWidget):
         self.fields.set_enabled(fresh, FRESH_ONLY)
         self.budget_edit.setEnabled(fresh and budget)
         self.fields.set_enabled(fresh and not budget, ["pretrain_generator.steps", "gan.max_steps"])
+
+
+def start_from_combo() -> QComboBox:
+    """An editable choice of the generator's start: auto, none, a shipped starting point or a path.
+
+    Returns
+    -------
+    QComboBox
+        Items ``auto (...)``, ``none (...)`` and one per shipped starting point (its name,
+        then what it is for); a model path can be typed in.
+    """
+    combo = QComboBox()
+    combo.setEditable(True)
+    combo.addItems(
+        [
+            "auto (the shipped starting point that fits, else random)",
+            "none (random weights)",
+            *(f"{sp.name} ({sp.summary})" for sp in api.starting_points()),
+        ]
+    )
+    combo.setToolTip(
+        "The generator's starting weights: a starting point shipped with decrappify "
+        "(fine-tuned, a few minutes are enough), random weights, or a model folder or "
+        ".safetensors file you type in"
+    )
+    return combo
 
 
 def _row(first: QWidget, label: str, second: QWidget) -> QHBoxLayout:

@@ -93,6 +93,9 @@ class TrainCurves:
         The baseline's ``psnr`` / ``ssim`` on the same crops.
     baseline_name : str
         What the baseline is: ``"bicubic"``, or ``"input"`` at scale 1.
+    classical : dict of str to dict
+        At the end of a run, the self-check's classical methods (``"bilinear"``,
+        ``"gaussian=1.5"`` ...) and their ``psnr`` / ``ssim``, drawn as dotted lines.
     phases : list of (int, str)
         Where each training phase starts on the axis, and its short label.
     events : int
@@ -103,6 +106,7 @@ class TrainCurves:
     metrics: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
     baseline_name: str = "bicubic"
+    classical: dict[str, dict[str, float]] = field(default_factory=dict)
     phases: list[tuple[int, str]] = field(default_factory=list)
     events: int = 0
     _current: str | None = None
@@ -222,6 +226,19 @@ class TrainPlot:
                 axes.plot(xs, ys, marker="o", ms=3, lw=1, color=color, label=f"model {key}")
             if key in curves.baseline:
                 axes.axhline(curves.baseline[key], color=color, lw=1, ls="--")
+            if key == "psnr":  # the self-check's classical methods, labelled at the right
+                for name, scores in curves.classical.items():
+                    if name != curves.baseline_name and "psnr" in scores:
+                        axes.axhline(scores["psnr"], color=color, lw=0.8, ls=":")
+                        axes.annotate(
+                            name,
+                            (1.0, scores["psnr"]),
+                            xycoords=("axes fraction", "data"),
+                            ha="right",
+                            va="bottom",
+                            fontsize="xx-small",
+                            color=colors["text"],
+                        )
             axes.set_ylabel(label, fontsize="small", color=color)
         for x, mark in curves.phases:
             for axes in (ax, mx):
@@ -236,7 +253,8 @@ class TrainPlot:
                 fontsize="x-small",
                 color=colors["text"],
             )
-        mx.set_xlabel(f"step (dashed: {curves.baseline_name})", fontsize="small")
+        dotted = ", dotted: classical methods" if curves.classical else ""
+        mx.set_xlabel(f"step (dashed: {curves.baseline_name}{dotted})", fontsize="small")
         if curves.phases:
             right = max(1.0, curves.x_end)
             ax.set_xlim(0, right)

@@ -13,6 +13,7 @@ next step (see :meth:`TrainWidget.stop` for what is kept).
 
 from __future__ import annotations
 
+import html
 import time
 from functools import partial
 from pathlib import Path
@@ -85,6 +86,35 @@ def preview_placement(image: Image | None) -> dict[str, Any]:
         "units": tuple(image.units[-2:]) if image.units is not None else None,
         "translate": (ty, tx + (image.shape[-1] + PREVIEW_GAP) * px),
     }
+
+
+def self_check_html(check: Any) -> str:
+    """The self-check for the result line: the classical methods' scores and the verdict.
+
+    Parameters
+    ----------
+    check : dict or None
+        ``TrainResult.self_check``.
+
+    Returns
+    -------
+    str
+        HTML: ``<br>`` then the lines; a model that loses gets its warning in bold.
+    """
+    lines, warning = api.self_check_summary(check)
+    if not lines:
+        return ""
+    text = "<br>self-check: " + html.escape(lines[0])
+    if warning:
+        return text + f"<br><b>⚠ Warning: {html.escape(warning)}</b>"
+    return text + "<br>" + html.escape(lines[1])
+
+
+def classical_lines(check: Any) -> dict[str, dict[str, float]]:
+    """The classical methods' validation scores to draw beside the model's (name: psnr, ssim)."""
+    if not check:
+        return {}
+    return {str(k): dict(v) for k, v in (check.get("baselines") or {}).items()}
 
 
 class TrainWidget(QWidget):
@@ -287,7 +317,10 @@ class TrainWidget(QWidget):
             text += f"<br>best generator: {best['phase']} step {best.get('step')}"
         if result.already_finished:
             text += "<br>(this run had already finished; nothing was trained)"
+        text += self_check_html(result.self_check)
+        self.curves.classical = classical_lines(result.self_check)
         self.result_label.setText(text)
+        self.redraw()
         self.phase_label.setText("Finished")
         self._update_buttons()
 

@@ -33,6 +33,7 @@ from decrappify.api.predict import (
 from decrappify.api.train import (
     iter_train,
     model_info,
+    model_location,
     self_check_summary,
     starting_points,
     train,
@@ -61,6 +62,7 @@ __all__ = [
     "iter_sample",
     "iter_train",
     "model_info",
+    "model_location",
     "parse_baselines",
     "predict",
     "predict_config",

@@ -353,3 +353,22 @@ def self_check_summary(check: Mapping[str, Any] | None) -> tuple[list[str], str 
     from decrappify.metrics.selfcheck import self_check_lines, self_check_warning
 
     return self_check_lines(check), self_check_warning(check)
+
+
+def model_location(model: PathLike) -> Path:
+    """Return the folder or file a model path, or a shipped starting point's name, stands for.
+
+    Parameters
+    ----------
+    model : path
+        A model folder, a ``.safetensors`` file or a starting point's name (``em-4x``).
+
+    Returns
+    -------
+    Path
+        The path as given, or the starting point's installed file (an existing path
+        wins over a name).
+    """
+    from decrappify.pretrained import resolve_model_path
+
+    return resolve_model_path(model)
