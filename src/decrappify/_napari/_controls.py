@@ -426,8 +426,8 @@ class ModelPicker(QWidget):
     The list holds the models trained or used recently (most recent first,
     :func:`decrappify._napari.jobs.models.recent_models`), then the starting points
     shipped with decrappify by name (``fluo-denoise``: usable without training data), and
-    is refreshed when the recent models change. Browse accepts a ``.safetensors`` model file or a model folder's
-    ``model.json`` (the folder is taken).
+    is refreshed when the recent models change. Browse accepts a ``.safetensors`` model
+    file or a model folder's ``model.json`` (the folder is taken).
 
     Parameters
     ----------
