@@ -229,6 +229,7 @@ def train_one(name: str, args: argparse.Namespace) -> Path:
     )
     net = loaded.net.half() if args.dtype == "float16" else loaded.net
     target = save_model(args.out / f"{name}.safetensors", net, info, overwrite=True)
+    smoke_test(target, recipe, args.work / f"{name}-check")
     size = target.stat().st_size / 2**20
     print(
         f"{name}: {target} ({size:.1f} MiB), validation psnr {result.metrics.get('psnr', 0):.2f} "
@@ -236,6 +237,26 @@ def train_one(name: str, args: argparse.Namespace) -> Path:
         flush=True,
     )
     return target
+
+
+def smoke_test(model: Path, recipe: Recipe, work: Path) -> None:
+    """Predict a small image with the written file (it loads and runs).
+
+    Prediction measures the network's receptive field once and keeps it beside the file
+    (``NAME.safetensors.receptive_field.json``, shipped too): an installed starting point
+    then predicts without measuring it again, and without writing into the package.
+    """
+    import tifffile
+
+    from decrappify import api
+    from decrappify.sample import synthetic_image
+
+    work.mkdir(parents=True, exist_ok=True)
+    image = synthetic_image(recipe.kind, (256 // recipe.scale, 256 // recipe.scale), seed=99)
+    tifffile.imwrite(work / "lr.tif", image.data)
+    results = api.predict(model, [work / "lr.tif"], work / "out", {"overwrite": True})
+    if not results[0].ok:
+        sys.exit(f"{model}: the written starting point does not predict ({results[0].error})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -140,7 +140,8 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert curves.losses["content"][1] == pytest.approx([e.losses["loss"] for e in events[1:]])
     assert curves.metrics["psnr"][0] == [0, 2, 3] and curves.metrics["ssim"][0] == [0, 2, 3]
     assert set(curves.baseline) == {"psnr", "ssim", "frc"} and curves.baseline_name == "bicubic"
-    assert widget.plot.metric_axes.get_xlabel() == "step (dashed: bicubic)"
+    label = "step (dashed: bicubic, dotted: classical methods)"  # the self-check's, at the end
+    assert widget.plot.metric_axes.get_xlabel() == label
     assert widget.plot.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
     assert any(running and lines for running, lines in seen["draws"])  # drawn while running
     # the preview layer: LR | prediction | HR of the validation crop, normalised units
@@ -167,6 +168,38 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert widget.panel.state == "done" and target.is_file()
     assert model_info(target).generator == info.generator
     assert recent_models() == [target.resolve(), model.resolve()]
+
+
+def test_a_model_that_loses_to_bilinear_gets_a_plain_warning(
+    viewer, widget, tmp_path, wait_idle, notes
+):
+    add_em(viewer)
+    configure(widget, tmp_path / "run", generator_steps=2, preview_every=0)
+    widget.form.set_overrides({**TINY, "pretrain_generator.max_lr": 1.0})  # wrecks the network
+    widget.form.start_combo.setCurrentIndex(1)
+    assert widget.form.start_combo.currentText().startswith("none (")
+    assert widget.form.current_config().start_from == "none"
+    widget.start()
+    wait_idle(widget.panel, timeout=60000)
+    assert notes["error"] == [] and widget.panel.state == "done"
+    text = widget.result_label.text()
+    assert "self-check: model" in text and "against bilinear" in text
+    warning = text.split("⚠ Warning: ")[1]
+    assert warning.startswith("the model loses to ") and "bilinear (" in warning
+    assert "Try: more training" in warning
+    assert {"bilinear", "bicubic"} <= set(widget.curves.classical)
+    psnr_lines = [line.get_ydata()[0] for line in widget.plot.metric_axes.get_lines()[1:]]
+    assert pytest.approx(widget.curves.classical["bilinear"]["psnr"]) in psnr_lines
+
+
+def test_the_start_choices_list_the_shipped_starting_points(widget):
+    items = [widget.form.start_combo.itemText(i) for i in range(widget.form.start_combo.count())]
+    assert items[0].startswith("auto (") and items[1].startswith("none (")
+    assert [i.split(" ")[0] for i in items[2:]] == ["em-4x", "fluo-4x", "fluo-denoise"]
+    widget.form.start_combo.setCurrentIndex(3)
+    assert widget.form.start_from == "fluo-4x"
+    widget.form.start_combo.setEditText("/models/my run/model")
+    assert widget.form.start_from == "/models/my run/model"
 
 
 @pytest.mark.slow
