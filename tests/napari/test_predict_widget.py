@@ -276,6 +276,23 @@ def test_recent_models_fill_the_model_list(viewer, model, tmp_path, qtbot):
     assert widget.model_path == str(other.resolve())  # the choice is kept
 
 
+def test_the_shipped_starting_points_follow_the_recent_models(viewer, model, qtbot):
+    remember_model(model)
+    widget = PredictWidget(viewer)
+    qtbot.addWidget(widget)
+    items = [
+        widget.model_picker.combo.itemText(i) for i in range(widget.model_picker.combo.count())
+    ]
+    assert items == [str(model.resolve()), "em-4x", "fluo-4x", "fluo-denoise"]
+    assert widget.model_picker.recent() == [str(model.resolve())]
+    widget.set_model("fluo-denoise")  # usable by name, without training data
+    text = widget.model_info_label.text()
+    assert text.startswith("restoration on the same grid (×1)")
+    assert "a starting point shipped with decrappify, not trained on your images" in text
+    remember_model("fluo-denoise")  # always listed: not added to the recent models
+    assert recent_models() == [model.resolve()]
+
+
 def test_visible_rect_is_clipped_and_centred():
     assert visible_rect(((-3.2, 10.4), (4.6, 7.4)), (20, 30), 100) == ((0, 11), (5, 8))
     assert visible_rect(((0.0, 99.0), (-50.0, -10.0)), (100, 30), 40) == ((30, 70), (0, 0))

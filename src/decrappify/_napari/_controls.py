@@ -459,9 +459,10 @@ class ModelPicker(QWidget):
         layout.addWidget(self.combo, 1)
         layout.addWidget(self.button)
         self._last = ""
+        self._n_recent = 0
         recent_models_notifier().changed.connect(self.refresh)
         self.refresh()
-        if self.combo.count():
+        if self._n_recent:  # the most recent model; a starting point is never preselected
             self.combo.setCurrentIndex(0)
             self._last = self.path()
 
@@ -483,7 +484,7 @@ class ModelPicker(QWidget):
         list of str
             Paths, most recent first.
         """
-        return [self.combo.itemText(i) for i in range(self.combo.count())]
+        return [self.combo.itemText(i) for i in range(self._n_recent)]
 
     def set_path(self, path: str | Path) -> None:
         """Choose a model and emit :attr:`model_changed`.
@@ -502,7 +503,9 @@ class ModelPicker(QWidget):
         self.combo.blockSignals(True)
         try:
             self.combo.clear()
-            self.combo.addItems([str(p) for p in recent_models()])
+            recent = [str(p) for p in recent_models()]
+            self.combo.addItems(recent)
+            self._n_recent = len(recent)
             self.combo.addItems([sp.name for sp in api.starting_points()])
             self.combo.setCurrentText(current)
         finally:
