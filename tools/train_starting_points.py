@@ -3,8 +3,8 @@
 One command retrains all three for the current default network (``TrainConfig()``'s
 generator), e.g. after the default changes::
 
-    python tools/train_starting_points.py --minutes 30 --dsb /path/to/dsb2018
-    python tools/train_starting_points.py --only fluo-denoise --minutes 5   # one of them
+    python tools/train_starting_points.py --steps 3000 --dsb /path/to/dsb2018
+    python tools/train_starting_points.py --only fluo-denoise --minutes 5   # one, on a budget
 
 Only data whose licence allows sharing the trained weights is used:
 
@@ -19,7 +19,8 @@ The ISBI 2012 EM and W2S images are *not* used: their terms do not allow redistr
 weights derived from them.
 
 Each starting point is a NoGAN generator pretraining (no GAN phase: a starting point is
-fine-tuned later, by the user's own run) on a time budget, from random weights
+fine-tuned later, by the user's own run) for a number of steps (the same weights on any
+machine; ``--minutes`` trains on a time budget instead), from random weights
 (``start_from: none``), with the seed 0. The best generator is written as a single
 ``.safetensors`` file with its metadata in the header (float16 by default, which halves
 the size; loading casts back to float32), with ``training.provenance``: the data and
@@ -101,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=list(RECIPES), help="train only these")
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget each")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="generator steps each, instead of --minutes"
+    )
     parser.add_argument("--dsb", type=Path, default=None, help="folder of DSB2018 nuclei TIFFs")
     parser.add_argument("--work", type=Path, default=Path("/tmp/decrappify_starting_points"))
     parser.add_argument("--out", type=Path, default=TARGET, help="where the files go")
@@ -183,20 +187,23 @@ def train_one(name: str, args: argparse.Namespace) -> Path:
         crappify_file = args.work / f"{name}-crappify.yaml"
         crappify_file.write_text(CrappifyConfig.validate_dict(DENOISE_CRAPPIFIER).to_yaml())
     images, data = training_images(recipe, args.dsb)
-    overrides = {
+    overrides: dict[str, Any] = {
         "start_from": "none",
         "gan.max_steps": 0,
         "data.validation.count": 2,
-        **parse_overrides(args.set, name="--set"),
     }
-    print(f"{name}: training {len(images)} images for {args.minutes:g} min", flush=True)
+    if args.steps is not None:  # the same weights on any machine, however busy
+        overrides["pretrain_generator.steps"] = args.steps
+    overrides.update(parse_overrides(args.set, name="--set"))
+    length = f"{args.steps} steps" if args.steps is not None else f"{args.minutes:g} min"
+    print(f"{name}: training on {len(images)} images for {length}", flush=True)
     result = api.train(
         images,
         run_dir,
         preset=recipe.preset,
         crappify_file=crappify_file,
         scale=recipe.scale,
-        time_budget=args.minutes * 60,
+        time_budget=None if args.steps is not None else args.minutes * 60,
         device=args.device,
         seed=0,
         overrides=overrides,
@@ -215,7 +222,7 @@ def train_one(name: str, args: argparse.Namespace) -> Path:
             + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "decrappify": __version__,
             "commit": git_commit(),
-            "minutes": args.minutes,
+            "minutes": round(result.seconds / 60, 1),
             "steps": result.steps,
             "validation": {**result.metrics, "baseline": result.baseline},
             "dtype": args.dtype,
