@@ -124,8 +124,8 @@ def generator_mismatch(ours: GeneratorConfig, theirs: GeneratorConfig) -> str | 
     """
     if ours.scale != theirs.scale:
         return f"it is a x{theirs.scale} model, this run trains x{ours.scale}"
-    a, b = ours.model_dump(mode="json"), theirs.model_dump(mode="json")
-    diff = [k for k in a if a[k] != b.get(k)]
+    a, b = _flat(ours.model_dump(mode="json")), _flat(theirs.model_dump(mode="json"))
+    diff = [k for k in a if a[k] != b.get(k)] + [k for k in b if k not in a]
     if not diff:
         return None
     first = diff[0]
@@ -133,6 +133,17 @@ def generator_mismatch(ours: GeneratorConfig, theirs: GeneratorConfig) -> str | 
     return (
         f"its network differs: generator.{first} is {b.get(first)!r} there, {a[first]!r} here{more}"
     )
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys (``naf.width``), so that a difference names one."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def choose_start(config: TrainConfig) -> Start:
