@@ -30,8 +30,9 @@ from decrappify.metrics.baselines import Baseline, upsample
 from decrappify.metrics.denoise import PARAM_GRIDS
 from decrappify.metrics.selfcheck import loses_to, self_check_lines, self_check_warning
 from decrappify.pretrained import shipped
-from decrappify.train.run import history_record, steps_done
+from decrappify.train.result import steps_done
 from decrappify.train.start import START_KEY, keep_better_start
+from decrappify.train.state import history_record
 from decrappify.train.validation import mean_scores, normalized_scores
 
 log = logging.getLogger("decrappify")
@@ -201,7 +202,7 @@ def run_self_check(
     }
 
 
-def check_run(run: Any) -> None:
+def check_run(parts: Any) -> None:
     """Self-check a finished run's best generator and note the result in its history.
 
     A fine-tuned generator that did worse than its starting model is replaced by it
@@ -209,28 +210,28 @@ def check_run(run: Any) -> None:
 
     Parameters
     ----------
-    run : Session
-        The run: its validator (no crops, no check), state (the best generator's
-        ``psnr`` / ``ssim``, the baseline, the history) and config. A loss is logged as
-        a warning.
+    parts : Parts
+        The run's parts: its validation crops (none: no check), state (the best
+        generator's ``psnr`` / ``ssim``, the baseline, the history), networks, report
+        and config. A loss is logged as a warning.
     """
-    keep_better_start(run)
-    st = run.state
+    st, report, validator = parts.state, parts.report, parts.data.validator
+    keep_better_start(st, parts.nets, report)
     model = {k: st.best[k] for k in ("psnr", "ssim") if k in st.best}
-    if run.validator is None or not model:
-        run.note("self-check: no validation crops, the model could not be checked")
+    if validator is None or not model:
+        report.note("self-check: no validation crops, the model could not be checked")
         return
     record = run_self_check(
-        run.validator.lr,
-        run.validator.hr,
+        validator.lr,
+        validator.hr,
         model=model,
-        config=run.cfg,
+        config=parts.config,
         plain=st.baseline or None,
         start=history_record(st.history, START_KEY),
         steps=steps_done(st),
     )
     warning = self_check_warning(record)
     verdict = "it loses" if warning else "it beats them all"
-    run.note(f"self-check: {self_check_lines(record)[0]}: {verdict}", **{SELF_CHECK_KEY: record})
+    report.note(f"self-check: {self_check_lines(record)[0]}: {verdict}", **{SELF_CHECK_KEY: record})
     if warning:
         log.warning(warning)

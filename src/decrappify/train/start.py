@@ -39,13 +39,14 @@ from decrappify.pretrained import (
     shipped,
     starting_point_path,
 )
-from decrappify.train.run import history_record
+from decrappify.train.state import history_record
 
 __all__ = [
     "START_KEY",
     "Start",
     "choose_start",
     "fine_tuning",
+    "generator_max_lr",
     "generator_mismatch",
     "keep_better_start",
     "load_start",
@@ -270,7 +271,26 @@ def fine_tuning(history: list[dict[str, Any]]) -> bool:
     return bool(record and record.get("path"))
 
 
-def keep_better_start(run: Any) -> None:
+def generator_max_lr(config: TrainConfig, history: list[dict[str, Any]]) -> float:
+    """Return the peak learning rate of generator pretraining (lower when fine-tuning).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's settings (``pretrain_generator.max_lr`` and ``fine_tune_lr_factor``).
+    history : list of dict
+        The run's history (its start record).
+
+    Returns
+    -------
+    float
+        ``max_lr``, times ``fine_tune_lr_factor`` when the run started from a model.
+    """
+    pre = config.pretrain_generator
+    return pre.max_lr * (pre.fine_tune_lr_factor if fine_tuning(history) else 1.0)
+
+
+def keep_better_start(state: Any, nets: Any, report: Any) -> None:
     """Make the starting model the run's model when fine-tuning did worse on validation.
 
     The starting model's validation scores are those of step 0 (before any step). When
@@ -280,13 +300,17 @@ def keep_better_start(run: Any) -> None:
 
     Parameters
     ----------
-    run : Session
-        A finished run (its state's history and best, ``best_state``).
+    state : RunState
+        A finished run's state (its history and best).
+    nets : Nets
+        Its networks (``best`` becomes the starting model's state).
+    report : Reporter
+        Where the note goes.
     """
     from decrappify.errors import DecrappifyError
     from decrappify.models.store import load_model
 
-    st = run.state
+    st = state
     record = history_record(st.history, START_KEY)
     initial = next(
         (
@@ -301,13 +325,13 @@ def keep_better_start(run: Any) -> None:
     if initial["psnr"] <= st.best["psnr"]:
         return
     try:
-        state = load_model(record["path"]).net.state_dict()
+        weights = load_model(record["path"]).net.state_dict()
     except DecrappifyError as err:
-        run.note(f"the starting model could not be read again to compare with ({err})")
+        report.note(f"the starting model could not be read again to compare with ({err})")
         return
-    run.best_state = {k: v.detach().clone() for k, v in state.items()}
+    nets.best = {k: v.detach().clone() for k, v in weights.items()}
     scores = {k: initial[k] for k in ("psnr", "ssim", "frc") if k in initial}
-    run.note(
+    report.note(
         f"the trained generator (psnr {st.best['psnr']:.2f} dB) did not beat its start "
         f"{record.get('from')} ({initial['psnr']:.2f} dB) on the validation crops: the model "
         "is the starting model"

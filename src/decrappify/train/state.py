@@ -422,3 +422,24 @@ def read_checkpoint(folder: str | Path) -> tuple[RunState, dict[str, torch.Tenso
             f"got those of checkpoint {meta.get(CHECKPOINT_KEY)!r}"
         )
     return state, tensors
+
+
+def history_record(history: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """Find the latest record under ``key`` in a run's history (``"start"``, ``"self_check"``).
+
+    Parameters
+    ----------
+    history : list of dict
+        The run's history.
+    key : str
+        The record's key in its history entry.
+
+    Returns
+    -------
+    dict or None
+        The record, or None when no entry has one.
+    """
+    for entry in reversed(history):
+        if isinstance(entry.get(key), dict):
+            return entry[key]
+    return None
