@@ -183,15 +183,17 @@ def test_model_loads_and_predicts(full_run):
 def test_history_says_which_generator_was_kept(full_run):
     result = full_run["result"]
     notes = [h["note"] for h in result.history if "note" in h]
-    assert notes[0].startswith("bicubic baseline on 4 validation crops")
+    assert notes[0].startswith("generator start: random initial weights")
+    assert notes[1].startswith("bicubic baseline on 4 validation crops")
     assert any(n.startswith("pretrained generator: psnr") for n in notes)
     assert any("critic pretraining" in n for n in notes)
     gan_note = next(n for n in notes if n.startswith("GAN phase (cycle 1/1)"))
     if result.best["phase"] == "pretrain_generator":
         assert "kept that generator (from pretrain_generator" in gan_note
-        assert notes[-1] == "final model: the pretrained generator (no GAN checkpoint beat it)"
+        assert notes[-2] == "final model: the pretrained generator (no GAN checkpoint beat it)"
     else:
         assert "best validation ssim" in gan_note
+    assert notes[-1].startswith("self-check: model")  # against the classical methods
     validations = [h for h in result.history if "psnr" in h]
     assert [(h["phase"], h["step"]) for h in validations] == [
         ("pretrain_generator", 0),
@@ -339,7 +341,7 @@ def test_gan_that_never_beats_pretraining_keeps_the_pretrained_generator(tmp_pat
         "validation psnr (30.0000); kept that generator (from pretrain_generator, cycle 1, "
         "step 2)"
     ) in notes
-    assert notes[-1] == "final model: the pretrained generator (no GAN checkpoint beat it)"
+    assert notes[-2] == "final model: the pretrained generator (no GAN checkpoint beat it)"
 
 
 def test_cycles_start_from_the_best_generator(tmp_path, monkeypatch):
@@ -464,7 +466,8 @@ def test_no_validation_keeps_the_last_generator(tmp_path):
     result = run_to_end(iter_train(config, images(3), tmp_path / "run"))
     assert result.metrics == {} and result.baseline == {}
     notes = [h["note"] for h in result.history if "note" in h]
-    assert notes[0] == "no validation data: no metrics, no early stopping, the last G is kept"
+    assert notes[1] == "no validation data: no metrics, no early stopping, the last G is kept"
+    assert notes[-1] == "self-check: no validation crops, the model could not be checked"
     assert "GAN phase (cycle 1/1): no validation data, kept the last generator" in notes
     assert result.best == {"phase": "gan", "cycle": 0, "step": 2}
 

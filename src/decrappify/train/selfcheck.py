@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.config.train import TrainConfig, format_duration
+from decrappify.config.train import TrainConfig
+from decrappify.durations import format_duration
 from decrappify.metrics.baselines import Baseline, upsample
 from decrappify.metrics.denoise import PARAM_GRIDS
 from decrappify.metrics.selfcheck import loses_to, self_check_lines, self_check_warning
