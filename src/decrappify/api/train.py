@@ -234,6 +234,9 @@ def iter_train(
         Model path, validation metrics, baseline, steps per phase, history.
     """
     from decrappify.config.train import TrainConfig
+    from decrappify.devices import prefer_passive_waits
+
+    prefer_passive_waits()  # before torch starts (napari, scripts)
     from decrappify.train import iter_train as run
 
     unknown = sorted(set(settings) - set(_SETTINGS))

@@ -60,5 +60,8 @@ app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:
-    """Entry point of the ``decrappify`` script."""
+    """Entry point of the ``decrappify`` script (torch's idle threads sleep: passive waits)."""
+    from decrappify.devices import prefer_passive_waits
+
+    prefer_passive_waits()
     app()
