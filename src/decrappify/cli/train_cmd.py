@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
@@ -107,6 +108,8 @@ def train(
 
     if out is None:
         raise fail("train: --out RUN_DIR is required")
+    # under torchrun every process runs this command; process 0 alone shows and tells
+    main_process = os.environ.get("RANK", "0") == "0"
     budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
     images = [*(inputs or []), *(hr or [])]
     if not images and not resume:
@@ -129,8 +132,10 @@ def train(
                 overrides=parse_overrides(overrides, name="--set"),
             )
         ),
-        quiet=quiet,
+        quiet=quiet or not main_process,
     )
+    if not main_process:
+        return
     if result.already_finished:
         err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
     # the baseline is bicubic, or the input itself at scale 1

@@ -148,6 +148,11 @@ class PretrainCriticConfig(StrictModel):
         AdamW weight decay.
     budget_share : float
         Share of the time budget.
+    min_steps : int
+        With a time budget, the critic and GAN phases run only when critic pretraining's
+        share buys at least this many steps (at most ``max_steps``), at the measured
+        generator step time: fewer do not bring the critic below its loss threshold, so
+        their time goes to generator pretraining instead.
     """
 
     max_steps: int = Field(300, ge=1, le=10_000_000)
@@ -156,6 +161,7 @@ class PretrainCriticConfig(StrictModel):
     lr: float = Field(1e-4, gt=0.0, le=1.0)
     weight_decay: float = Field(1e-3, ge=0.0, le=1.0)
     budget_share: float = Field(0.06, ge=0.0, le=1.0)
+    min_steps: int = Field(100, ge=1, le=10_000_000)
 
 
 class GanConfig(StrictModel):
