@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from _export_model import NORM, SMALL, saved_model
-from decrappify.api.export import export_bioimageio
+from decrappify.api import export_bioimageio
 from decrappify.cli import app
 from decrappify.config.model import GeneratorConfig, ModelInfo
 from decrappify.errors import InputError

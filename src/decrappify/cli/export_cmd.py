@@ -51,7 +51,7 @@ def export(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Export a trained model for bioimage.io (deepImageJ, ilastik, bioimageio.core)."""
-    from decrappify.api.export import iter_export_bioimageio
+    from decrappify.api import iter_export_bioimageio
 
     result = drive(
         iter_export_bioimageio(

@@ -237,7 +237,7 @@ def measure_geometry(net: Any) -> Geometry:
     (:func:`decrappify.predict.receptive.estimate_receptive_field`, sensitivity below
     0.1 % outside it), on probes up to 512 pixels.
     """
-    from decrappify.predict.model import model_handle
+    from decrappify.predict.network import model_handle
     from decrappify.predict.receptive import DEFAULT_TOL, estimate_receptive_field
     from decrappify.predict.tile_geometry import tile_quantum
 
