@@ -79,30 +79,36 @@ def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tm
     from decrappify.sample import synthetic_image
 
     lr = np.asarray(synthetic_image("em", (256, 256), seed=5).data)[::2, ::2]
-    lr = lr.astype(np.float32)
-    np.save(tmp_path / "lr.npy", lr)
+    np.save(tmp_path / "lr.npy", lr.astype(np.float32))
+    # bioimageio.core blockwise (the percentiles of the whole image, then blocks padded by
+    # the halo): one block covering the image, and small tiles; and the whole image at once
     script = textwrap.dedent(
         f"""
         import numpy as np
         from bioimageio.core import load_model_description, predict
-        lr = np.load({str(tmp_path / "lr.npy")!r})
+        lr = np.load("lr.npy")[None, None]
         model = load_model_description({str(package)!r})
-        sample = predict(model=model, inputs=lr[None, None])
-        out = next(iter(sample.members.values())).data.to_numpy()
-        np.save({str(tmp_path / "theirs.npy")!r}, out[0, 0])
+        step = model.inputs[0].axes[2].size.step
+        for name, n in (("one_block", 128 // step - 1), ("tiles", 1), ("whole", None)):
+            sample = predict(model=model, inputs=lr, blocksize_parameter=n)
+            out = next(iter(sample.members.values())).data.to_numpy()
+            np.save(name + ".npy", out[0, 0])
         """
     )
-    done = _run([str(consumer), "-c", script], cwd=tmp_path, timeout=900)
+    done = _run([str(consumer), "-c", script], cwd=tmp_path, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    theirs = np.load(tmp_path / "theirs.npy")
     model = package.parent / "em_x2_1f"
     result = run_to_end(iter_predict_image(model, lr, None, {"dtype": "float32", "device": "cpu"}))
     lo, hi = percentile_range(lr, NORM.low, NORM.high)
     ours = (np.asarray(result.image.data, dtype=np.float64) - lo) / (hi - lo)
-    assert ours.shape == theirs.shape == (256, 256)
     tolerance = 1e-3 * float(ours.max() - ours.min())
-    difference = np.abs(ours - theirs)
-    # everywhere, the outermost rows and columns included
-    assert difference.max() <= tolerance, (difference.max(), tolerance)
-    border = np.concatenate([difference[:4].ravel(), difference[-4:].ravel()])
-    assert border.max() <= tolerance
+    for name in ("one_block", "tiles"):
+        theirs = np.load(tmp_path / f"{name}.npy")
+        assert ours.shape == theirs.shape == (256, 256)
+        difference = np.abs(ours - theirs)
+        # everywhere, the outermost rows and columns included
+        assert difference.max() <= tolerance, (name, difference.max(), tolerance)
+    # the whole image at once: bioimageio.core takes the percentiles of the image padded
+    # by the halo, so it is off by the shift of the percentiles, no more
+    whole = np.load(tmp_path / "whole.npy")
+    assert np.abs(ours - whole).max() <= 0.05 * float(ours.max() - ours.min())
