@@ -238,7 +238,6 @@ def test_the_package_passes_bioimageio_tests(package):
 @pytest.mark.slow
 def test_the_package_holds_what_bioimageio_needs(package, model):
     from decrappify.export import measure_geometry
-    from decrappify.models import load_model
 
     out, _ = package
     with zipfile.ZipFile(out) as z:
@@ -270,7 +269,7 @@ def test_the_package_holds_what_bioimageio_needs(package, model):
     assert {c.get("doi") for c in rdf["cite"]} >= {"10.1038/s41592-021-01080-z"}
     assert any("fast.ai" in c["text"] for c in rdf["cite"])
     # the halo is the measured receptive field, rounded so valid images stay valid
-    g = measure_geometry(load_model(model).net)
+    g = measure_geometry(model)  # the radius the export measured, cached beside the model
     assert g.halo_lr >= g.radius == rdf["config"]["decrappify"]["receptive_field_radius"]
     y_in, y_out = rdf["inputs"][0]["axes"][2], rdf["outputs"][0]["axes"][2]
     assert y_in["size"] == {"min": g.min_side, "step": 16} and g.min_side > 2 * g.halo_lr

@@ -35,6 +35,9 @@ from decrappify.export.readme import readme_text
 from decrappify.export.tensors import PathLike, make_test_input, normalised_input, write_cover
 from decrappify.export.weights import WEIGHT_FORMATS, weights_entries, write_weights
 
+#: Side of the probe the receptive field is measured on (LR pixels): radii up to a
+#: quarter of it are exact.
+RADIUS_PROBE = 512
 #: GitHub user names (what bioimage.io identifies maintainers by).
 _GITHUB_USER = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 
@@ -172,7 +175,7 @@ def iter_export_bioimageio(
     Yields
     ------
     Progress
-        ``phase="export"``: receptive field, test tensors, weights, package, test.
+        ``phase="export"``, one per step.
 
     Returns
     -------
@@ -187,9 +190,8 @@ def iter_export_bioimageio(
     ModelFileError
         For a missing or corrupted model.
     OutputError
-        If ``out`` exists (without ``overwrite``), a weight format does not reproduce
-        the network, the description is invalid or the package fails its test; nothing
-        is left at ``out`` then.
+        If ``out`` exists (without ``overwrite``), a weight format does not reproduce the
+        network, or the package is invalid or fails its test (nothing is left at ``out``).
     """
     start = time.perf_counter()
     formats = parse_weight_formats(weights)
@@ -230,21 +232,30 @@ def iter_export_bioimageio(
     )
 
 
-def measure_geometry(net: Any) -> Geometry:
+def measure_geometry(model: Any) -> Geometry:
     """Find a network's valid sizes, and its halo from its measured receptive field.
 
-    The radius is measured as decrappify's automatic tile overlap measures it
-    (:func:`decrappify.predict.receptive.estimate_receptive_field`, sensitivity below
-    0.1 % outside it), on probes up to 512 pixels.
+    ``model`` is what :func:`decrappify.predict.network.model_handle` takes (a loaded
+    model, its path or a bare network). The radius is the one decrappify's automatic
+    tile overlap uses (sensitivity below 0.1 % outside it), measured on a 512-pixel probe
+    unless a measurement of the same model file that settles it is cached (beside the
+    model, shared with ``decrappify predict``).
     """
     from decrappify.predict.network import model_handle
-    from decrappify.predict.receptive import DEFAULT_TOL, estimate_receptive_field
+    from decrappify.predict.receptive import DEFAULT_TOL, receptive_radius
     from decrappify.predict.tile_geometry import tile_quantum
 
-    handle = model_handle(net)
-    radius = estimate_receptive_field(handle.net, tol=DEFAULT_TOL, size=64, max_size=512)
+    handle = model_handle(model)
+    record = receptive_radius(
+        handle.net,
+        digest=handle.digest,
+        model_path=handle.path,
+        probe=RADIUS_PROBE,
+        tol=DEFAULT_TOL,
+        needed=RADIUS_PROBE // 4,
+    )
     step = tile_quantum(handle.scale, handle.multiple)
-    return Geometry.from_radius(handle.scale, handle.n_frames, step, radius)
+    return Geometry.from_radius(handle.scale, handle.n_frames, step, record.radius)
 
 
 @dataclass
@@ -271,7 +282,12 @@ def _prepare(
 
     loaded = load_model(model)
     net = loaded.net.eval()
-    geometry = measure_geometry(net)
+    if test_image is None and not loaded.info.crappify:
+        raise InputError(
+            "--test-image: the model records no crappifier to make a synthetic test input "
+            "with; pass a low-resolution image"
+        )
+    geometry = measure_geometry(loaded)
     raw, test_source = make_test_input(test_image, loaded.info, geometry, seed)
     return _Job(
         net=net,
