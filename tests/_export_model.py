@@ -1,7 +1,8 @@
 """A small saved model for the bioimage.io export tests (``from _export_model import ...``).
 
-Its encoder stops at 1/8 of the grid (``encoder_depth`` 2), which keeps the measured
-receptive field, and so the package's halo and smallest input, small.
+Its encoder stops at 1/8 of the grid (``encoder_depth`` 2) and it has no self-attention,
+which keeps the measured receptive field, and so the package's halo and smallest input,
+small.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from decrappify.config.normalization import NormalizationConfig
 from decrappify.crappify import get_preset
 from decrappify.models import build_generator, save_model
 
-SMALL = {"encoder": "resnet18", "nf_factor": 0.25, "blocks_per_stage": 1, "encoder_depth": 2}
+SMALL = {
+    "encoder": "resnet18",
+    "nf_factor": 0.25,
+    "blocks_per_stage": 1,
+    "encoder_depth": 2,
+    "self_attention": False,
+}
 NORM = NormalizationConfig(low=1.0, high=99.5)
 
 

@@ -36,8 +36,9 @@ from decrappify.export.tensors import PathLike, make_test_input, normalised_inpu
 from decrappify.export.weights import WEIGHT_FORMATS, weights_entries, write_weights
 
 #: Side of the probe the receptive field is measured on (LR pixels): radii up to a
-#: quarter of it are exact.
-RADIUS_PROBE = 512
+#: quarter of it are exact. Larger probes cost memory as the square of the side in the
+#: self-attention layers (a 512-pixel probe can take 16 GiB).
+RADIUS_PROBE = 384
 #: GitHub user names (what bioimage.io identifies maintainers by).
 _GITHUB_USER = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 
@@ -237,9 +238,9 @@ def measure_geometry(model: Any) -> Geometry:
 
     ``model`` is what :func:`decrappify.predict.network.model_handle` takes (a loaded
     model, its path or a bare network). The radius is the one decrappify's automatic
-    tile overlap uses (sensitivity below 0.1 % outside it), measured on a 512-pixel probe
-    unless a measurement of the same model file that settles it is cached (beside the
-    model, shared with ``decrappify predict``).
+    tile overlap uses (sensitivity below 0.1 % outside it), measured on a probe of
+    :data:`RADIUS_PROBE` pixels unless a measurement of the same model file that settles
+    it is cached (beside the model, shared with ``decrappify predict``).
     """
     from decrappify.predict.network import model_handle
     from decrappify.predict.receptive import DEFAULT_TOL, receptive_radius
