@@ -21,6 +21,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
+#: A citation of the model's own (bioimageio.spec would look a GitHub user up online).
+CITE = "Lovelace A. Our microscope. 2026 10.1234/ours"
 #: What the consumer installs: PyTorch (CPU file) and bioimageio.core, nothing of ours.
 CONSUMER = ["torch==2.13.0", "bioimageio.core", "pydantic<2.14"]
 
@@ -52,7 +54,7 @@ def package(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("clean_export")
     model = saved_model(folder, scale=2)
     result = export_bioimageio(
-        model, folder / "em_x2.zip", authors=["Ada Lovelace"], github_users=["ada"], test=False
+        model, folder / "em_x2.zip", authors=["Ada Lovelace"], cite=[CITE], test=False
     )
     return result.path
 

@@ -71,10 +71,14 @@ def package(content: dict[str, Any], work: Path, target: Path) -> Path:
     context = ValidationContext(root=work, file_name="rdf.yaml", log_warnings=False)
     descr = build_description(content, context=context)
     if not isinstance(descr, ModelDescr):
-        raise OutputError(
-            f"{target}: the bioimage.io description is invalid: "
-            f"{first_error(descr.validation_summary)}"
-        )
+        error = first_error(descr.validation_summary)
+        if content.get("maintainers") and "Name or service not known" in error:
+            raise OutputError(
+                f"{target}: bioimageio.spec looks each --github-user up on api.github.com, "
+                f"which cannot be reached from here ({error}); export where GitHub is "
+                "reachable, or without --github-user and --maintainer"
+            )
+        raise OutputError(f"{target}: the bioimage.io description is invalid: {error}")
     zipped = work / "package.zip"
     with ValidationContext(log_warnings=False):
         try:
