@@ -130,7 +130,7 @@ def iter_demo(
     DemoReport
         Where everything is, and the gain over bicubic.
     """
-    from decrappify.config.train import parse_duration
+    from decrappify.durations import parse_duration
 
     start = time.perf_counter()
     total = parse_duration(budget, name="--budget")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from decrappify.config.model import ModelInfo
-from decrappify.config.train import format_duration
+from decrappify.durations import format_duration
 
 
 def _fmt(value: Any) -> str:

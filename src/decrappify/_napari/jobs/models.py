@@ -20,7 +20,7 @@ CONFIG_DIR_ENV = "DECRAPPIFY_CONFIG_DIR"
 RECENT_MODELS_NAME = "recent_models.json"
 #: Most recent models remembered.
 MAX_RECENT_MODELS = 10
-#: The best generator inside a training run folder (``decrappify.train.run.MODEL_NAME``).
+#: The best generator inside a training run folder (``decrappify.train.folder.MODEL_NAME``).
 RUN_MODEL_NAME = "model"
 
 
