@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -11,14 +10,13 @@ import zarr
 from typer.testing import CliRunner
 
 from decrappify import api
+from decrappify.api import _demo as demo_module  # api.demo's module: tests patch its sizes
 from decrappify.cli import app
 from decrappify.errors import InputError, OutputError
 from decrappify.io import read_image
 from decrappify.models import load_model
 
 runner = CliRunner()
-#: The module (``decrappify.api.demo`` the attribute is the function of the same name).
-demo_module = importlib.import_module("decrappify.api.demo")
 
 
 #: Cheaper training for the tiny demos (the critic's self-attention dominates on a CPU).
@@ -103,6 +101,21 @@ def test_demo_at_scale_one_trains_predicts_and_scores_on_the_same_grid(
     assert list(metrics["mean"]["baselines"]) == ["input", "gaussian"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scale"] == 1 and "psnr_norm_gain_db_vs_input" in summary
+
+
+def test_demo_trains_its_minimum_when_the_data_took_the_reserve(tmp_path, tiny_demo):
+    # a busy machine: preparing the data outlasts the reserve, leaving less than the
+    # minimum for training (it used to reach TrainConfig as a negative time budget)
+    messages = []
+    gen = api.iter_demo(tmp_path / "demo", budget="3.2s", seed=3, overrides=CHEAP)
+    while True:
+        try:
+            messages.append(next(gen).message or "")
+        except StopIteration as stop:
+            report = stop.value
+            break
+    assert any("training for 1 s (the least it can)" in m for m in messages)
+    assert report.files["model"].exists()
 
 
 def test_demo_refuses_an_existing_folder_and_a_short_budget(tmp_path):

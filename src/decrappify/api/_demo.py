@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from decrappify.api._crappify import iter_crappify
+from decrappify.api._evaluate import iter_evaluate
+from decrappify.api._predict import iter_predict
+from decrappify.api._train import iter_train, train_config
 from decrappify.api.common import PathLike
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
@@ -126,7 +130,6 @@ def iter_demo(
     DemoReport
         Where everything is, and the gain over bicubic.
     """
-    from decrappify.api.train import train_config
     from decrappify.durations import parse_duration
 
     start = time.perf_counter()
@@ -194,10 +197,6 @@ def _run_demo(
     scale: int,
     recipe: dict[str, Any],
 ) -> Generator[Progress, None, DemoReport]:
-    from decrappify.api.crappify import iter_crappify
-    from decrappify.api.evaluate import iter_evaluate
-    from decrappify.api.predict import iter_predict
-    from decrappify.api.train import iter_train
     from decrappify.crappify import get_preset
     from decrappify.io import write_image
     from decrappify.metrics.baselines import baseline_label
@@ -221,8 +220,18 @@ def _run_demo(
     )
     _raise_failed(results)
 
-    # 2. train with the full NoGAN schedule on what is left of the budget
+    # 2. train with the full NoGAN schedule on what is left of the budget (at least the
+    # minimum: on a busy machine the data can take longer than the reserve)
     run_dir = out / "run"
+    left = train_seconds - (time.perf_counter() - start)
+    if left < MIN_TRAIN_SECONDS:
+        yield Progress(
+            "train",
+            0,
+            None,
+            message=f"preparing the data used {time.perf_counter() - start:.0f} s of the "
+            f"budget; training for {MIN_TRAIN_SECONDS:.0f} s (the least it can)",
+        )
     trained = yield from _phase(
         "train",
         iter_train(
@@ -230,7 +239,7 @@ def _run_demo(
             run_dir,
             preset=preset,
             scale=scale,
-            time_budget=train_seconds - (time.perf_counter() - start),
+            time_budget=max(left, MIN_TRAIN_SECONDS),
             seed=seed,
             overrides=recipe,
         ),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from decrappify.api._compare import AUTO, iter_compare
 from decrappify.api.common import PathLike
 from decrappify.errors import DecrappifyError, InputError
 from decrappify.events import Progress, run_to_end
@@ -17,8 +18,6 @@ from decrappify.events import Progress, run_to_end
 #: Baselines ``evaluate`` knows: interpolations, the input itself (scale 1), denoisers.
 BASELINES = ("nearest", "bilinear", "bicubic", "input", "gaussian", "nl-means", "tv", "bm3d")
 
-#: Picks the plain baseline for the scale: bicubic, or the input itself at scale 1.
-AUTO = "auto"
 #: Keys of the JSON report that are not image names.
 RESERVED_NAMES = ("mean", "failed", "warnings")
 
@@ -43,7 +42,10 @@ class EvaluationReport:
     failed : list of dict
         Pairs that could not be scored: ``pred``, ``gt`` and the one-line ``error``.
     warnings : list of str
-        Pairs whose intensities are on different scales (see :func:`intensity_mismatch`).
+        Pairs whose intensities are on different scales (see
+        :func:`~decrappify.api._compare.intensity_mismatch`).
+    notes : list of str
+        Pairs put on one grid by resampling or cropping, and how (``<name>: ...``).
     """
 
     results: dict[str, Any]
@@ -53,6 +55,7 @@ class EvaluationReport:
     tuned: dict[str, Any] = field(default_factory=dict)
     failed: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_baselines(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -88,39 +91,6 @@ def parse_baselines(text: str | Sequence[str] | None) -> tuple[str, ...]:
             f"{', '.join(BASELINES)}"
         )
     return tuple(n if n == AUTO else parse_baseline(n).key for n in names)
-
-
-def resolve_baselines(
-    specs: Sequence[str], scale: int | None, tuned: dict[str, Any] | None = None
-) -> tuple[str, ...]:
-    """Turn ``auto`` into the plain baseline of the scale and give tuned denoisers their value.
-
-    Parameters
-    ----------
-    specs : sequence of str
-        Output of :func:`parse_baselines`.
-    scale : int or None
-        The LR to GT factor of the image (None: unknown, above 1).
-    tuned : dict or None
-        Denoiser name → :class:`~decrappify.metrics.denoise.TuneResult`; denoisers given
-        without a parameter take the tuned one.
-
-    Returns
-    -------
-    tuple of str
-        Baseline specs for :func:`decrappify.metrics.evaluate_stack`.
-    """
-    from decrappify.metrics.baselines import baseline_label
-
-    out = []
-    for spec in specs:
-        if spec == AUTO:
-            out.append(baseline_label(scale))
-        elif tuned and spec in tuned:
-            out.append(tuned[spec].spec)
-        else:
-            out.append(spec)
-    return tuple(dict.fromkeys(out))
 
 
 def tune_baselines(
@@ -252,12 +222,9 @@ def iter_evaluate(
     from decrappify.metrics import (
         comparison_figure,
         format_table,
-        iter_evaluate_stack,
         results_to_json,
         write_csv,
     )
-    from decrappify.metrics.alignment import plan_comparison
-    from decrappify.metrics.baselines import infer_scale
 
     names = parse_baselines(baselines)
     if bool(tune_lr) != bool(tune_gt):
@@ -279,6 +246,7 @@ def iter_evaluate(
     images: dict[str, tuple[Any, Any, Any, int | None]] = {}
     failed: list[dict[str, str]] = []
     warnings: list[str] = []
+    notes: list[str] = []
     for i, (p, g) in enumerate(zip(pred_paths, gt_paths, strict=True)):
         try:  # one bad pair fails alone: the others are scored and the report written
             pred_img, gt_img = read_image(p), read_image(g)
@@ -286,29 +254,22 @@ def iter_evaluate(
             name = gt_img.name
             if name in results or name in RESERVED_NAMES:
                 name = f"{name}-{i}"
-            mismatch = intensity_mismatch(pred_img, gt_img)
-            if mismatch:
-                warnings.append(mismatch)
-            grid: dict[str, Any] = {"crop": crop, "resize": resize, "scale": scale}
-            placed = all(im.pixel_size is not None for im in (pred_img, gt_img, lr_img) if im)
-            if placed and not (crop or resize or scale):
-                grid = plan_comparison(pred_img, gt_img, lr_img).evaluate_kwargs()
-            image_scale = grid["scale"]
-            if image_scale is None and lr_img is not None:
-                image_scale = infer_scale(lr_img.shape, gt_img.shape)
-            events = iter_evaluate_stack(
-                pred_img.data,
+            events = iter_compare(
+                pred_img,
                 gt_img,  # the record: its pixel size turns the FRC resolution into a length
-                None if lr_img is None else lr_img.data,
-                baselines=resolve_baselines(names, image_scale, tuned),
+                lr_img,
+                baselines=names,
                 name=name,
-                **grid,
+                crop=crop,
+                resize=resize,
+                scale=scale,
+                tuned=tuned,
             )
             while True:
                 try:
                     event = next(events)
                 except StopIteration as stop:
-                    results[name] = stop.value
+                    comparison = stop.value
                     break
                 yield Progress(
                     phase=name, step=event.step, total=event.total, message=event.message
@@ -316,7 +277,10 @@ def iter_evaluate(
         except DecrappifyError as err:
             failed.append({"pred": str(p), "gt": str(g), "error": str(err)})
             continue
-        images[name] = (pred_img, gt_img, lr_img, grid["scale"])
+        results[name] = comparison.result
+        warnings.extend(comparison.warnings)
+        notes.extend(f"{name}: {note}" for note in comparison.notes)
+        images[name] = (pred_img, gt_img, lr_img, comparison.grid["scale"])
     if not results:
         more = f" (and {len(failed) - 1} more failed pairs)" if len(failed) > 1 else ""
         raise InputError(failed[0]["error"] + more)
@@ -357,6 +321,7 @@ def iter_evaluate(
         written=written,
         failed=failed,
         warnings=warnings,
+        notes=notes,
         tuned=tuned,
     )
 
@@ -373,41 +338,6 @@ def _figure_baseline(result: Any, lr: Any, gt: Any, plane: int | None) -> tuple[
     image = parse_baseline(best).apply(lr_plane, shape)
     gy, gx = gt.shape[-2:]
     return image[:gy, :gx], best
-
-
-def intensity_mismatch(pred: Any, gt: Any) -> str | None:
-    """Say when a prediction and its ground truth are on different intensity scales.
-
-    Raw PSNR/SSIM/NRMSE compare the values as they are: a float32 prediction in [0, 1]
-    scored against a uint8 ground truth gives about 7 dB whatever its quality. The
-    normalised metrics (``psnr_norm``, ``ssim_norm``) match the intensities first.
-
-    Parameters
-    ----------
-    pred, gt : Image
-        The prediction and the ground truth.
-
-    Returns
-    -------
-    str or None
-        A one-line warning naming both files, or None when their 0.1-99.9 percentile
-        ranges agree within a factor of 2 and overlap.
-    """
-    from decrappify.normalize import percentile_range
-
-    p_lo, p_hi = percentile_range(pred.data)
-    g_lo, g_hi = percentile_range(gt.data)
-    ratio = (p_hi - p_lo) / (g_hi - g_lo)
-    apart = abs((p_lo + p_hi) - (g_lo + g_hi)) / 2 > (g_hi - g_lo)
-    if 0.5 <= ratio <= 2.0 and not apart:
-        return None
-    return (
-        f"{pred.source or pred.name} ({pred.dtype}, values {p_lo:.4g} to {p_hi:.4g}) and "
-        f"ground truth {gt.source or gt.name} ({gt.dtype}, values {g_lo:.4g} to {g_hi:.4g}) "
-        "are on different intensity scales: the raw psnr/ssim/nrmse compare them as they are "
-        "and mean little; read "
-        "psnr_norm/ssim_norm (intensities matched) or convert the prediction"
-    )
 
 
 def evaluate(pred: Sequence[PathLike], gt: Sequence[PathLike], **kwargs: Any) -> EvaluationReport:
