@@ -17,7 +17,7 @@ VENV312 ?= .venv312
 # CPU build of torch for 3.12 is reachable, only a multi-GB CUDA one.
 PURE_TESTS = tests/test_io_*.py tests/test_fuzz_read.py tests/test_image_record.py \
 	tests/test_crappify_*.py tests/test_metrics_*.py tests/test_normalize.py \
-	tests/test_sample.py tests/test_train_config.py tests/test_module_sizes.py \
+	tests/test_sample.py tests/test_train_config.py tests/test_durations.py tests/test_module_sizes.py \
 	tests/test_packaging.py
 
 .PHONY: demo test venv venv-test system-deps lint docs dist test-py312 clean
