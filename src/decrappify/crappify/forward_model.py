@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from decrappify.config.crappify import CrappifyConfig
-from decrappify.crappify import degradations as deg
+from decrappify.crappify.degradations import kernel_radius
 from decrappify.crappify.forward_operator import (
     NUMPY,
     Arrays,
@@ -280,7 +280,7 @@ def white_noise_gain(sigma: float) -> float:
     In 2D (the outer product of two such kernels) it is also the standard deviation of
     white unit noise after the filter, which :func:`data_consistency` divides by.
     """
-    radius = deg.kernel_radius(sigma)
+    radius = kernel_radius(sigma)
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     return float(np.sum((taps / taps.sum()) ** 2))
 
@@ -313,8 +313,8 @@ def consistency_halo(
     reach = 0.0  # in pixels of the current grid
     for op in ops:
         if op.kind == "blur":
-            reach += max(deg.kernel_radius(s) for s in op.params["_sigma"])
+            reach += max(kernel_radius(s) for s in op.params["_sigma"])
         elif op.kind == "downsample":
             s = int(op.params["scale"])
             reach = math.ceil(reach / s) + (1 if op.params["method"] == "bilinear" else 0)
-    return int(math.ceil(reach)) + (deg.kernel_radius(window) if window > 0 else 0)
+    return int(math.ceil(reach)) + (kernel_radius(window) if window > 0 else 0)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from decrappify.crappify import degradations as deg
+from decrappify.crappify.degradations import bilinear_positions, kernel_radius
 
 __all__ = [
     "NUMPY",
@@ -180,7 +180,7 @@ def blur_band(length: int, sigma: float) -> Band:
     Band
         ``length`` rows; the weights of :func:`scipy.ndimage.gaussian_filter1d`.
     """
-    radius = deg.kernel_radius(sigma)
+    radius = kernel_radius(sigma)
     if radius == 0:
         return Band(np.arange(length, dtype=np.int64), np.ones((length, 1)), length)
     taps = np.exp(-0.5 / float(sigma) ** 2 * np.arange(-radius, radius + 1) ** 2)
@@ -204,7 +204,7 @@ def _downsample_band(length: int, scale: int, method: str) -> Band:
     if method == "area":
         start = np.arange(rows, dtype=np.int64) * scale
         return Band(start, np.full((rows, scale), 1.0 / scale), length)
-    index, weight = deg.bilinear_positions(0, rows, scale)
+    index, weight = bilinear_positions(0, rows, scale)
     width = min(2, length)
     start = np.clip(index, 0, length - width).astype(np.int64)
     upper = np.minimum(index + 1, length - 1)

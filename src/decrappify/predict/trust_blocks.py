@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from decrappify.crappify import degradations as deg
 from decrappify.crappify.consistency import (
     Calibration,
     ConsistencyStats,
@@ -35,6 +34,7 @@ from decrappify.crappify.consistency import (
     fit_calibration,
     local_residual,
 )
+from decrappify.crappify.degradations import kernel_radius
 from decrappify.crappify.forward_operator import NUMPY, Arrays, reach
 from decrappify.events import Progress
 from decrappify.io import Image
@@ -337,7 +337,7 @@ def consistency_image(
 
     forward = trust.forward
     assert forward is not None
-    halo = deg.kernel_radius(WINDOW)
+    halo = kernel_radius(WINDOW)
     height, width = slots.lr_shape
 
     def task(block_info: Any = None) -> np.ndarray:
