@@ -386,7 +386,9 @@ def fetch(data: Any, item: tuple[Any, ...]) -> np.ndarray:
     """
     region = data[item]
     if hasattr(region, "compute"):
-        region = region.compute(scheduler="sync")
+        from dask.local import get_sync  # not the name "sync": dask would import distributed
+
+        region = region.compute(scheduler=get_sync)
     return np.asarray(region)
 
 

@@ -390,12 +390,14 @@ def compute_blocks(data: Any, message: str) -> Generator[Progress, None, np.ndar
     numpy.ndarray
         float32, the map's shape.
     """
+    from dask.local import get_sync
+
     out = np.empty(data.shape, dtype=np.float32)
     blocks = list(np.ndindex(*data.numblocks))
     offsets = [np.cumsum((0, *c)) for c in data.chunks]
     for step, index in enumerate(blocks, start=1):
         where = tuple(slice(o[i], o[i + 1]) for o, i in zip(offsets, index, strict=True))
-        out[where] = data.blocks[index].compute(scheduler="sync")
+        out[where] = data.blocks[index].compute(scheduler=get_sync)
         yield Progress("predict", step, len(blocks), message=f"{message}, block {step}")
     return out
 
@@ -433,7 +435,9 @@ def _read(data: Any, index: tuple[Any, ...]) -> np.ndarray:
     """Read a region of a numpy, zarr or dask array (dask: in this thread)."""
     region = data[index]
     if hasattr(region, "compute"):
-        region = region.compute(scheduler="sync")
+        from dask.local import get_sync  # not the name "sync": dask would import distributed
+
+        region = region.compute(scheduler=get_sync)
     return np.asarray(region, dtype=np.float32)
 
 
