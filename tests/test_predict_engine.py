@@ -374,7 +374,9 @@ def test_out_of_memory_settings_carry_over_to_the_next_blocks(rng):
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
             return super().forward(x)
 
-    predict(SmallDevice(scale=2), np.ones((128, 64), np.uint8), batch=4, overlap=8)
+    result = predict(SmallDevice(scale=2), np.ones((128, 64), np.uint8), batch=4, overlap=8)
+    assert result.stats["oom_retries"] == [{"tile": [32, 32], "batch": 2},
+                                           {"tile": [32, 32], "batch": 1}]  # fmt: skip
     batches = [shape[0] for shape in calls]
     assert batches.count(4) == 1 and batches.count(2) == 1  # only the first block retried
     assert set(batches[2:]) == {1}

@@ -79,6 +79,7 @@ class BlockPredictor:
         self.blocks_computed = 0
         self.compute_seconds = 0.0
         self.trust_seconds = 0.0  # degrading blocks for the consistency map
+        self.retries: list[dict[str, Any]] = []  # out-of-memory steps down (local runs)
 
     @property
     def model_path(self) -> str | None:
@@ -306,6 +307,7 @@ class BlockPredictor:
             following.batch_size,
         )
         self._run = replace(self._run, tile=following.tile, batch=following.batch_size)
+        self.retries.append({"tile": list(following.tile), "batch": following.batch_size})
 
     def _local_net(self) -> Any:
         # the caller's own network (its training flag is restored after each block), or a

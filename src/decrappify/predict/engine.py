@@ -73,6 +73,8 @@ __all__ = [
 
 #: Largest result :func:`iter_predict_image` keeps in memory when given no output path.
 DEFAULT_MAX_MEMORY = 2 * 2**30
+#: Largest by-product of the blocks for the trust maps kept in memory (else on disk).
+SINK_MEMORY = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ class PredictResult:
         ``seconds``, ``pixels_per_s`` (output pixels computed per second, end to end),
         ``compute_seconds`` (time predicting tiles: reading windows, forward passes and
         blending; local runs), ``forward_seconds`` (time in the network's forward passes;
-        local CPU runs), ``tile``, ``overlap``,
+        local CPU runs), ``oom_retries`` (the tile and batch each out-of-memory error
+        stepped down to; local runs), ``tile``, ``overlap``,
         ``radius``, ``lo``/``hi``, ``device``, ``input_shape``, ``output_shape``, ``dtype``;
         ``trust`` (map name to its summary, or ``{"skipped": reason}``), ``maps`` (map
         name to its path) and ``trust_seconds`` (time making the maps: degrading the
@@ -169,7 +172,7 @@ def iter_predict_image(
     maps: dict[str, Image] = {}
     written: list[Path] = []
     with contextlib.ExitStack() as stack:
-        sinks = _open_sinks(plan, stack, keep=lambda: not written)
+        sinks = _open_sinks(plan, stack, client, keep=lambda: not written)
         predictor = BlockPredictor(plan, sinks.get("spread"), sinks.get("degraded"))
         counter = RateCounter(plan.grid, plan.name)
         stats = _plan_stats(plan)
@@ -192,17 +195,21 @@ def iter_predict_image(
     local = client is None or output is None
     stats["compute_seconds"] = predictor.compute_seconds if local else None
     stats["forward_seconds"] = predictor.forward_seconds if local else None
+    stats["oom_retries"] = predictor.retries if local else None
     path = written[0] if written else None
     return PredictResult(image=result_image, path=path, stats=stats, maps=maps)
 
 
 def _open_sinks(
-    plan: PredictPlan, stack: contextlib.ExitStack, keep: Callable[[], bool]
+    plan: PredictPlan, stack: contextlib.ExitStack, client: Any, keep: Callable[[], bool]
 ) -> dict[str, Any]:
     """Open the arrays the blocks leave for the trust maps (TTA spread, degraded shares).
 
-    A scratch store beside a resumable output is kept while ``keep()`` says the output
-    is unfinished (a rerun reuses it); otherwise it is removed when the run ends.
+    They are kept in memory when that takes at most :data:`SINK_MEMORY` bytes and
+    nothing else needs them on disk; a resumable output (a rerun reuses them) and a
+    cluster (its workers write them) get scratch stores beside the output. A scratch
+    store is kept while ``keep()`` says a resumable output is unfinished; otherwise it is
+    removed when the run ends.
     """
     output = plan.output
     key = output.resume_key if output is not None else None
@@ -214,8 +221,9 @@ def _open_sinks(
     if slots is not None:
         shapes["degraded"] = (slots.shape, slots.chunks)
     sinks = {}
-    path = output.path if output is not None else None
     for name, (shape, chunks) in shapes.items():
+        on_disk = key is not None or client is not None or math.prod(shape) * 4 > SINK_MEMORY
+        path = output.path if output is not None and on_disk else None
         sinks[name], scratch = open_sink(name, shape, chunks, path, key)
         if scratch is not None:
             stack.callback(_remove_scratch, scratch, lambda: key is not None and keep())
