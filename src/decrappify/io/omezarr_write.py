@@ -223,7 +223,8 @@ def iter_write_ome_zarr(
     Yields
     ------
     Progress
-        ``phase="write"``, one event per block written.
+        ``phase="write"``, one event per block written: ``step`` of ``total`` counts the
+        level-0 blocks, then (from 1 again) the pyramid's blocks, as the message says.
     """
     import zarr
     from zarr.codecs import BloscCodec
@@ -239,7 +240,6 @@ def iter_write_ome_zarr(
     pyramid = [
         grid(s, tuple(min(c, n) for c, n in zip(chunks, s, strict=True))) for s in shapes[1:]
     ]
-    total = len(level0) + sum(len(g) for g in pyramid)
 
     resume = None
     if resume_key is not None:
@@ -280,13 +280,13 @@ def iter_write_ome_zarr(
         if resume is not None:
             resume.save()
 
-    step = len(done)
+    step, n0 = len(done), len(level0)  # the bar counts level-0 blocks, then the pyramid's
     if done:
         yield Progress(
             "write",
             step,
-            total,
-            message=f"{label}: resuming, {step} of {len(level0)} blocks already written",
+            n0,
+            message=f"{label}: resuming, {step} of {n0} blocks already written",
             info={"level": 0, "resumed": step},
         )
     todo = [(index, region) for index, region in level0 if index not in done]
@@ -300,10 +300,11 @@ def iter_write_ome_zarr(
             yield Progress(
                 "write",
                 step,
-                total,
-                message=f"{label}: level 0, block {step} of {len(level0)}",
+                n0,
+                message=f"{label}: level 0, block {step} of {n0}",
                 info={"level": 0, "block": index},
             )
+    n_pyramid, step = sum(len(level_grid) for level_grid in pyramid), 0
     for level, level_grid in enumerate(pyramid, start=1):
         source, target = arrays[level - 1], arrays[level]
         for index, region in level_grid:
@@ -312,8 +313,9 @@ def iter_write_ome_zarr(
             yield Progress(
                 "write",
                 step,
-                total,
-                message=f"{label}: pyramid level {level} of {levels - 1}",
+                n_pyramid,
+                message=f"{label}: pyramid level {level} of {levels - 1}, block {step} of "
+                f"{n_pyramid}",
                 info={"level": level, "block": index},
             )
     if resume is not None:

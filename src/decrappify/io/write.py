@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -12,7 +13,8 @@ import numpy as np
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
 from decrappify.io._blocks import iter_blocks, round_up
-from decrappify.io.atomic import commit, partial_path, remove_path
+from decrappify.io.atomic import commit, partial_path, remove_path, write_errno, write_failure
+from decrappify.io.chunks import settle_pending_writes
 from decrappify.io.image import Image
 from decrappify.io.omezarr_write import default_chunks, default_levels, iter_write_ome_zarr
 from decrappify.io.paths import check_output_path, image_stem, output_format
@@ -137,7 +139,22 @@ def iter_write_image(
             yield from _iter_write_tiff(data, tmp, image, tile=tile, client=client, label=path.name)
         commit(tmp, path, overwrite=overwrite)
         finished = True
+    except InputError:
+        raise
+    except Exception as err:  # a full disk, a file size limit ... as one line
+        failure = write_failure(path, err)
+        if failure is None:
+            raise
+        keep_partial = keep_partial and write_errno(err) != errno.ENAMETOOLONG
+        if keep_partial and os.path.lexists(tmp):
+            failure = OutputError(
+                f"{failure}; what was written is kept in {tmp}: rerun with --resume to finish "
+                "it, or delete it"
+            )
+        raise failure from err
     finally:
+        if not finished and fmt == "zarr":
+            settle_pending_writes()  # chunk writes zarr still runs would recreate the store
         if not finished and not keep_partial:
             remove_path(tmp)
     return path

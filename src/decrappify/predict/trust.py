@@ -41,7 +41,8 @@ from decrappify.errors import DecrappifyError, InputError
 from decrappify.events import Progress
 from decrappify.io import Image, iter_write_image
 from decrappify.io.atomic import remove_path
-from decrappify.io.paths import image_stem
+from decrappify.io.outputs import hidden_sibling
+from decrappify.io.paths import TRUST_MAP_NAMES, image_stem
 from decrappify.predict.block_geometry import BlockGrid
 from decrappify.predict.trust_blocks import (
     MapSummary,
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 #: The maps, in the order they are written.
-MAP_NAMES = ("uncertainty", "consistency")
+MAP_NAMES = TRUST_MAP_NAMES
 #: What each map holds (stored with it).
 MAP_DESCRIPTIONS = {
     "uncertainty": "standard deviation of the 8 rotated/mirrored predictions, in the "
@@ -240,7 +241,7 @@ def spread_sink(grid: BlockGrid, out_path: Path | None, key: str | None) -> tupl
         return np.zeros(grid.out_shape, np.float32), None
     import zarr
 
-    scratch = out_path.with_name(f".{out_path.name}.spread.partial")
+    scratch = hidden_sibling(out_path, "spread.partial")
     chunks = (*((1,) * len(grid.lead)), *grid.block)
     if key is not None and scratch.exists():
         try:
