@@ -38,6 +38,7 @@ from decrappify.api._bioimageio_tensors import make_test_input, normalised_input
 from decrappify.api.common import PathLike
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
+from decrappify.io.atomic import partial_path, write_failure
 
 #: Weight formats a package can hold (``--weights``); the state dict is the original.
 WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript")
@@ -195,7 +196,7 @@ def iter_export_bioimageio(
     normalised = normalised_input(raw, info)
     with torch.no_grad():
         expected = net(torch.from_numpy(normalised[None])).numpy().astype(np.float32)
-    work = target.with_name(f".{target.name}.partial")
+    work = partial_path(target)
     try:
         _remove(work)
         work.mkdir()
@@ -243,8 +244,15 @@ def iter_export_bioimageio(
             yield Progress(phase="export", step=3, total=total, message="bioimageio test")
             status, checks = _bioimageio_test(package, target)
         os.replace(package, target)
-    except OSError as err:
-        raise OutputError(f"{target}: cannot write the package ({err.strerror or err})") from err
+    except Exception as err:  # torch reports a full disk as RuntimeError (inline_container)
+        failure = write_failure(target, err, writing=isinstance(err, RuntimeError))
+        if failure is not None:
+            raise failure from err
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
+            raise OutputError(
+                f"{target}: cannot write the package ({err.strerror or err})"
+            ) from err
+        raise
     finally:
         _remove(work)
     yield Progress(phase="export", step=total, total=total, message=target.name)

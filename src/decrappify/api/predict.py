@@ -10,12 +10,13 @@ rectangle of one plane, for a quick preview. See ``docs/predict.md``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from decrappify.api.common import FileResult, PathLike, iter_batch
+from decrappify.api.common import FileResult, PathLike, check_report_target, iter_batch
 from decrappify.events import Progress, run_to_end
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def iter_predict(
     config: Any = None,
     *,
     client: Any = None,
+    report: PathLike | None = None,
 ) -> Generator[Progress, None, list[FileResult]]:
     """Super-resolve each input into ``out_dir/<stem>.<format>``; one bad input fails alone.
 
@@ -86,6 +88,10 @@ def iter_predict(
         dask.distributed address) or ``cluster: local`` with ``workers``.
     client : distributed.Client or None
         A cluster client to compute on (instead of ``scheduler`` / ``cluster``).
+    report : path or None
+        Write the JSON report of the batch here (:func:`write_report`), also when inputs
+        failed. It is planned with the outputs: an existing file is replaced only with
+        ``overwrite``, or with ``resume`` when it is a report of ``decrappify predict``.
 
     Yields
     ------
@@ -147,8 +153,77 @@ def iter_predict(
 
     scheduler = client if client is not None else config.scheduler
     kind = config.cluster.value if config.cluster is not None else None
+
+    def prepare() -> None:
+        if report is not None:
+            check_report_target(
+                report, "--report", overwrite=config.overwrite, resume=config.resume
+            )
+
+    def finish(results: list[FileResult]) -> None:
+        if report is not None:
+            write_report(report, handle.path or model, config.settings(), results)
+
     with open_client(scheduler, kind, workers=config.workers, device=device_type) as cluster:
-        return (yield from iter_batch(inputs, out_dir, fmt, work))
+        return (
+            yield from iter_batch(
+                inputs,
+                out_dir,
+                fmt,
+                work,
+                sidecars=lambda out: _sidecars(handle, config, out, fmt),
+                extra_inputs=[handle.path],
+                extra_outputs=[] if report is None else [(report, "the --report")],
+                prepare=prepare,
+                finish=finish,
+            )
+        )
+
+
+def _sidecars(handle: Any, config: PredictConfig, out_path: Path, fmt: str) -> list[Any]:
+    """List the trust maps written beside a TIFF output (OME-Zarr holds them inside)."""
+    from decrappify.predict.trust import map_path
+
+    if fmt != "tif":
+        return []
+    names = ["uncertainty"] if config.tta else []
+    if config.consistency and handle.crappify is not None:
+        names.append("consistency")
+    return [(map_path(out_path, "tiff", name), f"{name} map") for name in names]
+
+
+def write_report(path: PathLike, model: Any, settings: dict[str, Any], results: list[Any]) -> None:
+    """Write the JSON report of a prediction batch (atomically).
+
+    Parameters
+    ----------
+    path : path
+        The report file.
+    model : path
+        The model used.
+    settings : dict
+        The run's settings.
+    results : list of FileResult
+        One per input.
+    """
+    from decrappify.io import atomic_write_text
+
+    document = {
+        "command": "predict",
+        "model": str(model),
+        "settings": settings,
+        "ok": all(r.ok for r in results),
+        "results": [r.to_dict() for r in results],
+    }
+    atomic_write_text(path, json.dumps(document, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def _missing_maps(handle: Any, config: PredictConfig, out_path: Path, fmt: str) -> list[str]:
