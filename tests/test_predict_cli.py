@@ -209,7 +209,9 @@ def test_2_5d_model_on_a_2d_image(models, em, tmp_path):
 def test_scale_mismatch(models, em, tmp_path):
     result = invoke(models["x2"], em, "--out", tmp_path / "o", "--scale", "4", *FAST)
     assert result.exit_code == 1
-    assert "model x2.safetensors upsamples ×2, but scale 4 was asked" in one_line_error(result)
+    assert "x2.safetensors: this model upsamples ×2, but scale 4 was asked" in one_line_error(
+        result
+    )
 
 
 def test_output_inside_the_input(models, tmp_path):

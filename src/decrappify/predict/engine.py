@@ -308,7 +308,8 @@ def iter_predict_image(
 def _check_scale(handle: ModelHandle, scale: int | None) -> None:
     if scale is not None and scale != handle.scale:
         raise InputError(
-            f"model {handle.name} upsamples ×{handle.scale}, but scale {scale} was asked"
+            f"{handle.path or handle.name}: this model upsamples ×{handle.scale}, but scale "
+            f"{scale} was asked"
         )
 
 
