@@ -188,6 +188,9 @@ def test_pairs_follow_the_names_not_the_order():
         Path("b.tif"),
         Path("a.tif"),
     ]
+    folders = [Path("tune1-lr/img.tif"), Path("tune0-lr/img.tif")]  # one name, own folders
+    gts = [Path("tune0-gt/img.tif"), Path("tune1-gt/img.tif")]
+    assert pair_by_name(folders, gts, ("--tune-lr", "--tune-gt"), "p") == gts[::-1]
     suffixed = [Path("img10_sr.tif"), Path("img2_sr.tif")]
     gts = [Path("img2_gt.tif"), Path("img10_gt.tif")]
     assert pair_by_name(suffixed, gts, ("--pred", "--gt"), "p") == gts[::-1]

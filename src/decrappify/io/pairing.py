@@ -3,7 +3,9 @@
 Files are matched by stem, whatever order they were given or expanded in:
 ``--pred b.zarr --pred a.zarr --gt a.tif --gt b.tif`` scores ``a`` against ``a``. When the
 stems differ by a part every name of a list shares (``pred_a``, ``pred_b`` against ``a``,
-``b``; ``img1_sr`` against ``img1_gt``), that part is set aside first. Lists whose names
+``b``; ``img1_sr`` against ``img1_gt``), that part is set aside first; files of one name
+in folders of their own are told apart by their folders (``tune0-lr/img.tif`` against
+``tune0-gt/img.tif``). Lists whose names
 still do not match are refused with the names that have no partner: pairing by position
 would score one image against another without a word. A single pair needs no names.
 """
@@ -19,7 +21,7 @@ from decrappify.errors import InputError
 from decrappify.io.paths import image_stem
 
 #: Characters where a shared prefix or suffix of names may end.
-_SEPARATORS = "_-. "
+_SEPARATORS = "_-. /"
 
 
 def pair_by_name(
@@ -54,7 +56,7 @@ def pair_by_name(
         )
     if len(first) <= 1:
         return list(second)
-    for keys in (_stems, _distinct_parts):
+    for keys in (_stems, _distinct_parts, _folder_stems, _distinct_folder_stems):
         ours, theirs = keys(first), keys(second)
         if _unique(ours) and _unique(theirs) and set(ours) == set(theirs):
             where = {key: i for i, key in enumerate(theirs)}
@@ -82,9 +84,18 @@ def _stems(paths: Sequence[Path]) -> list[str]:
     return [image_stem(p) for p in paths]
 
 
-def _distinct_parts(paths: Sequence[Path]) -> list[str]:
+def _folder_stems(paths: Sequence[Path]) -> list[str]:
+    """``folder/stem``: for files of one name in folders of their own (``tune0-lr/img.tif``)."""
+    return [f"{Path(p).parent.name}/{image_stem(p)}" for p in paths]
+
+
+def _distinct_folder_stems(paths: Sequence[Path]) -> list[str]:
+    return _distinct_parts(paths, _folder_stems(paths))
+
+
+def _distinct_parts(paths: Sequence[Path], stems: list[str] | None = None) -> list[str]:
     """Strip the stems of the prefix and suffix (ending at a separator) they all share."""
-    stems = _stems(paths)
+    stems = _stems(paths) if stems is None else stems
     prefix = _cut_at_separator(os.path.commonprefix(stems))
     reversed_suffix = os.path.commonprefix([s[::-1] for s in stems])
     suffix = _cut_at_separator(reversed_suffix)[::-1]
