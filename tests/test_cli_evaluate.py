@@ -157,7 +157,6 @@ def test_evaluate_baseline_errors_at_scale_one_and_four(denoising, triplet):
 def test_evaluate_aligns_images_by_pixel_size_as_the_compare_widget_does(tmp_path):
     """A prediction on a coarser grid of the same field of view is resampled, not refused."""
     from decrappify import api
-    from decrappify._napari.jobs.compare import iter_compare
     from decrappify.events import run_to_end
     from decrappify.io import Image, read_image, write_image
     from decrappify.metrics import evaluate_stack
@@ -189,7 +188,13 @@ def test_evaluate_aligns_images_by_pixel_size_as_the_compare_widget_does(tmp_pat
     expected = evaluate_stack(
         read["pred"].data, read["gt"].data, read["lr"].data, **plan.evaluate_kwargs()
     )
-    widget = run_to_end(iter_compare(read["pred"], read["gt"], read["lr"])).result
+    comparison = run_to_end(api.iter_compare(read["pred"], read["gt"], read["lr"]))
+    widget = comparison.result  # what the Compare widget shows
+    [note] = comparison.notes
+    assert note.endswith(
+        "img.zarr' (64x64, pixel size 0.2 micrometer) was resampled bicubically onto the "
+        "ground truth's grid (128x128, pixel size 0.1 micrometer) before scoring"
+    )
     for key in ("psnr", "ssim_norm"):
         assert entry[key] == pytest.approx(expected.mean()[key], abs=1e-9)
         assert entry[key] == pytest.approx(widget.mean()[key], abs=1e-9)

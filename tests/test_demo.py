@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -11,14 +10,13 @@ import zarr
 from typer.testing import CliRunner
 
 from decrappify import api
+from decrappify.api import _demo as demo_module  # api.demo's module: tests patch its sizes
 from decrappify.cli import app
 from decrappify.errors import InputError, OutputError
 from decrappify.io import read_image
 from decrappify.models import load_model
 
 runner = CliRunner()
-#: The module (``decrappify.api.demo`` the attribute is the function of the same name).
-demo_module = importlib.import_module("decrappify.api.demo")
 
 
 #: Cheaper training for the tiny demos (the critic's self-attention dominates on a CPU).

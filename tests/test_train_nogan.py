@@ -12,7 +12,7 @@ import zarr
 
 import decrappify.train._gan as gan_phase
 import decrappify.train._phases as phases
-import decrappify.train._session as session
+import decrappify.train.clock as clock
 import decrappify.train.nogan as nogan
 from decrappify.config.crappify import get_preset
 from decrappify.config.train import TrainConfig
@@ -21,9 +21,10 @@ from decrappify.events import run_to_end
 from decrappify.models import load_model, read_tensors
 from decrappify.sample import synthetic_image
 from decrappify.train import KeyBatches, iter_train
-from decrappify.train.runlog import read_log
+from decrappify.train.nets import clone_state
 from decrappify.train.schedule import CriticSwitch
 from decrappify.train.state import RunState, read_checkpoint
+from decrappify.train.training_log import read_log
 from decrappify.train.validation import Validator
 
 PHASES = ["pretrain_generator", "save_outputs", "pretrain_critic", "gan"]
@@ -78,15 +79,15 @@ class Recorder:
         critic_step, finish_gan = phases.critic_step, gan_phase.finish_gan
         recorder = self
 
-        def record_critic(run, optimizer, name, real, fake):
-            loss = critic_step(run, optimizer, name, real, fake)
+        def record_critic(nets, crop, optimizer, name, real, fake):
+            loss = critic_step(nets, crop, optimizer, name, real, fake)
             recorder.critic_losses.append((name, loss))
             return loss
 
-        def record_finish(run, stopped, early):
-            recorder.gan_end_generator = session.clone_state(run.G)
-            recorder.gan_end_critic = session.clone_state(run.C)
-            return finish_gan(run, stopped, early)
+        def record_finish(cfg, state, nets, *args):
+            recorder.gan_end_generator = clone_state(nets.G)
+            recorder.gan_end_critic = clone_state(nets.C)
+            return finish_gan(cfg, state, nets, *args)
 
         monkeypatch.setattr(phases, "critic_step", record_critic)
         monkeypatch.setattr(gan_phase, "critic_step", record_critic)
@@ -288,7 +289,7 @@ def _injected(monkeypatch, values):
     sequence = iter(values)
 
     def evaluate(self, net):
-        seen.append(session.clone_state(net))
+        seen.append(clone_state(net))
         v = next(sequence)
         return {"psnr": v, "ssim": v}
 
@@ -344,11 +345,11 @@ def test_gan_that_never_beats_pretraining_keeps_the_pretrained_generator(tmp_pat
 def test_cycles_start_from_the_best_generator(tmp_path, monkeypatch):
     seen = _injected(monkeypatch, [1.0, 5.0, 6.0, 4.0, 7.0, 3.0])
     starts = []
-    gan = gan_phase.gan
+    gan = nogan.PHASES["gan"]
 
-    def record_start(run):
-        starts.append(session.clone_state(run.G))
-        return (yield from gan(run))
+    def record_start(parts):
+        starts.append(clone_state(parts.nets.G))
+        return (yield from gan(parts))
 
     monkeypatch.setitem(nogan.PHASES, "gan", record_start)
     config = tiny(**FAST, **{"gan.max_steps": 2, "gan.patience": 3, "cycles": 2})
@@ -390,8 +391,8 @@ def no_overhead(monkeypatch):
 
 def test_time_budget_fixes_the_step_count(tmp_path, monkeypatch):
     no_overhead(monkeypatch)
-    monkeypatch.setattr(session.StepTimer, "seconds_per_step", lambda self, step: 0.5)
-    monkeypatch.setattr(session.Session, "phase_time_left", lambda self: 10.0)
+    monkeypatch.setattr(clock.StepTimer, "seconds_per_step", lambda self, step: 0.5)
+    monkeypatch.setattr(clock.Clock, "phase_time_left", lambda self: 10.0)
     config = tiny(
         **{
             "time_budget": "1h",
@@ -421,12 +422,20 @@ def test_time_budget_refits_the_step_count_when_steps_slow_down(tmp_path, monkey
     def seconds_per_step(self, step):
         return 0.5 if step <= 6 else 1.0
 
+    steps = [0]
+    generator_step = phases.generator_step
+
+    def counted_step(*args):
+        steps[0] += 1
+        return generator_step(*args)
+
     def phase_time_left(self):
-        step = self.state.step
+        step = steps[0]
         return 20.0 - 0.5 * min(step, 6) - 1.0 * max(step - 6, 0)
 
-    monkeypatch.setattr(session.StepTimer, "seconds_per_step", seconds_per_step)
-    monkeypatch.setattr(session.Session, "phase_time_left", phase_time_left)
+    monkeypatch.setattr(phases, "generator_step", counted_step)
+    monkeypatch.setattr(clock.StepTimer, "seconds_per_step", seconds_per_step)
+    monkeypatch.setattr(clock.Clock, "phase_time_left", phase_time_left)
     config = tiny(
         **{
             "time_budget": "1h",

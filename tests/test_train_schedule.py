@@ -143,21 +143,17 @@ def test_early_stopping_state_round_trip():
 
 
 def test_the_critic_judges_one_window_of_the_batch():
-    from types import SimpleNamespace
-
     import torch
 
     from decrappify.config.model import CriticConfig
     from decrappify.train._phases import critic_view
 
-    run = SimpleNamespace(cfg=SimpleNamespace(critic=CriticConfig(crop=64)))
     real = torch.arange(2 * 256 * 256, dtype=torch.float32).reshape(2, 1, 256, 256)
     fake = real + 0.5
     torch.manual_seed(0)
-    a, b = critic_view(run, real, fake)
+    a, b = critic_view(CriticConfig(crop=64).crop, real, fake)
     assert a.shape == b.shape == (2, 1, 64, 64)
     assert torch.equal(b - a, torch.full_like(a, 0.5))  # the same window of both
-    run.cfg.critic = CriticConfig(crop=None)
-    assert critic_view(run, real)[0] is real
+    assert critic_view(CriticConfig(crop=None).crop, real)[0] is real
     with pytest.raises(ValueError, match="crop 32 is smaller than the critic's input minimum 64"):
         CriticConfig(crop=32)

@@ -1,4 +1,4 @@
-"""Tests for decrappify.train.state, runlog and runtime: checkpoints, log, curves, RNG."""
+"""Tests for decrappify.train.state, training_log, precision and rng: checkpoints, log, curves."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from torch import nn
 from decrappify.devices import resolve_device, torch_threads
 from decrappify.errors import InputError, ModelFileError
 from decrappify.models.store import save_tensors
-from decrappify.train.runlog import COLUMNS, RunLog, plot_curves, read_log
-from decrappify.train.runtime import Precision, RunRandom, derive_seed, resolve_amp
+from decrappify.train.precision import Precision, resolve_amp
+from decrappify.train.rng import RunRandom, derive_seed
 from decrappify.train.state import (
     RunState,
     flatten_optimizer,
@@ -25,6 +25,7 @@ from decrappify.train.state import (
     unprefixed,
     write_checkpoint,
 )
+from decrappify.train.training_log import COLUMNS, RunLog, plot_curves, read_log
 
 
 def _model(seed: int = 0) -> nn.Module:

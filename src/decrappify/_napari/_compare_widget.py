@@ -1,11 +1,11 @@
 """The Compare dock widget: score a prediction layer against a ground-truth layer.
 
-A thin shell over :func:`decrappify.metrics.iter_evaluate_stack`: the layers become
-:class:`~decrappify.io.Image` records, :func:`~decrappify.metrics.alignment.plan_comparison`
-checks from their scale and translate that they lie on one grid (resampling or refusing
-otherwise), and the job of :func:`~decrappify._napari.jobs.compare.iter_compare` runs in a
-worker. The widget shows the metrics of the current plane and the means over the stack in
-two tables, a per-plane plot, and adds the absolute-error and bicubic-baseline layers.
+A thin shell over :func:`decrappify.api.iter_compare`, the comparison ``decrappify
+evaluate`` runs on each pair of files: the layers become :class:`~decrappify.io.Image`
+records, their scale and translate decide whether they lie on one grid (resampling or
+refusing otherwise), and the comparison runs in a worker. The widget shows the metrics
+of the current plane and the means over the stack in two tables, a per-plane plot, and
+adds the absolute-error and bicubic-baseline layers.
 
 When the prediction has trust maps (the layers the Super-resolve widget added with it, or
 the maps ``decrappify predict`` wrote beside the file it was opened from), they are shown
@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from decrappify import api
 from decrappify._napari._controls import LayerPicker
 from decrappify._napari._layers import (
     META_KEY,
@@ -47,13 +48,11 @@ from decrappify._napari._layers import (
 from decrappify._napari._plots import qt_figure, style_axes, theme_colors
 from decrappify._napari._runner import TaskPanel, report_errors
 from decrappify._napari._viewer_geometry import current_plane
-from decrappify._napari.jobs.compare import Comparison, iter_compare
 from decrappify._napari.jobs.compute import safe_name
+from decrappify.api import METRIC_NAMES, METRIC_TITLES, PREDICTION
 from decrappify.errors import InputError
 from decrappify.events import Progress
 from decrappify.io import Image
-from decrappify.metrics import METRIC_NAMES, PREDICTION, results_to_json, write_csv
-from decrappify.metrics.report import METRIC_TITLES
 
 #: Delay before the table follows a change of the current plane (ms).
 DEBOUNCE_MS = 150
@@ -108,7 +107,7 @@ class CompareWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.comparison: Comparison | None = None
+        self.comparison: api.Comparison | None = None
         self.plane = 0
         self._names: tuple[str | None, str | None, str | None] = (None, None, None)
         self._partial: dict[int, dict[str, float]] = {}
@@ -208,7 +207,9 @@ class CompareWidget(QWidget):
         self.redraw()
         name = pred_layer.name
         self.panel.start(
-            lambda: iter_compare(pred, gt, lr, plane=plane, name=name, maps=maps),
+            lambda: api.iter_compare(
+                pred, gt, lr, plane=plane, name=name, maps=maps, overlays=True
+            ),
             on_event=self._on_event,
             on_result=self._on_result,
         )
@@ -236,12 +237,8 @@ class CompareWidget(QWidget):
         """
         if self.comparison is None:
             raise InputError("Export: run Compare first")
-        path = Path(path)
-        results = {self._names[0] or "prediction": self.comparison.result}
-        if path.suffix.lower() == ".json":
-            results_to_json(results, path)
-            return path
-        return write_csv(results, path, per_slice=per_slice)
+        results = {self._names[0] or PREDICTION: self.comparison.result}
+        return api.write_metrics(results, path, per_slice=per_slice)
 
     def update_plane(self) -> None:
         """Show the current plane's metrics (after the debounce of a dims change)."""
@@ -296,8 +293,6 @@ class CompareWidget(QWidget):
         new : dict of str to Image
             Those read from files (not yet layers).
         """
-        from decrappify import api
-
         info = (pred_layer.metadata.get(META_KEY) or {}).get("predict") or {}
         maps = {}
         for key, name in (info.get("maps") or {}).items():
@@ -319,7 +314,7 @@ class CompareWidget(QWidget):
             self._partial[event.step - 1] = dict(event.metrics)
             self.redraw()
 
-    def _on_result(self, comparison: Comparison) -> None:
+    def _on_result(self, comparison: api.Comparison) -> None:
         self.comparison = comparison
         self.export_button.setEnabled(True)
         self._fill_table(comparison.result)
@@ -342,7 +337,7 @@ class CompareWidget(QWidget):
             self.stack_label.show()
             self.stack_table.show()
 
-    def _show_agreement(self, comparison: Comparison) -> None:
+    def _show_agreement(self, comparison: api.Comparison) -> None:
         if not comparison.agreement:
             self.trust_label.setText("")
             return
@@ -415,7 +410,7 @@ class CompareWidget(QWidget):
 
     # -- layers
 
-    def _add_layers(self, comparison: Comparison) -> None:
+    def _add_layers(self, comparison: api.Comparison) -> None:
         gt_layer = find_layer(self.viewer, self._names[1])
         gt_display = display_kwargs(gt_layer) if gt_layer is not None else {}
         error_kwargs = image_layer_kwargs(

@@ -39,9 +39,9 @@ from decrappify._napari._layers import (
 )
 from decrappify._napari._runner import TaskPanel, notify_error, report_errors
 from decrappify._napari._viewer_geometry import current_plane, visible_data_box
-from decrappify._napari.jobs.compute import MEMORY_LIMIT
 from decrappify._napari.jobs.crappify import Preview, iter_crappify_layer, iter_crappify_preview
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
+from decrappify.config.predict import MAX_IN_MEMORY
 from decrappify.errors import InputError
 from decrappify.io import Image, atomic_write_text
 
@@ -203,7 +203,7 @@ class CrappifyWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.memory_limit = MEMORY_LIMIT
+        self.memory_limit = MAX_IN_MEMORY
         self._base: CrappifyConfig | None = None
         self._fields: dict[str, QLineEdit | QComboBox] = {}
 

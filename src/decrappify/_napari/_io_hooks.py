@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from decrappify import api
 from decrappify._napari._layers import META_KEY, PIXEL_UNIT, image_layer_kwargs
 from decrappify.errors import InputError
 from decrappify.io import Image
@@ -187,20 +188,17 @@ def contrast_limits(data: Any) -> tuple[float, float] | None:
     Returns
     -------
     (float, float) or None
-        The percentiles (:func:`decrappify.normalize.percentile_range`), or None when
+        The percentiles (:func:`decrappify.api.intensity_range`), or None when
         they cannot be computed (napari then chooses).
     """
-    from decrappify.normalize import percentile_range
-
     sample = data
     if not isinstance(data, np.ndarray) and data.ndim == 3:
         sample = data[data.shape[0] // 2]
     try:
-        lo, hi = percentile_range(sample)
+        return api.intensity_range(sample)
     except Exception as err:  # display only: never fail a read for it
         logger.debug("contrast limits: %s", err)
         return None
-    return float(lo), float(hi)
 
 
 def _report(path: Path, err: BaseException) -> None:
@@ -284,9 +282,7 @@ def write_ome_zarr(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
 
 def _sample(kind: str, shape: tuple[int, ...], name: str, chunks: Any = None) -> list[LayerData]:
-    from decrappify.sample import synthetic_image
-
-    image = synthetic_image(kind, shape, seed=0, chunks=chunks)  # type: ignore[arg-type]
+    image = api.sample_image(kind, shape, seed=0, chunks=chunks)  # type: ignore[arg-type]
     kwargs = image_layer_kwargs(image, name=name)
     limits = contrast_limits(image.data)
     if limits is not None:

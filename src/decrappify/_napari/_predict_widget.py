@@ -16,6 +16,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from decrappify import api
 from decrappify._napari._controls import LayerPicker, ModelPicker, PathEdit
 from decrappify._napari._form import ConfigFields, FieldView
 from decrappify._napari._layers import (
@@ -29,7 +30,6 @@ from decrappify._napari._layers import (
 )
 from decrappify._napari._runner import TaskPanel, report_errors
 from decrappify._napari._viewer_geometry import current_plane, visible_data_box
-from decrappify._napari.jobs.compute import MEMORY_LIMIT
 from decrappify._napari.jobs.models import remember_model
 from decrappify._napari.jobs.predict import (
     LayerPrediction,
@@ -38,8 +38,7 @@ from decrappify._napari.jobs.predict import (
     model_summary,
 )
 from decrappify.config.choices import DEVICE_CHOICES
-from decrappify.config.predict import PredictConfig
-from decrappify.devices import release_device_memory
+from decrappify.config.predict import MAX_IN_MEMORY, PredictConfig
 from decrappify.errors import DecrappifyError, InputError
 from decrappify.io import Image
 
@@ -93,7 +92,7 @@ class PredictWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.memory_limit = MEMORY_LIMIT
+        self.memory_limit = MAX_IN_MEMORY
 
         self.model_picker = ModelPicker()
         self.model_picker.setToolTip(
@@ -310,4 +309,4 @@ class PredictWidget(QWidget):
         for button in (self.preview_button, self.run_button):
             button.setEnabled(not busy)
         if not busy:
-            release_device_memory()
+            api.release_device_memory()

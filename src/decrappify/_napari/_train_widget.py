@@ -35,8 +35,7 @@ from decrappify._napari._train_plot import (
     base_phase,
     phase_text,
 )
-from decrappify._napari.jobs.models import iter_export_model, remember_model, run_model
-from decrappify.devices import release_device_memory
+from decrappify._napari.jobs.models import remember_model, run_model
 from decrappify.errors import InputError
 from decrappify.events import Progress
 from decrappify.io import Image
@@ -246,7 +245,7 @@ class TrainWidget(QWidget):
             raise InputError("Save model: wait for the run to end")
         source, target = self.model_path, Path(path).expanduser()
         self.panel.start(
-            lambda: iter_export_model(source, target, overwrite=overwrite),
+            lambda: api.iter_copy_model(source, target, overwrite=overwrite),
             on_result=self._on_saved,
             title="Save model",
         )
@@ -370,7 +369,7 @@ class TrainWidget(QWidget):
             self._timer.stop()
             self._flush()
             self.redraw()
-            release_device_memory()
+            api.release_device_memory()
 
     def _save_dialog(self) -> None:
         start = str(self._run_dir / "model.safetensors") if self._run_dir else "model.safetensors"

@@ -7,22 +7,26 @@ Heavy modules (torch, dask) are imported inside the functions, so importing this
 package is cheap.
 """
 
-from decrappify.api.common import FileResult, file_seed, iter_batch
-from decrappify.api.crappify import (
+from decrappify.api._compare import (
+    METRIC_NAMES,
+    METRIC_TITLES,
+    PREDICTION,
+    Comparison,
+    iter_compare,
+    write_metrics,
+)
+from decrappify.api._crappify import (
     crappify,
     crappify_config,
     fit_crappifier,
     iter_crappify,
     iter_sample,
 )
-from decrappify.api.demo import DemoReport, demo, iter_demo
-from decrappify.api.evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
-from decrappify.api.export import (
-    BioimageioExport,
-    export_bioimageio,
-    iter_export_bioimageio,
-)
-from decrappify.api.predict import (
+from decrappify.api._demo import DEMO_RECIPE, DemoReport, demo, iter_demo
+from decrappify.api._evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
+from decrappify.api._images import crappify_image, intensity_range, sample_image
+from decrappify.api._models import iter_copy_model, release_device_memory
+from decrappify.api._predict import (
     iter_predict,
     iter_predict_image,
     predict,
@@ -30,10 +34,21 @@ from decrappify.api.predict import (
     predict_region,
     trust_maps,
 )
-from decrappify.api.train import iter_train, model_info, train, train_config
+from decrappify.api._train import iter_train, model_info, train, train_config
+from decrappify.api.common import FileResult, file_seed, iter_batch
+from decrappify.api.export import (
+    BioimageioExport,
+    export_bioimageio,
+    iter_export_bioimageio,
+)
 
 __all__ = [
+    "DEMO_RECIPE",
+    "METRIC_NAMES",
+    "METRIC_TITLES",
+    "PREDICTION",
     "BioimageioExport",
+    "Comparison",
     "DemoReport",
     "EvaluationReport",
     "FileResult",
@@ -45,6 +60,7 @@ __all__ = [
     "file_seed",
     "fit_crappifier",
     "iter_batch",
+    "iter_compare",
     "iter_crappify",
     "iter_demo",
     "iter_evaluate",
@@ -61,4 +77,10 @@ __all__ = [
     "train",
     "train_config",
     "trust_maps",
+    "write_metrics",
+    "crappify_image",
+    "intensity_range",
+    "iter_copy_model",
+    "release_device_memory",
+    "sample_image",
 ]

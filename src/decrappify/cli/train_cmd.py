@@ -103,7 +103,7 @@ def train(
     """Train a super-resolution generator with NoGAN (pretrain G, critic, short GAN)."""
     from decrappify import api
     from decrappify.config.base import parse_overrides
-    from decrappify.config.train import parse_duration
+    from decrappify.durations import parse_duration
 
     if out is None:
         raise fail("train: --out RUN_DIR is required")

@@ -28,7 +28,14 @@ from decrappify.config.base import StrictModel
 from decrappify.config.choices import Cluster, OutDtype, OutFormat, check_device_name
 from decrappify.errors import InputError
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_CHUNK", "OUT_DTYPES", "Overlap", "PredictConfig"]
+__all__ = [
+    "DEFAULT_BLOCK",
+    "DEFAULT_CHUNK",
+    "MAX_IN_MEMORY",
+    "OUT_DTYPES",
+    "Overlap",
+    "PredictConfig",
+]
 
 #: Side in HR pixels of the stored chunks of OME-Zarr outputs.
 DEFAULT_CHUNK = 1024
@@ -37,6 +44,9 @@ DEFAULT_BLOCK = 2048
 #: Smallest chunk and block side: each OME-Zarr chunk is one file (``--chunk 1`` made one
 #: file per output pixel).
 MIN_CHUNK = 32
+#: Largest result (bytes) computed into memory: a prediction with no output file is refused
+#: above it, and napari writes larger crappified and super-resolved layers to OME-Zarr.
+MAX_IN_MEMORY = 2 * 2**30
 #: Output dtypes.
 OUT_DTYPES = tuple(d.value for d in OutDtype)
 
@@ -267,6 +277,27 @@ class PredictConfig(StrictModel):
             Every setting, enums as their values.
         """
         return self.model_dump(mode="json")
+
+    def check_scale(self, model_scale: int, model_name: str) -> None:
+        """Refuse a model that does not upsample by the ``scale`` asked for (if any).
+
+        Parameters
+        ----------
+        model_scale : int
+            The model's factor.
+        model_name : str
+            The model, for the message.
+
+        Raises
+        ------
+        InputError
+            ``m: this model upsamples ×4, but scale 2 was asked``.
+        """
+        if self.scale is not None and self.scale != model_scale:
+            raise InputError(
+                f"{model_name}: this model upsamples ×{model_scale}, but scale {self.scale} "
+                "was asked"
+            )
 
 
 def _is_int(value: Any) -> bool:

@@ -14,13 +14,12 @@ critic and loss, and one section per NoGAN phase:
    early stopping on a validation metric;
 
 then ``cycles`` repeats phases 2-4. ``time_budget`` splits a wall-clock budget over the
-phases (see :func:`phase_budgets` and ``docs/training.md``).
+phases by their ``budget_share`` (:func:`decrappify.train.clock.phase_budgets`,
+``docs/training.md``).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -30,7 +29,7 @@ from decrappify.config.choices import check_device_name
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.config.data import DataConfig
 from decrappify.config.model import CriticConfig, GeneratorConfig, LossConfig
-from decrappify.errors import InputError
+from decrappify.durations import duration_seconds
 
 __all__ = [
     "PHASES",
@@ -39,101 +38,14 @@ __all__ = [
     "PretrainGeneratorConfig",
     "SaveOutputsConfig",
     "TrainConfig",
-    "format_duration",
-    "parse_duration",
-    "phase_budgets",
 ]
 
 #: The NoGAN phases, in order (phases 2-4 repeat once per cycle).
 PHASES: tuple[str, ...] = ("pretrain_generator", "save_outputs", "pretrain_critic", "gan")
 
-#: Longest time budget accepted (30 days).
-MAX_BUDGET_SECONDS = 30 * 24 * 3600.0
-
 #: Validation metrics the GAN phase can watch (normalised PSNR / SSIM of the fixed crops,
 #: or their FRC resolution, smaller is better).
 WatchMetric = Literal["psnr", "ssim", "frc"]
-
-_DURATION = re.compile(
-    r"^\s*(?:(?P<h>\d+(?:\.\d*)?)\s*h)?\s*(?:(?P<m>\d+(?:\.\d*)?)\s*m(?:in)?)?"
-    r"\s*(?:(?P<s>\d+(?:\.\d*)?)\s*s)?\s*$",
-    re.IGNORECASE,
-)
-DURATION_HELP = "expected seconds or a duration such as '20m', '1h30m', '90s' or '1.5h'"
-
-
-def parse_duration(value: Any, name: str = "time_budget") -> float:
-    """Turn a time budget into seconds.
-
-    Parameters
-    ----------
-    value : float, int or str
-        Seconds as a number (or a numeric string), or a duration made of hours,
-        minutes and seconds: ``"20m"``, ``"1h30m"``, ``"90s"``, ``"1.5h"``,
-        ``"2h 5min"``.
-    name : str
-        What the value is called where the user typed it (``"--time-budget"``), for
-        the message.
-
-    Returns
-    -------
-    float
-        Seconds, > 0.
-
-    Raises
-    ------
-    InputError
-        If the value is not a positive duration of at most 30 days.
-    """
-    seconds, problem = _duration_seconds(value)
-    if problem:
-        raise InputError(f"{name}: {problem} (got {value!r})")
-    return seconds
-
-
-def _duration_seconds(value: Any) -> tuple[float, str]:
-    """Return ``(seconds, "")`` or ``(nan, what is wrong)``."""
-    seconds = math.nan
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            match = _DURATION.match(text)
-            if match and any(match.groupdict().values()):
-                parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-                seconds = 3600.0 * parts["h"] + 60.0 * parts["m"] + parts["s"]
-    if not math.isfinite(seconds):
-        return math.nan, DURATION_HELP
-    if not 0.0 < seconds <= MAX_BUDGET_SECONDS:
-        return math.nan, "must be more than 0 s and at most 30 days"
-    return seconds, ""
-
-
-def format_duration(seconds: float) -> str:
-    """Format seconds as ``"1h30m"``, ``"20m"`` or ``"45s"`` (what :func:`parse_duration` reads).
-
-    Parameters
-    ----------
-    seconds : float
-        A duration.
-
-    Returns
-    -------
-    str
-        Compact text, rounded to the second.
-    """
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-        f"{secs}s" if secs else "",
-    ]
-    return "".join(parts) or "0s"
 
 
 class PretrainGeneratorConfig(StrictModel):
@@ -443,7 +355,7 @@ class TrainConfig(StrictModel):
     def _parse_budget(cls, value: Any) -> Any:
         if value is None:
             return None
-        seconds, problem = _duration_seconds(value)
+        seconds, problem = duration_seconds(value)
         if problem:
             raise ValueError(problem)
         return seconds
@@ -569,32 +481,3 @@ def _expand_preset(key: str, value: Any) -> dict[str, Any] | None:
     if key == "crappify" and isinstance(value, str) and value in PRESETS:
         return get_preset(value).model_dump(mode="json")
     return None
-
-
-def phase_budgets(config: TrainConfig) -> dict[str, float]:
-    """Split the time budget's shares over the phases (normalised to sum 1).
-
-    Phases 2-4 get their share once per cycle, divided by the number of cycles; they
-    get nothing when the GAN is disabled.
-
-    Parameters
-    ----------
-    config : TrainConfig
-        The configuration.
-
-    Returns
-    -------
-    dict of str to float
-        Fraction of the budget per phase name (one cycle's share for phases 2-4).
-    """
-    shares = {"pretrain_generator": config.pretrain_generator.budget_share}
-    if config.gan_enabled:
-        shares["save_outputs"] = config.save_outputs.budget_share
-        shares["pretrain_critic"] = config.pretrain_critic.budget_share
-        shares["gan"] = config.gan.budget_share
-    total = sum(shares.values())
-    fractions = {k: v / total for k, v in shares.items()}
-    for name in ("save_outputs", "pretrain_critic", "gan"):
-        if name in fractions:
-            fractions[name] /= config.cycles
-    return fractions

@@ -13,7 +13,8 @@ Metadata is taken, in order of preference, from OME-XML (``PhysicalSizeX/Y/Z``,
 ``TimeIncrement`` and their units), ImageJ metadata (``spacing``, ``finterval``,
 ``unit`` with the X/Y resolution tags) and the plain TIFF resolution tags (centimetre,
 millimetre, micrometre or inch; inch resolutions of 72, 96, 150, 300, 600 or 1200 dpi
-are screen/print defaults and are ignored).
+are screen/print defaults and are ignored). The translation comes from the OME-XML plane
+positions (:mod:`decrappify.io.ome_xml`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import inspect
 import math
 import os
 import threading
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from decrappify.io._units import (
     normalize_unit,
 )
 from decrappify.io.image import Image
+from decrappify.io.ome_xml import read_sizes, read_translation
 from decrappify.io.paths import TIFF_SUFFIXES, natural_key
 from decrappify.io.validate import (
     Layout,
@@ -91,6 +92,7 @@ def read_tiff(path: str | Path, *, axes: str | None = None) -> Image:
         layout = resolve_layout(shape, labels, str(path), axes)
         _check_complete(tif, series, path)
         pixel_size, units = physical_pixel_size(layout.axes, tiff_physical_sizes(tif, series))
+        shift = read_translation(tif.ome_metadata, layout.axes, units) if tif.is_ome else None
         if series.dtype is None:
             raise InputError(f"{path}: unsupported TIFF pixel format")
         if int(np.prod(shape)) * series.dtype.itemsize <= EAGER_MAX_BYTES:
@@ -98,7 +100,14 @@ def read_tiff(path: str | Path, *, axes: str | None = None) -> Image:
         else:
             data = TiffSource.from_series(path, tif, series, layout).to_dask()
     data = coerce_dtype(data, str(path))
-    return Image(data, axes=layout.axes, pixel_size=pixel_size, units=units, source=str(path))
+    return Image(
+        data,
+        axes=layout.axes,
+        pixel_size=pixel_size,
+        units=units,
+        source=str(path),
+        translate=shift,
+    )
 
 
 def read_tiff_folder(path: str | Path, *, axes: str | None = None) -> Image:
@@ -262,7 +271,7 @@ def tiff_physical_sizes(
         Axis letter to ``(size, NGFF unit name or None)``; empty when unknown.
     """
     if tif.is_ome and tif.ome_metadata:
-        sizes = _ome_sizes(tif.ome_metadata)
+        sizes = read_sizes(tif.ome_metadata)
         if sizes:
             return sizes
     page = series.keyframe
@@ -271,25 +280,6 @@ def tiff_physical_sizes(
         if sizes:
             return sizes
     return _resolution_sizes(page)
-
-
-def _ome_sizes(xml: str) -> dict[str, tuple[float, str | None]]:
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
-        return {}
-    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
-    if pixels is None:
-        return {}
-    sizes: dict[str, tuple[float, str | None]] = {}
-    for axis in "XYZ":
-        value = _positive(pixels.get(f"PhysicalSize{axis}"))
-        if value is not None:
-            sizes[axis] = (value, normalize_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm")))
-    value = _positive(pixels.get("TimeIncrement"))
-    if value is not None:
-        sizes["T"] = (value, normalize_unit(pixels.get("TimeIncrementUnit", "s")))
-    return sizes
 
 
 def _imagej_sizes(meta: dict[str, Any], page: Any) -> dict[str, tuple[float, str | None]]:

@@ -2,7 +2,8 @@
 
 :class:`TileWriter` writes in a background thread, so the caller can report progress
 tile row by tile row and cancel at any tile; BigTIFF is used when the file may exceed
-4 GiB. :func:`ome_metadata` and :func:`resolution_tags` carry the pixel size.
+4 GiB. :func:`ome_metadata` and :func:`resolution_tags` carry the pixel size, and the
+plane positions of the OME-XML the translation (:mod:`decrappify.io.ome_xml`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from decrappify.io._units import (
     normalize_unit,
     ome_symbol,
 )
+from decrappify.io.ome_xml import plane_positions, size_unit_symbol
 
 #: Data this large (uncompressed) is written as BigTIFF.
 BIGTIFF_MIN_BYTES = 2**31 - 2**27
@@ -34,12 +36,20 @@ DEFAULT_TILE = (256, 256)
 
 
 def ome_metadata(
-    axes: str, pixel_size: Sequence[float] | None, units: Sequence[str] | None
+    axes: str,
+    pixel_size: Sequence[float] | None,
+    units: Sequence[str] | None,
+    *,
+    shape: Sequence[int] | None = None,
+    translate: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """OME-XML metadata for ``tifffile`` (axes, physical sizes and their units).
+    """OME-XML metadata for ``tifffile``: axes, physical sizes, units and plane positions.
 
-    Sizes are written only where the unit is known and has an OME symbol: OME-XML
-    readers take a size without a unit as micrometres, which would be wrong.
+    Sizes are written only with a unit OME can name: OME-XML readers take a size without
+    a unit as micrometres, which would be wrong. A pixel size without a physical unit
+    (a derived image's pixels counted in its source's pixels) is written in OME's
+    ``pixel`` unit. The translation goes into each plane's position
+    (:func:`decrappify.io.ome_xml.plane_positions`).
 
     Parameters
     ----------
@@ -49,6 +59,10 @@ def ome_metadata(
         Pixel size per axis.
     units : sequence of str or None
         NGFF unit per axis.
+    shape : sequence of int or None
+        Image shape (needed for the plane positions).
+    translate : sequence of float or None
+        World position of the first pixel's centre per axis.
 
     Returns
     -------
@@ -56,19 +70,21 @@ def ome_metadata(
         The ``metadata`` argument of :meth:`tifffile.TiffWriter.write`.
     """
     meta: dict[str, Any] = {"axes": axes}
-    if pixel_size is None or units is None:
+    if pixel_size is None:
         return meta
-    for axis, size, unit in zip(axes, pixel_size, units, strict=True):
-        symbol = ome_symbol(unit)
+    for i, (axis, size) in enumerate(zip(axes, pixel_size, strict=True)):
+        unit = units[i] if units is not None else None
         name = normalize_unit(unit)
-        if symbol is None:
-            continue
-        if axis in "XYZ" and name in LENGTH_UNITS:
+        if axis in "XYZ" and (unit is None or name in LENGTH_UNITS):
             meta[f"PhysicalSize{axis}"] = float(size)
-            meta[f"PhysicalSize{axis}Unit"] = symbol
+            meta[f"PhysicalSize{axis}Unit"] = size_unit_symbol(unit)
         elif axis == "T" and name in TIME_UNITS:
             meta["TimeIncrement"] = float(size)
-            meta["TimeIncrementUnit"] = symbol
+            meta["TimeIncrementUnit"] = ome_symbol(unit)
+    if shape is not None:
+        plane = plane_positions(axes, shape, pixel_size, units, translate)
+        if plane:
+            meta["Plane"] = plane
     return meta
 
 
@@ -133,8 +149,8 @@ class TileWriter:
         Pixel dtype.
     axes : str
         Image axes.
-    pixel_size, units : sequence or None
-        Physical metadata (see :func:`ome_metadata`).
+    pixel_size, units, translate : sequence or None
+        Physical metadata and placement (see :func:`ome_metadata`).
     tile : tuple of int
         Tile shape (multiples of 16).
     bigtiff : bool
@@ -152,6 +168,7 @@ class TileWriter:
         axes: str,
         pixel_size: Sequence[float] | None,
         units: Sequence[str] | None,
+        translate: Sequence[float] | None = None,
         tile: tuple[int, int],
         bigtiff: bool,
         queue_size: int,
@@ -170,7 +187,7 @@ class TileWriter:
             "tile": tile,
             "compression": "zlib",
             "photometric": "minisblack",
-            "metadata": ome_metadata(axes, pixel_size, units),
+            "metadata": ome_metadata(axes, pixel_size, units, shape=shape, translate=translate),
             "buffersize": 16 * 2**20,
             **resolution_tags(pixel_size, units),
         }

@@ -311,6 +311,7 @@ def _iter_write_tiff(
         axes=image.axes,
         pixel_size=image.pixel_size,
         units=image.units,
+        translate=image.translate,
         tile=tile,
         bigtiff=nbytes >= BIGTIFF_MIN_BYTES,
         queue_size=2 * tiles_per_row,

@@ -210,6 +210,43 @@ class ComparePlan:
         """
         return {"crop": self.mode == "crop", "resize": self.mode == "resize", "scale": self.scale}
 
+    def describe(self, pred: Image, gt: Image) -> str:
+        """Say in a sentence how the prediction was put on the ground truth's grid.
+
+        Parameters
+        ----------
+        pred, gt : Image
+            The prediction and the ground truth the plan was made for.
+
+        Returns
+        -------
+        str
+            For ``resize``: the prediction's grid and the ground truth's, and that it
+            was resampled; for ``crop``: that only the common region was scored; for
+            ``exact``: that the grids agree.
+        """
+        pred = in_units_of(pred, gt)
+        mine, theirs = _grid_text(pred), _grid_text(gt)
+        if self.mode == "resize":
+            return (
+                f"prediction {pred.source!r} ({mine}) was resampled bicubically onto the "
+                f"ground truth's grid ({theirs}) before scoring"
+            )
+        if self.mode == "crop":
+            return (
+                f"the images lie on one grid but differ in size (prediction {mine}, ground "
+                f"truth {theirs}, or a smaller LR input): the common region from the first "
+                "pixel was scored"
+            )
+        return f"prediction and ground truth share one grid ({theirs})"
+
+
+def _grid_text(image: Image) -> str:
+    """``"256x256, pixel size 16 nanometer"`` (no unit when it is unknown)."""
+    h, w = image.shape[-2:]
+    unit = f" {image.units[-1]}" if image.units else ""
+    return f"{h}x{w}, pixel size {image.scale[-1]:.4g}{unit}"
+
 
 def plan_comparison(pred: Image, gt: Image, lr: Image | None = None) -> ComparePlan:
     """Decide how to compare layers from where they lie in the world, or refuse.

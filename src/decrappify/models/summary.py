@@ -6,7 +6,7 @@ from typing import Any
 
 from decrappify.config.crappify import CrappifyConfig
 from decrappify.config.model import ModelInfo
-from decrappify.config.train import format_duration
+from decrappify.durations import format_duration
 from decrappify.errors import InputError
 
 

@@ -1,4 +1,4 @@
-"""The GAN phase of NoGAN, as functions of a training session (private).
+"""The GAN phase of NoGAN, as functions of the parts of a training session (private).
 
 Generator and critic train together with adaptive switching (the critic trains until its
 loss is below a threshold, then the generator takes a step), validation every few
@@ -14,34 +14,46 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from decrappify.config.train import TrainConfig
 from decrappify.events import Progress
-from decrappify.train._phases import critic_step, critic_view
-from decrappify.train._session import CALIBRATION_STEPS, Session, StepTimer, clone_state
+from decrappify.train._phases import critic_step, critic_view, want_preview
+from decrappify.train.budget import CALIBRATION_STEPS, count_key, fix_count, out_of_time
+from decrappify.train.checkpoints import CheckpointStore
+from decrappify.train.clock import Clock
+from decrappify.train.nets import Nets
+from decrappify.train.report import Reporter
 from decrappify.train.schedule import (
     CriticSwitch,
     EarlyStopping,
     watch_score,
 )
+from decrappify.train.state import RunState
+from decrappify.train.streams import DataStreams
 
 
 def gan_generator_step(
-    run: Session, optimizer: torch.optim.Optimizer, lr_b: torch.Tensor, hr_b: torch.Tensor
+    cfg: TrainConfig,
+    nets: Nets,
+    optimizer: torch.optim.Optimizer,
+    lr_b: torch.Tensor,
+    hr_b: torch.Tensor,
 ) -> dict[str, float]:
-    cfg = run.cfg.gan
-    G, C = run.G, run.C
+    """One generator step on the content + adversarial loss (the critic frozen); the terms."""
+    gan = cfg.gan
+    G, C = nets.G, nets.C
     C.eval()
     for p in C.parameters():
         p.requires_grad_(False)
     try:
-        with run.random.active():
-            with run.precision.autocast():
+        with nets.random.active():
+            with nets.precision.autocast():
                 pred = G(lr_b)
-                logits = C(critic_view(run, pred)[0])
-            content, _ = run.loss_fn(pred.float(), hr_b)
+                logits = C(critic_view(cfg.critic.crop, pred)[0])
+            content, _ = nets.loss_fn(pred.float(), hr_b)
             logits = logits.float()
             adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-            total = cfg.w_content * content + cfg.w_adv * adversarial
-            run.precision.step("gan_generator", total, optimizer)
+            total = gan.w_content * content + gan.w_adv * adversarial
+            nets.precision.step("gan_generator", total, optimizer)
     finally:
         for p in C.parameters():
             p.requires_grad_(True)
@@ -53,75 +65,93 @@ def gan_generator_step(
     }
 
 
-def gan(run: Session) -> Generator[Progress, None, None]:
-    cfg, st, phase = run.cfg.gan, run.state, "gan"
-    G = run.G
+def _early_stopping(cfg: TrainConfig, state: RunState) -> EarlyStopping:
+    """The GAN phase's early stopping: resumed, or measured from the generator it starts from."""
+    if state.early:
+        return EarlyStopping.from_dict(state.early)
+    gan = cfg.gan
+    early = EarlyStopping(gan.patience, best=_finite_or(state.best.get("value"), -math.inf))
+    if gan.fidelity_drop is not None:  # sharper, but not at more than this cost in PSNR
+        early.floor = _finite_or(state.best.get("psnr"), math.inf) - gan.fidelity_drop
+    return early
+
+
+def _critic_turn(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    opt_c: torch.optim.Optimizer,
+    switch: CriticSwitch,
+    batches: Any,
+) -> tuple[float, int]:
+    """Train the critic until the switching rule hands over; its last loss and steps."""
+    critic_steps = 0
+    while True:
+        lr_c, hr_c = nets.to_device(next(batches))
+        state.critic_batches += 1
+        with torch.no_grad(), nets.random.active(), nets.precision.autocast():
+            fake = nets.G(lr_c)
+        c_loss = critic_step(nets, cfg.critic.crop, opt_c, "gan_critic", hr_c, fake.detach())
+        critic_steps += 1
+        state.critic_steps += 1
+        if switch.switch_to_generator(c_loss, critic_steps):
+            return c_loss, critic_steps
+
+
+def gan(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    data: DataStreams,
+    clock: Clock,
+    report: Reporter,
+    store: CheckpointStore,
+) -> Generator[Progress, None, None]:
+    """Phase 4: generator and critic together, validation and early stopping at checkpoints."""
+    gan_cfg, st, phase = cfg.gan, state, "gan"
+    G = nets.G
     G.unfreeze_encoder()
     G.train()
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_c = torch.optim.Adam(run.C.parameters(), lr=cfg.resolved_critic_lr, betas=cfg.betas)
-    run.load_optimizer("gan_generator", opt_g)
-    run.load_optimizer("gan_critic", opt_c)
+    opt_g = torch.optim.Adam(G.parameters(), lr=gan_cfg.lr, betas=gan_cfg.betas)
+    opt_c = torch.optim.Adam(
+        nets.C.parameters(), lr=gan_cfg.resolved_critic_lr, betas=gan_cfg.betas
+    )
+    store.load_optimizer(st, "gan_generator", opt_g)
+    store.load_optimizer(st, "gan_critic", opt_c)
     optimizers = {"gan_generator": opt_g, "gan_critic": opt_c}
-    if st.early:
-        early = EarlyStopping.from_dict(st.early)
-    else:
-        start_value = st.best.get("value")
-        early = EarlyStopping(cfg.patience, best=_finite_or(start_value, -math.inf))
-        if cfg.fidelity_drop is not None:  # sharper, but not at more than this cost in PSNR
-            early.floor = _finite_or(st.best.get("psnr"), math.inf) - cfg.fidelity_drop
-    switch = CriticSwitch(cfg.critic_threshold, cfg.max_critic_steps)
-    key = run.count_key(phase)
+    early = _early_stopping(cfg, st)
+    switch = CriticSwitch(gan_cfg.critic_threshold, gan_cfg.max_critic_steps)
+    key = count_key(phase, st.cycle)
     total = st.counts.get(key)
-    if total is None and run.budget is None:
-        total = st.counts[key] = cfg.max_steps
-    calibration = min(CALIBRATION_STEPS[phase], cfg.max_steps)
-    g_batches = run.loader(phase, start=st.step, stop=total)
-    c_batches = run.loader("critic", start=st.critic_batches)
-    timer = StepTimer()
+    if total is None and not clock.limited:
+        total = st.counts[key] = gan_cfg.max_steps
+    calibration = min(CALIBRATION_STEPS[phase], gan_cfg.max_steps)
+    g_batches = data.batches(phase, st.cycle, start=st.step, stop=total)
+    c_batches = data.batches("critic", st.cycle, start=st.critic_batches)
+    timer = clock.timer()
     stopped = False
-    while st.step < (total if total is not None else cfg.max_steps):
-        critic_steps = 0
-        while True:
-            lr_c, hr_c = run.to_device(next(c_batches))
-            st.critic_batches += 1
-            with torch.no_grad(), run.random.active(), run.precision.autocast():
-                fake = G(lr_c)
-            c_loss = critic_step(run, opt_c, "gan_critic", hr_c, fake.detach())
-            critic_steps += 1
-            st.critic_steps += 1
-            if switch.switch_to_generator(c_loss, critic_steps):
-                break
-        lr_g, hr_g = run.to_device(next(g_batches))
-        g_terms = gan_generator_step(run, opt_g, lr_g, hr_g)
+    while st.step < (total if total is not None else gan_cfg.max_steps):
+        c_loss, critic_steps = _critic_turn(cfg, st, nets, opt_c, switch, c_batches)
+        lr_g, hr_g = nets.to_device(next(g_batches))
+        g_terms = gan_generator_step(cfg, nets, opt_g, lr_g, hr_g)
         st.step += 1
         timer.tick(st.step)
-        if total is None and (st.step == calibration or run.out_of_time(timer, closing=True)):
-            total = run.fix_count(phase, timer, every=cfg.checkpoint_every, cap=cfg.max_steps)
+        if total is None and (
+            st.step == calibration or out_of_time(clock, st, timer, closing=True)
+        ):
+            total = fix_count(
+                clock, st, report, phase, timer, every=gan_cfg.checkpoint_every,
+                cap=gan_cfg.max_steps,
+            )  # fmt: skip
         step = st.step
-        checkpoint = step == total or step % cfg.checkpoint_every == 0
-        metrics = run.validate() if checkpoint else {}
-        preview = run.preview() if checkpoint or run.want_preview(step) else None
+        checkpoint = step == total or step % gan_cfg.checkpoint_every == 0
+        metrics = data.validate(G) if checkpoint else {}
+        preview = data.preview(G) if checkpoint or want_preview(cfg, step) else None
         if metrics:
-            run.record_validation(phase, metrics)
-            score = watch_score(metrics, cfg.metric)
-            verdict = early.update(score, metrics.get("psnr", math.inf))
-            if verdict.improved:
-                run.best_state = clone_state(G)
-                st.gan_improved = True
-                st.best = {
-                    "value": score,
-                    "metric": cfg.metric,
-                    **metrics,
-                    "phase": phase,
-                    "cycle": st.cycle,
-                    "step": step,
-                }
-            stopped = verdict.stop
-            st.early = early.to_dict()
-        run.log_row(
+            stopped = _judge(cfg, st, nets, report, early, metrics)
+        report.row(
             phase,
-            lr=cfg.lr,
+            lr=gan_cfg.lr,
             loss=g_terms["total"],
             critic_loss=c_loss,
             adv_loss=g_terms["adversarial"],
@@ -131,8 +161,8 @@ def gan(run: Session) -> Generator[Progress, None, None]:
         )
         last = stopped or step == total
         if checkpoint and not last:
-            run.checkpoint(optimizers)
-        event = run.event(
+            store.save(st, optimizers)
+        event = report.event(
             phase,
             step,
             total,
@@ -147,44 +177,82 @@ def gan(run: Session) -> Generator[Progress, None, None]:
             info={"critic_steps": critic_steps, "best": dict(st.best)},
         )
         if last:
-            finish_gan(run, stopped, early)  # checkpointed before the last event
+            finish_gan(cfg, st, nets, data, report, store, stopped, early)  # checkpointed first
         yield event
         if last:
             break
     del g_batches, c_batches
 
 
-def finish_gan(run: Session, stopped: bool, early: EarlyStopping) -> None:
-    cfg, st = run.cfg.gan, run.state
-    where = f"GAN phase (cycle {st.cycle + 1}/{run.cfg.cycles})"
-    if run.validator is None:
-        run.best_state = clone_state(run.G)
+def _judge(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    report: Reporter,
+    early: EarlyStopping,
+    metrics: dict[str, float],
+) -> bool:
+    """Record a GAN checkpoint's validation, keep the generator if best; whether to stop."""
+    st, watch = state, cfg.gan.metric
+    report.record_validation("gan", metrics)
+    score = watch_score(metrics, watch)
+    verdict = early.update(score, metrics.get("psnr", math.inf))
+    if verdict.improved:
+        nets.keep_best()
+        st.gan_improved = True
+        st.best = {
+            "value": score,
+            "metric": watch,
+            **metrics,
+            "phase": "gan",
+            "cycle": st.cycle,
+            "step": st.step,
+        }
+    st.early = early.to_dict()
+    return verdict.stop
+
+
+def finish_gan(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    data: DataStreams,
+    report: Reporter,
+    store: CheckpointStore,
+    stopped: bool,
+    early: EarlyStopping,
+) -> None:
+    """Note how the GAN phase ended, go back to the best generator, move on and checkpoint."""
+    gan_cfg, st = cfg.gan, state
+    where = f"GAN phase (cycle {st.cycle + 1}/{cfg.cycles})"
+    if data.validator is None:
+        nets.keep_best()
         st.best = {"phase": "gan", "cycle": st.cycle, "step": st.step}
-        run.note(f"{where}: no validation data, kept the last generator")
+        report.note(f"{where}: no validation data, kept the last generator")
     elif not st.gan_improved:
-        run.note(
+        report.note(
             f"{where}: no checkpoint in {st.step} steps beat the generator it started from "
-            f"on validation {cfg.metric} ({early.best:.4f}); kept that generator (from "
+            f"on validation {gan_cfg.metric} ({early.best:.4f}); kept that generator (from "
             f"{st.best.get('phase')}, cycle {st.best.get('cycle', 0) + 1}, step "
             f"{st.best.get('step')})",
             kept=st.best.get("phase"),
         )
     else:
-        run.note(
-            f"{where}: best validation {cfg.metric} {st.best['value']:.4f} at step "
+        report.note(
+            f"{where}: best validation {gan_cfg.metric} {st.best['value']:.4f} at step "
             f"{st.best['step']}" + (f"; stopped early at step {st.step}" if stopped else ""),
             kept="gan",
         )
-    assert run.best_state is not None
-    run.G.load_state_dict(run.best_state)
-    st.counts[run.count_key("gan")] = st.step
-    run.precision.drop("gan_generator", "gan_critic")
-    if st.cycle + 1 < run.cfg.cycles:
+    assert nets.best is not None
+    nets.G.load_state_dict(nets.best)
+    st.counts[count_key("gan", st.cycle)] = st.step
+    nets.precision.drop("gan_generator", "gan_critic")
+    if st.cycle + 1 < cfg.cycles:
         st.phase, st.cycle, st.step = "save_outputs", st.cycle + 1, 0
     else:
         st.phase, st.step = "done", 0
     st.early, st.critic_batches, st.critic_steps, st.gan_improved = {}, 0, 0, False
-    run.checkpoint()
+    store.save(st)
 
 
 def _finite_or(value: Any, default: float) -> float:

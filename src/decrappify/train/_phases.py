@@ -1,4 +1,4 @@
-"""The first NoGAN phases, as functions of a training session (private).
+"""The first NoGAN phases, as functions of the parts of a training session (private).
 
 1. :func:`pretrain_generator` (after :func:`initial_validation`): the generator alone,
    content loss, one-cycle AdamW, encoder frozen for a first part;
@@ -11,47 +11,61 @@ The GAN phase is :mod:`._gan`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from decrappify.config.train import TrainConfig
 from decrappify.events import Progress
 from decrappify.io.atomic import partial_path, remove_path
-from decrappify.train._session import CALIBRATION_STEPS, STREAMS, Session, StepTimer, clone_state
-from decrappify.train.run import (
-    OUTPUTS_NAME,
-    critic_loss,
-)
+from decrappify.train.budget import CALIBRATION_STEPS, count_key, fix_count, out_of_time
+from decrappify.train.checkpoints import CheckpointStore
+from decrappify.train.clock import Clock
+from decrappify.train.nets import Nets
+from decrappify.train.report import Reporter
+from decrappify.train.result import ModelWriter
 from decrappify.train.schedule import (
     ThresholdStop,
     one_cycle_lr,
     steps_for_budget,
     watch_score,
 )
+from decrappify.train.state import RunState
+from decrappify.train.streams import STREAMS, DataStreams
 
 
 def generator_step(
-    run: Session, optimizer: torch.optim.Optimizer, lr_b: torch.Tensor, hr_b: torch.Tensor
+    nets: Nets, optimizer: torch.optim.Optimizer, lr_b: torch.Tensor, hr_b: torch.Tensor
 ) -> dict[str, float]:
-    with run.random.active():
-        with run.precision.autocast():
-            pred = run.G(lr_b)
-        loss, terms = run.loss_fn(pred.float(), hr_b)
-        run.precision.step("pretrain", loss, optimizer)
+    """One optimiser step of the generator on the content loss; the loss terms."""
+    with nets.random.active():
+        with nets.precision.autocast():
+            pred = nets.G(lr_b)
+        loss, terms = nets.loss_fn(pred.float(), hr_b)
+        nets.precision.step("pretrain", loss, optimizer)
     return terms
 
 
-def critic_view(run: Session, *images: torch.Tensor) -> list[torch.Tensor]:
+def critic_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """The critic's loss: mean BCE of real (label 1) and generated (label 0) logits.
+
+    ``(BCE(real, 1) + BCE(fake, 0)) / 2``; ``ln 2`` at chance.
+    """
+    real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+    fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    return (real + fake) / 2
+
+
+def critic_view(crop: int | None, *images: torch.Tensor) -> list[torch.Tensor]:
     """The window of each batch the critic judges (``critic.crop``), one random position.
 
-    Call it inside ``run.random.active()`` (the position is drawn from the run's
+    Call it inside ``nets.random.active()`` (the position is drawn from the run's
     generator, so a resumed run draws the same ones).
     """
-    crop = run.cfg.critic.crop
     h, w = images[0].shape[-2:]
     if crop is None or (crop >= h and crop >= w):
         return list(images)
@@ -62,46 +76,79 @@ def critic_view(run: Session, *images: torch.Tensor) -> list[torch.Tensor]:
 
 
 def critic_step(
-    run: Session,
+    nets: Nets,
+    crop: int | None,
     optimizer: torch.optim.Optimizer,
     name: str,
     real: torch.Tensor,
     fake: torch.Tensor,
 ) -> float:
-    run.C.train()
-    with run.random.active():
-        real, fake = critic_view(run, real, fake)
-        with run.precision.autocast():
-            logits = run.C(torch.cat([real, fake]))
+    """One optimiser step of the critic on real and generated batches; its loss."""
+    nets.C.train()
+    with nets.random.active():
+        real, fake = critic_view(crop, real, fake)
+        with nets.precision.autocast():
+            logits = nets.C(torch.cat([real, fake]))
         logits = logits.float()
         loss = critic_loss(logits[: len(real)], logits[len(real) :])
-        run.precision.step(name, loss, optimizer)
+        nets.precision.step(name, loss, optimizer)
     return float(loss.detach())
 
 
-def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
-    cfg, st, phase = run.cfg.pretrain_generator, run.state, "pretrain_generator"
-    G = run.G
+def _set_rate(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, step: int, total: int | None
+) -> float:
+    """Set the one-cycle learning rate of a pretraining step (the start rate while the
+    count is not fixed yet); the decoder's rate."""
+    pre = cfg.pretrain_generator
+    rate = pre.max_lr / pre.div_factor
+    if total is not None:
+        rate = one_cycle_lr(
+            step,
+            total,
+            pre.max_lr,
+            pct_start=pre.pct_start,
+            div_factor=pre.div_factor,
+            final_div_factor=pre.final_div_factor,
+        )
+    for group in optimizer.param_groups:
+        factor = pre.encoder_lr_factor if group.get("name") == "encoder" else 1.0
+        group["lr"] = rate * factor
+    return rate
+
+
+def pretrain_generator(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    data: DataStreams,
+    clock: Clock,
+    report: Reporter,
+    store: CheckpointStore,
+    model: ModelWriter,
+) -> Generator[Progress, None, None]:
+    """Phase 1: the generator alone (one event per step, validation at checkpoints)."""
+    pre, st, phase = cfg.pretrain_generator, state, "pretrain_generator"
+    G = nets.G
     G.train()
     optimizer = torch.optim.AdamW(
-        [{**g, "lr": cfg.max_lr} for g in G.parameter_groups()],
-        weight_decay=cfg.weight_decay,
+        [{**g, "lr": pre.max_lr} for g in G.parameter_groups()], weight_decay=pre.weight_decay
     )
-    run.load_optimizer("pretrain", optimizer)
-    frozen_fraction = cfg.resolved_frozen_fraction(run.cfg.encoder_weights is not None)
+    store.load_optimizer(st, "pretrain", optimizer)
+    frozen_fraction = pre.resolved_frozen_fraction(cfg.encoder_weights is not None)
     calibration = CALIBRATION_STEPS[phase]
     total = st.counts.get(phase)
-    if total is None and run.budget is None:
-        total = st.counts[phase] = cfg.steps
+    if total is None and not clock.limited:
+        total = st.counts[phase] = pre.steps
         st.frozen_steps = round(frozen_fraction * total)
     if st.step == 0:
-        yield initial_validation(run, optimizer, total)
+        yield initial_validation(st, nets, data, clock, report, store, optimizer, total)
     # with a budget the count may be fitted again as the run goes: no fixed end
-    batches = run.loader(phase, start=st.step, stop=total if run.budget is None else None)
-    timer = StepTimer()
+    batches = data.batches(phase, st.cycle, start=st.step, stop=None if clock.limited else total)
+    timer = clock.timer()
     frozen_now: bool | None = None
     while total is None or st.step < total:
-        lr_b, hr_b = run.to_device(next(batches))
+        lr_b, hr_b = nets.to_device(next(batches))
         frozen_steps = st.frozen_steps
         if frozen_steps is None:  # budget mode, before the count is fixed
             frozen_steps = calibration if frozen_fraction > 0 else 0
@@ -109,33 +156,23 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
         if frozen != frozen_now:
             G.freeze_encoder() if frozen else G.unfreeze_encoder()
             frozen_now = frozen
-        rate = cfg.max_lr / cfg.div_factor
-        if total is not None:
-            rate = one_cycle_lr(
-                st.step,
-                total,
-                cfg.max_lr,
-                pct_start=cfg.pct_start,
-                div_factor=cfg.div_factor,
-                final_div_factor=cfg.final_div_factor,
-            )
-        for group in optimizer.param_groups:
-            factor = cfg.encoder_lr_factor if group.get("name") == "encoder" else 1.0
-            group["lr"] = rate * factor
-        terms = generator_step(run, optimizer, lr_b, hr_b)
+        rate = _set_rate(cfg, optimizer, st.step, total)
+        terms = generator_step(nets, optimizer, lr_b, hr_b)
         st.step += 1
         timer.tick(st.step)
-        if total is None and (st.step == calibration or run.out_of_time(timer, closing=True)):
-            total = run.fix_count(phase, timer, every=cfg.checkpoint_every)
+        if total is None and (
+            st.step == calibration or out_of_time(clock, st, timer, closing=True)
+        ):
+            total = fix_count(clock, st, report, phase, timer, every=pre.checkpoint_every)
             st.frozen_steps = max(
                 round(frozen_fraction * total), calibration if frozen_fraction > 0 else 0
             )
         step = st.step
-        checkpoint = step == total or step % cfg.checkpoint_every == 0
-        started = time.perf_counter()
-        metrics = run.validate() if checkpoint else {}
-        preview = run.preview() if checkpoint or run.want_preview(step) else None
-        run.log_row(
+        checkpoint = step == total or step % pre.checkpoint_every == 0
+        started = clock.now()
+        metrics = data.validate(G) if checkpoint else {}
+        preview = data.preview(G) if checkpoint or want_preview(cfg, step) else None
+        report.row(
             phase,
             lr=rate,
             loss=terms["total"],
@@ -144,22 +181,24 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
             val_ssim=metrics.get("ssim"),
         )
         if checkpoint:
-            run.record_validation(phase, metrics)
+            report.record_validation(phase, metrics)
             if step == total:
-                finish_pretraining(run, metrics)
-                run.checkpoint()
+                finish_pretraining(cfg, st, nets, report, model, metrics)
+                store.save(st)
             else:
-                run.checkpoint({"pretrain": optimizer})
-            st.overhead = time.perf_counter() - started  # for the next budget decisions
-            if run.budget is not None and step < total:
-                total = run.fix_count(phase, timer, every=cfg.checkpoint_every, was=total)
-                timer = StepTimer()  # the next fit sees the steps from here on
+                store.save(st, {"pretrain": optimizer})
+            st.overhead = clock.now() - started  # for the next budget decisions
+            if clock.limited and step < total:
+                total = fix_count(
+                    clock, st, report, phase, timer, every=pre.checkpoint_every, was=total
+                )
+                timer = clock.timer()  # the next fit sees the steps from here on
         # the terms as ``<term>_loss`` (``ssim_loss`` is 1 - SSIM, not the validation SSIM)
         losses = {
             "loss": terms["total"],
             **{f"{k}_loss": v for k, v in terms.items() if k != "total"},
         }
-        yield run.event(
+        yield report.event(
             phase,
             step,
             total,
@@ -174,8 +213,20 @@ def pretrain_generator(run: Session) -> Generator[Progress, None, None]:
     G.unfreeze_encoder()
 
 
+def want_preview(cfg: TrainConfig, step: int) -> bool:
+    """Whether step ``step`` yields a preview image (``preview_every``)."""
+    return bool(cfg.preview_every) and step % cfg.preview_every == 0
+
+
 def initial_validation(
-    run: Session, optimizer: torch.optim.Optimizer, total: int | None
+    state: RunState,
+    nets: Nets,
+    data: DataStreams,
+    clock: Clock,
+    report: Reporter,
+    store: CheckpointStore,
+    optimizer: torch.optim.Optimizer,
+    total: int | None,
 ) -> Progress:
     """Score the baseline and the initial generator, write the first checkpoint.
 
@@ -183,33 +234,43 @@ def initial_validation(
 
     The time this takes is the overhead of one checkpoint, used by time budgets.
     """
-    st, phase = run.state, "pretrain_generator"
-    if run.validator is not None:
-        st.baseline = dict(run.validator.baseline)
-        skipped = run.validator.n_skipped
-        run.note(
-            f"{run.validator.baseline_name} baseline on {run.validator.n_crops} validation "
+    st, phase, validator = state, "pretrain_generator", data.validator
+    if validator is not None:
+        st.baseline = dict(validator.baseline)
+        skipped = validator.n_skipped
+        report.note(
+            f"{validator.baseline_name} baseline on {validator.n_crops} validation "
             f"crops: psnr "
             f"{st.baseline['psnr']:.2f} dB, ssim {st.baseline['ssim']:.4f}"
             + (f" ({skipped} constant crops left out)" if skipped else "")
         )
     else:
-        run.note("no validation data: no metrics, no early stopping, the last G is kept")
-    start = time.perf_counter()
-    metrics = run.validate()
-    preview = run.preview()
-    run.record_validation(phase, metrics)
-    run.log_row(phase, val_psnr=metrics.get("psnr"), val_ssim=metrics.get("ssim"))
-    run.checkpoint({"pretrain": optimizer})
-    st.overhead = time.perf_counter() - start
-    run.exclude_startup(st.overhead)  # like reading the data: the budget starts after it
-    return run.event(phase, 0, total, metrics=metrics, preview=preview, message="initial generator")
+        report.note("no validation data: no metrics, no early stopping, the last G is kept")
+    start = clock.now()
+    metrics = data.validate(nets.G)
+    preview = data.preview(nets.G)
+    report.record_validation(phase, metrics)
+    report.row(phase, val_psnr=metrics.get("psnr"), val_ssim=metrics.get("ssim"))
+    store.save(st, {"pretrain": optimizer})
+    st.overhead = clock.now() - start
+    clock.exclude(st.overhead)  # like reading the data: the budget starts after it
+    return report.event(
+        phase, 0, total, metrics=metrics, preview=preview, message="initial generator"
+    )
 
 
-def finish_pretraining(run: Session, metrics: dict[str, float]) -> None:
-    st = run.state
-    watch = run.cfg.gan.metric
-    run.best_state = clone_state(run.G)
+def finish_pretraining(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    report: Reporter,
+    model: ModelWriter,
+    metrics: dict[str, float],
+) -> None:
+    """Keep the pretrained generator as the best so far, write it to ``model/``, move on."""
+    st = state
+    watch = cfg.gan.metric
+    nets.keep_best()
     st.best = {
         "value": watch_score(metrics, watch),
         "metric": watch,
@@ -219,114 +280,149 @@ def finish_pretraining(run: Session, metrics: dict[str, float]) -> None:
         "step": st.step,
     }
     if metrics:
-        run.note(
+        report.note(
             f"pretrained generator: psnr {metrics['psnr']:.2f} dB, ssim {metrics['ssim']:.4f} "
-            f"({run.baseline_name} {st.baseline['psnr']:.2f} dB, {st.baseline['ssim']:.4f})"
+            f"({report.baseline_name} {st.baseline['psnr']:.2f} dB, {st.baseline['ssim']:.4f})"
         )
-    run.save_best_model(final=False)
-    st.phase = "save_outputs" if run.cfg.gan_enabled else "done"
+    model.save(st, final=False)
+    st.phase = "save_outputs" if cfg.gan_enabled else "done"
     st.step = 0
 
 
-def save_outputs(run: Session) -> Generator[Progress, None, None]:
+def save_outputs(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    data: DataStreams,
+    clock: Clock,
+    report: Reporter,
+    store: CheckpointStore,
+    target: Path,
+) -> Generator[Progress, None, None]:
+    """Phase 2: the generator's outputs on training patches, with the HR patches, to ``target``."""
     import zarr
 
-    st, phase = run.state, "save_outputs"
-    wanted = run.cfg.save_outputs.patches
-    batch = run.cfg.batch_size
-    target = run.run_dir / OUTPUTS_NAME
+    st, phase = state, "save_outputs"
+    wanted = cfg.save_outputs.patches
+    batch = cfg.batch_size
     tmp = partial_path(target)
     remove_path(tmp)
-    run.G.eval()
-    batches = run.loader(phase)
+    nets.G.eval()
+    batches = data.batches(phase, st.cycle)
     arrays: tuple[Any, Any] | None = None
-    n = wanted if run.budget is None else None
+    n = wanted if not clock.limited else None
     st.step = 0
-    timer = StepTimer()
+    timer = clock.timer()
     try:
         while n is None or st.step < n:
             lr_b, hr_b = next(batches)
-            with torch.inference_mode(), run.precision.autocast():
-                gen = run.G(run.to_device([lr_b])[0]).float().cpu().numpy()
+            with torch.inference_mode(), nets.precision.autocast():
+                gen = nets.G(nets.to_device([lr_b])[0]).float().cpu().numpy()
             hr = hr_b.numpy()
             if n is None:  # budget mode: fix the patch count from the first batch
                 per_batch = timer.since_start()
-                fit = steps_for_budget(run.phase_time_left(), per_batch, minimum=0)
+                fit = steps_for_budget(clock.phase_time_left(), per_batch, minimum=0)
                 n = min(wanted, batch * (fit + 1))
-                st.counts[run.count_key(phase)] = n
+                st.counts[count_key(phase, st.cycle)] = n
             if arrays is None:
                 arrays = _create_outputs(zarr, tmp, n, batch, hr.shape[1:])
             take = min(batch, n - st.step)
             arrays[0][st.step : st.step + take] = hr[:take]
             arrays[1][st.step : st.step + take] = gen[:take]
             st.step += take
-            yield run.event(phase, st.step, n, message=f"{st.step}/{n} patches")
+            yield report.event(phase, st.step, n, message=f"{st.step}/{n} patches")
         del batches
         remove_path(target)
         tmp.rename(target)
     finally:
         remove_path(tmp)
-        run.G.train()
-    st.counts[run.count_key(phase)] = st.step
+        nets.G.train()
+    st.counts[count_key(phase, st.cycle)] = st.step
     st.phase, st.step = "pretrain_critic", 0
-    run.checkpoint()
+    store.save(st)
 
 
-def pretrain_critic(run: Session) -> Generator[Progress, None, None]:
+def pretrain_critic(
+    cfg: TrainConfig,
+    state: RunState,
+    nets: Nets,
+    clock: Clock,
+    report: Reporter,
+    store: CheckpointStore,
+    outputs: Path,
+) -> Generator[Progress, None, None]:
+    """Phase 3: the critic alone, real HR patches against the saved ``outputs``."""
     import zarr
 
-    cfg, st, phase = run.cfg.pretrain_critic, run.state, "pretrain_critic"
-    if not (run.run_dir / OUTPUTS_NAME / "zarr.json").is_file():
-        run.note(f"{run.run_dir / OUTPUTS_NAME} is missing: saving the outputs again")
+    pre, st, phase = cfg.pretrain_critic, state, "pretrain_critic"
+    if not (outputs / "zarr.json").is_file():
+        report.note(f"{outputs} is missing: saving the outputs again")
         st.phase, st.step = "save_outputs", 0
         return
-    group = zarr.open_group(run.run_dir / OUTPUTS_NAME, mode="r")
+    group = zarr.open_group(outputs, mode="r")
     hr_arr, gen_arr = group["hr"], group["gen"]
     n = int(hr_arr.shape[0])
     optimizer = torch.optim.AdamW(
-        run.C.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99)
+        nets.C.parameters(), lr=pre.lr, weight_decay=pre.weight_decay, betas=(0.9, 0.99)
     )
-    stop = ThresholdStop(cfg.loss_threshold, cfg.smoothing)
-    key = run.count_key(phase)
+    stop = ThresholdStop(pre.loss_threshold, pre.smoothing)
+    key = count_key(phase, st.cycle)
     total = st.counts.get(key)
-    if total is None and run.budget is None:
-        total = st.counts[key] = cfg.max_steps
-    calibration = min(CALIBRATION_STEPS[phase], cfg.max_steps)
-    timer = StepTimer()
+    if total is None and not clock.limited:
+        total = st.counts[key] = pre.max_steps
+    calibration = min(CALIBRATION_STEPS[phase], pre.max_steps)
+    timer = clock.timer()
     st.step = 0
     reached = False
-    while st.step < (total if total is not None else cfg.max_steps):
-        rng = np.random.default_rng([run.cfg.seed, STREAMS[phase], st.cycle, st.step])
-        idx = np.sort(rng.choice(n, size=min(run.cfg.batch_size, n), replace=False))
+    while st.step < (total if total is not None else pre.max_steps):
+        rng = np.random.default_rng([cfg.seed, STREAMS[phase], st.cycle, st.step])
+        idx = np.sort(rng.choice(n, size=min(cfg.batch_size, n), replace=False))
         real = torch.from_numpy(np.asarray(hr_arr.get_orthogonal_selection((idx,))))
         fake = torch.from_numpy(np.asarray(gen_arr.get_orthogonal_selection((idx,))))
-        real, fake = run.to_device([real, fake])
-        loss = critic_step(run, optimizer, "critic", real, fake)
+        real, fake = nets.to_device([real, fake])
+        loss = critic_step(nets, cfg.critic.crop, optimizer, "critic", real, fake)
         st.step += 1
         timer.tick(st.step)
-        if total is None and (st.step == calibration or run.out_of_time(timer, closing=False)):
-            total = run.fix_count(phase, timer, cap=cfg.max_steps)
+        if total is None and (
+            st.step == calibration or out_of_time(clock, st, timer, closing=False)
+        ):
+            total = fix_count(clock, st, report, phase, timer, cap=pre.max_steps)
         reached = stop.update(loss)
-        run.log_row(phase, lr=cfg.lr, critic_loss=loss)
-        yield run.event(phase, st.step, total, losses={"critic": loss})
+        report.row(phase, lr=pre.lr, critic_loss=loss)
+        yield report.event(phase, st.step, total, losses={"critic": loss})
         if reached:
             break
+    _finish_critic(pre.loss_threshold, st, nets, report, store, stop, reached, key)
+
+
+def _finish_critic(
+    threshold: float,
+    state: RunState,
+    nets: Nets,
+    report: Reporter,
+    store: CheckpointStore,
+    stop: ThresholdStop,
+    reached: bool,
+    key: str,
+) -> None:
+    """Note how critic pretraining ended, record its count and move on to the GAN phase."""
+    st = state
     if reached:
         text = (
             f"critic pretraining stopped after {st.step} steps: mean loss of the last "
-            f"{len(stop.recent)} steps {stop.mean:.3f} < {cfg.loss_threshold}"
+            f"{len(stop.recent)} steps {stop.mean:.3f} < {threshold}"
         )
     else:
         text = (
             f"critic pretraining ran its {st.step} steps; mean loss of the last "
-            f"{len(stop.recent)} steps {stop.mean:.3f} (threshold {cfg.loss_threshold})"
+            f"{len(stop.recent)} steps {stop.mean:.3f} (threshold {threshold})"
         )
-    run.note(text, steps=st.step, loss=round(stop.mean, 4))
+    report.note(text, steps=st.step, loss=round(stop.mean, 4))
     st.counts[key] = st.step
     st.phase, st.step = "gan", 0
     st.early, st.critic_batches, st.critic_steps, st.gan_improved = {}, 0, 0, False
-    run.precision.drop("critic")
-    run.checkpoint()
+    nets.precision.drop("critic")
+    store.save(st)
 
 
 def _create_outputs(zarr: Any, path: Path, n: int, batch: int, shape: tuple[int, ...]) -> Any:

@@ -1,8 +1,8 @@
 """The NoGAN schedule as a generator of progress events, with checkpoints and exact resume.
 
 :func:`iter_train` runs the phases of fast.ai's decrappify / DeOldify / PSSR recipe
-(functions of a :class:`~decrappify.train._session.Session`: the run's folder, models,
-data, state and clock; :mod:`._phases` and :mod:`._gan`):
+(functions of the parts of a session, :mod:`.parts`: each phase takes the ones it uses;
+:mod:`._phases` and :mod:`._gan`):
 
 1. ``pretrain_generator``: the generator alone, content loss, one-cycle AdamW,
    encoder frozen for a first part;
@@ -18,7 +18,7 @@ event; closing the generator stops the run at that step and leaves no partial fi
 
 Reproducibility: training data are a function of ``(seed, stream, step)`` (see
 :class:`KeyBatches`), the torch random state of the run is kept apart from the global
-one (:class:`~decrappify.train.runtime.RunRandom`) and saved in every checkpoint with
+one (:class:`~decrappify.train.rng.RunRandom`) and saved in every checkpoint with
 the weights, the optimiser states and the step counts, so ``resume=True`` ends with the
 same weights as an uninterrupted run on the CPU.
 """
@@ -26,31 +26,31 @@ same weights as an uninterrupted run on the CPU.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-from decrappify.config.train import TrainConfig, format_duration
+from decrappify.config.train import TrainConfig
 from decrappify.devices import available_cores, torch_threads
+from decrappify.durations import format_duration
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
 from decrappify.io.atomic import partial_path, remove_path
 from decrappify.metrics.baselines import baseline_label
 from decrappify.train._gan import gan
 from decrappify.train._phases import pretrain_critic, pretrain_generator, save_outputs
-from decrappify.train._session import CURVES_AFTER_SECONDS, Session, clone_state
-from decrappify.train.run import (
+from decrappify.train.budget import gan_cycle_fits, phases_left
+from decrappify.train.folder import (
     CHECKPOINTS_NAME,
     CONFIG_NAME,
     MODEL_NAME,
     OUTPUTS_NAME,
-    KeyBatches,
-    TrainResult,
     config_differences,
-    result_from_state,
 )
-from decrappify.train.state import STATE_NAME, RunState, remove_stale_files, write_checkpoint
+from decrappify.train.parts import Parts, open_parts
+from decrappify.train.result import TrainResult, result_from_state
+from decrappify.train.state import STATE_NAME, RunState, remove_stale_files
+from decrappify.train.streams import KeyBatches
 
 __all__ = ["KeyBatches", "TrainResult", "iter_train", "train"]
 
@@ -122,66 +122,87 @@ def iter_train(
     if not isinstance(config, TrainConfig):
         raise InputError(f"config: expected a TrainConfig, got {type(config).__name__}")
     with torch_threads(config.num_threads or available_cores()):
-        run = Session(config, hr_sources, run_dir, lr_sources, resume)
+        parts = open_parts(config, hr_sources, run_dir, lr_sources, resume)
         try:
-            if run.resumed:
-                run.note(
-                    f"resumed at {run.state.phase} step {run.state.step} (cycle "
-                    f"{run.state.cycle + 1})"
-                )
-            yield from _run_phases(run)
-            return _finish(run)
+            if parts.resumed:
+                st = parts.state
+                parts.report.note(f"resumed at {st.phase} step {st.step} (cycle {st.cycle + 1})")
+            yield from _run_phases(parts)
+            return _finish(parts)
         finally:
-            run.log.close()
-            remove_path(partial_path(run.run_dir / OUTPUTS_NAME))
+            parts.report.close()
+            remove_path(partial_path(parts.run_dir / OUTPUTS_NAME))
 
 
-#: The phases, by the name the run state records.
-PHASES = {
-    "pretrain_generator": pretrain_generator,
-    "save_outputs": save_outputs,
-    "pretrain_critic": pretrain_critic,
-    "gan": gan,
+#: Draw ``curves.png`` after generator pretraining when it took longer than this (seconds).
+CURVES_AFTER_SECONDS = 60.0
+
+
+def _pretrain_generator(p: Parts) -> Generator[Progress, None, None]:
+    return pretrain_generator(
+        p.config, p.state, p.nets, p.data, p.clock, p.report, p.store, p.model
+    )
+
+
+def _save_outputs(p: Parts) -> Generator[Progress, None, None]:
+    target = p.run_dir / OUTPUTS_NAME
+    return save_outputs(p.config, p.state, p.nets, p.data, p.clock, p.report, p.store, target)
+
+
+def _pretrain_critic(p: Parts) -> Generator[Progress, None, None]:
+    outputs = p.run_dir / OUTPUTS_NAME
+    return pretrain_critic(p.config, p.state, p.nets, p.clock, p.report, p.store, outputs)
+
+
+def _gan(p: Parts) -> Generator[Progress, None, None]:
+    return gan(p.config, p.state, p.nets, p.data, p.clock, p.report, p.store)
+
+
+#: The phases, by the name the run state records, each given the parts it uses.
+PHASES: dict[str, Callable[[Parts], Generator[Progress, None, None]]] = {
+    "pretrain_generator": _pretrain_generator,
+    "save_outputs": _save_outputs,
+    "pretrain_critic": _pretrain_critic,
+    "gan": _gan,
 }
 
 
-def _run_phases(run: Session) -> Generator[Progress, None, None]:
+def _run_phases(p: Parts) -> Generator[Progress, None, None]:
     """Run the phases from where the run's state is until it is done."""
-    while run.state.phase != "done":
-        run.start_phase_clock()
-        phase = run.state.phase
-        if phase == "save_outputs" and run.budget is not None and not run.gan_cycle_fits():
-            run.note(
-                f"time budget: {format_duration(max(run.budget - run.elapsed(), 0))} of "
-                f"{format_duration(run.budget)} left, too little for a GAN cycle; "
+    st, clock = p.state, p.clock
+    while st.phase != "done":
+        clock.start_phase(phases_left(st, p.config))
+        phase = st.phase
+        if phase == "save_outputs" and clock.limited and not gan_cycle_fits(clock, st, p.config):
+            assert clock.budget is not None
+            p.report.note(
+                f"time budget: {format_duration(max(clock.left(), 0))} of "
+                f"{format_duration(clock.budget)} left, too little for a GAN cycle; "
                 "the remaining GAN cycles are skipped"
             )
-            run.state.phase, run.state.step = "done", 0
+            st.phase, st.step = "done", 0
             break
-        yield from PHASES[phase](run)
-        run.tensors = {}
-        long_phase = time.perf_counter() - run.phase_start > CURVES_AFTER_SECONDS
-        if phase == "pretrain_generator" and run.state.phase != "done" and long_phase:
-            run.write_curves()  # intermediate curves; the final ones are drawn by _finish()
+        yield from PHASES[phase](p)
+        p.store.release()
+        long_phase = clock.phase_elapsed() > CURVES_AFTER_SECONDS
+        if phase == "pretrain_generator" and st.phase != "done" and long_phase:
+            p.report.write_curves()  # intermediate curves; the final ones are drawn by _finish()
 
 
-def _finish(run: Session) -> TrainResult:
+def _finish(p: Parts) -> TrainResult:
     """Save the best generator, the curves and the final checkpoint of a finished run."""
-    st = run.state
-    if run.best_state is None:
-        run.best_state = clone_state(run.G)
+    st = p.state
+    if p.nets.best is None:
+        p.nets.keep_best()
     ran_gan = any(key.startswith("gan") for key in st.counts)
     if ran_gan and st.best.get("phase") == "pretrain_generator":
-        run.note("final model: the pretrained generator (no GAN checkpoint beat it)")
+        p.report.note("final model: the pretrained generator (no GAN checkpoint beat it)")
     st.finished = True
-    model_path = run.save_best_model(final=True)
-    run.write_curves()
-    # a finished run is never trained further: its last checkpoint is the state alone
-    st.optimizers, st.log_rows, st.elapsed = {}, run.log.rows, run.elapsed()
-    run.log.flush()
-    write_checkpoint(run.checkpoints, st, run.random.tensors())
+    model_path = p.model.save(st, final=True)
+    p.report.write_curves()
+    p.store.save_final(st)
     return result_from_state(
-        st, run.run_dir, model_path, already_finished=False, baseline_name=run.baseline_name
+        st, p.run_dir, model_path, already_finished=False, baseline_name=p.report.baseline_name
     )
 
 

@@ -1,6 +1,7 @@
 """What every job shares: computing lazy arrays chunk by chunk, and where results go.
 
-Results up to :data:`MEMORY_LIMIT` bytes are computed into memory; larger ones are
+Results up to :data:`~decrappify.config.predict.MAX_IN_MEMORY` bytes are computed into memory
+(the limit of ``decrappify.api.iter_predict_image`` without an output file); larger ones are
 written to OME-Zarr, in a folder the user chose or in a temporary folder removed when
 Python exits (:func:`output_target`).
 """
@@ -22,8 +23,6 @@ import numpy as np
 from decrappify.events import Progress
 from decrappify.io import Image
 
-#: Results up to this many bytes are computed into memory; larger ones go to OME-Zarr.
-MEMORY_LIMIT = 1 << 30
 #: Temporary folders made for large results in this session, removed at exit.
 _TEMP_DIRS: list[Path] = []
 

@@ -9,14 +9,15 @@ from typing import Any
 
 import numpy as np
 
+from decrappify import api
 from decrappify._napari._viewer_geometry import lr_region
 from decrappify._napari.jobs.compute import (
-    MEMORY_LIMIT,
     central,
     iter_compute,
     nbytes,
     output_target,
 )
+from decrappify.config.predict import MAX_IN_MEMORY
 from decrappify.errors import InputError
 from decrappify.events import Progress
 from decrappify.io import Image
@@ -28,7 +29,7 @@ PREVIEW_MAX = 2048
 
 
 def crappify_lazy(image: Image, config: Any, seed: int, *, chunks: Any = None) -> Image:
-    """The lazy crappified record of ``image`` (:func:`decrappify.crappify.crappify_image`).
+    """The lazy crappified record of ``image`` (:func:`decrappify.api.crappify_image`).
 
     Parameters
     ----------
@@ -46,9 +47,7 @@ def crappify_lazy(image: Image, config: Any, seed: int, *, chunks: Any = None) -
     Image
         Lazy LR record (pixel size times the scale, centred on the HR blocks).
     """
-    from decrappify.crappify import crappify_image
-
-    return crappify_image(image, config, seed=seed, chunks=chunks)
+    return api.crappify_image(image, config, seed=seed, chunks=chunks)
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def iter_crappify_layer(
     seed: int,
     *,
     out_dir: str | Path | None = None,
-    memory_limit: int = MEMORY_LIMIT,
+    memory_limit: int = MAX_IN_MEMORY,
     name: str = "image",
 ) -> Generator[Progress, None, Image]:
     """Crappify a whole image, into memory when small, else into an OME-Zarr store.

@@ -1,4 +1,4 @@
-"""Models the widgets know: the recent models list, a run's model, copying a model.
+"""Models the widgets know: the recent models list and a run's model.
 
 The recent models list is a small JSON file in the user's config folder
 (``$DECRAPPIFY_CONFIG_DIR``, else the platform's, via ``platformdirs``).
@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Generator
 from pathlib import Path
 
-from decrappify.events import Progress
 from decrappify.io import atomic_write_text
 
 #: Environment variable naming the folder of decrappify's napari settings (tests, portable
@@ -22,7 +20,7 @@ CONFIG_DIR_ENV = "DECRAPPIFY_CONFIG_DIR"
 RECENT_MODELS_NAME = "recent_models.json"
 #: Most recent models remembered.
 MAX_RECENT_MODELS = 10
-#: The best generator inside a training run folder (``decrappify.train.run.MODEL_NAME``).
+#: The best generator inside a training run folder (``decrappify.train.folder.MODEL_NAME``).
 RUN_MODEL_NAME = "model"
 
 
@@ -112,42 +110,3 @@ def run_model(run_dir: str | Path) -> Path | None:
     """
     path = Path(run_dir) / RUN_MODEL_NAME
     return path if (path / "model.json").is_file() else None
-
-
-def iter_export_model(
-    source: str | Path, target: str | Path, *, overwrite: bool = False
-) -> Generator[Progress, None, Path]:
-    """Copy a model to a single ``.safetensors`` file or a model folder.
-
-    Parameters
-    ----------
-    source : path
-        The model (a run's ``model`` folder or a file).
-    target : path
-        ``name.safetensors`` for one file with the metadata in its header, anything else
-        for a folder (``model.safetensors`` + ``model.json``).
-    overwrite : bool
-        Replace an existing model at ``target``.
-
-    Yields
-    ------
-    Progress
-        ``phase="save"`` before the copy.
-
-    Returns
-    -------
-    Path
-        The written model (checked by loading it; written atomically).
-
-    Raises
-    ------
-    ModelFileError
-        For an unreadable source.
-    OutputError
-        For an existing target (without ``overwrite``) or one that cannot be written.
-    """
-    from decrappify.models import load_model, save_model
-
-    yield Progress(phase="save", step=0, total=1, message=f"{source} → {target}")
-    loaded = load_model(source)
-    return save_model(target, loaded.net, loaded.info, overwrite=overwrite)

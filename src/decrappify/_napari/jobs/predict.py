@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from decrappify._napari.jobs.compute import MEMORY_LIMIT, central, output_target
-from decrappify.config.predict import PredictConfig
+from decrappify._napari.jobs.compute import central, output_target
+from decrappify.config.predict import MAX_IN_MEMORY, PredictConfig
 from decrappify.errors import InputError
 from decrappify.events import Progress
 from decrappify.io import Image
@@ -83,29 +83,6 @@ def model_summary(info: Any) -> str:
     return "\n".join(lines)
 
 
-def check_model_scale(info: Any, scale: int | None, name: str) -> None:
-    """Refuse a model whose factor is not the one expected for an image.
-
-    Parameters
-    ----------
-    info : ModelInfo
-        The model's metadata.
-    scale : int or None
-        Expected factor (None: any).
-    name : str
-        The model, for the message.
-
-    Raises
-    ------
-    InputError
-        ``model m upsamples ×4, but scale 2 was asked``.
-    """
-    if scale is not None and info.generator.scale != scale:
-        raise InputError(
-            f"model {name} upsamples ×{info.generator.scale}, but scale {scale} was asked"
-        )
-
-
 def visible_rect(
     box: tuple[tuple[float, float], tuple[float, float]],
     shape: tuple[int, ...],
@@ -143,7 +120,7 @@ def _model_info(model: str | Path) -> Any:
 
 
 def predict_plan(
-    model: str | Path, image: Image, *, scale: int | None = None
+    model: str | Path, image: Image, config: PredictConfig
 ) -> tuple[Any, tuple[int, ...]]:
     """Read a model's metadata and check it against an image before any work.
 
@@ -153,8 +130,8 @@ def predict_plan(
         Model folder or ``.safetensors`` file.
     image : Image
         The LR image.
-    scale : int or None
-        Expected factor (None: any).
+    config : PredictConfig
+        The settings (their ``scale``, when given, refuses a model with another factor).
 
     Returns
     -------
@@ -168,12 +145,11 @@ def predict_plan(
     ModelFileError
         For a missing or unreadable model.
     InputError
-        For another factor than ``scale`` (the API refuses a 2.5D model on a 2D image
-        when it starts).
+        For another factor than ``config.scale``, as the API says it (which also refuses
+        a 2.5D model on a 2D image when it starts).
     """
     info = _model_info(model)
-    name = Path(model).name
-    check_model_scale(info, scale, name)
+    config.check_scale(info.generator.scale, Path(model).name)
     g = info.generator
     out_shape = (*image.shape[:-2], image.shape[-2] * g.scale, image.shape[-1] * g.scale)
     return info, tuple(int(n) for n in out_shape)
@@ -185,7 +161,7 @@ def iter_predict_layer(
     config: PredictConfig | None = None,
     *,
     out_dir: str | Path | None = None,
-    memory_limit: int = MEMORY_LIMIT,
+    memory_limit: int = MAX_IN_MEMORY,
     name: str = "image",
 ) -> Generator[Progress, None, LayerPrediction]:
     """Super-resolve a whole image, into memory when small, else into an OME-Zarr store.
@@ -225,7 +201,7 @@ def iter_predict_layer(
 
     config = _layer_settings(config)
     yield Progress(phase="predict", step=0, total=None, message="reading the model")
-    info, out_shape = predict_plan(model, image, scale=config.scale)
+    info, out_shape = predict_plan(model, image, config)
     factor = info.generator.scale
     dtype = np.dtype(config.dtype.value if config.dtype is not None else image.dtype)
     out_nbytes = int(np.prod(out_shape, dtype=np.int64)) * dtype.itemsize
@@ -297,7 +273,7 @@ def iter_predict_preview(
 
     config = _layer_settings(config)
     yield Progress(phase="preview", step=0, total=None, message="reading the model")
-    info, _ = predict_plan(model, image, scale=config.scale)
+    info, _ = predict_plan(model, image, config)
     rows, cols = visible_rect(box, image.shape, max(1, max_side // info.generator.scale))
     if rows[1] <= rows[0] or cols[1] <= cols[0]:
         raise InputError(f"preview: layer {image.source!r} is not in view; pan to it first")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from decrappify.api._compare import AUTO, iter_compare
 from decrappify.api.common import PathLike
 from decrappify.errors import DecrappifyError, InputError, OutputError
 from decrappify.events import Progress, run_to_end
@@ -17,8 +18,6 @@ from decrappify.events import Progress, run_to_end
 #: Baselines ``evaluate`` knows: interpolations, the input itself (scale 1), denoisers.
 BASELINES = ("nearest", "bilinear", "bicubic", "input", "gaussian", "nl-means", "tv", "bm3d")
 
-#: Picks the plain baseline for the scale: bicubic, or the input itself at scale 1.
-AUTO = "auto"
 #: Keys of the JSON report that are not image names.
 RESERVED_NAMES = ("mean", "failed", "warnings")
 
@@ -43,7 +42,10 @@ class EvaluationReport:
     failed : list of dict
         Pairs that could not be scored: ``pred``, ``gt`` and the one-line ``error``.
     warnings : list of str
-        Pairs whose intensities are on different scales (see :func:`intensity_mismatch`).
+        Pairs whose intensities are on different scales (see
+        :func:`~decrappify.api._compare.intensity_mismatch`).
+    notes : list of str
+        Pairs put on one grid by resampling or cropping, and how (``<name>: ...``).
     """
 
     results: dict[str, Any]
@@ -53,6 +55,7 @@ class EvaluationReport:
     tuned: dict[str, Any] = field(default_factory=dict)
     failed: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_baselines(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -88,39 +91,6 @@ def parse_baselines(text: str | Sequence[str] | None) -> tuple[str, ...]:
             f"{', '.join(BASELINES)}"
         )
     return tuple(n if n == AUTO else parse_baseline(n).key for n in names)
-
-
-def resolve_baselines(
-    specs: Sequence[str], scale: int | None, tuned: dict[str, Any] | None = None
-) -> tuple[str, ...]:
-    """Turn ``auto`` into the plain baseline of the scale and give tuned denoisers their value.
-
-    Parameters
-    ----------
-    specs : sequence of str
-        Output of :func:`parse_baselines`.
-    scale : int or None
-        The LR to GT factor of the image (None: unknown, above 1).
-    tuned : dict or None
-        Denoiser name → :class:`~decrappify.metrics.denoise.TuneResult`; denoisers given
-        without a parameter take the tuned one.
-
-    Returns
-    -------
-    tuple of str
-        Baseline specs for :func:`decrappify.metrics.evaluate_stack`.
-    """
-    from decrappify.metrics.baselines import baseline_label
-
-    out = []
-    for spec in specs:
-        if spec == AUTO:
-            out.append(baseline_label(scale))
-        elif tuned and spec in tuned:
-            out.append(tuned[spec].spec)
-        else:
-            out.append(spec)
-    return tuple(dict.fromkeys(out))
 
 
 def tune_baselines(
@@ -262,19 +232,20 @@ def iter_evaluate(
         )
     grid = {"crop": crop, "resize": resize, "scale": scale}
     scored = yield from _score_pairs(pairs, names, tuned, grid)
-    results, images, failed, warnings = scored
-    if not results:
+    failed = scored.failed
+    if not scored.results:
         more = f" (and {len(failed) - 1} more failed pairs)" if len(failed) > 1 else ""
         raise InputError(failed[0]["error"] + more)
     with lock_outputs(targets):
         doc, written = _write_reports(scored, json_path, csv_path, figure, len(pairs[0]))
     return EvaluationReport(
-        results=results,
+        results=scored.results,
         json=doc,
-        table=format_table(results),
+        table=format_table(scored.results),
         written=written,
         failed=failed,
-        warnings=warnings,
+        warnings=scored.warnings,
+        notes=scored.notes,
         tuned=tuned,
     )
 
@@ -400,77 +371,73 @@ def _score_pairs(
     pairs: tuple[list[Path], list[Path], list[Path] | None],
     names: tuple[str, ...],
     tuned: dict[str, Any],
-    grid_asked: dict[str, Any],
-) -> Generator[Progress, None, tuple[dict[str, Any], dict[str, Any], list[Any], list[str]]]:
+    grid: dict[str, Any],
+) -> Generator[Progress, None, Scored]:
     """Score every pair; one bad pair fails alone (listed in ``failed``)."""
     from decrappify.io import read_image
-    from decrappify.metrics import iter_evaluate_stack
-    from decrappify.metrics.baselines import infer_scale
 
     pred_paths, gt_paths, lr_paths = pairs
-    results: dict[str, Any] = {}
-    images: dict[str, tuple[Any, Any, Any, int | None]] = {}
-    failed: list[dict[str, str]] = []
-    warnings: list[str] = []
+    scored = Scored()
     for i, (p, g) in enumerate(zip(pred_paths, gt_paths, strict=True)):
         try:  # one bad pair fails alone: the others are scored and the report written
             pred_img, gt_img = read_image(p), read_image(g)
             lr_img = read_image(lr_paths[i]) if lr_paths else None
             name = gt_img.name
-            if name in results or name in RESERVED_NAMES:
+            if name in scored.results or name in RESERVED_NAMES:
                 name = f"{name}-{i}"
-            mismatch = intensity_mismatch(pred_img, gt_img)
-            if mismatch:
-                warnings.append(mismatch)
-            grid = dict(grid_asked)
-            placed = all(im.pixel_size is not None for im in (pred_img, gt_img, lr_img) if im)
-            if placed and not any(grid_asked.values()):
-                grid = _placed_grid(pred_img, gt_img, lr_img)
-            image_scale = grid["scale"]
-            if image_scale is None and lr_img is not None:
-                image_scale = infer_scale(lr_img.shape, gt_img.shape)
-            events = iter_evaluate_stack(
-                pred_img.data,
+            events = iter_compare(
+                pred_img,
                 gt_img,  # the record: its pixel size turns the FRC resolution into a length
-                None if lr_img is None else lr_img.data,
-                baselines=resolve_baselines(names, image_scale, tuned),
+                lr_img,
+                baselines=names,
                 name=name,
+                tuned=tuned,
                 **grid,
             )
             while True:
                 try:
                     event = next(events)
                 except StopIteration as stop:
-                    results[name] = stop.value
+                    comparison = stop.value
                     break
                 yield Progress(
                     phase=name, step=event.step, total=event.total, message=event.message
                 )
         except DecrappifyError as err:
-            failed.append({"pred": str(p), "gt": str(g), "error": str(err)})
+            scored.failed.append({"pred": str(p), "gt": str(g), "error": _with_hint(str(err))})
             continue
-        images[name] = (pred_img, gt_img, lr_img, grid["scale"])
-    return results, images, failed, warnings
+        scored.results[name] = comparison.result
+        scored.warnings.extend(comparison.warnings)
+        scored.notes.extend(f"{name}: {note}" for note in comparison.notes)
+        scored.images[name] = (pred_img, gt_img, lr_img, comparison.grid["scale"])
+    return scored
 
 
-def _placed_grid(pred: Any, gt: Any, lr: Any) -> dict[str, Any]:
-    """Put the files on one grid from where they lie; say which option helps if they do not."""
-    from decrappify.metrics.alignment import plan_comparison
+def _with_hint(message: str) -> str:
+    """Add to a refusal of files that do not overlay the option of ``evaluate`` that helps."""
+    if "does not overlay" not in message:
+        return message
+    if message.startswith("LR input"):
+        return message + "; or pass --scale N (the LR → GT factor) to compare them by shape"
+    return (
+        message + "; or pass --crop to compare the region they share pixel by pixel, or "
+        "--resize to resample the prediction onto the ground truth"
+    )
 
-    try:
-        return plan_comparison(pred, gt, lr).evaluate_kwargs()
-    except InputError as err:
-        hint = (
-            "pass --scale N (the LR → GT factor) to compare them by their shapes instead"
-            if str(err).startswith("LR input")
-            else "pass --crop to compare the region they share by their pixels, or --resize "
-            "to resample the prediction onto the ground truth"
-        )
-        raise InputError(f"{err}; {hint}") from None
+
+@dataclass
+class Scored:
+    """What :func:`_score_pairs` found: results, images, failures, warnings and notes."""
+
+    results: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, tuple[Any, Any, Any, int | None]] = field(default_factory=dict)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _write_reports(
-    scored: tuple[dict[str, Any], dict[str, Any], list[Any], list[str]],
+    scored: Scored,
     json_path: PathLike | None,
     csv_path: PathLike | None,
     figure: PathLike | None,
@@ -480,12 +447,12 @@ def _write_reports(
     from decrappify.io import atomic_write_text
     from decrappify.metrics import comparison_figure, results_to_json, write_csv
 
-    results, images, failed, warnings = scored
+    results, images = scored.results, scored.images
     doc = results_to_json(results)
-    if failed:
-        doc["failed"] = failed
-    if warnings:
-        doc["warnings"] = warnings
+    if scored.failed:
+        doc["failed"] = scored.failed
+    if scored.warnings:
+        doc["warnings"] = scored.warnings
     written = []
     if json_path:
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
@@ -528,48 +495,13 @@ def _figure_baseline(result: Any, lr: Any, gt: Any, plane: int | None) -> tuple[
     return image[:gy, :gx], best
 
 
-def intensity_mismatch(pred: Any, gt: Any) -> str | None:
-    """Say when a prediction and its ground truth are on different intensity scales.
-
-    Raw PSNR/SSIM/NRMSE compare the values as they are: a float32 prediction in [0, 1]
-    scored against a uint8 ground truth gives about 7 dB whatever its quality. The
-    normalised metrics (``psnr_norm``, ``ssim_norm``) match the intensities first.
-
-    Parameters
-    ----------
-    pred, gt : Image
-        The prediction and the ground truth.
-
-    Returns
-    -------
-    str or None
-        A one-line warning naming both files, or None when their 0.1-99.9 percentile
-        ranges agree within a factor of 2 and overlap.
-    """
-    from decrappify.normalize import percentile_range
-
-    p_lo, p_hi = percentile_range(pred.data)
-    g_lo, g_hi = percentile_range(gt.data)
-    ratio = (p_hi - p_lo) / (g_hi - g_lo)
-    apart = abs((p_lo + p_hi) - (g_lo + g_hi)) / 2 > (g_hi - g_lo)
-    if 0.5 <= ratio <= 2.0 and not apart:
-        return None
-    return (
-        f"{pred.source or pred.name} ({pred.dtype}, values {p_lo:.4g} to {p_hi:.4g}) and "
-        f"ground truth {gt.source or gt.name} ({gt.dtype}, values {g_lo:.4g} to {g_hi:.4g}) "
-        "are on different intensity scales: the raw psnr/ssim/nrmse compare them as they are "
-        "and mean little; read "
-        "psnr_norm/ssim_norm (intensities matched) or convert the prediction"
-    )
-
-
 def evaluate(pred: Sequence[PathLike], gt: Sequence[PathLike], **kwargs: Any) -> EvaluationReport:
     """Run :func:`iter_evaluate` to the end.
 
     Parameters
     ----------
     pred, gt : sequence of path
-        Predictions and ground truths, paired by name.
+        Predictions and ground truths, paired in order.
     **kwargs
         As :func:`iter_evaluate`.
 

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from decrappify.api._crappify import iter_crappify
+from decrappify.api._evaluate import iter_evaluate
+from decrappify.api._predict import iter_predict
+from decrappify.api._train import iter_train, train_config
 from decrappify.api.common import PathLike
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
@@ -126,8 +130,7 @@ def iter_demo(
     DemoReport
         Where everything is, and the gain over bicubic.
     """
-    from decrappify.api.train import train_config
-    from decrappify.config.train import parse_duration
+    from decrappify.durations import parse_duration
 
     start = time.perf_counter()
     total = parse_duration(budget, name="--budget")
@@ -194,10 +197,6 @@ def _run_demo(
     scale: int,
     recipe: dict[str, Any],
 ) -> Generator[Progress, None, DemoReport]:
-    from decrappify.api.crappify import iter_crappify
-    from decrappify.api.evaluate import iter_evaluate
-    from decrappify.api.predict import iter_predict
-    from decrappify.api.train import iter_train
     from decrappify.crappify import get_preset
     from decrappify.io import write_image
     from decrappify.metrics.baselines import baseline_label
