@@ -218,7 +218,8 @@ def test_output_inside_the_input(models, tmp_path):
     source = write_image(np.zeros((40, 40), np.uint8), tmp_path / "in.zarr")
     result = invoke(models["x2"], source, "--out", source / "sr", *FAST)
     assert result.exit_code == 1
-    assert "output lies inside the input" in one_line_error(result)
+    assert "in.zarr: the output of" in one_line_error(result)  # planned: refused up front
+    assert "lies inside the input" in one_line_error(result)
 
 
 @pytest.mark.parametrize(

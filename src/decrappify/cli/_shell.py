@@ -96,7 +96,8 @@ def install_signal_handlers() -> None:
     clean-up runs as for Ctrl-C (outputs half-written are deleted, resumable ones kept)
     and the exit status is 128 + the signal number (130, 143, 129). Signals that come
     while that clean-up runs are ignored, so a second Ctrl-C or a repeated SIGTERM does
-    not cut it short.
+    not cut it short. A signal the parent told it to ignore (``nohup`` ignores SIGHUP)
+    stays ignored.
     """
     stopping = []
 
@@ -107,7 +108,8 @@ def install_signal_handlers() -> None:
         raise Interrupted(signum)
 
     for signum in SIGNAL_WORDS:
-        signal.signal(signum, stop)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup ignores SIGHUP: keep it
+            signal.signal(signum, stop)
 
 
 def interrupted_message(error: BaseException) -> tuple[str, int]:
