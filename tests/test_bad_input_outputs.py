@@ -13,22 +13,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from _tiny import FAST, tiny_generator
-from decrappify.config.crappify import get_preset
-from decrappify.config.model import ModelInfo
-from decrappify.models import build_generator, save_model
+from _tiny import FAST, em_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A ×2 model folder that records the em crappifier (so it makes consistency maps)."""
-    cfg = tiny_generator()
-    net = build_generator(cfg, seed=0).eval()
-    crappify = get_preset("em").with_scale(2).model_dump(mode="json")
-    folder = tmp_path_factory.mktemp("models")
-    return save_model(folder / "x2", net, ModelInfo(generator=cfg, crappify=crappify))
+    """A ×2 model folder whose metadata records the em crappifier at ×2."""
+    return em_model(tmp_path_factory.mktemp("models"))
 
 
 def _snapshot(bad, *names):

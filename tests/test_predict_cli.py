@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 import zarr
 from typer.testing import CliRunner
 
-from _tiny import FAST, tiny_generator
+from _tiny import FAST, SLOW_DRIVER, tiny_generator
 from decrappify import api
 from decrappify.cli import app
 from decrappify.config.model import ModelInfo
@@ -277,25 +276,6 @@ def test_api_refuses_a_corrupted_model_before_any_input(models, em, tmp_path):
 
 # --------------------------------------------------------------------------- kill -9, resume
 
-DRIVER = textwrap.dedent(
-    """
-    import os, sys, time
-    from decrappify.models.unet import SuperResolutionNet
-
-    forward = SuperResolutionNet.forward
-
-    def slow_forward(self, x):  # a slowed-down model, so the run can be killed midway
-        time.sleep(float(os.environ.get("SLOW_FORWARD", "0")))
-        return forward(self, x)
-
-    SuperResolutionNet.forward = slow_forward
-    from decrappify.cli import main
-
-    sys.argv = ["decrappify", *sys.argv[1:]]
-    main()
-    """
-)
-
 
 def store_arrays(path: Path) -> dict[str, np.ndarray]:
     group = zarr.open_group(path, mode="r")
@@ -314,7 +294,7 @@ def test_resume_after_kill_minus_9_gives_the_same_output(models, em, tmp_path):
     )
     assert reference[0].ok and reference[0].info["blocks"] == 30  # 6 × 5 blocks
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
+    driver.write_text(SLOW_DRIVER)
     out = tmp_path / "out"
     command = [
         sys.executable,

@@ -183,11 +183,9 @@ def iter_evaluate(
         images, one figure per image named ``<stem>-<image>.png``.
     crop, resize : bool
         How to handle grids that differ (see :func:`decrappify.metrics.evaluate_stack`).
-        When neither is given (nor ``scale``) and every image records its pixel size
-        (OME-Zarr, OME-TIFF), the images are put on one grid from where they lie in the
-        world, as napari's Compare widget does
-        (:func:`decrappify.metrics.alignment.plan_comparison`): the same grid, a common
-        region, or a prediction resampled onto the ground truth's grid.
+        Without them (and ``scale``), images that record their pixel size are put on one
+        grid from where they lie in the world, as napari's Compare widget does
+        (:func:`decrappify.api._compare.plan_grid`).
     scale : int or None
         LR → GT factor, inferred from the pixel sizes or the shapes when None.
     tune_lr, tune_gt : sequence of path or None
