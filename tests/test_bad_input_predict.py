@@ -7,11 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from _tiny import FAST, tiny_generator
-from decrappify.config.crappify import get_preset
-from decrappify.config.model import ModelInfo
+from _tiny import FAST, em_model
 from decrappify.io import read_image
-from decrappify.models import build_generator, save_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -19,11 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A ×2 model folder whose metadata records the em crappifier at ×2."""
-    cfg = tiny_generator()
-    net = build_generator(cfg, seed=0).eval()
-    crappify = get_preset("em").with_scale(2).model_dump(mode="json")
-    folder = tmp_path_factory.mktemp("models")
-    return save_model(folder / "x2", net, ModelInfo(generator=cfg, crappify=crappify))
+    return em_model(tmp_path_factory.mktemp("models"))
 
 
 @pytest.mark.parametrize("how", ["truncate", "random"])

@@ -238,7 +238,9 @@ def test_a_2_5d_model_refuses_a_2d_image(rng):
 
 def test_scale_check_and_memory_limit(rng):
     image = np.zeros((64, 64), np.uint16)
-    with pytest.raises(InputError, match=r"^model ConvSR upsamples ×2, but scale 4 was asked$"):
+    with pytest.raises(
+        InputError, match=r"^ConvSR: this model upsamples ×2, but scale 4 was asked$"
+    ):
         predict(ConvSR(scale=2), image, scale=4)
     with pytest.raises(InputError) as info:
         predict(ConvSR(scale=2), image, max_memory=2**10)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from decrappify import api
 from decrappify.cli import app
 from decrappify.config.crappify import get_preset
+from decrappify.config.model import MODEL_FORMAT_VERSION
 from decrappify.config.train import TrainConfig
 from decrappify.errors import InputError, ModelFileError
 from decrappify.sample import synthetic_image
@@ -85,7 +86,7 @@ def test_cli_info(cli_run):
     out, _ = cli_run
     result = runner.invoke(app, ["info", str(out / "model")])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("decrappify model (format 2")
+    assert result.output.startswith(f"decrappify model (format {MODEL_FORMAT_VERSION}")
     assert "resnet18 U-Net, wide decoder (nf_factor 0.25" in result.output
     assert "crappifier:    em, x4: local_variance_noise -> downsample" in result.output
 

@@ -266,7 +266,15 @@ def iter_train(
             )
         hr_list = _recorded_sources(run_dir)
     lr_list = _sources(lr, "LR")
-    return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
+    try:
+        return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP: say how to go on
+        if (run_dir / "checkpoints" / "state.json").is_file():
+            stop.add_note(
+                f"the run keeps its last checkpoint: decrappify train --resume -o {run_dir} "
+                "continues it"
+            )
+        raise
 
 
 def train(hr: Sequence[Any] | None, out: PathLike, **kwargs: Any) -> TrainResult:

@@ -16,6 +16,7 @@ from decrappify.cli import (
     predict_cmd,
     train_cmd,
 )
+from decrappify.cli._shell import greedy_command
 
 app = typer.Typer(
     name="decrappify",
@@ -49,19 +50,30 @@ def _root(
     setup_logging(verbose, log_file)
 
 
-app.command("crappify")(crappify_cmd.crappify)
+# options that take several files also take what a shell made of a pattern (--gt hr/*.tif)
+_FILES = {
+    "crappify": greedy_command("--fit", "--hr"),
+    "evaluate": greedy_command("--pred", "--gt", "--lr", "--tune-lr", "--tune-gt"),
+    "train": greedy_command("--hr", "--lr"),
+}
+app.command("crappify", cls=_FILES["crappify"])(crappify_cmd.crappify)
 app.command("sample")(crappify_cmd.sample)
-app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("evaluate", cls=_FILES["evaluate"])(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
-app.command("train")(train_cmd.train)
+app.command("train", cls=_FILES["train"])(train_cmd.train)
 app.command("info")(train_cmd.info)
 app.command("export")(export_cmd.export)
 app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:
-    """Entry point of the ``decrappify`` script (torch's idle threads sleep: passive waits)."""
+    """Entry point of the ``decrappify`` script.
+
+    torch's idle threads sleep (passive waits); SIGTERM and SIGHUP stop it as Ctrl-C does.
+    """
+    from decrappify.cli._shell import install_signal_handlers
     from decrappify.devices import prefer_passive_waits
 
     prefer_passive_waits()
+    install_signal_handlers()
     app()

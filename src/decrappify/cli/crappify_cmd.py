@@ -51,16 +51,12 @@ def crappify(
 
     if fit:
         # ``--fit a.tif b.tif`` (or a shell glob) leaves b.tif among the INPUTS: fit them all
-        result = api.fit_crappifier([*fit, *(inputs or [])], hr)
+        result = api.fit_crappifier([*fit, *(inputs or [])], hr, out=out, overwrite=overwrite)
         err_console.print(result.report(), highlight=False, markup=False)
-        text = result.to_yaml()
         if out is not None:
-            from decrappify.io.atomic import atomic_write_text
-
-            atomic_write_text(out, text)
             err_console.print(f"fitted config written to {out}", markup=False)
         else:
-            out_console.print(text, highlight=False, markup=False)
+            out_console.print(result.to_yaml(), highlight=False, markup=False)
         return
     if not inputs:
         raise fail("crappify: give at least one INPUT image (or --fit LR...)")

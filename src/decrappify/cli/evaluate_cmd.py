@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 @handle_errors
 def evaluate(
     pred: list[Path] = typer.Option(..., "--pred", help="Predictions (files, folders or globs)."),
-    gt: list[Path] = typer.Option(..., "--gt", help="Ground truths, paired with --pred in order."),
+    gt: list[Path] = typer.Option(
+        ..., "--gt", help="Ground truths, paired with --pred by file name."
+    ),
     lr: list[Path] | None = typer.Option(
-        None, "--lr", help="Low-res inputs, paired in order, for the baselines."
+        None, "--lr", help="Low-res inputs, paired by name, for the baselines."
     ),
     baselines: str = typer.Option(
         "auto",
@@ -51,7 +53,7 @@ def evaluate(
         None, "--tune-lr", help="Noisy images (not evaluated) to tune the denoisers on."
     ),
     tune_gt: list[Path] | None = typer.Option(
-        None, "--tune-gt", help="Ground truths of --tune-lr, paired in order."
+        None, "--tune-gt", help="Ground truths of --tune-lr, paired by name."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +139,11 @@ def predict(
         raise fail("predict: give either --scheduler ADDRESS or --cluster local, not both")
     if settings.workers is not None and settings.cluster is None:
         raise fail("predict: --workers applies to --cluster local")
-    results = drive(api.iter_predict(model, inputs, out, settings), quiet=quiet)
+    results = drive(api.iter_predict(model, inputs, out, settings, report=report), quiet=quiet)
     columns = summary_columns(results)
     rows = [summary_row(r, columns) for r in results]
     err_console.print(summary_table("predict", columns, rows))
     if report is not None:
-        write_report(report, model, settings.settings(), results)
         err_console.print(f"report written to {report}", markup=False)
     raise_on_failures(results)
 
@@ -232,37 +230,3 @@ def trust_cell(name: str, summary: dict[str, Any] | None) -> str:
     if name == "consistency":
         return f"{summary['score']:.2f} ({100 * summary['flagged_fraction']:.2g} % > 4σ)"
     return f"{100 * summary['mean']:.2g} %"
-
-
-def write_report(path: Path, model: Path, settings: dict[str, Any], results: list[Any]) -> None:
-    """Write the JSON report of a batch (atomically).
-
-    Parameters
-    ----------
-    path : Path
-        The report file.
-    model : Path
-        The model used.
-    settings : dict
-        The command's settings.
-    results : list of FileResult
-        One per input.
-    """
-    from decrappify.io import atomic_write_text
-
-    document = {
-        "command": "predict",
-        "model": str(model),
-        "settings": settings,
-        "ok": all(r.ok for r in results),
-        "results": [r.to_dict() for r in results],
-    }
-    atomic_write_text(path, json.dumps(document, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)

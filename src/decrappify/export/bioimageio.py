@@ -29,6 +29,7 @@ import numpy as np
 
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress
+from decrappify.io.atomic import partial_path, write_failure
 from decrappify.export.package import bioimageio_test, package, spec_version
 from decrappify.export.rdf import Geometry, PackageFiles, People, package_name, rdf_content
 from decrappify.export.readme import readme_text
@@ -207,7 +208,7 @@ def iter_export_bioimageio(
         format_version=format_version,
     )
     yield Progress(phase="export", step=1, total=total, message="test tensors")
-    work = target.with_name(f".{target.name}.partial")
+    work = partial_path(target)
     try:
         _remove(work)
         work.mkdir()
@@ -218,8 +219,15 @@ def iter_export_bioimageio(
             yield Progress(phase="export", step=4, total=total, message="bioimageio test")
             status, checks = bioimageio_test(zipped, target)
         os.replace(zipped, target)
-    except OSError as err:
-        raise OutputError(f"{target}: cannot write the package ({err.strerror or err})") from err
+    except Exception as err:  # torch reports a full disk as RuntimeError (inline_container)
+        failure = write_failure(target, err, writing=isinstance(err, RuntimeError))
+        if failure is not None:
+            raise failure from err
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
+            raise OutputError(
+                f"{target}: cannot write the package ({err.strerror or err})"
+            ) from err
+        raise
     finally:
         _remove(work)
     yield Progress(phase="export", step=total, total=total, message=target.name)

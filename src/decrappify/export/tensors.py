@@ -38,7 +38,9 @@ def make_test_input(
             "--test-image: the model records no crappifier to make a synthetic test input "
             "with; pass a low-resolution image"
         )
-    config = CrappifyConfig.model_validate(info.crappify)
+    config = CrappifyConfig.validate_dict(
+        info.crappify, source="the model's crappifier (pass --test-image to export without it)"
+    )
     if config.scale != g.scale:
         config = config.with_scale(g.scale)
     kind = "em" if str(config.name or "").startswith("em") else "fluorescence"

@@ -43,6 +43,7 @@ from decrappify.io.validate import (
     coerce_dtype,
     physical_pixel_size,
     resolve_layout,
+    several_series,
 )
 
 #: Files up to this many bytes of pixels are read eagerly into numpy.
@@ -197,12 +198,14 @@ def _first_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries
         series = tif.series
         if callable(series):  # tifffile >= 2026.5: squeezing is chosen when listing series
             series = series(squeeze=True)
-        first = series[0] if len(series) else None  # the listing is lazy from 2026.5
+        listed = [series[i] for i in range(len(series))]  # the listing is lazy from 2026.5
     except Exception as err:
         raise InputError(f"{path}: corrupt TIFF file ({short_message(err)})") from err
-    if first is None:
+    if not listed:
         raise InputError(f"{path}: TIFF file contains no image")
-    return first
+    if len(listed) > 1:  # several images (positions, a thumbnail): which one is meant?
+        raise InputError(several_series(path, listed))
+    return listed[0]
 
 
 def _squeezed_shape_axes(series: tifffile.TiffPageSeries) -> tuple[tuple[int, ...], str]:

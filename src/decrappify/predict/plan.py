@@ -177,7 +177,7 @@ def resolve(
     handle = model_handle(model)
     if not isinstance(image, Image):
         image = read_image(image)
-    config.check_scale(handle.scale, handle.name)
+    config.check_scale(handle.scale, str(handle.path or handle.name))
     check_image(image, handle)
     return handle, image, resolve_settings(handle, image, config)
 

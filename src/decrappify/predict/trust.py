@@ -41,7 +41,8 @@ from decrappify.crappify.consistency import ForwardModel
 from decrappify.errors import DecrappifyError, InputError
 from decrappify.io import Image, read_image
 from decrappify.io.atomic import remove_path
-from decrappify.io.paths import TIFF_SUFFIXES, image_stem, is_zarr_path
+from decrappify.io.outputs import hidden_sibling
+from decrappify.io.paths import TIFF_SUFFIXES, TRUST_MAP_NAMES, image_stem, is_zarr_path
 
 __all__ = [
     "MAP_NAMES",
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 #: The maps, in the order they are written.
-MAP_NAMES = ("uncertainty", "consistency")
+MAP_NAMES = TRUST_MAP_NAMES
 #: What each map holds (stored with it).
 MAP_DESCRIPTIONS = {
     "uncertainty": "standard deviation of the 8 rotated/mirrored predictions, in the "
@@ -238,7 +239,7 @@ def open_sink(
         return np.zeros(shape, np.float32), None
     import zarr
 
-    scratch = out_path.with_name(f".{out_path.name}.{name}.partial")
+    scratch = hidden_sibling(out_path, f"{name}.partial")
     if key is not None and scratch.exists():
         try:
             kept = zarr.open_array(scratch, mode="r+")
