@@ -406,7 +406,7 @@ def readme_text(
         "",
         "```",
         "decrappify predict MODEL lr/ --out sr/",
-        "decrappify evaluate --pred sr/*.zarr --gt hr/*.tif --lr lr/*.tif --json metrics.json",
+        "decrappify evaluate --pred sr/*.zarr --gt hr/*.tif --lr lr/*.tif --report metrics.json",
         "```",
         "",
         "## Limitations",

@@ -122,27 +122,33 @@ def fit_crappifier(lr: Sequence[PathLike], hr: Sequence[PathLike] | None = None)
     Parameters
     ----------
     lr : sequence of path
-        Real low-resolution (fast / low-dose) acquisitions.
+        Real low-resolution (fast / low-dose) acquisitions: files, folders or globs.
     hr : sequence of path or None
-        Matching high-resolution acquisitions, if any.
+        Matching high-resolution acquisitions, if any: paired with ``lr`` by name
+        (``lr/cell1.tif`` with ``hr/cell1.tif``), or in the order given when both name
+        their files one by one (:func:`decrappify.io.pairing.pair_inputs`).
 
     Returns
     -------
     FitResult
         The fitted config and a report.
+
+    Raises
+    ------
+    InputError
+        For images that cannot be read or paired, or pairs that do not show one field at
+        an integer scale.
     """
     from decrappify.crappify import fit_noise_model
     from decrappify.io import expand_inputs, read_image
+    from decrappify.io.pairing import pair_inputs
 
-    lr_paths = expand_inputs(lr)
-    hr_paths = expand_inputs(hr) if hr else None
-    if hr_paths is not None and len(hr_paths) != len(lr_paths):
-        raise InputError(
-            f"--hr: got {len(hr_paths)} high-res image(s) for {len(lr_paths)} --fit image(s); "
-            "give one --hr per --fit image, in the same order (or no --hr)"
-        )
-    lr_images = [read_image(p) for p in lr_paths]
-    hr_images = [read_image(p) for p in hr_paths] if hr_paths is not None else None
+    if hr:
+        pairs = pair_inputs(lr, hr)
+        lr_images = [read_image(a) for a, _ in pairs]
+        hr_images: list[Any] | None = [read_image(b) for _, b in pairs]
+    else:
+        lr_images, hr_images = [read_image(p) for p in expand_inputs(lr)], None
     for lr_image, hr_image in zip(lr_images, hr_images or [], strict=False):
         _check_pair_shapes(lr_image, hr_image)
     return fit_noise_model(lr_images, hr_images)
@@ -157,7 +163,8 @@ def _check_pair_shapes(lr: Any, hr: Any) -> None:
         raise InputError(
             f"--fit {lr.source} {tuple(lr.shape)} and --hr {hr.source} {tuple(hr.shape)}: the "
             "high-res image must show the same field as the low-res one, an integer scale "
-            "larger in Y and X; pair each --fit image with its --hr image, in the same order"
+            "larger in Y and X; pair each --fit image with its --hr image (same name, or the "
+            "same order)"
         )
 
 

@@ -9,11 +9,11 @@ import typer
 from decrappify.cli._shell import (
     drive,
     err_console,
-    fail,
     handle_errors,
     out_console,
     raise_on_failures,
     summary_table,
+    usage,
 )
 from decrappify.config.choices import CrappifyPreset, OutFormat, SampleKind
 
@@ -39,10 +39,14 @@ def crappify(
     fit: list[Path] | None = typer.Option(
         None,
         "--fit",
-        help="Fit the noise model to real low-res images instead (with INPUTS, all of them).",
+        help="Fit the noise model to real low-res images instead: files, folders or quoted "
+        "globs (repeatable; without --hr, INPUTS are fitted too).",
     ),
     hr: list[Path] | None = typer.Option(
-        None, "--hr", help="With --fit: matching high-res images."
+        None,
+        "--hr",
+        help="With --fit: the matching high-res images, paired by name (folders, quoted "
+        "globs) or in the order given (files, one per --hr).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -50,8 +54,7 @@ def crappify(
     from decrappify import api
 
     if fit:
-        # ``--fit a.tif b.tif`` (or a shell glob) leaves b.tif among the INPUTS: fit them all
-        result = api.fit_crappifier([*fit, *(inputs or [])], hr)
+        result = api.fit_crappifier(_fit_inputs(fit, hr, inputs), hr)
         err_console.print(result.report(), highlight=False, markup=False)
         text = result.to_yaml()
         if out is not None:
@@ -63,9 +66,9 @@ def crappify(
             out_console.print(text, highlight=False, markup=False)
         return
     if not inputs:
-        raise fail("crappify: give at least one INPUT image (or --fit LR...)")
+        raise usage("crappify: give at least one INPUT image (or --fit LR...)")
     if out is None:
-        raise fail("crappify: --out DIR is required")
+        raise usage("crappify: --out DIR is required")
     cfg = api.crappify_config(preset.value, config_file=config, scale=scale)
     results = drive(
         api.iter_crappify(inputs, out, config=cfg, seed=seed, fmt=fmt.value, overwrite=overwrite),
@@ -87,6 +90,27 @@ def crappify(
         summary_table("crappify", ["input", "status", "output / error", "shape", "s"], rows)
     )
     raise_on_failures(results)
+
+
+def _fit_inputs(fit: list[Path], hr: list[Path] | None, inputs: list[Path] | None) -> list[Path]:
+    """List the low-res images to fit: ``--fit``, and the INPUTS a shell glob left after it.
+
+    ``--fit a.tif b.tif`` (or ``--fit lr/*.tif`` expanded by the shell) leaves ``b.tif``
+    among the INPUTS, since each ``--fit`` takes one path. With ``--hr`` the INPUTS could
+    as well be high-res images left by ``--hr c.tif d.tif``: that is refused with how to
+    say it.
+    """
+    if not inputs:
+        return fit
+    if hr:
+        names = " ".join(str(p) for p in inputs)
+        raise usage(
+            f"crappify --fit/--hr: cannot tell whether {names} are low-res or high-res images "
+            "(each --fit and --hr takes one path); give folders (--fit lr/ --hr hr/), quoted "
+            "globs (--fit 'lr/*.tif' --hr 'hr/*.tif') or repeat the option before each file "
+            "(--fit a.tif --fit b.tif --hr c.tif --hr d.tif)"
+        )
+    return [*fit, *inputs]
 
 
 @handle_errors
