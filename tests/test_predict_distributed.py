@@ -53,14 +53,14 @@ def test_open_client_checks_its_arguments():
 
 @pytest.mark.slow
 def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
-    from decrappify.predict import model as model_module
+    from decrappify.predict import network
 
     cfg = tiny_generator()
     from decrappify.crappify import get_preset
 
     info = ModelInfo(generator=cfg, crappify=get_preset("em", scale=2).model_dump(mode="json"))
     model = save_model(tmp_path / "x2.safetensors", build_generator(cfg, seed=1).eval(), info)
-    digest = model_module.model_handle(model).digest
+    digest = network.model_handle(model).digest
     rng = np.random.default_rng(5)
     stack = (rng.random((2, 70, 60)) * 4000).astype(np.uint16)
     source = write_image(stack, tmp_path / "in.zarr", chunks=(1, 32, 32))
@@ -78,8 +78,8 @@ def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
     with open_client(None, "local", workers=2) as client:
         assert len(client.nthreads()) == 2
         results = api.predict(model, [source], tmp_path / "dist", SETTINGS, client=client)
-        loads = client.run(model_module.load_count, digest)
-        worker_threads = client.run(lambda: model_module.WORKER_TORCH_THREADS)
+        loads = client.run(network.load_count, digest)
+        worker_threads = client.run(lambda: network.WORKER_TORCH_THREADS)
     assert results[0].ok, results[0].error
     assert results[0].info["blocks_computed"] == 12
     got, expected = arrays(tmp_path / "dist" / "in.zarr"), arrays(local.path)

@@ -24,7 +24,8 @@ from decrappify.normalize import denormalize, normalize, percentile_range
 from decrappify.predict.block_geometry import BlockGrid
 from decrappify.predict.block_predictor import BlockPredictor
 from decrappify.predict.engine import iter_predict_image, predict_image_region
-from decrappify.predict.model import model_handle
+from decrappify.predict.network import model_handle
+from decrappify.predict.plan import iter_plan
 from decrappify.predict.receptive import auto_overlap, needed_probe
 from decrappify.predict.settings import check_tile, resolve_settings
 from decrappify.predict.tile_geometry import default_overlap, tile_quantum
@@ -379,11 +380,10 @@ def test_out_of_memory_settings_carry_over_to_the_next_blocks(rng):
 
 
 def test_cancel_stops_a_running_block(rng):
-    handle = model_handle(ConvSR(scale=2))
-    image = read_image(np.ones((64, 64), np.uint8))
-    settings = resolve_settings(handle, image, PredictConfig(tile=32, overlap=0, device="cpu"))
-    grid = BlockGrid.plan(image.shape, 2, chunk=128, block=128)
-    predictor = BlockPredictor(image.data, grid, handle, settings, 0.0, 1.0, "t")
+    config = PredictConfig(tile=32, overlap=0, device="cpu", chunk=128, block=128)
+    image = np.ones((64, 64), np.uint8)
+    plan = run_to_end(iter_plan(ConvSR(scale=2), image, None, config, max_memory=2**20))
+    predictor = BlockPredictor(plan)
     predictor.cancel()
     with pytest.raises(Cancelled):
         predictor.compute((0, 0), predictor.read((0, 0)))

@@ -24,7 +24,7 @@ from decrappify.io import Image, read_image, write_image
 from decrappify.metrics.maps import map_agreement
 from decrappify.models import build_generator, save_model
 from decrappify.normalize import normalize
-from decrappify.predict.model import model_handle
+from decrappify.predict.network import model_handle
 from decrappify.predict.tta import tta_predict
 
 runner = CliRunner()

@@ -104,12 +104,12 @@ def iter_predict(
     """
     from decrappify.predict.cluster import open_client
     from decrappify.predict.engine import iter_predict_image
-    from decrappify.predict.model import model_handle
+    from decrappify.predict.network import model_handle
     from decrappify.predict.settings import resolve_settings
 
     config = predict_config(config)
     handle = model_handle(model)
-    device_type = resolve_settings(handle, None, config).device.split(":")[0]
+    device_type = resolve_settings(handle, None, config).device.type
     fmt = config.format.value
 
     def work(path: Path, out_path: Path) -> Generator[Progress, None, dict[str, Any]]:

@@ -315,7 +315,7 @@ def _spec_version(test: bool) -> str:
 
 
 def _geometry(net: Any) -> Geometry:
-    from decrappify.predict.model import model_handle
+    from decrappify.predict.network import model_handle
     from decrappify.predict.tile_geometry import tile_quantum
 
     handle = model_handle(net)

@@ -28,10 +28,10 @@ class PredictWorkerPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         import torch
 
-        from decrappify.predict import model
+        from decrappify.predict import network
 
         if self.torch_threads:
-            model.WORKER_TORCH_THREADS = int(self.torch_threads)
+            network.WORKER_TORCH_THREADS = int(self.torch_threads)
             torch.set_num_threads(int(self.torch_threads))
         if self.gpus:
             try:

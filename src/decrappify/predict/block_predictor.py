@@ -1,14 +1,14 @@
 """The per-block work of chunked prediction: read an LR block, run the tiles, map back.
 
-A :class:`BlockPredictor` knows the output's :class:`~decrappify.predict.block_geometry.BlockGrid`,
-the model, the :class:`~decrappify.predict.settings.PredictSettings` and the image's
-normalisation range. For one block it reads the LR rectangle under it plus a halo of
-``overlap`` pixels (the planes around it for a 2.5D model), normalises it, runs the tiled
-forward pass (:func:`decrappify.predict.tile_predictor.predict_region`) and maps the
-result back to intensities in the output dtype (with test-time augmentation, the 8
-predictions' spread goes to a second array, the *spread sink*). Local runs drive it from a
-read/compute pipeline (:mod:`decrappify.predict.local_pipeline`), distributed runs from
-one dask task per block (:mod:`decrappify.predict.dask_graph`, :func:`remote_block`).
+A :class:`BlockPredictor` takes the :class:`~decrappify.predict.plan.PredictPlan` of one
+image whole: its block grid, model, settings and normalisation range. For one block it
+reads the LR rectangle under it plus a halo of ``overlap`` pixels (the planes around it
+for a 2.5D model), normalises it, runs the tiled forward pass
+(:func:`decrappify.predict.tile_predictor.predict_region`) and maps the result back to
+intensities in the output dtype (with test-time augmentation, the 8 predictions' spread
+goes to a second array, the *spread sink*). Local runs drive it from a read/compute
+pipeline (:mod:`decrappify.predict.local_pipeline`), distributed runs from one dask task
+per block (:mod:`decrappify.predict.dask_graph`, :func:`remote_block`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import torch
 from decrappify.data.patches import neighbour_planes
 from decrappify.errors import Cancelled
 from decrappify.normalize import denormalize, normalize
-from decrappify.predict import model as model_module
-from decrappify.predict.block_geometry import BlockGrid, input_region_for_output
-from decrappify.predict.model import ModelHandle, worker_net
+from decrappify.predict import network
+from decrappify.predict.block_geometry import input_region_for_output
+from decrappify.predict.network import worker_net
 from decrappify.predict.oom import TileSettings
-from decrappify.predict.settings import PredictSettings
+from decrappify.predict.plan import PredictPlan
 from decrappify.predict.tile_geometry import Bounds
 from decrappify.predict.tile_predictor import predict_region
 
@@ -46,51 +46,36 @@ class BlockPredictor:
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        The LR image (Y and X last).
-    grid : BlockGrid
-        The output blocks.
-    handle : ModelHandle
-        The model.
-    settings : PredictSettings
-        Tiling, device and dtype.
-    lo, hi : float
-        Normalisation range of the image.
-    token : str
-        Identity of this prediction (the dask name of the output).
+    plan : PredictPlan
+        The image's prediction (input, grid, model, settings, normalisation, token).
     spread_sink : array-like or None
         With ``settings.tta``: where each block's spread (the standard deviation of the 8
         dihedral predictions, in the output's grey levels, float32) is stored, indexed
         like the output (a numpy array, or a zarr array that distributed workers open).
     """
 
-    def __init__(
-        self,
-        data: Any,
-        grid: BlockGrid,
-        handle: ModelHandle,
-        settings: PredictSettings,
-        lo: float,
-        hi: float,
-        token: str,
-        spread_sink: Any = None,
-    ) -> None:
-        self.grid = grid
-        self.scale = handle.scale
-        self.n_frames = handle.n_frames
-        self.model_path = str(handle.path) if handle.path is not None else None
-        self.digest = handle.digest
-        self.settings = settings
-        self.lo, self.hi = float(lo), float(hi)
-        self.token = token
+    def __init__(self, plan: PredictPlan, spread_sink: Any = None) -> None:
+        self.plan = plan
+        self.grid = plan.grid
+        self.settings = plan.settings
+        self.scale = plan.handle.scale
+        self.n_frames = plan.handle.n_frames
+        self.lo, self.hi = float(plan.lo), float(plan.hi)
+        self.token = plan.token
         self.spread_sink = spread_sink
-        self._data = data
-        self._net = handle.net
+        self._data = plan.image.data
+        self._net = plan.handle.net
         self._prepared: Any = None
-        self._run = settings  # what the tiles run with: tile and batch shrink on OOM
+        self._run = plan.settings  # what the tiles run with: tile and batch shrink on OOM
         self._cancel = threading.Event()
         self.blocks_computed = 0
         self.compute_seconds = 0.0
+
+    @property
+    def model_path(self) -> str | None:
+        """The model file distributed workers load the network from."""
+        path = self.plan.handle.path
+        return str(path) if path is not None else None
 
     # pickled for distributed workers: settings and geometry only; data and the network
     # travel as task inputs (or are loaded on the worker from the model file).
@@ -98,6 +83,7 @@ class BlockPredictor:
         state = self.__dict__.copy()
         for name in ("_data", "_net", "_prepared"):
             state[name] = None
+        state["plan"] = self.plan.for_workers()
         state["_cancel"] = None
         return state
 
@@ -306,10 +292,9 @@ class BlockPredictor:
             if self._net is not None and not s.compile:
                 net = self._net
             else:
-                net = worker_net(
-                    self.model_path, self.digest, s.device, s.compile, shipped=self._net
-                )
-            self._prepared = _TimedNet(net) if torch.device(s.device).type == "cpu" else net
+                digest = self.plan.handle.digest
+                net = worker_net(self.model_path, digest, s.device, s.compile, shipped=self._net)
+            self._prepared = _TimedNet(net) if s.device.type == "cpu" else net
         return self._prepared
 
     @property
@@ -387,8 +372,9 @@ def remote_block(
 ) -> np.ndarray:
     """Task of a distributed block: get this worker's network, then compute."""
     s = predictor.settings
-    threads = model_module.WORKER_TORCH_THREADS
+    threads = network.WORKER_TORCH_THREADS
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)  # per thread: set in the worker's task thread
-    net = worker_net(predictor.model_path, predictor.digest, s.device, s.compile, shipped)
+    digest = predictor.plan.handle.digest
+    net = worker_net(predictor.model_path, digest, s.device, s.compile, shipped)
     return predictor.compute(index, parts, net)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from decrappify.predict.block_predictor import BlockPredictor, remote_block
-from decrappify.predict.local_pipeline import BlockPipeline, LocalBlocks, local_threads
+from decrappify.predict.local_pipeline import BlockPipeline, LocalBlocks
 
 __all__ = ["lazy_prediction"]
 
@@ -45,7 +45,7 @@ def lazy_prediction(predictor: BlockPredictor, *, client: Any = None) -> tuple[A
     meta = np.empty((0,) * len(grid.out_shape), dtype=dtype)
     name = f"decrappify-predict-{predictor.token}"
     if client is None:
-        pipeline = BlockPipeline(predictor, local_threads(predictor.settings))
+        pipeline = BlockPipeline(predictor)
         data = da.map_blocks(
             LocalBlocks(pipeline, predictor.token),
             chunks=grid.chunks,

@@ -11,25 +11,25 @@ mapped back to intensities and handed to :func:`decrappify.io.iter_write_image`,
 stores them chunk by chunk (OME-Zarr with a pyramid, or tiled BigTIFF). Memory is
 bounded by the block and batch sizes, never by the image size.
 
-This module runs one image from start to end (:func:`iter_predict_image`) or one
-rectangle of one plane (:func:`predict_image_region`) with the settings of one
-:class:`~decrappify.config.predict.PredictConfig`:
+This module runs one image from start to end (:func:`iter_predict_image`) from its
+:class:`~decrappify.predict.plan.PredictPlan` (resolved once from a
+:class:`~decrappify.config.predict.PredictConfig`), or one rectangle of one plane
+(:func:`predict_image_region`):
 
 * **local runs** overlap input, compute and output in threads
   (:mod:`decrappify.predict.local_pipeline`);
 * **distributed runs** (a ``dask.distributed`` client) compute one task per block on the
   workers (:mod:`decrappify.predict.dask_graph`); the output is identical;
 * **resume**: with ``resume`` the OME-Zarr partial output records finished blocks under
-  a key derived from the model file's digest, the input's identity, the normalisation
-  range and every setting that changes the pixels
-  (:func:`decrappify.predict.identity.resume_key`); a rerun computes only the missing
-  blocks and gives the same bytes as an uninterrupted run.
+  the plan's resume key (the model file's digest, the input's identity, the
+  normalisation range and every setting that changes the pixels); a rerun computes only
+  the missing blocks and gives the same bytes as an uninterrupted run.
 
 2.5D models (``n_frames > 1``) take the planes around each plane of a ZYX/TYX stack,
 mirrored at the ends as in training (:func:`decrappify.data.patches.neighbour_planes`).
 
-**Trust maps** (:mod:`decrappify.predict.trust`): with ``tta`` the tiles' spread over the
-8 dihedral transforms goes to a spread sink while the prediction runs; with
+**Trust maps** (:mod:`decrappify.predict.trust_maps`): with ``tta`` the tiles' spread
+over the 8 dihedral transforms goes to a spread sink while the prediction runs; with
 ``consistency`` (and a model that records its crappifier) the data-consistency map is
 computed after it from the result and the input. Both are written beside the output (or
 kept in memory) and summarised in the result's ``stats["trust"]``.
@@ -39,11 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
-import uuid
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,35 +49,19 @@ import numpy as np
 
 from decrappify.config.predict import MAX_IN_MEMORY, PredictConfig
 from decrappify.devices import torch_threads
-from decrappify.errors import InputError, OutputError
+from decrappify.errors import InputError
 from decrappify.events import Progress
-from decrappify.io import (
-    Image,
-    check_finite,
-    check_output_path,
-    iter_write_image,
-    output_format,
-    read_image,
-)
+from decrappify.io import Image, iter_write_image, read_image
 from decrappify.io.atomic import remove_path
 from decrappify.normalize import percentile_range
 from decrappify.predict.block_geometry import BlockGrid, input_region_for_output
 from decrappify.predict.block_predictor import BlockPredictor, fetch, plane_slices
 from decrappify.predict.dask_graph import lazy_prediction
-from decrappify.predict.identity import input_identity, resume_key
-from decrappify.predict.local_pipeline import BlockPipeline, local_threads
-from decrappify.predict.model import ModelHandle, check_image, model_handle
-from decrappify.predict.receptive import auto_overlap, max_overlap, needed_probe, receptive_radius
-from decrappify.predict.settings import PredictSettings, resolve_settings
-from decrappify.predict.tile_geometry import Bounds, normalize_bounds, split_overlap
-from decrappify.predict.trust import (
-    TrustPlan,
-    iter_trust_maps,
-    map_path,
-    plan_trust,
-    remove_stale_maps,
-    spread_sink,
-)
+from decrappify.predict.local_pipeline import BlockPipeline
+from decrappify.predict.plan import PredictPlan, iter_plan, measure_overlap, resolve
+from decrappify.predict.tile_geometry import Bounds, normalize_bounds
+from decrappify.predict.trust import TrustPlan, remove_stale_maps, spread_sink
+from decrappify.predict.trust_maps import iter_trust_maps
 
 __all__ = [
     "PredictResult",
@@ -136,7 +118,7 @@ def iter_predict_image(
     Parameters
     ----------
     model : LoadedModel, str, Path or torch.nn.Module
-        The model (see :func:`~decrappify.predict.model.model_handle`).
+        The model (see :func:`~decrappify.predict.network.model_handle`).
     image : Image or array
         The LR image (2D, or a ZYX/TYX stack predicted plane by plane); lazy inputs are
         read block by block.
@@ -177,166 +159,98 @@ def iter_predict_image(
         For a missing or corrupted model.
     """
     started = time.perf_counter()
-    config = config if config is not None else PredictConfig()
-    handle = model_handle(model)
-    if not isinstance(image, Image):
-        image = read_image(image)
-    config.check_scale(handle.scale, handle.name)
-    check_image(image, handle)
-    settings = resolve_settings(handle, image, config)
-    grid = BlockGrid.plan(image.shape, handle.scale, chunk=settings.chunk, block=settings.block)
-    out_nbytes = math.prod(grid.out_shape) * np.dtype(settings.out_dtype).itemsize
-    if out_path is None and out_nbytes > max_memory:
-        raise InputError(
-            f"{image.name}: the result would take {out_nbytes / 2**30:.1f} GiB in memory "
-            f"(limit {max_memory / 2**30:.1f} GiB); give an output path (.zarr or .tif)"
-        )
-    fmt = config.format.value if "format" in config.model_fields_set else None
-    trust = plan_trust(
-        handle.crappify,
-        handle.scale,
-        image,
-        tta=settings.tta,
-        consistency=config.consistency,
-        model_name=f"model {handle.name}",
-    )
-    if out_path is not None:
-        _check_output(Path(out_path), fmt, image, config.overwrite, trust)
-    name = image.name
-    if config.overlap == "auto":
-        yield Progress("predict", 0, None, message=f"{name}: receptive field of the model")
-        with torch_threads(local_threads(settings)):
-            settings = _with_auto_overlap(settings, handle)
-    yield Progress("predict", 0, None, message=f"{name}: intensity range")
-    if image.dtype.kind == "f":
-        check_finite(image.data, image.source or name)
-    norm = handle.normalization
-    lo, hi = percentile_range(image.data, norm.low, norm.high)
-    key = None
-    if config.resume and out_path is not None:
-        key = resume_key(
-            {
-                "model": handle.digest,
-                "input": input_identity(image.source, image.data),
-                "axes": image.axes,
-                "lo": lo,
-                "hi": hi,
-                "settings": settings.key_parts(),
-                "grid": [grid.block[0], grid.block[1]],
-            }
-        )
-    token = key.rsplit("-", 1)[-1][:32] if key else uuid.uuid4().hex
+    plan = yield from iter_plan(model, image, out_path, config, max_memory=max_memory)
+    output = plan.output
     sink, scratch = None, None
-    if trust.tta:
-        sink, scratch = spread_sink(grid, None if out_path is None else Path(out_path), key)
-    predictor = BlockPredictor(image.data, grid, handle, settings, lo, hi, token, sink)
-    stats: dict[str, Any] = {
-        "input_shape": image.shape,
+    if plan.trust.tta:
+        key = output.resume_key if output is not None else None
+        sink, scratch = spread_sink(plan.grid, output.path if output else None, key)
+    predictor = BlockPredictor(plan, sink)
+    counter = RateCounter(plan.grid, plan.name)
+    stats = _plan_stats(plan)
+    maps: dict[str, Image] = {}
+    written: list[Path] = []
+    with contextlib.ExitStack() as stack:
+        if scratch is not None:  # kept only for a resumable output left unfinished
+            keep = output is not None and output.resume_key is not None
+            stack.callback(lambda: None if keep and not written else remove_path(scratch))
+        if output is None:
+            result_image = yield from _iter_in_memory(plan, predictor, counter, stack)
+        else:
+            path = yield from _iter_write(plan, predictor, counter, stack, client)
+            written.append(path)
+            result_image = read_image(path)
+        if plan.trust.names or plan.trust.skipped:
+            begun = time.perf_counter()
+            maps, stats["trust"] = yield from iter_trust_maps(plan, result_image, sink)
+            stats["maps"] = {k: str(m.source) for k, m in maps.items() if m.source}
+            stats["trust_seconds"] = time.perf_counter() - begun
+        if output is not None and plan.settings.overwrite:  # the maps of the output replaced
+            remove_stale_maps(output.path, output.kind, list(maps))
+    stats.update(counter.summary())
+    stats["seconds"] = time.perf_counter() - started
+    local = client is None or output is None
+    stats["compute_seconds"] = predictor.compute_seconds if local else None
+    stats["forward_seconds"] = predictor.forward_seconds if local else None
+    path = written[0] if written else None
+    return PredictResult(image=result_image, path=path, stats=stats, maps=maps)
+
+
+def _plan_stats(plan: PredictPlan) -> dict[str, Any]:
+    """Collect the figures of a run known from its plan."""
+    settings, grid = plan.settings, plan.grid
+    return {
+        "input_shape": plan.image.shape,
         "output_shape": grid.out_shape,
         "dtype": settings.out_dtype,
-        "device": settings.device,
+        "device": str(settings.device),
         "tile": settings.tile,
         "overlap": settings.overlap,
         "radius": settings.radius,
         "batch": settings.batch,
-        "lo": lo,
-        "hi": hi,
+        "lo": plan.lo,
+        "hi": plan.hi,
         "blocks": len(grid.indices()),
     }
-    path: Path | None = None
-    maps: dict[str, Image] = {}
-    with contextlib.ExitStack() as stack:
-        if scratch is not None:  # kept only for a resumable output left unfinished
-            stack.callback(lambda: None if key and path is None else remove_path(scratch))
-        counter = RateCounter(grid, name)
-        if out_path is None:
-            pipeline = BlockPipeline(predictor, local_threads(settings))
-            stack.callback(pipeline.close)
-            data = np.empty(grid.out_shape, dtype=np.dtype(settings.out_dtype))
-            indices = grid.indices()
-            for step, index in enumerate(indices, start=1):
-                data[grid.slices(index)] = pipeline.get(index)
-                yield counter.block(step, len(indices), index)
-            result_image = image.with_data(data, yx_factor=1.0 / handle.scale)
-        else:
-            lazy, close = lazy_prediction(predictor, client=client)
-            stack.callback(close)
-            path = yield from _write(
-                image.with_data(lazy, yx_factor=1.0 / handle.scale),
-                Path(out_path),
-                fmt=fmt,
-                settings=settings,
-                grid=grid,
-                overwrite=config.overwrite,
-                key=key,
-                client=client,
-                counter=counter,
-            )
-            result_image = read_image(path)
-        if trust.names or trust.skipped:
-            begun = time.perf_counter()
-            kind = "zarr" if path is None else output_format(path, fmt)
-            maps, stats["trust"] = yield from iter_trust_maps(
-                trust,
-                result_image,
-                image,
-                (lo, hi),
-                grid,
-                sink=sink,
-                out_path=path,
-                fmt=kind,
-                chunk=settings.chunk,
-                overwrite=config.overwrite,
-                label=name,
-            )
-            stats["maps"] = {k: str(m.source) for k, m in maps.items() if m.source}
-            stats["trust_seconds"] = time.perf_counter() - begun
-        if path is not None and config.overwrite:  # the maps of the output replaced
-            remove_stale_maps(path, output_format(path, fmt), list(maps))
-    stats.update(counter.summary())
-    stats["seconds"] = time.perf_counter() - started
-    local = client is None or out_path is None
-    stats["compute_seconds"] = predictor.compute_seconds if local else None
-    stats["forward_seconds"] = predictor.forward_seconds if local else None
-    return PredictResult(image=result_image, path=path, stats=stats, maps=maps)
 
 
-def _check_output(
-    path: Path, fmt: str | None, image: Image, overwrite: bool, trust: TrustPlan
-) -> None:
-    """Refuse a bad output before any work (the writer checks again when it starts)."""
-    kind = output_format(path, fmt)
-    check_output_path(path, [image.source] if image.source else [], is_folder=False)
-    targets = [path, *(map_path(path, kind, n) for n in trust.names if kind == "tiff")]
-    for target in targets:
-        if os.path.lexists(target) and not overwrite:
-            raise OutputError(f"{target}: already exists; pass --overwrite to replace it")
-
-
-def _write(
-    image: Image,
-    out_path: Path,
-    *,
-    fmt: str | None,
-    settings: PredictSettings,
-    grid: BlockGrid,
-    overwrite: bool,
-    key: str | None,
-    client: Any,
+def _iter_in_memory(
+    plan: PredictPlan,
+    predictor: BlockPredictor,
     counter: RateCounter,
+    stack: contextlib.ExitStack,
+) -> Generator[Progress, None, Image]:
+    """Compute the blocks into one numpy array (a result without an output file)."""
+    grid = plan.grid
+    pipeline = BlockPipeline(predictor)
+    stack.callback(pipeline.close)
+    data = np.empty(grid.out_shape, dtype=np.dtype(plan.settings.out_dtype))
+    indices = grid.indices()
+    for step, index in enumerate(indices, start=1):
+        data[grid.slices(index)] = pipeline.get(index)
+        yield counter.block(step, len(indices), index)
+    return plan.image.with_data(data, yx_factor=1.0 / plan.scale)
+
+
+def _iter_write(
+    plan: PredictPlan,
+    predictor: BlockPredictor,
+    counter: RateCounter,
+    stack: contextlib.ExitStack,
+    client: Any,
 ) -> Generator[Progress, None, Path]:
-    kind = output_format(out_path, fmt)
-    chunks = None
-    if kind == "zarr":
-        side = [min(settings.chunk, n) for n in grid.out_shape[-2:]]
-        chunks = (*((1,) * len(grid.lead)), *side)
+    """Write the lazy prediction block by block into the plan's output; its path."""
+    output = plan.output
+    assert output is not None
+    lazy, close = lazy_prediction(predictor, client=client)
+    stack.callback(close)
     events = iter_write_image(
-        image,
-        out_path,
-        format=kind,
-        chunks=chunks,
-        overwrite=overwrite,
-        resume_key=key,
+        plan.image.with_data(lazy, yx_factor=1.0 / plan.scale),
+        output.path,
+        format=output.kind,
+        chunks=output.chunks,
+        overwrite=plan.settings.overwrite,
+        resume_key=output.resume_key,
         client=client,
     )
     try:
@@ -345,7 +259,7 @@ def _write(
                 event = next(events)
             except StopIteration as stop:
                 return Path(stop.value)
-            yield counter.write_event(event, kind)
+            yield counter.write_event(event, output.kind)
     finally:
         events.close()
 
@@ -429,19 +343,6 @@ class RateCounter:
         }
 
 
-def _with_auto_overlap(settings: PredictSettings, handle: ModelHandle) -> PredictSettings:
-    margin, _ = split_overlap(max_overlap(settings.tile), settings.blend)
-    record = receptive_radius(
-        handle.net,
-        digest=handle.digest,
-        model_path=handle.path,
-        probe=needed_probe(settings.tile, handle.scale, handle.multiple, blend=settings.blend),
-        needed=margin,
-    )
-    overlap = auto_overlap(record.radius, handle.scale, settings.tile, blend=settings.blend)
-    return replace(settings, overlap=overlap, radius=record.radius)
-
-
 def predict_image_region(
     model: Any,
     image: Image | Any,
@@ -478,16 +379,8 @@ def predict_image_region(
         the residual tiling difference (exactly when the overlap covers the receptive
         field).
     """
-    config = config if config is not None else PredictConfig()
-    handle = model_handle(model)
-    if not isinstance(image, Image):
-        image = read_image(image)
-    config.check_scale(handle.scale, handle.name)
-    check_image(image, handle)
-    settings = resolve_settings(handle, image, config)
-    if config.overlap == "auto":
-        with torch_threads(local_threads(settings)):
-            settings = _with_auto_overlap(settings, handle)
+    handle, image, settings = resolve(model, image, config)
+    settings = measure_overlap(settings, handle)
     lr_shape = image.shape[-2:]
     bounds = normalize_bounds(region, lr_shape)
     if image.ndim == 3:
@@ -500,12 +393,13 @@ def predict_image_region(
     lo, hi = lo_hi if lo_hi is not None else percentile_range(image.data, norm.low, norm.high)
     s = handle.scale
     grid = BlockGrid(tuple(image.shape[:-2]), (int(lr_shape[0]), int(lr_shape[1])), s, (s, s))
-    predictor = BlockPredictor(image.data, grid, handle, settings, lo, hi, "region")
+    plan = PredictPlan(handle, image, settings, grid, TrustPlan(), lo, hi, "region")
+    predictor = BlockPredictor(plan)
     hr = tuple((a * s, b * s) for a, b in bounds)
     read, inner = input_region_for_output(hr, scale=s, halo=settings.overlap, lr_shape=lr_shape)
     planes = predictor.planes_around(int(plane)) if plane is not None and image.ndim == 3 else None
     parts = [fetch(image.data, item) for item in plane_slices(read, planes)]
-    with torch_threads(local_threads(settings)):
+    with torch_threads(settings.local_threads):
         out = predictor.super_resolve(parts, planes, inner)
     return _region_image(image, out, bounds, s)
 

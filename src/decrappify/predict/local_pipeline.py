@@ -18,23 +18,7 @@ import torch
 
 from decrappify.predict.block_predictor import BlockPredictor
 
-__all__ = ["BlockPipeline", "LocalBlocks", "local_threads"]
-
-
-def local_threads(settings: Any) -> int | None:
-    """Threads for torch in a local run: the given cores on CPU, the default elsewhere.
-
-    Parameters
-    ----------
-    settings : PredictSettings
-        The run's settings.
-
-    Returns
-    -------
-    int or None
-        ``settings.threads`` on the CPU, None elsewhere.
-    """
-    return settings.threads if torch.device(settings.device).type == "cpu" else None
+__all__ = ["BlockPipeline", "LocalBlocks"]
 
 
 class BlockPipeline:
@@ -45,8 +29,9 @@ class BlockPipeline:
     the model already runs on the next one and the reader fetches the one after.
     """
 
-    def __init__(self, predictor: BlockPredictor, threads: int | None = None) -> None:
+    def __init__(self, predictor: BlockPredictor) -> None:
         self.predictor = predictor
+        threads = predictor.settings.local_threads
         order = predictor.grid.indices()
         self._next = dict(zip(order, order[1:], strict=False))
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="decrappify-read")

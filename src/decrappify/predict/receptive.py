@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from decrappify.errors import InputError
-from decrappify.predict.model import evaluating, net_attributes
+from decrappify.predict.network import evaluating, net_attributes
 from decrappify.predict.tile_geometry import (
     default_overlap,
     radius_from_response,

@@ -2,10 +2,11 @@
 
 :func:`resolve_settings` turns a :class:`~decrappify.config.predict.PredictConfig` (what
 the user asked for, with ``"auto"`` values) into :class:`PredictSettings` (what runs):
-the tile checked against the model's size rule, the device found on this machine, the
-output dtype, chunk, block and threads filled in. The engine, the block predictor and
-the tiled forward pass (:mod:`decrappify.predict.tile_predictor`) all take this one
-object.
+the tile checked against the model's size rule, the device found on this machine (a
+``torch.device``, parsed once), the output dtype, chunk, block and threads filled in, and
+what the run does with its output (format, overwrite, resume, the consistency map). It
+is part of the one plan of a prediction (:class:`~decrappify.predict.plan.PredictPlan`);
+the tiled forward pass (:mod:`decrappify.predict.tile_predictor`) takes it alone.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from decrappify.config.predict import DEFAULT_BLOCK, DEFAULT_CHUNK, OUT_DTYPES, PredictConfig
 from decrappify.devices import available_cores, resolve_device
 from decrappify.errors import InputError
 from decrappify.io import Image
 from decrappify.io.paths import format_bytes
-from decrappify.predict.model import ModelHandle
+from decrappify.predict.network import ModelHandle
 from decrappify.predict.receptive import max_overlap
 from decrappify.predict.tile_geometry import DEFAULT_MULTIPLE, tile_quantum, validate_tile
 
@@ -57,8 +57,9 @@ class PredictSettings:
         Overlap of neighbouring tiles in LR pixels; also the halo read around each block.
     batch : int
         Tiles per forward pass.
-    device : str
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    device : torch.device
+        Where the network runs (a name such as ``"cuda:1"`` is resolved on construction,
+        by :func:`decrappify.devices.resolve_device`).
     amp : bool
         Autocast (float16 on CUDA, bfloat16 elsewhere) with float32 weights.
     channels_last : bool
@@ -80,12 +81,22 @@ class PredictSettings:
     tta : bool
         Test-time augmentation: each tile predicted in the 8 rotations/mirrors, their mean
         kept and their spread recorded.
+    auto_overlap : bool
+        ``overlap`` is a placeholder until the receptive field is measured
+        (:func:`decrappify.predict.plan.measure_overlap`).
+    format : str or None
+        ``"zarr"`` or ``"tiff"`` when asked for explicitly; None lets the output path's
+        ending decide.
+    overwrite, resume : bool
+        Replace an existing output; make an OME-Zarr output resumable.
+    consistency : bool
+        Make the data-consistency map (when the model records its crappifier).
     """
 
     tile: int | tuple[int, int] = 128
     overlap: int = 0
     batch: int = 8
-    device: str = "cpu"
+    device: Any = "cpu"
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -96,6 +107,15 @@ class PredictSettings:
     threads: int = 1
     radius: int | None = None
     tta: bool = False
+    auto_overlap: bool = False
+    format: str | None = None
+    overwrite: bool = False
+    resume: bool = False
+    consistency: bool = True
+
+    def __post_init__(self) -> None:
+        # the one place a device name is parsed (and checked to exist on this machine)
+        object.__setattr__(self, "device", resolve_device(self.device))
 
     def key_parts(self) -> dict[str, Any]:
         """List the settings that change the output pixels (for the resume key).
@@ -103,13 +123,23 @@ class PredictSettings:
         Returns
         -------
         dict
-            All fields except ``threads`` and ``radius``, with the device type only.
+            The tiling, precision, dtype and storage fields, with the device type only
+            (not ``threads``, ``radius`` or what is done with the output).
         """
         parts = asdict(self)
-        parts.pop("threads")
-        parts.pop("radius")
-        parts["device"] = torch.device(self.device).type
+        for name in _NOT_IN_KEY:
+            parts.pop(name)
+        parts["device"] = self.device.type
         return parts
+
+    @property
+    def local_threads(self) -> int | None:
+        """Torch threads of a local run: ``threads`` on the CPU, the default elsewhere."""
+        return self.threads if self.device.type == "cpu" else None
+
+
+#: Fields of :class:`PredictSettings` that do not change the output's pixels.
+_NOT_IN_KEY = ("threads", "radius", "auto_overlap", "format", "overwrite", "resume", "consistency")
 
 
 def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAULT_MULTIPLE) -> int:
@@ -258,7 +288,7 @@ def resolve_settings(
         tile=tile,
         overlap=overlap,
         batch=config.batch,
-        device=str(device),
+        device=device,
         amp=is_cuda if config.amp is None else config.amp,
         channels_last=True,  # faster convolutions on CPUs too (oneDNN), same numbers
         compile=config.compile,
@@ -268,4 +298,9 @@ def resolve_settings(
         block=block,
         threads=available_cores() if config.threads is None else config.threads,
         tta=config.tta,
+        auto_overlap=config.overlap == "auto",
+        format=config.format.value if "format" in config.model_fields_set else None,
+        overwrite=config.overwrite,
+        resume=config.resume,
+        consistency=config.consistency,
     )

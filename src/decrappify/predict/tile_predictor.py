@@ -30,9 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from decrappify.devices import resolve_device
 from decrappify.errors import InputError, ModelFileError
-from decrappify.predict.model import evaluating, net_attributes
+from decrappify.predict.network import evaluating, net_attributes
 from decrappify.predict.oom import TileSettings, run_with_oom_retry
 from decrappify.predict.settings import PredictSettings
 from decrappify.predict.tile_geometry import (
@@ -174,7 +173,7 @@ def predict_region(
     split_overlap(overlap, blend)  # validates overlap and blend
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be a positive integer (got {batch!r})")
-    device = resolve_device(settings.device)
+    device = settings.device
     quantum = tile_quantum(scale, multiple)
     # Start from the tile the plan really uses, so that shrinking on OOM is never a no-op.
     first_plan = plan_tiles(

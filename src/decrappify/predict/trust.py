@@ -1,4 +1,4 @@
-"""Trust maps beside a prediction: the TTA spread and the data-consistency map, streamed.
+"""Trust maps beside a prediction: which are made, where they live (pure numpy/zarr).
 
 Two maps say where to doubt a prediction (see ``docs/predict.md``):
 
@@ -18,17 +18,17 @@ Two maps say where to doubt a prediction (see ``docs/predict.md``):
 
 Both are summarised per image while they are written
 (:class:`~decrappify.predict.trust_blocks.MapSummary`); the block-by-block work is in
-:mod:`decrappify.predict.trust_blocks`. An OME-Zarr
-output holds them as the image groups ``<output>.zarr/uncertainty`` and
+:mod:`decrappify.predict.trust_blocks`, the writing in :mod:`decrappify.predict.trust_maps`.
+An OME-Zarr output holds them as the image groups ``<output>.zarr/uncertainty`` and
 ``<output>.zarr/consistency`` (NGFF multiscales with their own pixel size); a TIFF output
 has them as sibling files ``<stem>.uncertainty.tif`` and ``<stem>.consistency.tif``
-(:func:`map_path`). Pure numpy/dask: no torch.
+(:func:`map_path`). Pure numpy/zarr: no torch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,23 +38,15 @@ import numpy as np
 from decrappify.config.crappify import CrappifyConfig
 from decrappify.crappify.consistency import consistency_halo
 from decrappify.errors import DecrappifyError, InputError
-from decrappify.events import Progress
-from decrappify.io import Image, iter_write_image
+from decrappify.io import Image, read_image
 from decrappify.io.atomic import remove_path
-from decrappify.io.paths import image_stem
+from decrappify.io.paths import TIFF_SUFFIXES, image_stem, is_zarr_path
 from decrappify.predict.block_geometry import BlockGrid
-from decrappify.predict.trust_blocks import (
-    MapSummary,
-    calibrate_image,
-    compute_blocks,
-    consistency_image,
-    recorded_blocks,
-)
 
 __all__ = [
     "MAP_NAMES",
     "TrustPlan",
-    "iter_trust_maps",
+    "describe_map",
     "map_path",
     "plan_trust",
     "read_trust_maps",
@@ -194,9 +186,6 @@ def read_trust_maps(out_path: str | Path) -> dict[str, Image]:
     dict of str to Image
         Map name to the map, for the maps found (none for other images).
     """
-    from decrappify.io import read_image
-    from decrappify.io.paths import TIFF_SUFFIXES, is_zarr_path
-
     path = Path(out_path)
     fmt = (
         "zarr"
@@ -258,121 +247,6 @@ def spread_sink(grid: BlockGrid, out_path: Path | None, key: str | None) -> tupl
     return sink, scratch
 
 
-def iter_trust_maps(
-    plan: TrustPlan,
-    pred: Image,
-    lr: Image,
-    lo_hi: tuple[float, float],
-    grid: BlockGrid,
-    *,
-    sink: Any = None,
-    out_path: Path | None = None,
-    fmt: str = "zarr",
-    chunk: int | None = None,
-    overwrite: bool = False,
-    label: str = "",
-) -> Generator[Progress, None, tuple[dict[str, Image], dict[str, Any]]]:
-    """Make a prediction's trust maps: in memory, or written beside the output.
-
-    Parameters
-    ----------
-    plan : TrustPlan
-        The maps to make.
-    pred : Image
-        The prediction (in memory, or the written output opened lazily).
-    lr : Image
-        The input.
-    lo_hi : (float, float)
-        The model's normalisation range of the input.
-    grid : BlockGrid
-        The prediction's blocks (the consistency blocks are their LR footprints).
-    sink : array-like or None
-        The spread sink the prediction filled (with ``plan.tta``).
-    out_path : Path or None
-        The written output; None to keep the maps in memory.
-    fmt : {"zarr", "tiff"}
-        The output's format.
-    chunk : int or None
-        OME-Zarr chunk side of the uncertainty map in HR pixels (the consistency map is
-        chunked by its blocks); None for TIFF.
-    overwrite : bool
-        Replace sibling map files of a TIFF output.
-    label : str
-        The image, for progress messages.
-
-    Yields
-    ------
-    Progress
-        ``phase="predict"``: one event per map block written (or computed in memory).
-
-    Returns
-    -------
-    maps : dict of str to Image
-        Map name to the map (numpy in memory, else lazy from its file).
-    summary : dict
-        Map name to its :meth:`MapSummary.summary`; a consistency map that was asked for
-        but not made is ``{"skipped": reason}``.
-    """
-    from decrappify.io import read_image
-
-    lo, hi = lo_hi
-    scale = grid.scale
-    images: dict[str, Image] = {}
-    summaries: dict[str, MapSummary] = {}
-    if plan.tta and sink is not None:
-        summaries["uncertainty"] = MapSummary("uncertainty", unit=float(hi - lo))
-        images["uncertainty"] = pred.with_data(
-            recorded_blocks(sink, grid.chunks, summaries["uncertainty"]), source=None
-        )
-    if plan.crappify is not None:
-        summaries["consistency"] = MapSummary("consistency")
-        calibration = calibrate_image(pred.data, lr.data, plan, lo, hi, scale)
-        images["consistency"] = consistency_image(
-            pred.data,
-            lr,
-            plan,
-            lo,
-            hi,
-            scale,
-            calibration=calibration,
-            block=max(1, grid.block[0] // scale),
-            summary=summaries["consistency"],
-        )
-    maps: dict[str, Image] = {}
-    for name, image in images.items():
-        if out_path is None:
-            values = yield from compute_blocks(image.data, f"{label}: {name} map")
-            maps[name] = image.with_data(values)
-            continue
-        target = map_path(out_path, fmt, name)
-        chunks = None
-        if fmt == "zarr":
-            if name == "uncertainty":
-                side = chunk or grid.block[0]
-            else:
-                side = grid.block[0] // scale  # one chunk per block of the map
-            chunks = tuple(min(max(1, side), int(n)) for n in image.shape[-2:])
-        events = iter_write_image(image, target, format=fmt, chunks=chunks, overwrite=overwrite)
-        while True:
-            try:
-                event = next(events)
-            except StopIteration:
-                break
-            yield Progress(
-                "predict",
-                event.step,
-                event.total,
-                message=f"{label}: {name} map, {event.message.rsplit(': ', 1)[-1]}",
-                info={"map": name},
-            )
-        _describe(target, fmt, name, summaries[name].summary())
-        maps[name] = read_image(target)
-    result: dict[str, Any] = {name: s.summary() for name, s in summaries.items()}
-    if plan.skipped is not None:
-        result["consistency"] = {"skipped": plan.skipped}
-    return maps, result
-
-
 def remove_stale_maps(out_path: Path, fmt: str, keep: Sequence[str]) -> None:
     """Delete the sibling maps of a replaced TIFF output that this run did not make.
 
@@ -391,8 +265,8 @@ def remove_stale_maps(out_path: Path, fmt: str, keep: Sequence[str]) -> None:
                 remove_path(map_path(out_path, fmt, name))
 
 
-def _describe(target: Path, fmt: str, name: str, summary: dict[str, float]) -> None:
-    """Record what a map holds in its OME-Zarr group's attributes."""
+def describe_map(target: Path, fmt: str, name: str, summary: dict[str, float]) -> None:
+    """Record what a map holds, and its summary, in its OME-Zarr group's attributes."""
     if fmt != "zarr":
         return
     import zarr

@@ -14,7 +14,7 @@ import math
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +27,7 @@ from decrappify.crappify.consistency import (
 from decrappify.events import Progress
 from decrappify.io import Image
 from decrappify.normalize import normalize
-
-if TYPE_CHECKING:
-    from decrappify.predict.trust import TrustPlan
+from decrappify.predict.trust import TrustPlan
 
 __all__ = [
     "CALIBRATION_SIDE",

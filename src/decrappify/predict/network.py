@@ -274,7 +274,7 @@ def load_count(digest: str | None = None) -> int:
 
 
 def worker_net(
-    path: str | None, digest: str, device: str, compile: bool, shipped: Any = None
+    path: str | None, digest: str, device: torch.device, compile: bool, shipped: Any = None
 ) -> Any:
     """Get the network of a model in this process, loaded once and kept.
 
@@ -284,7 +284,7 @@ def worker_net(
         The model file or folder.
     digest : str
         The model's SHA-256 (the cache key, with the device type and ``compile``).
-    device : str
+    device : torch.device
         Where the network runs.
     compile : bool
         ``torch.compile`` it.
@@ -301,7 +301,7 @@ def worker_net(
     ModelFileError
         When there is neither a network nor a file.
     """
-    key = (digest, torch.device(device).type, compile)
+    key = (digest, device.type, compile)
     with _NETS_LOCK:
         if key in _NETS:
             _NETS.move_to_end(key)
@@ -322,14 +322,14 @@ def worker_net(
         return net
 
 
-def prepare_net(net: Any, device: str, compile: bool) -> Any:
+def prepare_net(net: Any, device: torch.device, compile: bool) -> Any:
     """Move a network to its device in eval mode, and compile it if asked.
 
     Parameters
     ----------
     net : torch.nn.Module
         The network (moved in place).
-    device : str
+    device : torch.device
         Its device.
     compile : bool
         Wrap it with ``torch.compile`` (static shapes: one compilation per tile size).

@@ -1,0 +1,129 @@
+"""A prediction's trust maps made from its plan: in memory, or written beside the output.
+
+:func:`iter_trust_maps` takes the image's :class:`~decrappify.predict.plan.PredictPlan`
+whole (which maps, the block grid, the normalisation range, the output and its format)
+and the arrays the prediction left (the written or in-memory result, the TTA spread
+sink), builds each map lazily block by block (:mod:`decrappify.predict.trust_blocks`)
+and computes it into memory or writes it as an image of its own, summarised per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from decrappify.events import Progress
+from decrappify.io import Image, iter_write_image, read_image
+from decrappify.predict.plan import PredictPlan
+from decrappify.predict.trust import describe_map
+from decrappify.predict.trust_blocks import (
+    MapSummary,
+    calibrate_image,
+    compute_blocks,
+    consistency_image,
+    recorded_blocks,
+)
+
+__all__ = ["iter_trust_maps"]
+
+
+def iter_trust_maps(
+    plan: PredictPlan, pred: Image, sink: Any = None
+) -> Generator[Progress, None, tuple[dict[str, Image], dict[str, Any]]]:
+    """Make a prediction's trust maps: in memory, or written beside the output.
+
+    Parameters
+    ----------
+    plan : PredictPlan
+        The prediction: ``plan.trust`` says which maps, ``plan.output`` where (None: in
+        memory).
+    pred : Image
+        The prediction (in memory, or the written output opened lazily).
+    sink : array-like or None
+        The spread sink the prediction filled (with ``plan.trust.tta``).
+
+    Yields
+    ------
+    Progress
+        ``phase="predict"``: one event per map block written (or computed in memory).
+
+    Returns
+    -------
+    maps : dict of str to Image
+        Map name to the map (numpy in memory, else lazy from its file).
+    summary : dict
+        Map name to its :meth:`MapSummary.summary`; a consistency map that was asked for
+        but not made is ``{"skipped": reason}``.
+    """
+    images, summaries = _lazy_maps(plan, pred, sink)
+    maps: dict[str, Image] = {}
+    for name, image in images.items():
+        if plan.output is None:
+            values = yield from compute_blocks(image.data, f"{plan.name}: {name} map")
+            maps[name] = image.with_data(values)
+        else:
+            maps[name] = yield from _iter_write_map(plan, name, image, summaries[name])
+    result: dict[str, Any] = {name: s.summary() for name, s in summaries.items()}
+    if plan.trust.skipped is not None:
+        result["consistency"] = {"skipped": plan.trust.skipped}
+    return maps, result
+
+
+def _lazy_maps(
+    plan: PredictPlan, pred: Image, sink: Any
+) -> tuple[dict[str, Image], dict[str, MapSummary]]:
+    """Build the maps as lazy images (one task per block), each with the summary it fills."""
+    trust, grid, scale = plan.trust, plan.grid, plan.scale
+    images: dict[str, Image] = {}
+    summaries: dict[str, MapSummary] = {}
+    if trust.tta and sink is not None:
+        summaries["uncertainty"] = MapSummary("uncertainty", unit=float(plan.hi - plan.lo))
+        images["uncertainty"] = pred.with_data(
+            recorded_blocks(sink, grid.chunks, summaries["uncertainty"]), source=None
+        )
+    if trust.crappify is not None:
+        summaries["consistency"] = MapSummary("consistency")
+        calibration = calibrate_image(pred.data, plan.image.data, trust, plan.lo, plan.hi, scale)
+        images["consistency"] = consistency_image(
+            pred.data,
+            plan.image,
+            trust,
+            plan.lo,
+            plan.hi,
+            scale,
+            calibration=calibration,
+            block=max(1, grid.block[0] // scale),
+            summary=summaries["consistency"],
+        )
+    return images, summaries
+
+
+def _iter_write_map(
+    plan: PredictPlan, name: str, image: Image, summary: MapSummary
+) -> Generator[Progress, None, Image]:
+    """Write one map beside the output (OME-Zarr group or sibling TIFF); open it back."""
+    assert plan.output is not None
+    kind, grid = plan.output.kind, plan.grid
+    target = plan.output.map_path(name)
+    chunks = None
+    if kind == "zarr":
+        # the uncertainty map is chunked as the output, the consistency map by its blocks
+        side = plan.settings.chunk if name == "uncertainty" else grid.block[0] // plan.scale
+        chunks = tuple(min(max(1, side), int(n)) for n in image.shape[-2:])
+    events = iter_write_image(
+        image, target, format=kind, chunks=chunks, overwrite=plan.settings.overwrite
+    )
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        yield Progress(
+            "predict",
+            event.step,
+            event.total,
+            message=f"{plan.name}: {name} map, {event.message.rsplit(': ', 1)[-1]}",
+            info={"map": name},
+        )
+    describe_map(target, kind, name, summary.summary())
+    return read_image(target)
