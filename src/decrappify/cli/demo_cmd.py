@@ -94,6 +94,6 @@ def demo(
             report.files["predictions"],
         ]
         paths = [str(p) for folder in files for p in sorted(Path(folder).iterdir())]
-        cmd = [sys.executable, "-m", "napari", *paths, "-w", "decrappify", "__all__"]
+        cmd = [sys.executable, "-m", "napari", *paths, "-w", "decrappify", "All tools"]
         err_console.print("opening napari: " + " ".join(cmd[2:]), highlight=False, markup=False)
         raise typer.Exit(subprocess.call(cmd))
