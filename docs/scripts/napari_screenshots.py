@@ -195,7 +195,9 @@ def train_screenshot() -> Path:
     run_dir = Path(tempfile.mkdtemp(prefix="decrappify-screenshot-")) / "em-x4"
     widget.form.run_path.set_text(str(run_dir))
     widget.start()
-    _wait(widget.panel, timeout=1800)
+    _wait(
+        widget.panel, timeout=3 * 3600
+    )  # a few minutes on a quiet machine, much more on a busy one
     _RUN.append(run_dir)
     # the preview layer (LR | prediction | HR) lies in the middle of the view: zoom onto it
     preview = viewer.layers["training preview"]  # type: ignore[attr-defined]
