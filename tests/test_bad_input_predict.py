@@ -116,16 +116,16 @@ def test_truncated_model_and_existing_output(bad, model):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["--overlap", "lots"], "--overlap must be 'auto' or an integer >= 0 (got 'lots')"),
-        (["--tile", "20"], "tile 20: tile × scale must be a multiple of 64"),
-        (["--scale", "4"], "upsamples ×2, but scale 4 was asked"),
-        (["--workers", "2"], "--workers applies to --cluster local"),
+        (["--overlap", "lots"], "--overlap must be 'auto' or an integer >= 0 (got 'lots')", 2),
+        (["--tile", "20"], "tile 20: tile × scale must be a multiple of 64", 1),
+        (["--scale", "4"], "upsamples ×2, but scale 4 was asked", 1),
+        (["--workers", "2"], "--workers applies to --cluster local", 2),
     ],
 )
-def test_bad_options(bad, model, args, message):
+def test_bad_options(bad, model, args, message, code):
     bad.tif("em.tif")
     result = bad.run("predict", model, "em.tif", "-o", "out", "--device", "cpu", *args, "-q")
-    bad.assert_clean_failure(result, message)
+    bad.assert_clean_failure(result, message, code=code)
     assert not bad.path("out").exists()

@@ -234,8 +234,9 @@ def test_output_inside_the_input(models, tmp_path):
     ],
 )
 def test_bad_options(models, em, tmp_path, args, message):
+    """Options wrong on the command line alone are usage errors: one line, exit status 2."""
     result = invoke(models["x2"], em, "--out", tmp_path / "o", "--tile", "32", *args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert one_line_error(result) == message
 
 

@@ -128,9 +128,11 @@ def fit_crappifier(
     Parameters
     ----------
     lr : sequence of path
-        Real low-resolution (fast / low-dose) acquisitions.
+        Real low-resolution (fast / low-dose) acquisitions: files, folders or globs.
     hr : sequence of path or None
-        Matching high-resolution acquisitions, if any, paired with ``lr`` by file name.
+        Matching high-resolution acquisitions, if any: paired with ``lr`` by name
+        (``lr/cell1.tif`` with ``hr/cell1.tif``), or in the order given when both name
+        their files one by one (:func:`decrappify.io.pairing.pair_inputs`).
     out : path or None
         Write the fitted config (YAML) here. It is checked before any work: it must not
         be one of the images, and an existing file is replaced only with ``overwrite``.
@@ -141,22 +143,24 @@ def fit_crappifier(
     -------
     FitResult
         The fitted config and a report.
+
+    Raises
+    ------
+    InputError
+        For images that cannot be read or paired, or pairs that do not show one field at
+        an integer scale.
     """
     from decrappify.crappify import fit_noise_model
     from decrappify.io import atomic_write_text, expand_inputs, read_image
     from decrappify.io.locks import lock_outputs
     from decrappify.io.outputs import OutputPlan
-    from decrappify.io.pairing import pair_by_name
+    from decrappify.io.pairing import pair_inputs
 
-    lr_paths = expand_inputs(lr)
-    hr_paths = expand_inputs(hr) if hr else None
-    if hr_paths is not None and len(hr_paths) != len(lr_paths):
-        raise InputError(
-            f"--hr: got {len(hr_paths)} high-res image(s) for {len(lr_paths)} --fit image(s); "
-            "give one --hr per --fit image, with the same file names (or no --hr)"
-        )
-    if hr_paths is not None:
-        hr_paths = pair_by_name(lr_paths, hr_paths, ("--fit", "--hr"), "--fit image")
+    if hr:
+        pairs = pair_inputs(lr, hr)
+        lr_paths, hr_paths = [a for a, _ in pairs], [b for _, b in pairs]
+    else:
+        lr_paths, hr_paths = expand_inputs(lr), None
     targets = []
     if out is not None:
         plan = OutputPlan()
@@ -187,7 +191,8 @@ def _check_pair_shapes(lr: Any, hr: Any) -> None:
         raise InputError(
             f"--fit {lr.source} {tuple(lr.shape)} and --hr {hr.source} {tuple(hr.shape)}: the "
             "high-res image must show the same field as the low-res one, an integer scale "
-            "larger in Y and X; pair each --fit image with its --hr image, in the same order"
+            "larger in Y and X; pair each --fit image with its --hr image (same name, or the "
+            "same order)"
         )
 
 

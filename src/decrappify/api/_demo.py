@@ -91,7 +91,7 @@ def _phase(name: str, events: Generator[Progress, None, Any]) -> Generator[Progr
 def iter_demo(
     out_dir: PathLike = "decrappify-demo",
     *,
-    budget: str | float = "5m",
+    time_budget: str | float = "5m",
     kind: Literal["em", "fluorescence"] = "fluorescence",
     seed: int = 0,
     scale: int = 4,
@@ -104,7 +104,7 @@ def iter_demo(
     ----------
     out_dir : path
         Report folder; must not exist yet unless ``overwrite``.
-    budget : str or float
+    time_budget : str or float
         Wall-clock budget of the whole demo (``"5m"``, seconds ...); training gets what
         is left after a reserve for data, prediction and scoring.
     kind : {"em", "fluorescence"}
@@ -133,12 +133,12 @@ def iter_demo(
     from decrappify.durations import parse_duration
 
     start = time.perf_counter()
-    total = parse_duration(budget, name="--budget")
+    total = parse_duration(time_budget, name="--time-budget")
     train_seconds = total - RESERVED_SECONDS
     if train_seconds < MIN_TRAIN_SECONDS:
         raise InputError(
-            f"demo: --budget must leave at least {MIN_TRAIN_SECONDS:.0f} s for training after "
-            f"{RESERVED_SECONDS:.0f} s for data, prediction and scoring (got {budget!r})"
+            f"demo: --time-budget must leave at least {MIN_TRAIN_SECONDS:.0f} s for training "
+            f"after {RESERVED_SECONDS:.0f} s for data, prediction and scoring (got {time_budget!r})"
         )
     recipe = {**DEMO_RECIPE, **(overrides or {})}
     train_config(preset=_preset(kind), scale=scale, seed=seed, overrides=recipe)  # fail early

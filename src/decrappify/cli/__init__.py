@@ -17,6 +17,7 @@ from decrappify.cli import (
     train_cmd,
 )
 from decrappify.cli._shell import greedy_command
+from decrappify.cli._typer import Command, Group
 
 app = typer.Typer(
     name="decrappify",
@@ -25,7 +26,7 @@ app = typer.Typer(
         "train a U-Net generator and critic with NoGAN, super-resolve stacks larger than memory."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    cls=Group,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -39,8 +40,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
-    log_file: str | None = typer.Option(None, "--log-file", help="Also write logs to this file."),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="-v: decrappify's debug messages; -vv: also those of the libraries it calls.",
+    ),
+    log_file: str | None = typer.Option(
+        None, "--log-file", metavar="PATH", help="Also append the logs to this file."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -52,18 +61,21 @@ def _root(
 
 # options that take several files also take what a shell made of a pattern (--gt hr/*.tif)
 _FILES = {
-    "crappify": greedy_command("--fit", "--hr"),
-    "evaluate": greedy_command("--pred", "--gt", "--lr", "--tune-lr", "--tune-gt"),
-    "train": greedy_command("--hr", "--lr"),
+    "crappify": ("--fit", "--hr"),
+    "evaluate": ("--pred", "--gt", "--lr", "--tune-lr", "--tune-gt"),
+    "train": ("--hr", "--lr"),
 }
-app.command("crappify", cls=_FILES["crappify"])(crappify_cmd.crappify)
-app.command("sample")(crappify_cmd.sample)
-app.command("evaluate", cls=_FILES["evaluate"])(evaluate_cmd.evaluate)
-app.command("predict")(predict_cmd.predict)
-app.command("train", cls=_FILES["train"])(train_cmd.train)
-app.command("info")(train_cmd.info)
-app.command("export")(export_cmd.export)
-app.command("demo")(demo_cmd.demo)
+for name, command in (
+    ("crappify", crappify_cmd.crappify),
+    ("sample", crappify_cmd.sample),
+    ("evaluate", evaluate_cmd.evaluate),
+    ("predict", predict_cmd.predict),
+    ("train", train_cmd.train),
+    ("info", train_cmd.info),
+    ("export", export_cmd.export),
+    ("demo", demo_cmd.demo),
+):
+    app.command(name, cls=greedy_command(*_FILES.get(name, ()), base=Command))(command)
 
 
 def main() -> None:

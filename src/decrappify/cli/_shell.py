@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
+import os
 import signal
-from collections.abc import Callable, Generator, Iterable
+import sys
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -29,9 +32,24 @@ from decrappify.errors import DecrappifyError
 from decrappify.events import Progress as ProgressEvent
 from decrappify.io.atomic import WRITE_ERRORS, write_errno
 
+#: Exit statuses: success; an input or the run failed; a usage error (bad or missing
+#: option or argument); interrupted (Ctrl-C, and SIGTERM where the command handles it).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Width of output that is not a terminal (a pipe, a file): lines are never wrapped there.
+UNWRAPPED_WIDTH = 10_000
+
+
+def _console(stderr: bool) -> Console:
+    """A console that wraps to the terminal, and not at all when piped (unless COLUMNS says)."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    width = UNWRAPPED_WIDTH if piped and "COLUMNS" not in os.environ else None
+    return Console(stderr=stderr, width=width, soft_wrap=piped)
+
+
 #: Progress, logs and errors go to stderr; results (tables, YAML) to stdout.
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = _console(stderr=True)
+out_console = _console(stderr=False)
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +61,8 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
     Parameters
     ----------
     verbose : int
-        0 for INFO, 1 or more for DEBUG.
+        0: decrappify's INFO messages; 1 (``-v``): its DEBUG messages too; 2 (``-vv``):
+        also the DEBUG messages of the libraries it calls (tifffile, zarr, dask, torch).
     log_file : str or None
         Also append plain-text log lines to this file.
 
@@ -58,6 +77,14 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
     handler = RichHandler(console=err_console, show_path=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_decrappify", False)]:
+        root.removeHandler(old)
+    if verbose >= 2:  # the libraries' own loggers, through the root logger
+        libraries = RichHandler(console=err_console, show_path=True, markup=False)
+        libraries._decrappify = True  # type: ignore[attr-defined]
+        root.addHandler(libraries)
+        root.setLevel(logging.DEBUG)
     if log_file:
         try:
             file_handler = logging.FileHandler(log_file)
@@ -136,7 +163,7 @@ def interrupted_message(error: BaseException) -> tuple[str, int]:
     ), 128 + signum
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit to raise.
 
     Parameters
@@ -160,6 +187,85 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 #: System errors that only writing causes (a permission error may be a read's).
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def usage(message: str) -> typer.Exit:
+    """Print a usage error (``error: message``) and return the exit to raise (status 2).
+
+    Parameters
+    ----------
+    message : str
+        One line naming the option or argument and what is expected.
+
+    Returns
+    -------
+    typer.Exit
+        Raise it.
+    """
+    return fail(message, code=EXIT_USAGE)
+
+
+def warn(message: str) -> None:
+    """Print ``warning: message`` on stderr.
+
+    Parameters
+    ----------
+    message : str
+        One line.
+    """
+    err_console.print(
+        f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
+
+
+@contextlib.contextmanager
+def usage_errors() -> Iterator[None]:
+    """Report an error in the command line's values as a usage error (exit status 2).
+
+    Wrap the parsing of options (``--set KEY=VALUE``, a duration, the settings the flags
+    make); errors in files and inputs stay exit status 1.
+
+    Raises
+    ------
+    typer.Exit
+        With status 2 and the error's message.
+    """
+    try:
+        yield
+    except DecrappifyError as err:
+        raise usage(str(err)) from None
+
+
+def renamed(old: str, new: str, old_value: Any, value: Any, default: Any = None) -> Any:
+    """The value of an option given under its old name, with a deprecation warning.
+
+    Parameters
+    ----------
+    old, new : str
+        The old (hidden) and the new spelling.
+    old_value : object
+        What the old option received (None when not given).
+    value : object
+        What the new option received.
+    default : object
+        The new option's default (to tell whether it was given).
+
+    Returns
+    -------
+    object
+        ``old_value`` when only the old spelling was given, else ``value``.
+
+    Raises
+    ------
+    typer.Exit
+        A usage error when both spellings are given.
+    """
+    if old_value is None:
+        return value
+    if value != default:
+        raise usage(f"{old} is the old name of {new}: give only {new}")
+    warn(f"{old} is deprecated and will be removed; use {new}")
+    return old_value
 
 
 def handle_errors(func: F) -> F:
@@ -349,13 +455,15 @@ def spread_values(args: list[str], names: frozenset[str]) -> list[str]:
     return out
 
 
-def greedy_command(*names: str) -> type[TyperCommand]:
+def greedy_command(*names: str, base: type[TyperCommand] = TyperCommand) -> type[TyperCommand]:
     """A command class whose options ``names`` take every file that follows them.
 
     Parameters
     ----------
     *names : str
         Option names (``"--pred"``, ``"--gt"``).
+    base : type
+        The command class to extend (the app's :class:`~decrappify.cli._typer.Command`).
 
     Returns
     -------
@@ -364,7 +472,7 @@ def greedy_command(*names: str) -> type[TyperCommand]:
     """
     greedy = frozenset(names)
 
-    class GreedyCommand(TyperCommand):
+    class GreedyCommand(base):  # type: ignore[valid-type, misc]
         def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
             return super().parse_args(ctx, spread_values(list(args), greedy))
 

@@ -9,11 +9,11 @@ import typer
 from decrappify.cli._shell import (
     drive,
     err_console,
-    fail,
     handle_errors,
     out_console,
     raise_on_failures,
     summary_table,
+    usage,
 )
 from decrappify.config.choices import CrappifyPreset, OutFormat, SampleKind
 
@@ -39,10 +39,14 @@ def crappify(
     fit: list[Path] | None = typer.Option(
         None,
         "--fit",
-        help="Fit the noise model to real low-res images instead (with INPUTS, all of them).",
+        help="Fit the noise model to real low-res images instead: files, folders or quoted "
+        "globs (repeatable; without --hr, INPUTS are fitted too).",
     ),
     hr: list[Path] | None = typer.Option(
-        None, "--hr", help="With --fit: matching high-res images."
+        None,
+        "--hr",
+        help="With --fit: the matching high-res images, paired by name (folders, quoted "
+        "globs) or in the order given (files, one per --hr).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -59,9 +63,9 @@ def crappify(
             out_console.print(result.to_yaml(), highlight=False, markup=False)
         return
     if not inputs:
-        raise fail("crappify: give at least one INPUT image (or --fit LR...)")
+        raise usage("crappify: give at least one INPUT image (or --fit LR...)")
     if out is None:
-        raise fail("crappify: --out DIR is required")
+        raise usage("crappify: --out DIR is required")
     cfg = api.crappify_config(preset.value, config_file=config, scale=scale)
     results = drive(
         api.iter_crappify(inputs, out, config=cfg, seed=seed, fmt=fmt.value, overwrite=overwrite),

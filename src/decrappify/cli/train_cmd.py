@@ -13,10 +13,11 @@ import typer
 from decrappify.cli._shell import (
     drive,
     err_console,
-    fail,
     handle_errors,
     out_console,
     summary_table,
+    usage,
+    usage_errors,
 )
 from decrappify.config.choices import CrappifyPreset, Encoder
 
@@ -87,14 +88,21 @@ def train(
         None, "--config", "-c", help="Training YAML; options given here override it."
     ),
     time_budget: str | None = typer.Option(
-        None, "--time-budget", "-t", help="Wall-clock budget: 20m, 1h30m, 3600 (seconds)."
+        None,
+        "--time-budget",
+        "-t",
+        metavar="DURATION",
+        help="Wall-clock budget: 20m, 1h30m, 3600 (seconds).",
     ),
     device: str | None = typer.Option(
         None, "--device", "-d", help="auto (CUDA if present), cpu, cuda, cuda:N or mps."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
     overrides: list[str] | None = typer.Option(
-        None, "--set", help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0."
+        None,
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0.",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its last checkpoint."
@@ -107,13 +115,15 @@ def train(
     from decrappify.durations import parse_duration
 
     if out is None:
-        raise fail("train: --out RUN_DIR is required")
+        raise usage("train: --out RUN_DIR is required")
+    with usage_errors():
+        budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
+        changes = parse_overrides(overrides, name="--set")
     # under torchrun every process runs this command; process 0 alone shows and tells
     main_process = os.environ.get("RANK", "0") == "0"
-    budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
     images = [*(inputs or []), *(hr or [])]
     if not images and not resume:
-        raise fail("train: give the high-res training images with --hr PATH (or as arguments)")
+        raise usage("train: give the high-res training images with --hr PATH (or as arguments)")
     result = drive(
         with_last_metrics(
             api.iter_train(
@@ -129,7 +139,7 @@ def train(
                 time_budget=budget,
                 device=device,
                 seed=seed,
-                overrides=parse_overrides(overrides, name="--set"),
+                overrides=changes,
             )
         ),
         quiet=quiet or not main_process,

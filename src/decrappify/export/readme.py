@@ -104,7 +104,7 @@ def _validation(info: ModelInfo, test_source: str) -> list[str]:
         "",
         "```",
         "decrappify predict MODEL lr/ --out sr/",
-        "decrappify evaluate --pred sr/*.zarr --gt hr/*.tif --lr lr/*.tif --json metrics.json",
+        "decrappify evaluate --pred sr/*.zarr --gt hr/*.tif --lr lr/*.tif --report metrics.json",
         "```",
         "",
     ]

@@ -8,17 +8,25 @@ in folders of their own are told apart by their folders (``tune0-lr/img.tif`` ag
 ``tune0-gt/img.tif``). Lists whose names
 still do not match are refused with the names that have no partner: pairing by position
 would score one image against another without a word. A single pair needs no names.
+
+:func:`pair_inputs` pairs what a user gave for two options (files, folders, patterns: LR
+and HR images of ``crappify --fit``): by name as above, or, when both options name their
+files one by one and as many (``--fit a.tif --fit b.tif --hr c.tif --hr d.tif``), in the
+order given.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from decrappify.errors import InputError
-from decrappify.io.paths import image_stem
+from decrappify.io.paths import expand_inputs, image_stem, is_zarr_path
+
+__all__ = ["pair_by_name", "pair_inputs"]
 
 #: Characters where a shared prefix or suffix of names may end.
 _SEPARATORS = "_-. /"
@@ -106,3 +114,57 @@ def _cut_at_separator(shared: str) -> str:
     """Cut ``shared`` after its last separator (nothing when it has none)."""
     match = re.match(rf"^(.*[{re.escape(_SEPARATORS)}])", shared)
     return match.group(1) if match else ""
+
+
+def pair_inputs(
+    first: Sequence[str | Path],
+    second: Sequence[str | Path],
+    *,
+    labels: tuple[str, str] = ("--fit", "--hr"),
+) -> list[tuple[Path, Path]]:
+    """Pair the images of two lists of inputs (files, folders or glob patterns).
+
+    Parameters
+    ----------
+    first, second : sequence of path
+        What the user gave for each side.
+    labels : (str, str)
+        The options' names, for messages.
+
+    Returns
+    -------
+    list of (Path, Path)
+        One pair per image of ``first``, in its order: the image of ``second`` of the
+        same name (:func:`pair_by_name`), or, when both sides name their files one by
+        one and as many, the image in the same position.
+
+    Raises
+    ------
+    InputError
+        When the names do not pair up one to one and the order cannot stand in for them
+        (folders or patterns, or different counts): the message says how to give them.
+    """
+    one, two = expand_inputs(first), expand_inputs(second)
+    if len(one) == len(two):
+        try:
+            return list(zip(one, pair_by_name(one, two, labels, "image"), strict=True))
+        except InputError:
+            if all(_names_one_file(e) for e in (*first, *second)):
+                return list(zip(one, two, strict=True))
+    stems = {image_stem(path) for path in two}
+    unmatched = [p.name for p in one if image_stem(p) not in stems]
+    named = f"; no {labels[1]} image is named like {', '.join(unmatched[:3])}" if unmatched else ""
+    raise InputError(
+        f"{labels[1]}: cannot pair {len(two)} image(s) with {len(one)} {labels[0]} image(s) by "
+        f"name{named}; name each pair alike (lr/cell1.tif and hr/cell1.tif, folders or "
+        f"patterns then pair by name), or repeat {labels[0]} and {labels[1]} before each file, "
+        "in the same order"
+    )
+
+
+def _names_one_file(entry: str | Path) -> bool:
+    """Whether an input names one image file itself (not a folder nor a pattern)."""
+    path = Path(entry).expanduser()
+    if glob.has_magic(str(entry)) and not path.exists():
+        return False
+    return path.is_file() or is_zarr_path(path)

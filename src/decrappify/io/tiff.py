@@ -20,7 +20,6 @@ positions (:mod:`decrappify.io.ome_xml`).
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import threading
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from decrappify.io._units import (
     normalize_unit,
 )
 from decrappify.io.image import Image
-from decrappify.io.ome_xml import read_sizes, read_translation
+from decrappify.io.ome_xml import positive_number, read_sizes, read_translation
 from decrappify.io.paths import TIFF_SUFFIXES, natural_key
 from decrappify.io.validate import (
     Layout,
@@ -291,10 +290,10 @@ def _imagej_sizes(meta: dict[str, Any], page: Any) -> dict[str, tuple[float, str
     if xres > 0 and yres > 0:
         sizes["X"] = (1.0 / xres, unit)
         sizes["Y"] = (1.0 / yres, unit)
-    spacing = _positive(meta.get("spacing"))
+    spacing = positive_number(meta.get("spacing"))
     if spacing is not None:
         sizes["Z"] = (spacing, unit)
-    interval = _positive(meta.get("finterval"))
+    interval = positive_number(meta.get("finterval"))
     if interval is not None:
         sizes["T"] = (interval, normalize_unit(meta.get("tunit", "s")) or "second")
     return sizes
@@ -316,14 +315,6 @@ def _nice_length(micrometers: float) -> tuple[float, str]:
     if micrometers < 0.1:
         return micrometers * 1e3, "nanometer"
     return micrometers, "micrometer"
-
-
-def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
 
 
 def dask_chunks(shape: Sequence[int], native: Sequence[int]) -> tuple[int, ...]:
