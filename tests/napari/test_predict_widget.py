@@ -225,7 +225,7 @@ def test_scale_mismatch_is_an_error_notification(viewer, widget, model, rng, not
     wait_idle(widget.panel)
     widget.preview()
     wait_idle(widget.panel)
-    message = "model m.safetensors upsamples ×2, but scale 4 was asked"
+    message = "m.safetensors: this model upsamples ×2, but scale 4 was asked"
     assert notes["error"] == [message, message]
     assert widget.panel.state == "failed" and len(viewer.layers) == n_layers
 

@@ -149,7 +149,8 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert preview.data.shape == (64, 192) and preview.data.dtype == np.float32
     np.testing.assert_array_equal(preview.data, events[-1].preview)
     assert tuple(preview.contrast_limits) == (0.0, 1.0)
-    assert tuple(preview.translate) == (0.0, 64.0 + 16.0)  # beside the first training layer
+    center = viewer.scene.camera.center[-2:]  # centred in the view (pixel units here)
+    assert tuple(preview.translate) == pytest.approx((center[0] - 31.5, center[1] - 95.5))
     assert "training preview" not in widget.form.layer_list.names()
     # the model is kept, remembered, and its metrics shown
     model = run_dir / "model"
@@ -344,7 +345,8 @@ def test_phase_text():
     assert phase_text("pretrain_generator", 1) == "Phase 1 of 1 · generator pretraining"
 
 
-def test_preview_goes_beside_the_first_training_image():
+def test_preview_goes_where_the_user_looks():
+    """In the middle of the view (it used to go beside the image, outside the view)."""
     image = Image(
         np.zeros((5, 40, 50), np.uint8),
         axes="ZYX",
@@ -352,15 +354,15 @@ def test_preview_goes_beside_the_first_training_image():
         units=("micrometer",) * 3,
         translate=(1.0, 2.0, 3.0),
     )
-    place = preview_placement(image)
+    place = preview_placement(image, (2.5, 4.0), (64, 192))
     assert place["pixel_size"] == (0.05, 0.04) and place["units"] == ("micrometer",) * 2
-    assert place["translate"] == pytest.approx((2.0, 3.0 + (50 + 16) * 0.04))
-    assert preview_placement(Image(np.zeros((8, 10)))) == {
+    assert place["translate"] == pytest.approx((2.5 - 31.5 * 0.05, 4.0 - 95.5 * 0.04))
+    assert preview_placement(Image(np.zeros((8, 10))), (4.0, 5.0), (3, 9)) == {
         "pixel_size": None,
         "units": None,
-        "translate": (0.0, 26.0),
+        "translate": (3.0, 1.0),
     }
-    assert preview_placement(None) == {}
+    assert preview_placement(None, (0.0, 0.0), (1, 1))["translate"] == (0.0, 0.0)
 
 
 def test_a_fitted_same_grid_crappifier_sets_scale_one(viewer, widget, tmp_path):

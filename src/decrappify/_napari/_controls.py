@@ -6,16 +6,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QObject, QSize, Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -25,6 +28,52 @@ from decrappify._napari.jobs.models import recent_models
 
 #: Entry of an optional picker meaning "no layer".
 NO_LAYER = "(none)"
+#: Smallest height of a dock's scrolling body (px): a dock never asks the window for more.
+MIN_BODY_HEIGHT = 100
+
+
+class _VerticalScroll(QScrollArea):
+    """A scroll area that scrolls vertically only and is as wide as its content needs."""
+
+    def _extra_width(self) -> int:
+        return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:
+        inner = self.widget().minimumSizeHint()
+        return QSize(inner.width() + self._extra_width(), min(inner.height(), MIN_BODY_HEIGHT))
+
+    def sizeHint(self) -> QSize:
+        inner = self.widget().sizeHint()
+        return QSize(inner.width() + self._extra_width(), inner.height() + 2 * self.frameWidth())
+
+
+def scroll_body(owner: QWidget) -> QWidget:
+    """Give a dock widget a body that scrolls vertically instead of growing the window.
+
+    A dock's minimum height is otherwise the sum of its rows, and a few docks stacked push
+    the napari window past a laptop screen; in a scroll area the dock can be as short as
+    the window allows, and as wide as its widest row (nothing is cut off on the right).
+
+    Parameters
+    ----------
+    owner : QWidget
+        The dock widget (it must not have a layout yet).
+
+    Returns
+    -------
+    QWidget
+        The body: give it the layout the widget's rows go in.
+    """
+    area = _VerticalScroll(owner)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    body = QWidget()
+    area.setWidget(body)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return body
 
 
 def is_usable_image(layer: Any) -> bool:
@@ -304,6 +353,7 @@ class LayerChecklist(QListWidget):
         for layer in viewer.layers:
             layer.events.name.connect(self._on_renamed)
         self.itemChanged.connect(lambda *_: self.checked_changed.emit())
+        self.setStyleSheet(_check_mark_style(viewer))
         self.refresh()
 
     def names(self) -> list[str]:
@@ -396,6 +446,27 @@ class LayerChecklist(QListWidget):
         self.refresh()
         if layer is not None and old - set(self._names):
             self.set_checked([layer.name])  # the renamed layer keeps its check mark
+
+
+def _check_mark_style(viewer: Any) -> str:
+    """Check boxes of list items drawn as napari draws its own (its theme's tick and colours).
+
+    napari's style sheet gives check boxes a themed tick but leaves list items with a
+    dark square on a dark background, hard to see ticked or not.
+    """
+    try:
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(viewer.theme)
+        box, ticked, tick = theme.primary.as_hex(), theme.current.as_hex(), theme.id
+    except Exception:  # an unknown theme keeps Qt's own boxes
+        return ""
+    return (
+        f"QListWidget::indicator {{ width: 16px; height: 16px; border-radius: 2px; "
+        f"background-color: {box}; }} "
+        f'QListWidget::indicator:checked {{ image: url("theme_{tick}:/check.svg"); '
+        f"background-color: {ticked}; }}"
+    )
 
 
 class _RecentModelsNotifier(QObject):

@@ -18,8 +18,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGridLayout,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
     QRadioButton,
     QWidget,
@@ -29,7 +27,7 @@ from decrappify import api
 from decrappify._napari._controls import LayerChecklist, PathEdit, is_usable_image
 from decrappify._napari._crappify_widget import FROM_FILE, MAX_SEED
 from decrappify._napari._form import ConfigFields, FieldView
-from decrappify._napari._layers import layer_to_image
+from decrappify._napari._layers import derived_role, layer_to_image
 from decrappify.config.base import parse_overrides
 from decrappify.config.crappify import PRESETS
 from decrappify.config.train import TrainConfig
@@ -79,9 +77,15 @@ class TrainForm(QWidget):
     def __init__(self, viewer: Any, *, exclude: str = "") -> None:
         super().__init__()
         self.layer_list = LayerChecklist(
-            viewer, accept=lambda layer: is_usable_image(layer) and layer.name != exclude
+            viewer,
+            accept=lambda layer: (
+                is_usable_image(layer) and layer.name != exclude and derived_role(layer) is None
+            ),
         )
-        self.layer_list.setToolTip("High-resolution training images (tick one or several layers)")
+        self.layer_list.setToolTip(
+            "High-resolution training images (tick one or several layers); layers the "
+            "widgets made (crappified, super-resolved, maps) are not offered"
+        )
         self.files_path = PathEdit("folder", placeholder="and/or a folder, file or glob")
         self.files_path.setToolTip(
             "High-resolution training images on disk: a file, a folder (its images) or a "
@@ -138,25 +142,27 @@ class TrainForm(QWidget):
         self._update()
 
     def _layout(self) -> None:
+        # one setting per row: a dock narrow enough to leave the canvas room on a laptop
         length = QGridLayout()
         length.setContentsMargins(0, 0, 0, 0)
         length.addWidget(self.budget_radio, 0, 0)
-        length.addWidget(self.budget_edit, 0, 1, 1, 3)
-        length.addWidget(self.steps_radio, 1, 0)
-        length.addWidget(QLabel("G"), 1, 1)
-        length.addWidget(self.generator_steps, 1, 2)
-        length.addWidget(QLabel("GAN"), 1, 3)
-        length.addWidget(self.gan_steps, 1, 4)
+        length.addWidget(self.budget_edit, 0, 1)
+        length.addWidget(self.steps_radio, 1, 0, 1, 2)
         form = self._form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("HR layers", self.layer_list)
         form.addRow("HR files", self.files_path)
         form.addRow("Preset", self.preset_combo)
         form.addRow("Crappify file", self.crappify_path)
-        form.addRow("Scale", _row(self.scale_spin, "Encoder", self.encoder_combo))
+        form.addRow("Scale", self.scale_spin)
+        form.addRow("Encoder", self.encoder_combo)
         form.addRow("Length", length)
+        form.addRow("Generator steps", self.generator_steps)
+        form.addRow("GAN steps", self.gan_steps)
         form.addRow("Start from", self.start_combo)
-        form.addRow("Device", _row(self.device_combo, "Seed", self.seed_spin))
+        form.addRow("Device", self.device_combo)
+        form.addRow("Seed", self.seed_spin)
         form.addRow("Preview every", self.preview_spin)
         form.addRow("Run folder", self.run_path)
         form.addRow("", self.resume_check)
@@ -336,11 +342,3 @@ def start_from_combo() -> QComboBox:
     )
     return combo
 
-
-def _row(first: QWidget, label: str, second: QWidget) -> QHBoxLayout:
-    """Two controls on one form row: ``first  label second``."""
-    row = QHBoxLayout()
-    row.addWidget(first, 1)
-    row.addWidget(QLabel(label))
-    row.addWidget(second, 1)
-    return row

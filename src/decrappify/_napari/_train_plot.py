@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from qtpy.QtWidgets import QWidget
 
-from decrappify._napari._plots import qt_figure, style_axes
+from decrappify._napari._plots import (
+    LABEL_SIZE,
+    LEGEND_SIZE,
+    MARK_SIZE,
+    qt_figure,
+    style_axes,
+)
 from decrappify.events import Progress
 
 #: The NoGAN phases with their titles.
@@ -211,12 +217,12 @@ class TrainPlot:
         if curves.losses:
             ax.legend(
                 loc="upper right",
-                fontsize="x-small",
+                fontsize=LEGEND_SIZE,
                 frameon=False,
                 ncols=3,
                 labelcolor=colors["text"],
             )
-        ax.set_ylabel("loss", fontsize="small")
+        ax.set_ylabel("loss", fontsize=LABEL_SIZE)
         for key, axes, color, label in (
             ("psnr", mx, "C0", "PSNR (dB)"),
             ("ssim", sx, "C1", "SSIM"),
@@ -239,7 +245,7 @@ class TrainPlot:
                             fontsize="xx-small",
                             color=colors["text"],
                         )
-            axes.set_ylabel(label, fontsize="small", color=color)
+            axes.set_ylabel(label, fontsize=LABEL_SIZE, color=color)
         for x, mark in curves.phases:
             for axes in (ax, mx):
                 axes.axvline(x, color=colors["text"], lw=0.6, ls=":", alpha=0.7)
@@ -250,11 +256,11 @@ class TrainPlot:
                 xytext=(2, 2),
                 textcoords="offset points",
                 va="bottom",
-                fontsize="x-small",
+                fontsize=MARK_SIZE,
                 color=colors["text"],
             )
         dotted = ", dotted: classical methods" if curves.classical else ""
-        mx.set_xlabel(f"step (dashed: {curves.baseline_name}{dotted})", fontsize="small")
+        mx.set_xlabel(f"step (dashed: {curves.baseline_name}{dotted})", fontsize=LABEL_SIZE)
         if curves.phases:
             right = max(1.0, curves.x_end)
             ax.set_xlim(0, right)

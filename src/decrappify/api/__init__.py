@@ -24,6 +24,11 @@ from decrappify.api._crappify import (
 )
 from decrappify.api._demo import DEMO_RECIPE, DemoReport, demo, iter_demo
 from decrappify.api._evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
+from decrappify.api._export import (
+    BioimageioExport,
+    export_bioimageio,
+    iter_export_bioimageio,
+)
 from decrappify.api._images import crappify_image, intensity_range, sample_image
 from decrappify.api._models import iter_copy_model, release_device_memory
 from decrappify.api._predict import (
@@ -44,11 +49,6 @@ from decrappify.api._train import (
     train_config,
 )
 from decrappify.api.common import FileResult, file_seed, iter_batch
-from decrappify.api.export import (
-    BioimageioExport,
-    export_bioimageio,
-    iter_export_bioimageio,
-)
 
 __all__ = [
     "DEMO_RECIPE",

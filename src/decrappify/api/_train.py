@@ -242,6 +242,9 @@ def iter_train(
         Model path, validation metrics, baseline, steps per phase, history.
     """
     from decrappify.config.train import TrainConfig
+    from decrappify.devices import prefer_passive_waits
+
+    prefer_passive_waits()  # before torch starts (napari, scripts)
     from decrappify.train import iter_train as run
 
     unknown = sorted(set(settings) - set(_SETTINGS))
@@ -271,7 +274,15 @@ def iter_train(
             )
         hr_list = _recorded_sources(run_dir)
     lr_list = _sources(lr, "LR")
-    return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
+    try:
+        return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP: say how to go on
+        if (run_dir / "checkpoints" / "state.json").is_file():
+            stop.add_note(
+                f"the run keeps its last checkpoint: decrappify train --resume -o {run_dir} "
+                "continues it"
+            )
+        raise
 
 
 def train(hr: Sequence[Any] | None, out: PathLike, **kwargs: Any) -> TrainResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
@@ -13,10 +14,11 @@ from rich.markup import escape
 from decrappify.cli._shell import (
     drive,
     err_console,
-    fail,
     handle_errors,
     out_console,
     summary_table,
+    usage,
+    usage_errors,
 )
 from decrappify.config.choices import CrappifyPreset, Encoder
 
@@ -87,7 +89,11 @@ def train(
         None, "--config", "-c", help="Training YAML; options given here override it."
     ),
     time_budget: str | None = typer.Option(
-        None, "--time-budget", "-t", help="Wall-clock budget: 20m, 1h30m, 3600 (seconds)."
+        None,
+        "--time-budget",
+        "-t",
+        metavar="DURATION",
+        help="Wall-clock budget: 20m, 1h30m, 3600 (seconds).",
     ),
     device: str | None = typer.Option(
         None, "--device", "-d", help="auto (CUDA if present), cpu, cuda, cuda:N or mps."
@@ -100,7 +106,10 @@ def train(
         "default), none (random), em-4x, fluo-4x, fluo-denoise or a model path.",
     ),
     overrides: list[str] | None = typer.Option(
-        None, "--set", help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0."
+        None,
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0.",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its last checkpoint."
@@ -113,11 +122,15 @@ def train(
     from decrappify.durations import parse_duration
 
     if out is None:
-        raise fail("train: --out RUN_DIR is required")
-    budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
+        raise usage("train: --out RUN_DIR is required")
+    with usage_errors():
+        budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
+        changes = parse_overrides(overrides, name="--set")
+    # under torchrun every process runs this command; process 0 alone shows and tells
+    main_process = os.environ.get("RANK", "0") == "0"
     images = [*(inputs or []), *(hr or [])]
     if not images and not resume:
-        raise fail("train: give the high-res training images with --hr PATH (or as arguments)")
+        raise usage("train: give the high-res training images with --hr PATH (or as arguments)")
     result = drive(
         with_last_metrics(
             api.iter_train(
@@ -134,11 +147,13 @@ def train(
                 device=device,
                 seed=seed,
                 start_from=start_from,
-                overrides=parse_overrides(overrides, name="--set"),
+                overrides=changes,
             )
         ),
-        quiet=quiet,
+        quiet=quiet or not main_process,
     )
+    if not main_process:
+        return
     if result.already_finished:
         err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
     print_validation(result)

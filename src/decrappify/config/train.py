@@ -24,13 +24,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from decrappify.config.base import StrictModel, override_value
+from decrappify.config.base import StrictModel, apply_overrides
 from decrappify.config.choices import check_device_name
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.config.data import DataConfig
 from decrappify.config.model import CriticConfig, GeneratorConfig, LossConfig
 from decrappify.durations import duration_seconds
-from decrappify.errors import InputError
 
 __all__ = [
     "PHASES",
@@ -152,6 +151,11 @@ class PretrainCriticConfig(StrictModel):
         AdamW weight decay.
     budget_share : float
         Share of the time budget.
+    min_steps : int
+        With a time budget, the critic and GAN phases run only when critic pretraining's
+        share buys at least this many steps (at most ``max_steps``), at the measured
+        generator step time: fewer do not bring the critic below its loss threshold, so
+        their time goes to generator pretraining instead.
     """
 
     max_steps: int = Field(300, ge=1, le=10_000_000)
@@ -160,6 +164,7 @@ class PretrainCriticConfig(StrictModel):
     lr: float = Field(1e-4, gt=0.0, le=1.0)
     weight_decay: float = Field(1e-3, ge=0.0, le=1.0)
     budget_share: float = Field(0.06, ge=0.0, le=1.0)
+    min_steps: int = Field(100, ge=1, le=10_000_000)
 
 
 class GanConfig(StrictModel):
@@ -461,10 +466,10 @@ class TrainConfig(StrictModel):
         Parameters
         ----------
         overrides : dict
-            Dotted keys (``"gan.max_steps"``, ``"data.patch_size"``, ``"seed"``) to
-            values (None is a value: ``{"crappify": None}`` selects paired training); a
-            mapping given for a section updates it key by key (``override_value``).
-            ``seed`` and ``batch_size`` also update ``data``.
+            Dotted keys (``"gan.max_steps"``, ``"crappify.scale"``) to values, as
+            :func:`~decrappify.config.base.apply_overrides` sets them (``{"crappify":
+            None}`` selects paired training); ``seed``/``batch_size`` and their
+            ``data.`` twins are set together.
 
         Returns
         -------
@@ -476,18 +481,18 @@ class TrainConfig(StrictModel):
         InputError
             For an unknown key or an invalid value.
         """
-        raw = self.model_dump(mode="json")
-        for key, value in overrides.items():
-            node = raw
-            *parents, leaf = key.split(".")
-            for part in parents:
-                child = node.get(part) if isinstance(node, dict) else None
-                if not isinstance(child, dict):
-                    raise InputError(f"override {key}: unknown setting {part!r}")
-                node = child
-            if leaf not in node and not (node is raw and leaf in type(self).model_fields):
-                raise InputError(f"override {key}: unknown setting {leaf!r}")
-            node[leaf] = override_value(type(self), [*parents, leaf], node.get(leaf), value)
-            if node is raw and leaf in ("seed", "batch_size"):
-                raw["data"][leaf] = value
+        raw = apply_overrides(
+            type(self), self.model_dump(mode="json"), overrides, expand=_expand_preset
+        )
+        for key, value in overrides.items():  # seed and batch_size are set in both places
+            if key in ("seed", "batch_size", "data.seed", "data.batch_size"):
+                leaf = key.rpartition(".")[2]
+                raw[leaf] = raw["data"][leaf] = value
         return TrainConfig.validate_dict(raw, source="train config")
+
+
+def _expand_preset(key: str, value: Any) -> dict[str, Any] | None:
+    """Expand a crappify preset name, so that ``crappify.scale=2`` can change one setting."""
+    if key == "crappify" and isinstance(value, str) and value in PRESETS:
+        return get_preset(value).model_dump(mode="json")
+    return None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from decrappify.config.crappify import CrappifyConfig
 from decrappify.config.model import ModelInfo
 from decrappify.durations import format_duration
+from decrappify.errors import InputError
 from decrappify.metrics.selfcheck import self_check_lines
 
 
@@ -28,8 +30,12 @@ def _describe_crappify(cfg: dict[str, Any]) -> str:
     name = cfg.get("name") or cfg.get("preset")
     scale = cfg.get("scale")
     head = ", ".join(x for x in (str(name) if name else "", f"x{scale}" if scale else "") if x)
-    summary = ": ".join(x for x in (head, kinds) if x)
-    return summary or _fmt(cfg)
+    summary = ": ".join(x for x in (head, kinds) if x) or _fmt(cfg)
+    try:
+        CrappifyConfig.validate_dict(cfg, source=None)
+    except InputError as err:
+        summary += f" (this version cannot use it: {err}; consistency maps and export need it)"
+    return summary
 
 
 def describe_model(info: ModelInfo) -> str:
@@ -80,6 +86,10 @@ def describe_model(info: ModelInfo) -> str:
     lines += [f"  {key + ':':<14} {text}" for key, text in _describe_origin(info.training)]
     if info.history:
         lines.append(f"  history:       {len(info.history)} entries (the full record: --json)")
+    if info.weights_sha256:
+        lines.append(f"  weights:       sha256 {info.weights_sha256[:16]}, checked when read")
+    else:
+        lines.append("  weights:       no digest recorded (saved before format 3), not checked")
     return "\n".join(lines)
 
 

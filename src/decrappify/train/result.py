@@ -99,6 +99,8 @@ class ModelWriter:
         The crappifier (None in paired mode).
     clock : Clock
         The run's clock (training time).
+    writes : bool
+        Whether this process writes the model (process 0 of several).
     """
 
     def __init__(
@@ -110,7 +112,10 @@ class ModelWriter:
         normalization: Any,
         crappify: CrappifyConfig | None,
         clock: Clock,
+        *,
+        writes: bool = True,
     ) -> None:
+        self.writes = writes
         self.path = run_dir / MODEL_NAME
         self.config = config
         self.nets = nets
@@ -121,6 +126,8 @@ class ModelWriter:
 
     def save(self, state: RunState, *, final: bool) -> Path:
         """Write the best generator (the current one if none was kept) and its metadata."""
+        if not self.writes:
+            return self.path
         metrics = {k: v for k, v in state.best.items() if k in ("psnr", "ssim")}
         metrics.update({f"bicubic_{k}": v for k, v in state.baseline.items()})
         info = ModelInfo(
@@ -144,7 +151,7 @@ class ModelWriter:
         sources = [im.get("source") for im in summary.get("images", [])]
         return {
             "finished": final,
-            "recipe": "NoGAN" if cfg.gan_enabled else "generator pretraining only",
+            "recipe": _recipe(cfg, state),
             "steps": steps_done(state),
             "seconds": round(self.clock.elapsed(), 1),
             "time_budget": self.clock.budget,
@@ -168,6 +175,14 @@ class ModelWriter:
             "start": history_record(state.history, "start"),
             "self_check": history_record(state.history, "self_check"),
         }
+
+
+def _recipe(config: TrainConfig, state: RunState) -> str:
+    if not config.gan_enabled:
+        return "generator pretraining only"
+    if state.skip_gan:
+        return "generator pretraining only (the time budget could not pay for the GAN phases)"
+    return "NoGAN"
 
 
 def steps_done(state: RunState) -> dict[str, int]:
