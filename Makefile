@@ -1,13 +1,26 @@
 # decrappify: the two commands of the README, and their helpers.
 #   make demo   install (CPU) and run the demo end to end
 #   make test   install everything the tests need and run lint + the test suite
+#               (and the distributions' build + twine check)
+#   make test-py312   the torch-free tests on Python 3.12 with the newest tifffile/zarr
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv venv-test system-deps lint docs clean
+# Python 3.12 for the second leg: on PATH, else the one pyenv keeps in the machine image
+# (uv and pyenv cannot download interpreters here: only the package registries are reachable).
+PY312 ?= $(shell command -v python3.12 || ls -d $(HOME)/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)
+VENV312 ?= .venv312
+# The tests of the modules that never import torch (the contract in pyproject.toml): no
+# CPU build of torch for 3.12 is reachable, only a multi-GB CUDA one.
+PURE_TESTS = tests/test_io_*.py tests/test_fuzz_read.py tests/test_image_record.py \
+	tests/test_crappify_*.py tests/test_metrics_*.py tests/test_normalize.py \
+	tests/test_sample.py tests/test_train_config.py tests/test_durations.py tests/test_module_sizes.py \
+	tests/test_packaging.py
+
+.PHONY: demo test venv venv-test system-deps lint docs dist test-py312 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +61,30 @@ lint: venv-test
 	$(BIN)/npe2 validate decrappify
 	$(BIN)/python tools/module_sizes.py
 
-test: system-deps venv-test lint docs
+test: system-deps venv-test lint docs dist
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The sdist and wheel PyPI would get, checked by twine (metadata, README rendering).
+dist: venv-test
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . >/dev/null
+	$(BIN)/twine check --strict dist/*
+
+$(VENV312)/.installed: pyproject.toml tools/requirements.py
+	@test -n "$(PY312)" || { echo "error: no python3.12 found (set PY312=/path/to/python3.12)"; exit 1; }
+	$(PY312) -m venv $(VENV312)
+	$(BIN)/python tools/requirements.py --without torch > $(VENV312)/requirements.txt
+	$(VENV312)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV312)/bin/python -m pip install --quiet -r $(VENV312)/requirements.txt "pytest>=8" "ome-zarr>=0.10"
+	$(VENV312)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-py312: venv-test $(VENV312)/.installed
+	$(VENV312)/bin/python -m pip list 2>/dev/null | grep -iE '^(tifffile|zarr|numcodecs|imagecodecs) '
+	$(VENV312)/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PURE_TESTS)
 
 docs: venv-test
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache decrappify-demo
+	rm -rf $(VENV) $(VENV312) build dist src/*.egg-info .pytest_cache .ruff_cache decrappify-demo

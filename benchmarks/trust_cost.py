@@ -13,20 +13,23 @@ The same images are predicted four ways, in this process, through
 Runs are interleaved (``plain, consistency, tta, both`` per repeat) after one warm-up run
 (which measures and caches the model's receptive field). Each mode's wall time for the
 whole batch is listed (best and median), with its ratio to ``plain``; the engine's own
-``trust_seconds`` (the time spent on the maps after the prediction) is summed too: the
+``trust_seconds`` (the time the maps take: degrading each block on the model's device
+while it is in memory, and making the maps after the prediction) is summed too: the
 consistency map's cost is its ``trust_seconds`` over the ``plain`` time (the wall-time
-difference is listed as well, but it is within the run-to-run noise). The bars (issue
-11): the consistency map costs under 10 % of the prediction; TTA about 8x (8 forward
-passes; reading, writing and the pyramid are paid once, so a little under 8x end to end).
+difference is listed as well, but it is within the run-to-run noise). The bars (issues
+11 and 17): the consistency map costs under 10 % of the prediction, on the CPU and on a
+GPU (``--device cuda``); TTA about 8x (8 forward passes; reading, writing and the pyramid
+are paid once, so a little under 8x end to end).
 
-Inputs: the first ``-n`` ISBI 2012 ssTEM sections (512² uint8), area-downsampled by the
-model's scale (``--images DIR`` for others). Model: ``--model`` (a trained one for the
-user's figures: a trained model's receptive field, hence its overlap, is larger), else an
-untrained model of the default training generator at ``--scale`` that records the ``em``
-crappifier (the cost of a forward pass and of the maps does not depend on the weights).
+Inputs: the first ``-n`` ISBI 2012 ssTEM sections (512² uint8) under ``--data``,
+area-downsampled by the model's scale (``--images DIR`` for others). Model: ``--model`` (a
+trained one for the user's figures: a trained model's receptive field, hence its overlap,
+is larger), else an untrained model of the default training generator at ``--scale`` that
+records the ``em`` crappifier (the cost of a forward pass and of the maps does not depend
+on the weights).
 
-Usage: python benchmarks/trust_cost.py [--model PATH] [--scale 4] [-n 3] [--threads 2]
-       [--repeat 3] [--device cpu] [--json PATH] [--workdir DIR]
+Usage: python benchmarks/trust_cost.py [--data DIR] [--model PATH] [--scale 4] [-n 3]
+       [--threads 2] [--repeat 3] [--device cpu] [--json PATH] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -36,8 +39,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import json
-import platform
 import shutil
 import statistics
 import tempfile
@@ -46,8 +47,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    add_data_argument,
+    data_folder,
+    load_line,
+    machine,
+    machine_line,
+    now,
+    write_record,
+)
 
-DEFAULT_SOURCE = Path("/work/shared/data/em/isbi2012_train")
 #: The modes and their prediction settings.
 MODES = {
     "plain": {"consistency": False},
@@ -61,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="a trained model (default: untrained)")
     parser.add_argument("--scale", type=int, default=4, help="scale of the untrained model")
-    parser.add_argument("--images", type=Path, default=DEFAULT_SOURCE, help="folder of TIFFs")
+    add_data_argument(parser)
+    parser.add_argument("--images", type=Path, help="folder of TIFFs (default: ISBI in --data)")
     parser.add_argument("-n", type=int, default=3, help="number of images (default 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode (default 3)")
@@ -153,14 +163,18 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="trust_cost_"))
     workdir.mkdir(parents=True, exist_ok=True)
+    info = machine(torch=True)
+    load_before = os.getloadavg()
     model = args.model or make_model(args.scale, workdir)
     scale = api.model_info(model).generator.scale
-    inputs = prepare_inputs(args.images, args.n, scale, workdir / "inputs")
+    images = args.images or data_folder(args.data, "em", "isbi2012_train")
+    inputs = prepare_inputs(images, args.n, scale, workdir / "inputs")
     common: dict[str, Any] = {"device": args.device, "threads": args.threads}
     if args.tile:
         common["tile"] = args.tile
+    print(f"machine: {machine_line(info)}")
     print(f"model {model} (x{scale}), {len(inputs)} inputs of {inputs[0].name}'s size, "
-          f"{args.threads} threads, {args.repeat} repeats")  # fmt: skip
+          f"{args.threads} threads, {args.repeat} repeats, device {args.device}")  # fmt: skip
     run_mode(model, inputs, workdir / "out", {**common, **MODES["plain"]})  # warm-up
     runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for repeat in range(args.repeat):
@@ -180,19 +194,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nconsistency map: {maps:.2f} s = {100 * maps / plain:.1f} % of the prediction "
           f"(bar: < 10 %; wall-time difference {100 * wall:+.1f} %); "
           f"TTA: {table['tta']['ratio_to_plain']:.2f}x the prediction")  # fmt: skip
+    load_after = os.getloadavg()
+    print(load_line(load_before, load_after))
     if args.json:
         record = {
+            "benchmark": "trust_cost",
+            "date": now(),
+            "machine": info,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
             "model": str(model),
             "scale": scale,
             "inputs": [str(p) for p in inputs],
             "threads": args.threads,
             "device": args.device,
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "table": table,
             "runs": runs,
         }
-        args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
-        print(f"wrote {args.json}")
+        write_record(args.json, record)
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -4,6 +4,12 @@ Usage::
 
     python benchmarks/w2s_real.py --minutes 20 --figures      # the real run (quiet machine)
     python benchmarks/w2s_real.py --minutes 1 --baselines input,gaussian   # a quick check
+    python benchmarks/w2s_real.py --minutes 3 --models fitted,shipped   # fine-tune vs as shipped
+    python benchmarks/w2s_real.py --minutes 15 --from none    # from random weights (before 16)
+
+``train`` starts from the shipped ``fluo-denoise`` starting point by default (``--from
+auto``: the fitted crappifier works on the same grid); ``--models shipped`` also scores that
+starting point as it ships, with no training at all.
 
 W2S (Zhou, El Helou et al. 2020) gives, for each of 20 fields of view (FOVs 081-100),
 a real single-frame widefield acquisition (``w2s_avg1``, low SNR) and the mean of 400
@@ -78,7 +84,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         default="fitted,preset",
-        help="which models to train and score: fitted (the fitted crappifier), preset",
+        help="which models: fitted (fitted crappifier), preset (fluorescence preset), shipped "
+        "(the shipped fluo-denoise starting point as it is, no training)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="start_from",
+        default=None,
+        help="train --from: auto (the default: the shipped fluo-denoise), none, a model",
     )
     return parser.parse_args(argv)
 
@@ -353,18 +366,23 @@ def main(argv: list[str] | None = None) -> None:
         "-q",
         *[item for kv in args.set for item in ("--set", kv)],
     ]
-    models = {
-        "fitted crappifier": ["--crappify-config", fitted_yaml],
-        "preset crappifier": ["--preset", "fluorescence"],
+    if args.start_from is not None:
+        common += ["--from", args.start_from]
+    choices = {
+        "fitted": ("fitted crappifier", ["--crappify-config", fitted_yaml]),
+        "preset": ("preset crappifier", ["--preset", "fluorescence"]),
+        "shipped": ("shipped fluo-denoise", None),
     }
-    wanted = {m.strip() for m in args.models.split(",") if m.strip()}
-    models = {name: source for name, source in models.items() if name.split()[0] in wanted}
-    if not models:
-        sys.exit(f"--models: expected fitted and/or preset, got {args.models!r}")
-    runs: dict[str, Path] = {}
-    for name, source in models.items():
+    wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not wanted or any(m not in choices for m in wanted):
+        sys.exit(f"--models: expected some of {', '.join(choices)} (got {args.models!r})")
+    runs: dict[str, Path] = {}  # model name -> the model (a run's model/, or a starting point)
+    for name, source in (choices[m] for m in wanted):
+        if source is None:  # used as shipped, no training
+            runs[name] = Path("fluo-denoise")
+            continue
         run_dir = out / name.split()[0]
-        runs[name] = run_dir
+        runs[name] = run_dir / "model"
         if args.reuse and (run_dir / "model").exists():
             print(f"{name}: reusing {run_dir / 'model'}")
             continue
@@ -377,11 +395,11 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {}
     tuning = [*repeat("--tune-lr", [n for n, _ in fit_pairs])]
     tuning += repeat("--tune-gt", [c for _, c in fit_pairs])
-    for name, run_dir in runs.items():
+    for name, model in runs.items():
         pred_dir = out / f"pred_{name.split()[0]}"
         timings[f"predict {name}"] = run(
             "predict",
-            run_dir / "model",
+            model,
             *test_lr,
             "--out",
             pred_dir,
@@ -411,13 +429,13 @@ def main(argv: list[str] | None = None) -> None:
         tuning = []
         results[name] = {
             "metrics": doc,
-            "consistency": consistency(run_dir / "model", test_pairs, pred_dir / "report.json"),
+            "consistency": consistency(model, test_pairs, pred_dir / "report.json"),
             "pred_dir": pred_dir,
         }
         if args.tta:
             tta_dir = out / f"pred_tta_{name.split()[0]}"
             timings[f"predict --tta {name}"] = run(
-                "predict", run_dir / "model", *test_lr, "--out", tta_dir, "--device",
+                "predict", model, *test_lr, "--out", tta_dir, "--device",
                 args.device, "--tta", "--no-consistency", "--report", tta_dir / "report.json",
                 "--overwrite", "-q",
             )  # fmt: skip
@@ -438,17 +456,12 @@ def main(argv: list[str] | None = None) -> None:
     best_classical = max(classical.items(), key=lambda kv: kv[1][0]) if classical else None
     print("\nfitted crappifier (config):", fitted.summary())
     print((fitted_yaml.read_text().split("name:")[0]).rstrip())
-    if best_classical and "fitted crappifier" in table:
-        fitted_psnr = table["fitted crappifier"][0]
-        versus = (
-            f"; vs preset crappifier: {fitted_psnr - table['preset crappifier'][0]:+.2f} dB"
-            if "preset crappifier" in table
-            else ""
-        )
-        print(
-            f"\nfitted-crappifier model vs best classical ({best_classical[0]}): "
-            f"{fitted_psnr - best_classical[1][0]:+.2f} dB{versus}"
-        )
+    if best_classical:
+        for name in results:
+            print(
+                f"{name} vs best classical ({best_classical[0]}): "
+                f"{table[name][0] - best_classical[1][0]:+.2f} dB"
+            )
     for name, r in results.items():
         c = r["consistency"]
         scores = [v["score"] for v in c["per_image"].values()]
@@ -482,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
         "timings_seconds": timings,
         "load_average": {"before": load_before, "after": load_after},
         "overrides": args.set,
+        "from": args.start_from,
+        "models": {name: str(model) for name, model in runs.items()},
     }
     (out / "benchmark.json").write_text(json.dumps(record, indent=1, default=str))
     print(f"wrote {out / 'benchmark.json'}")

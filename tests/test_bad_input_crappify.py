@@ -122,13 +122,29 @@ def test_fit_takes_every_image_given_after_fit(bad):
     for name in ("a.tif", "b.tif"):
         clean = np.asarray(synthetic_image("em", (128, 128), seed=len(name)).data)
         bad.tif(name, data=(clean + rng.normal(0, 6, clean.shape)).clip(0, 255).astype(np.uint8))
-    result = bad.run("crappify", "--fit", "a.tif", "b.tif", "--hr", "a.tif")
+    result = bad.run("crappify", "--fit", "a.tif", "--fit", "b.tif", "--hr", "a.tif")
     bad.assert_clean_failure(
-        result, "--hr: got 1 high-res image(s) for 2 --fit image(s); give one --hr per --fit image"
-    )
+        result, "--hr: cannot pair 1 image(s) with 2 --fit image(s) by name", "no --hr image is "
+        "named like b.tif", "or repeat --fit and --hr before each file, in the same order"
+    )  # fmt: skip
     result = bad.run("crappify", "--fit", "a.tif", "b.tif", "-o", "fit.yaml")
     assert result.exit_code == 0, result.output
     assert "name: fitted" in bad.path("fit.yaml").read_text()
+
+
+def test_fit_and_hr_each_take_every_file_that_follows(bad):
+    """``--fit a.tif b.tif --hr c.tif d.tif`` made d.tif a low-res image: now each option
+    takes the files after it (as a shell glob gives them), paired in order."""
+    rng = np.random.default_rng(0)
+    for i, (lr, hr) in enumerate((("a.tif", "c.tif"), ("b.tif", "d.tif"))):
+        clean = np.asarray(synthetic_image("em", (128, 128), seed=i).data)
+        bad.tif(hr, data=clean)
+        bad.tif(lr, data=(clean + rng.normal(0, 6, clean.shape)).clip(0, 255).astype(np.uint8))
+    result = bad.run(
+        "crappify", "--fit", "a.tif", "b.tif", "--hr", "c.tif", "d.tif", "-o", "f.yaml"
+    )
+    assert result.exit_code == 0, result.output
+    assert "name: fitted" in bad.path("f.yaml").read_text()
 
 
 def test_fit_pairs_of_mismatched_sizes_are_named(bad):
@@ -197,7 +213,7 @@ def test_log_file_that_cannot_be_written(bad, target):
 
 def test_missing_input_and_option_messages(bad):
     bad.assert_clean_failure(bad.run("crappify", "nothing.tif", "-o", "out"), "nothing.tif")
-    bad.assert_clean_failure(bad.run("crappify", "-o", "out"), "give at least one INPUT")
+    bad.assert_clean_failure(bad.run("crappify", "-o", "out"), "give at least one INPUT", code=2)
     bad.tif("em.tif")
-    bad.assert_clean_failure(bad.run("crappify", "em.tif"), "--out DIR is required")
+    bad.assert_clean_failure(bad.run("crappify", "em.tif"), "--out DIR is required", code=2)
     assert not bad.path("out").exists()

@@ -25,7 +25,7 @@ def _gt(bad, name="gt.tif", size=64):
 def test_prediction_on_another_intensity_scale_is_flagged(bad, convert, dtype):
     gt = _gt(bad)
     bad.tif("pred.tif", data=convert(np.asarray(synthetic_image("em", (64, 64), seed=0).data)))
-    result = bad.run("evaluate", "--pred", "pred.tif", "--gt", gt, "--json", "m.json", "-q")
+    result = bad.run("evaluate", "--pred", "pred.tif", "--gt", gt, "--report", "m.json", "-q")
     assert result.exit_code == 0, result.output
     text = bad.text_of(result)
     assert f"warning: pred.tif ({dtype}, values" in text
@@ -40,7 +40,7 @@ def test_prediction_on_the_same_scale_is_not_flagged(bad):
     gt = _gt(bad)
     noisy = np.asarray(synthetic_image("em", (64, 64), seed=0).data).astype(np.int16) + 3
     bad.tif("pred.tif", data=noisy.clip(0, 255).astype(np.uint8))
-    result = bad.run("evaluate", "--pred", "pred.tif", "--gt", gt, "--json", "m.json", "-q")
+    result = bad.run("evaluate", "--pred", "pred.tif", "--gt", gt, "--report", "m.json", "-q")
     assert result.exit_code == 0 and "warning" not in result.output
     assert "warnings" not in json.loads(bad.path("m.json").read_text())
 
@@ -52,7 +52,7 @@ def test_a_damaged_pair_fails_alone_and_the_report_is_written(bad):
     _gt(bad, "b.tif").write_bytes(bad.path("pred_b.tif").read_bytes())
     result = bad.run(
         "evaluate", "--pred", store, "--pred", "pred_b.tif", "--gt", "a.tif", "--gt", "b.tif",
-        "--json", "m.json", "--csv", "m.csv", "-q",
+        "--report", "m.json", "--csv", "m.csv", "-q",
     )  # fmt: skip
     bad.assert_clean_failure(result, f"{store}: chunk {key} is damaged", "1 of 2 pairs failed")
     doc = json.loads(bad.path("m.json").read_text())
@@ -64,7 +64,7 @@ def test_a_damaged_pair_fails_alone_and_the_report_is_written(bad):
 def test_every_pair_failing_writes_nothing(bad):
     store, key = bad.damaged_zarr("pred.zarr")
     _gt(bad)
-    result = bad.run("evaluate", "--pred", store, "--gt", "gt.tif", "--json", "m.json", "-q")
+    result = bad.run("evaluate", "--pred", store, "--gt", "gt.tif", "--report", "m.json", "-q")
     bad.assert_clean_failure(result, f"{store}: chunk {key} is damaged")
     bad.assert_nothing_left([bad.path("m.json")])
 

@@ -134,3 +134,62 @@ def test_missing_models(bad, models):
     folder = shutil.copytree(models["folder"], bad.path("m"))
     (folder / "model.safetensors").unlink()
     bad.assert_clean_failure(bad.run("info", folder), "(model.safetensors missing)")
+
+
+def test_weights_of_another_run_dropped_into_a_model_folder_are_refused(bad, models):
+    """Issue 20.6: the same architecture's weights passed the shape checks unnoticed."""
+    folder = shutil.copytree(models["folder"], bad.path("m"))
+    cfg = GeneratorConfig(scale=4, **TINY)
+    other = save_model(bad.path("other"), build_generator(cfg, seed=1), ModelInfo(generator=cfg))
+    shutil.copy(other / "model.safetensors", folder / "model.safetensors")
+    message = f"{folder}: the weights are not the ones its metadata describes"
+    bad.assert_clean_failure(bad.run("info", folder), message, "model.safetensors was replaced")
+    bad.tif("em.tif")
+    result = bad.run("predict", folder, "em.tif", "-o", "out", "--device", "cpu", "-q")
+    bad.assert_clean_failure(result, message)
+    assert not bad.path("out").exists()
+
+
+def test_a_model_saved_before_weight_digests_still_loads_and_says_so(bad, models):
+    folder = shutil.copytree(models["folder"], bad.path("m"))
+    meta = json.loads((folder / "model.json").read_text())
+    assert len(meta.pop("weights_sha256")) == 64
+    meta["format_version"] = 2
+    (folder / "model.json").write_text(json.dumps(meta))
+    result = bad.run("info", folder)
+    assert result.exit_code == 0, result.output
+    assert "weights: no digest recorded (saved before format 3), not checked" in bad.text_of(result)
+
+
+def test_metadata_without_its_generator_is_refused_not_filled_in(bad, models):
+    folder = shutil.copytree(models["folder"], bad.path("m"))
+    meta = json.loads((folder / "model.json").read_text())
+    del meta["generator"]
+    (folder / "model.json").write_text(json.dumps(meta))
+    bad.assert_clean_failure(
+        bad.run("info", folder), "model.json: the model metadata has no 'generator' section"
+    )
+
+
+def test_the_weights_file_of_a_model_folder_is_named_as_such(bad, models):
+    weights = models["folder"] / "model.safetensors"
+    bad.assert_clean_failure(
+        bad.run("info", weights),
+        f"{weights}: this is the weights file of the model folder {models['folder']}; pass the "
+        "folder",
+    )
+
+
+def test_an_unknown_crappifier_step_is_said_by_info_and_export(bad, models):
+    folder = shutil.copytree(models["folder"], bad.path("m"))
+    meta = json.loads((folder / "model.json").read_text())
+    meta["crappify"]["steps"][0]["kind"] = "sparkle"
+    (folder / "model.json").write_text(json.dumps(meta))
+    result = bad.run("info", folder)
+    assert result.exit_code == 0, result.output
+    text = bad.text_of(result)
+    assert "(this version cannot use it: steps.0: " in text and "'sparkle'" in text
+    result = bad.run("export", folder, "--bioimageio", "m.zip", "-q")
+    bad.assert_clean_failure(result, "the model's crappifier (pass --test-image", "'sparkle'")
+    assert "ValidationError" not in result.output
+    bad.assert_nothing_left([bad.path("m.zip")])

@@ -7,11 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from _tiny import FAST, tiny_generator
-from decrappify.config.crappify import get_preset
-from decrappify.config.model import ModelInfo
+from _tiny import FAST, em_model
 from decrappify.io import read_image
-from decrappify.models import build_generator, save_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -19,11 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A ×2 model folder whose metadata records the em crappifier at ×2."""
-    cfg = tiny_generator()
-    net = build_generator(cfg, seed=0).eval()
-    crappify = get_preset("em").with_scale(2).model_dump(mode="json")
-    folder = tmp_path_factory.mktemp("models")
-    return save_model(folder / "x2", net, ModelInfo(generator=cfg, crappify=crappify))
+    return em_model(tmp_path_factory.mktemp("models"))
 
 
 @pytest.mark.parametrize("how", ["truncate", "random"])
@@ -123,16 +116,16 @@ def test_truncated_model_and_existing_output(bad, model):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["--overlap", "lots"], "--overlap must be 'auto' or an integer >= 0 (got 'lots')"),
-        (["--tile", "20"], "tile 20: tile × scale must be a multiple of 64"),
-        (["--scale", "4"], "upsamples ×2, but scale 4 was asked"),
-        (["--workers", "2"], "--workers applies to --cluster local"),
+        (["--overlap", "lots"], "--overlap must be 'auto' or an integer >= 0 (got 'lots')", 2),
+        (["--tile", "20"], "tile 20: tile × scale must be a multiple of 64", 1),
+        (["--scale", "4"], "upsamples ×2, but scale 4 was asked", 1),
+        (["--workers", "2"], "--workers applies to --cluster local", 2),
     ],
 )
-def test_bad_options(bad, model, args, message):
+def test_bad_options(bad, model, args, message, code):
     bad.tif("em.tif")
     result = bad.run("predict", model, "em.tif", "-o", "out", "--device", "cpu", *args, "-q")
-    bad.assert_clean_failure(result, message)
+    bad.assert_clean_failure(result, message, code=code)
     assert not bad.path("out").exists()

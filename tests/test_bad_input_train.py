@@ -79,24 +79,36 @@ def test_a_damaged_chunk_in_the_training_data_is_named(bad, config):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["--out", "runs/none", "--resume"], "runs/none: no training run to resume (the folder "),
-        (["--hr", "em.tif", "-o", "r", "-t", "soon"], "--time-budget: expected seconds or a"),
-        (["--hr", "em.tif", "-o", "r", "-t", "0s"], "--time-budget: must be more than 0 s"),
-        (["--hr", "em.tif", "-o", "r", "-c", "empty.yaml"], "empty.yaml: the config file is empty"),
-        (["--hr", "em.tif", "-o", "r", "--set", "gan.max_step=1"], "unknown setting 'max_step'"),
-        (["--hr", "em.tif", "-o", "r", "--crappify-config", "noisy.yaml"], "noisy.yaml: steps.1"),
+        (
+            ["--out", "runs/none", "--resume"],
+            "runs/none: no training run to resume (the folder ",
+            1,
+        ),
+        (["--hr", "em.tif", "-o", "r", "-t", "soon"], "--time-budget: expected seconds or a", 2),
+        (["--hr", "em.tif", "-o", "r", "-t", "0s"], "--time-budget: must be more than 0 s", 2),
+        (
+            ["--hr", "em.tif", "-o", "r", "-c", "empty.yaml"],
+            "empty.yaml: the config file is empty",
+            1,
+        ),
+        (["--hr", "em.tif", "-o", "r", "--set", "gan.max_step=1"], "unknown setting 'max_step'", 1),
+        (
+            ["--hr", "em.tif", "-o", "r", "--crappify-config", "noisy.yaml"],
+            "noisy.yaml: steps.1",
+            1,
+        ),
     ],
 )
-def test_bad_options(bad, args, message):
+def test_bad_options(bad, args, message, code):
     bad.tif("em.tif", size=96)
     bad.path("empty.yaml").write_text("")
     bad.path("noisy.yaml").write_text(
         "scale: 4\nsteps:\n  - kind: downsample\n  - kind: gaussian_noise\n    sigma: 50\n"
     )
     result = bad.run("train", *args, "-q")
-    bad.assert_clean_failure(result, message)
+    bad.assert_clean_failure(result, message, code=code)
     assert not bad.path("runs").exists() and not bad.path("r").exists()
 
 

@@ -209,3 +209,37 @@ def test_fit_takes_a_folder_of_same_grid_frames(tmp_path):
     whole = invoke("crappify", "--fit", folder, "--out", tmp_path / "fitted.yaml")
     assert whole.exit_code == 0, whole.output
     assert "scale: 1" in (tmp_path / "fitted.yaml").read_text()
+
+
+def test_fit_pairs_folders_of_low_and_high_res_images_by_name(tmp_path):
+    """``crappify --fit FOLDER --hr FOLDER``: each LR image with the HR image of its name."""
+    from decrappify.io.pairing import pair_inputs
+    from decrappify.sample import synthetic_image
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "lr").mkdir()
+    for i, name in enumerate(("cell2", "cell10")):
+        hr = np.asarray(synthetic_image("em", (192, 192), seed=i).data, dtype=np.float64)
+        lr = hr.reshape(96, 2, 96, 2).mean(axis=(1, 3)) + rng.normal(0, 5, (96, 96))
+        _write(tmp_path / "hr" / f"{name}.tif", hr.astype(np.uint8))
+        _write(tmp_path / "lr" / f"{name}.tif", lr.clip(0, 255).astype(np.uint8))
+    _write(tmp_path / "hr" / "other.tif", np.zeros((192, 192), np.uint8))
+    result = invoke("crappify", "--fit", tmp_path / "lr", "--hr", tmp_path / "hr")
+    assert result.exit_code == 1
+    assert "--hr: cannot pair 3 image(s) with 2 --fit image(s) by name;" in result.output
+    (tmp_path / "hr" / "other.tif").unlink()  # one HR image per LR image: paired by name
+    fitted = tmp_path / "fitted.yaml"
+    result = invoke("crappify", "--fit", tmp_path / "lr", "--hr", tmp_path / "hr", "-o", fitted)
+    assert result.exit_code == 0, result.output
+    assert "scale: 2" in fitted.read_text()
+    # by name before order: files given in another order still pair with their namesakes
+    lr = [tmp_path / "lr" / "cell2.tif", tmp_path / "lr" / "cell10.tif"]
+    hr = [tmp_path / "hr" / "cell10.tif", tmp_path / "hr" / "cell2.tif"]
+    assert pair_inputs(lr, hr) == list(zip(lr, hr[::-1], strict=True))
+    # other names: in the order given for files, refused for folders
+    (tmp_path / "hr" / "cell2.tif").rename(tmp_path / "hr" / "a.tif")
+    named = [tmp_path / "hr" / "a.tif", tmp_path / "hr" / "cell10.tif"]
+    assert pair_inputs(lr[::-1], named[::-1]) == list(zip(lr[::-1], named[::-1], strict=True))
+    with pytest.raises(Exception, match="no --hr image is named like cell2.tif"):
+        pair_inputs([tmp_path / "lr"], [tmp_path / "hr"])

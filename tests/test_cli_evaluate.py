@@ -39,7 +39,7 @@ def test_evaluate_writes_json_csv_figure(triplet, tmp_path):
             "--gt", str(triplet["gt"]),
             "--lr", str(triplet["lr"]),
             "--baselines", "bicubic,bilinear",
-            "--json", str(out / "m.json"),
+            "--report", str(out / "m.json"),
             "--csv", str(out / "m.csv"),
             "--figure", str(out / "fig.png"),
         ],
@@ -108,7 +108,7 @@ def denoising(tmp_path):
 
 def test_evaluate_at_scale_one_compares_with_the_input_and_tuned_denoisers(denoising, tmp_path):
     args = ["evaluate", "--pred", denoising["test", "pred"], "--gt", denoising["test", "gt"],
-            "--lr", denoising["test", "lr"], "--json", tmp_path / "m.json"]  # fmt: skip
+            "--lr", denoising["test", "lr"], "--report", tmp_path / "m.json"]  # fmt: skip
     plain = runner.invoke(app, [str(a) for a in args])
     assert plain.exit_code == 0, plain.output
     entry = json.loads((tmp_path / "m.json").read_text())["img"]
@@ -180,7 +180,7 @@ def test_evaluate_aligns_images_by_pixel_size_as_the_compare_widget_does(tmp_pat
         app,
         [
             "evaluate", "--pred", str(paths["pred"]), "--gt", str(paths["gt"]),
-            "--lr", str(paths["lr"]), "--json", str(tmp_path / "m.json"),
+            "--lr", str(paths["lr"]), "--report", str(tmp_path / "m.json"),
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

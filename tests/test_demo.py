@@ -46,7 +46,7 @@ def tiny_demo(monkeypatch):
 def test_demo_writes_a_complete_report(tmp_path, tiny_demo):
     out = tmp_path / "demo"
     phases = []
-    gen = api.iter_demo(out, budget="10s", seed=3, overrides=CHEAP)
+    gen = api.iter_demo(out, time_budget="10s", seed=3, overrides=CHEAP)
     while True:
         try:
             phases.append(next(gen).phase)
@@ -85,7 +85,8 @@ def test_demo_at_scale_one_trains_predicts_and_scores_on_the_same_grid(
     cheap_cli_demo(monkeypatch)
     out = tmp_path / "demo1"
     result = runner.invoke(
-        app, ["demo", "--out", str(out), "--budget", "10s", "--scale", "1", "--seed", "2", "-q"]
+        app,
+        ["demo", "--out", str(out), "--time-budget", "10s", "--scale", "1", "--seed", "2", "-q"],
     )
     assert result.exit_code == 0, result.output
     assert "model" in result.output and "input by" in result.output
@@ -103,25 +104,40 @@ def test_demo_at_scale_one_trains_predicts_and_scores_on_the_same_grid(
     assert summary["scale"] == 1 and "psnr_norm_gain_db_vs_input" in summary
 
 
+def test_demo_trains_its_minimum_when_the_data_took_the_reserve(tmp_path, tiny_demo):
+    # a busy machine: preparing the data outlasts the reserve, leaving less than the
+    # minimum for training (it used to reach TrainConfig as a negative time budget)
+    messages = []
+    gen = api.iter_demo(tmp_path / "demo", budget="3.2s", seed=3, overrides=CHEAP)
+    while True:
+        try:
+            messages.append(next(gen).message or "")
+        except StopIteration as stop:
+            report = stop.value
+            break
+    assert any("training for 1 s (the least it can)" in m for m in messages)
+    assert report.files["model"].exists()
+
+
 def test_demo_refuses_an_existing_folder_and_a_short_budget(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(OutputError, match="already exists; pass --overwrite"):
         api.demo(tmp_path / "taken")
-    with pytest.raises(InputError, match="--budget must leave at least 30 s"):
-        api.demo(tmp_path / "new", budget="1m")
+    with pytest.raises(InputError, match="--time-budget must leave at least 30 s"):
+        api.demo(tmp_path / "new", time_budget="1m")
     assert not (tmp_path / "new").exists()
 
 
 def test_demo_cli(tmp_path, tiny_demo, monkeypatch):
     cheap_cli_demo(monkeypatch)
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--budget", "10s", "-q"])
+    result = runner.invoke(app, ["demo", "--out", str(out), "--time-budget", "10s", "-q"])
     assert result.exit_code == 0, result.output
     assert "bicubic by" in result.output and "dB normalised PSNR" in result.output
     assert (out / "summary.json").exists()
     assert api.model_info(out / "run" / "model").training["recipe"] == "NoGAN"
     result = runner.invoke(
-        app, ["demo", "-o", str(tmp_path / "d2"), "--budget", "10s", "--set", "gan.max_steps=0"]
+        app, ["demo", "-o", str(tmp_path / "d2"), "-t", "10s", "--set", "gan.max_steps=0"]
     )
     assert result.exit_code == 0, result.output
     recipe = api.model_info(tmp_path / "d2" / "run" / "model").training["recipe"]

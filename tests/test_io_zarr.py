@@ -299,10 +299,13 @@ def test_progress_events(tmp_path, rng):
     image = Image(rng.integers(0, 255, (2, 300, 300), dtype=np.uint8), axes="ZYX")
     events = list(iter_write_image(image, tmp_path / "e.zarr", chunks=(1, 128, 128)))
     # level 0: 2 x 3 x 3 blocks; level 1 (150 x 150): 2 x 2 x 2 blocks
-    assert [e.step for e in events] == list(range(1, 27))
-    assert {e.total for e in events} == {26} and {e.phase for e in events} == {"write"}
+    # the bar counts what the message says: level-0 blocks, then the pyramid's blocks
+    assert [(e.step, e.total) for e in events] == [(i, 18) for i in range(1, 19)] + [
+        (i, 8) for i in range(1, 9)
+    ]
+    assert {e.phase for e in events} == {"write"}
     assert events[0].message == "e.zarr: level 0, block 1 of 18"
-    assert events[-1].message == "e.zarr: pyramid level 1 of 1"
+    assert events[-1].message == "e.zarr: pyramid level 1 of 1, block 8 of 8"
 
 
 def test_write_parameter_errors(tmp_path):

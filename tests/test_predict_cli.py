@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 import zarr
 from typer.testing import CliRunner
 
-from _tiny import FAST, tiny_generator
+from _tiny import FAST, SLOW_DRIVER, tiny_generator
 from decrappify import api
 from decrappify.cli import app
 from decrappify.config.model import ModelInfo
@@ -209,14 +208,17 @@ def test_2_5d_model_on_a_2d_image(models, em, tmp_path):
 def test_scale_mismatch(models, em, tmp_path):
     result = invoke(models["x2"], em, "--out", tmp_path / "o", "--scale", "4", *FAST)
     assert result.exit_code == 1
-    assert "model x2.safetensors upsamples ×2, but scale 4 was asked" in one_line_error(result)
+    assert "x2.safetensors: this model upsamples ×2, but scale 4 was asked" in one_line_error(
+        result
+    )
 
 
 def test_output_inside_the_input(models, tmp_path):
     source = write_image(np.zeros((40, 40), np.uint8), tmp_path / "in.zarr")
     result = invoke(models["x2"], source, "--out", source / "sr", *FAST)
     assert result.exit_code == 1
-    assert "output lies inside the input" in one_line_error(result)
+    assert "in.zarr: the output of" in one_line_error(result)  # planned: refused up front
+    assert "lies inside the input" in one_line_error(result)
 
 
 @pytest.mark.parametrize(
@@ -232,8 +234,9 @@ def test_output_inside_the_input(models, tmp_path):
     ],
 )
 def test_bad_options(models, em, tmp_path, args, message):
+    """Options wrong on the command line alone are usage errors: one line, exit status 2."""
     result = invoke(models["x2"], em, "--out", tmp_path / "o", "--tile", "32", *args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert one_line_error(result) == message
 
 
@@ -274,25 +277,6 @@ def test_api_refuses_a_corrupted_model_before_any_input(models, em, tmp_path):
 
 # --------------------------------------------------------------------------- kill -9, resume
 
-DRIVER = textwrap.dedent(
-    """
-    import os, sys, time
-    from decrappify.models.unet import SuperResolutionNet
-
-    forward = SuperResolutionNet.forward
-
-    def slow_forward(self, x):  # a slowed-down model, so the run can be killed midway
-        time.sleep(float(os.environ.get("SLOW_FORWARD", "0")))
-        return forward(self, x)
-
-    SuperResolutionNet.forward = slow_forward
-    from decrappify.cli import main
-
-    sys.argv = ["decrappify", *sys.argv[1:]]
-    main()
-    """
-)
-
 
 def store_arrays(path: Path) -> dict[str, np.ndarray]:
     group = zarr.open_group(path, mode="r")
@@ -311,7 +295,7 @@ def test_resume_after_kill_minus_9_gives_the_same_output(models, em, tmp_path):
     )
     assert reference[0].ok and reference[0].info["blocks"] == 30  # 6 × 5 blocks
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
+    driver.write_text(SLOW_DRIVER)
     out = tmp_path / "out"
     command = [
         sys.executable,

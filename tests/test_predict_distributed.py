@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +54,15 @@ def test_open_client_checks_its_arguments():
 
 
 @pytest.mark.slow
+def _dask_scratch() -> set[str]:
+    """What dask's default scratch folders hold (in the temporary and working folders)."""
+    import glob
+    import tempfile
+
+    roots = [os.path.join(tempfile.gettempdir(), "dask-scratch-space"), "dask-scratch-space"]
+    return {p for root in roots for p in glob.glob(os.path.join(root, "**"), recursive=True)}
+
+
 def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
     from decrappify.predict import network
 
@@ -75,12 +86,14 @@ def test_local_cluster_of_two_workers_gives_the_single_process_output(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert local.stats["blocks"] == 2 * 3 * 2
+    scratch_before = _dask_scratch()
     with open_client(None, "local", workers=2) as client:
         assert len(client.nthreads()) == 2
         results = api.predict(model, [source], tmp_path / "dist", SETTINGS, client=client)
         loads = client.run(network.load_count, digest)
         worker_threads = client.run(lambda: network.WORKER_TORCH_THREADS)
     assert results[0].ok, results[0].error
+    assert _dask_scratch() <= scratch_before  # no dask-scratch-space/*.lock left (issue 20.13)
     assert results[0].info["blocks_computed"] == 12
     got, expected = arrays(tmp_path / "dist" / "in.zarr"), arrays(local.path)
     assert got.keys() == expected.keys()

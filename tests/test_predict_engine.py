@@ -238,7 +238,9 @@ def test_a_2_5d_model_refuses_a_2d_image(rng):
 
 def test_scale_check_and_memory_limit(rng):
     image = np.zeros((64, 64), np.uint16)
-    with pytest.raises(InputError, match=r"^model ConvSR upsamples ×2, but scale 4 was asked$"):
+    with pytest.raises(
+        InputError, match=r"^ConvSR: this model upsamples ×2, but scale 4 was asked$"
+    ):
         predict(ConvSR(scale=2), image, scale=4)
     with pytest.raises(InputError) as info:
         predict(ConvSR(scale=2), image, max_memory=2**10)
@@ -373,7 +375,9 @@ def test_out_of_memory_settings_carry_over_to_the_next_blocks(rng):
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
             return super().forward(x)
 
-    predict(SmallDevice(scale=2), np.ones((128, 64), np.uint8), batch=4, overlap=8)
+    result = predict(SmallDevice(scale=2), np.ones((128, 64), np.uint8), batch=4, overlap=8)
+    assert result.stats["oom_retries"] == [{"tile": [32, 32], "batch": 2},
+                                           {"tile": [32, 32], "batch": 1}]  # fmt: skip
     batches = [shape[0] for shape in calls]
     assert batches.count(4) == 1 and batches.count(2) == 1  # only the first block retried
     assert set(batches[2:]) == {1}
@@ -515,3 +519,41 @@ def test_the_callers_network_keeps_its_mode_and_timings_add_up(rng, training):
     assert all(m.training is training for m in net.modules())
     stats = result.stats
     assert 0 < stats["forward_seconds"] <= stats["compute_seconds"] <= stats["seconds"]
+
+
+@pytest.mark.parametrize("changes", [{}, {"encoder": "resnet34", "self_attention": True}])
+def test_networks_loaded_for_prediction_run_cheaper_with_the_same_outputs(tmp_path, changes):
+    from decrappify.config.model import ModelInfo
+    from decrappify.config.train import TrainConfig
+    from decrappify.models import build_generator, load_model, save_model
+    from decrappify.predict.network import for_inference
+
+    base = TrainConfig().generator
+    cfg = type(base).model_validate({**base.model_dump(), **changes})
+    net = build_generator(cfg, seed=3)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # trained-like statistics and a decoder that matters
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2, generator=generator)
+                module.running_var.uniform_(0.5, 2.0, generator=generator)
+                module.weight.uniform_(0.5, 1.5, generator=generator)
+                module.bias.uniform_(-0.1, 0.1, generator=generator)
+            elif isinstance(module, nn.Conv2d) and not list(module.children()):
+                module.weight.add_(0.01 * torch.randn(module.weight.shape, generator=generator))
+    path = save_model(tmp_path / "m.safetensors", net, ModelInfo(generator=cfg))
+    reference = load_model(path).net.eval()
+    fast = for_inference(load_model(path).net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.unet.encoder.modules())
+    assert not any(hasattr(m, "parametrizations") for m in fast.modules())
+    x = torch.rand(2, 1, 48, 64, generator=generator)
+    with torch.inference_mode():
+        expected, got = reference(x), fast(x)
+    assert float((expected - got).abs().max()) < 1e-5
+    assert float((expected - F.interpolate(x, scale_factor=4, mode="bilinear")).abs().max()) > 1e-2
+    # a path given to prediction is loaded this way; a caller's own network is left alone
+    handle = model_handle(path)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in handle.net.unet.encoder.modules())
+    own = load_model(path)
+    assert model_handle(own).net is own.net
+    assert any(isinstance(m, nn.BatchNorm2d) for m in own.net.modules())

@@ -18,12 +18,19 @@ from decrappify import api
 from decrappify.cli import app
 from decrappify.config.model import ModelInfo
 from decrappify.crappify import get_preset
-from decrappify.crappify.consistency import data_consistency
+from decrappify.crappify.consistency import (
+    ForwardModel,
+    calibrate,
+    data_consistency,
+    forward_model,
+    local_residual,
+)
 from decrappify.events import run_to_end
 from decrappify.io import Image, read_image, write_image
 from decrappify.metrics.maps import map_agreement
 from decrappify.models import build_generator, save_model
 from decrappify.normalize import normalize
+from decrappify.predict.device_arrays import TorchArrays
 from decrappify.predict.network import model_handle
 from decrappify.predict.tta import tta_predict
 
@@ -238,3 +245,52 @@ def test_map_agreement_ranks_a_map_against_the_error():
     blocks = np.kron(np.abs(coarse), np.ones((2, 2)))
     assert map_agreement(coarse, blocks, magnitude=True) == pytest.approx(1.0)
     assert np.isnan(map_agreement(np.zeros((64, 64)), error))
+
+
+def test_the_consistency_arithmetic_on_the_device_equals_the_numpy_path():
+    """One implementation, two backends: torch tensors (the model's device) and numpy."""
+    config = get_preset("fluorescence", scale=2)
+    rng = np.random.default_rng(2)
+    hr = (rng.random((160, 120)) * 0.8 + 0.1).astype(np.float32)
+    lr = (forward_model(hr, config) + rng.normal(0, 0.02, (80, 60))).astype(np.float32)
+    reference = data_consistency(hr, lr, config)
+    model = ForwardModel.build(config, hr.shape)
+    arrays = TorchArrays(torch.device("cpu"))
+    box = model.lr_box()
+    degraded = model.degrade(arrays.asarray(hr), (0, 0), box, arrays)
+    assert isinstance(degraded, torch.Tensor)
+    np.testing.assert_allclose(arrays.numpy(degraded), forward_model(hr, config), atol=1e-6)
+    calibration = calibrate(hr, lr, config)
+    residual, z = local_residual(
+        model, degraded, arrays.asarray(lr), calibration, region=box, out=box, arrays=arrays
+    )
+    np.testing.assert_allclose(arrays.numpy(residual), reference.residual, atol=1e-6)
+    np.testing.assert_allclose(arrays.numpy(z), reference.z, atol=1e-4)
+
+
+def test_resume_keeps_the_degraded_shares_of_the_blocks_it_skips(tmp_path):
+    rng = np.random.default_rng(9)
+    lr = (rng.random((64, 64)) * 200 + 20).astype(np.uint8)
+    net = AsymmetricSR().eval()
+    handle = replace(model_handle(net), crappify=CRAPPIFY.model_dump(mode="json"))
+    config = api.predict_config(
+        {"tile": 32, "overlap": 12, "block": 32, "chunk": 32, "device": "cpu", "threads": 1}
+    )
+    image = Image(lr, axes="YX")
+    whole = run_to_end(api.iter_predict_image(handle, image, tmp_path / "ref.zarr", config))
+    resumable = config.model_copy(update={"resume": True})
+    events = api.iter_predict_image(handle, image, tmp_path / "sr.zarr", resumable)
+    written = 0
+    for event in events:
+        written += event.info.get("level") == 0
+        if written == 5:
+            break
+    events.close()  # interrupted: the partial store and the degraded shares are kept
+    assert (tmp_path / ".sr.zarr.degraded.partial").is_dir()
+    again = run_to_end(api.iter_predict_image(handle, image, tmp_path / "sr.zarr", resumable))
+    assert (again.stats["blocks_resumed"], again.stats["blocks_computed"]) == (5, 11)
+    np.testing.assert_array_equal(
+        np.asarray(again.maps["consistency"].data), np.asarray(whole.maps["consistency"].data)
+    )
+    assert again.stats["trust"] == whole.stats["trust"]
+    assert not list(tmp_path.glob(".*"))  # the scratch went with the finished output

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from decrappify.config.model import CriticConfig, GeneratorConfig, ModelInfo
+from decrappify.config.model import MODEL_FORMAT_VERSION, CriticConfig, GeneratorConfig, ModelInfo
 from decrappify.errors import InputError, ModelFileError, OutputError
 from decrappify.models import (
     SuperResolutionNet,
@@ -22,6 +22,7 @@ from decrappify.models import (
     save_model,
     save_tensors,
 )
+from decrappify.models.weights import tensors_digest
 
 SMALL = {"encoder": "resnet18", "nf_factor": 0.25, "scale": 2, "n_frames": 3}
 
@@ -37,7 +38,11 @@ def _trained_like(net: torch.nn.Module) -> None:
 def _info(cfg: GeneratorConfig) -> ModelInfo:
     return ModelInfo(
         generator=cfg,
-        crappify={"name": "em", "scale": 2, "steps": [{"kind": "blur"}, {"kind": "poisson"}]},
+        crappify={
+            "name": "em",
+            "scale": 2,
+            "steps": [{"kind": "blur", "sigma": 1.0}, {"kind": "poisson"}, {"kind": "downsample"}],
+        },
         training={"images": 4, "patch_size": 128},
         metrics={"psnr": 27.5, "ssim": 0.8123},
         history=[{"phase": "pretrain-generator", "epoch": 1, "loss": 0.125}],
@@ -78,7 +83,10 @@ def test_round_trip_is_bit_exact(tmp_path: Path, norm: str, name: str) -> None:
     assert _leftovers(tmp_path) == []
     loaded = load_model(path)
     assert loaded.path == path
-    assert loaded.info == info
+    # the metadata comes back as saved, with the digest of the weights it describes
+    assert loaded.info == info.model_copy(
+        update={"weights_sha256": tensors_digest(net.state_dict())}
+    )
     assert not loaded.net.training
     assert (loaded.net.scale, loaded.net.n_frames) == (2, 3)
     with torch.no_grad():
@@ -154,7 +162,7 @@ def test_format_version_too_new(tmp_path: Path, saved: tuple) -> None:
     path = _copy_with_json(saved[0], tmp_path / "m", lambda raw: raw.update(format_version=99))
     message = (
         f"{path / 'model.json'}: model format version 99 is newer than decrappify 0.1.0 reads "
-        "(up to 3); upgrade decrappify"
+        f"(up to {MODEL_FORMAT_VERSION}); upgrade decrappify"
     )
     with pytest.raises(ModelFileError, match=f"^{re.escape(message)}$"):
         load_model(path)
@@ -260,7 +268,9 @@ def test_critic_and_generator_state_dicts_round_trip(tmp_path: Path) -> None:
 def test_describe_model(saved: tuple) -> None:
     text = describe_model(saved[2])
     lines = text.splitlines()
-    assert lines[0].startswith("decrappify model (format 3, written by decrappify 0.1.0 on ")
+    assert lines[0].startswith(
+        f"decrappify model (format {MODEL_FORMAT_VERSION}, written by decrappify 0.1.0 on "
+    )
     assert "  description:   unit test model" in lines
     assert (
         "  network:       resnet18 U-Net, wide decoder (nf_factor 0.25, 1 conv/block), batch norm, "
@@ -268,7 +278,8 @@ def test_describe_model(saved: tuple) -> None:
     ) in lines
     assert "  input/output:  3 frame(s) in, x2 upsampling, output sigmoid to [-0.2, 1.2]" in lines
     assert "  normalisation: percentile 0.1-99.9" in lines
-    assert "  crappifier:    em, x2: blur -> poisson" in lines
+    assert "  crappifier:    em, x2: blur -> poisson -> downsample" in lines
+    assert "  weights:       no digest recorded (saved before format 3), not checked" in lines
     assert "  validation:    PSNR 27.50 dB, SSIM 0.8123" in lines
     assert "  history:       1 entries (the full record: --json)" in lines
 

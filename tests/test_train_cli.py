@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from decrappify import api
 from decrappify.cli import app
 from decrappify.config.crappify import get_preset
+from decrappify.config.model import MODEL_FORMAT_VERSION
 from decrappify.config.train import TrainConfig
 from decrappify.errors import InputError, ModelFileError
 from decrappify.sample import synthetic_image
@@ -85,40 +86,44 @@ def test_cli_info(cli_run):
     out, _ = cli_run
     result = runner.invoke(app, ["info", str(out / "model")])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("decrappify model (format 2")
+    assert result.output.startswith(f"decrappify model (format {MODEL_FORMAT_VERSION}")
     assert "resnet18 U-Net, wide decoder (nf_factor 0.25" in result.output
     assert "crappifier:    em, x4: local_variance_noise -> downsample" in result.output
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["train", "--out", "R"], "error: train: give the high-res training images with --hr"),
-        (["train", "--hr", "nothing/here.tif", "--out", "R"], "error: nothing/here.tif"),
-        (["train", "--hr", "x.tif"], "error: train: --out RUN_DIR is required"),
+        (["train", "--out", "R"], "error: train: give the high-res training images with --hr", 2),
+        (["train", "--hr", "nothing/here.tif", "--out", "R"], "error: nothing/here.tif", 1),
+        (["train", "--hr", "x.tif"], "error: train: --out RUN_DIR is required", 2),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--set", "gan.max_step=1"],
             "error: override gan.max_step: unknown setting 'max_step'",
+            1,
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--set", "oops"],
             "error: --set: expected KEY=VALUE, e.g. gan.max_steps=0 (got 'oops')",
+            2,
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--time-budget", "soon"],
             "error: --time-budget: expected seconds or a duration",
+            2,
         ),
         (
             ["train", "--hr", "x.tif", "--out", "R", "--config", "missing.yaml"],
             "error: missing.yaml: config file not found",
+            1,
         ),
-        (["info", "no_model_here"], "error: no_model_here: model not found"),
+        (["info", "no_model_here"], "error: no_model_here: model not found", 1),
     ],
 )
-def test_cli_errors(tmp_path, monkeypatch, args, message):
+def test_cli_errors(tmp_path, monkeypatch, args, message, code):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, args)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     text = " ".join(result.output.split())
     assert text.startswith(message), text
     assert len(result.output.strip().splitlines()) <= 3  # one message (wrapped at most)

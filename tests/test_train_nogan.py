@@ -23,7 +23,8 @@ from decrappify.sample import synthetic_image
 from decrappify.train import KeyBatches, iter_train
 from decrappify.train.nets import clone_state
 from decrappify.train.schedule import CriticSwitch
-from decrappify.train.state import RunState, read_checkpoint
+from decrappify.train.state import read_checkpoint
+from decrappify.train.streams import DataStreams
 from decrappify.train.training_log import read_log
 from decrappify.train.validation import Validator
 
@@ -183,15 +184,17 @@ def test_model_loads_and_predicts(full_run):
 def test_history_says_which_generator_was_kept(full_run):
     result = full_run["result"]
     notes = [h["note"] for h in result.history if "note" in h]
-    assert notes[0].startswith("bicubic baseline on 4 validation crops")
+    assert notes[0].startswith("generator start: random initial weights")
+    assert notes[1].startswith("bicubic baseline on 4 validation crops")
     assert any(n.startswith("pretrained generator: psnr") for n in notes)
     assert any("critic pretraining" in n for n in notes)
     gan_note = next(n for n in notes if n.startswith("GAN phase (cycle 1/1)"))
     if result.best["phase"] == "pretrain_generator":
         assert "kept that generator (from pretrain_generator" in gan_note
-        assert notes[-1] == "final model: the pretrained generator (no GAN checkpoint beat it)"
+        assert notes[-2] == "final model: the pretrained generator (no GAN checkpoint beat it)"
     else:
         assert "best validation ssim" in gan_note
+    assert notes[-1].startswith("self-check: model")  # against the classical methods
     validations = [h for h in result.history if "psnr" in h]
     assert [(h["phase"], h["step"]) for h in validations] == [
         ("pretrain_generator", 0),
@@ -339,7 +342,7 @@ def test_gan_that_never_beats_pretraining_keeps_the_pretrained_generator(tmp_pat
         "validation psnr (30.0000); kept that generator (from pretrain_generator, cycle 1, "
         "step 2)"
     ) in notes
-    assert notes[-1] == "final model: the pretrained generator (no GAN checkpoint beat it)"
+    assert notes[-2] == "final model: the pretrained generator (no GAN checkpoint beat it)"
 
 
 def test_cycles_start_from_the_best_generator(tmp_path, monkeypatch):
@@ -383,80 +386,158 @@ def test_cycles_start_from_the_best_generator(tmp_path, monkeypatch):
     assert not all(torch.equal(starts[1][k], seen[3][k]) for k in model)  # not its last
 
 
-def no_overhead(monkeypatch):
-    """Validations + checkpoints cost nothing in the budget arithmetic (they are measured,
-    and vary with the machine's load)."""
-    monkeypatch.setattr(RunState, "overhead", property(lambda self: 0.0, lambda self, v: None))
+class SimulatedTime:
+    """A training clock that advances only by what each step and validation is said to cost.
+
+    Generator, critic and GAN steps and validations are real; the clock of the run
+    (``decrappify.train.clock.monotonic``) reads this time, so its budget decisions are
+    the same on any machine under any load.
+    """
+
+    def __init__(self, monkeypatch, *, step, critic=0.0, gan=0.0, validation=0.0):
+        self.t = 0.0
+        self.steps = 0
+        monkeypatch.setattr(clock, "monotonic", lambda: self.t)
+
+        def advancing(function, seconds):
+            def timed(*args, **kwargs):
+                out = function(*args, **kwargs)
+                self.t += seconds(self) if callable(seconds) else seconds
+                return out
+
+            return timed
+
+        real_generator_step = phases.generator_step
+
+        def generator_step(*args):
+            self.steps += 1
+            return real_generator_step(*args)
+
+        monkeypatch.setattr(phases, "generator_step", advancing(generator_step, step))
+        critic_step = advancing(phases.critic_step, critic)
+        monkeypatch.setattr(phases, "critic_step", critic_step)
+        monkeypatch.setattr(gan_phase, "critic_step", critic_step)
+        monkeypatch.setattr(
+            gan_phase, "gan_generator_step", advancing(gan_phase.gan_generator_step, gan)
+        )
+        monkeypatch.setattr(DataStreams, "validate", advancing(DataStreams.validate, validation))
 
 
 def test_time_budget_fixes_the_step_count(tmp_path, monkeypatch):
-    no_overhead(monkeypatch)
-    monkeypatch.setattr(clock.StepTimer, "seconds_per_step", lambda self, step: 0.5)
-    monkeypatch.setattr(clock.Clock, "phase_time_left", lambda self: 10.0)
+    SimulatedTime(monkeypatch, step=0.5)
     config = tiny(
         **{
-            "time_budget": "1h",
+            "time_budget": "13s",
             "gan.max_steps": 0,
             "pretrain_generator.checkpoint_every": 1000,
             "preview_every": 0,
-            "data.validation.size": 32,  # a closing validation of negligible cost
         }
     )
     events, result = drive(iter_train(config, images(), tmp_path / "run"))
-    # 6 calibration steps, then 10 s at 0.5 s/step (validations cost nothing here)
+    # 6 measured steps (3 s), then 10 s at 0.5 s/step
     assert result.steps == {"pretrain_generator": 26}
     totals = [e.total for e in events]
     assert totals[:6] == [None] * 6 and set(totals[6:]) == {26}
-    note = next(h for h in result.history if h.get("note", "").startswith("time budget"))
-    assert note["note"] == "time budget: 1h for pretrain_generator at 0.500 s/step -> 26 steps"
-    assert note["step_seconds"] == 0.5
+    notes = [h for h in result.history if h.get("note", "").startswith("time budget")]
+    assert [n["note"] for n in notes] == [
+        "time budget: 13s for pretrain_generator at 0.500 s/step -> 26 steps"
+    ]
+    assert notes[0]["step_seconds"] == 0.5
+    assert result.seconds == pytest.approx(13.0)
     state, _ = read_checkpoint(tmp_path / "run" / "checkpoints")
     assert state.counts == {"pretrain_generator": 26} and state.frozen_steps == 0
 
 
-def test_time_budget_refits_the_step_count_when_steps_slow_down(tmp_path, monkeypatch):
-    no_overhead(monkeypatch)
-
-    # a simulated clock: 0.5 s per step for the 6 calibration steps, then 1 s (a busier
-    # machine); 20 s for the phase
-    def seconds_per_step(self, step):
-        return 0.5 if step <= 6 else 1.0
-
-    steps = [0]
-    generator_step = phases.generator_step
-
-    def counted_step(*args):
-        steps[0] += 1
-        return generator_step(*args)
-
-    def phase_time_left(self):
-        step = steps[0]
-        return 20.0 - 0.5 * min(step, 6) - 1.0 * max(step - 6, 0)
-
-    monkeypatch.setattr(phases, "generator_step", counted_step)
-    monkeypatch.setattr(clock.StepTimer, "seconds_per_step", seconds_per_step)
-    monkeypatch.setattr(clock.Clock, "phase_time_left", phase_time_left)
+def test_time_budget_follows_steps_that_slow_down(tmp_path, monkeypatch):
+    # 0.5 s per step for the 6 measured steps, then 1 s (a busier machine); validations
+    # every 10 steps cost 0.25 s; 20 s in all
+    clock_ = SimulatedTime(
+        monkeypatch, step=lambda sim: 0.5 if sim.steps <= 6 else 1.0, validation=0.25
+    )
     config = tiny(
         **{
-            "time_budget": "1h",
+            "time_budget": "20s",
             "gan.max_steps": 0,
             "pretrain_generator.checkpoint_every": 10,
             "preview_every": 0,
-            "data.validation.size": 32,
         }
     )
     events, result = drive(iter_train(config, images(), tmp_path / "run"))
     notes = [h["note"] for h in result.history if h.get("note", "").startswith("time budget")]
-    # 17 s left after the calibration at 0.5 s/step: 34 more
-    assert notes[0] == "time budget: 1h for pretrain_generator at 0.500 s/step -> 40 steps"
-    # at step 10, 13 s are left at 1 s/step: the count follows instead of overrunning
-    assert notes[1].startswith("time budget: 13s left for pretrain_generator at 10 steps, ")
-    assert notes[1].endswith("1.000 s/step -> 23 steps (was 40)") and len(notes) == 2
-    assert result.steps == {"pretrain_generator": 23}
+    # the first validation (0.25 s) is start-up; 17 s left after the measured steps, less
+    # the closing validation, at 0.5 s/step and 0.25 s per 10 steps: 31 more
+    assert notes[0] == "time budget: 20s for pretrain_generator at 0.500 s/step -> 37 steps"
+    # the count follows the slower steps step by step, down to what fits
+    counts = [int(n.split("-> ")[1].split()[0]) for n in notes]
+    assert counts == sorted(counts, reverse=True) and len(counts) > 2
+    assert notes[-1].endswith(f"-> {counts[-1]} steps (was {counts[-2]})")
+    assert result.steps == {"pretrain_generator": counts[-1]}
+    # the run ends within its budget plus one step and one validation
+    assert 20.0 - 1.0 - 0.25 <= result.seconds <= 20.0 + 1.0 + 0.25
+    assert clock_.t - 0.25 == pytest.approx(result.seconds)
     totals = [e.total for e in events]
-    assert set(totals[6:10]) == {40} and set(totals[10:]) == {23}
+    assert totals[:6] == [None] * 6 and totals[-1] == counts[-1]
     state, _ = read_checkpoint(tmp_path / "run" / "checkpoints")
-    assert state.counts == {"pretrain_generator": 23}
+    assert state.counts == {"pretrain_generator": counts[-1]}
+
+
+def test_a_whole_nogan_run_keeps_its_budget_when_the_machine_slows_down(tmp_path, monkeypatch):
+    """Every phase follows the time left: the run ends within budget + one step + one validation."""
+    SimulatedTime(
+        monkeypatch,
+        step=lambda sim: 0.1 if sim.steps <= 20 else 0.4,  # 4x slower from step 21 on
+        critic=0.1,
+        gan=0.3,
+        validation=0.5,
+    )
+    budget = 30.0
+    config = tiny(
+        **{
+            "time_budget": budget,
+            "pretrain_generator.checkpoint_every": 10,
+            "pretrain_critic.max_steps": 50,
+            "pretrain_critic.min_steps": 3,
+            "pretrain_critic.loss_threshold": 0.01,  # never reached: runs on its count
+            "gan.max_steps": 500,
+            "gan.patience": 1000,
+            "save_outputs.patches": 20,
+            "preview_every": 0,
+        }
+    )
+    result = run_to_end(iter_train(config, images(), tmp_path / "run"))
+    assert set(result.steps) == {"pretrain_generator", "save_outputs", "pretrain_critic", "gan"}
+    # the GAN step (0.3 s and its critic steps at 0.1 s) is the longest step
+    longest = 0.3 + 0.1 * config.gan.max_critic_steps
+    assert budget - longest - 0.5 <= result.seconds <= budget + longest + 0.5
+
+
+def test_a_short_budget_skips_the_phases_it_cannot_pay_for(tmp_path, monkeypatch):
+    SimulatedTime(monkeypatch, step=0.5)
+    config = tiny(
+        **{
+            "time_budget": "20s",
+            "pretrain_critic.min_steps": 100,
+            "pretrain_critic.max_steps": 300,
+            "pretrain_generator.checkpoint_every": 1000,
+            "preview_every": 0,
+        }
+    )
+    result = run_to_end(iter_train(config, images(), tmp_path / "run"))
+    notes = [h["note"] for h in result.history if h.get("note", "").startswith("time budget")]
+    # the critic's share of the 17 s left after the measured steps: 6 % of 17 s, 2 steps
+    assert notes[0] == (
+        "time budget: critic pretraining would get 1s, about 2 steps at 0.500 s/step, fewer "
+        "than the 100 it needs to reach its loss threshold (pretrain_critic.min_steps): the "
+        "critic and GAN phases are skipped and generator pretraining gets the whole budget"
+    )
+    # generator pretraining then gets the whole budget
+    assert notes[1] == "time budget: 20s for pretrain_generator at 0.500 s/step -> 40 steps"
+    assert result.steps == {"pretrain_generator": 40}
+    assert result.seconds == pytest.approx(20.0)
+    info = load_model(result.model_path).info
+    assert info.training["recipe"] == (
+        "generator pretraining only (the time budget could not pay for the GAN phases)"
+    )
 
 
 def test_no_validation_keeps_the_last_generator(tmp_path):
@@ -464,7 +545,8 @@ def test_no_validation_keeps_the_last_generator(tmp_path):
     result = run_to_end(iter_train(config, images(3), tmp_path / "run"))
     assert result.metrics == {} and result.baseline == {}
     notes = [h["note"] for h in result.history if "note" in h]
-    assert notes[0] == "no validation data: no metrics, no early stopping, the last G is kept"
+    assert notes[1] == "no validation data: no metrics, no early stopping, the last G is kept"
+    assert notes[-1] == "self-check: no validation crops, the model could not be checked"
     assert "GAN phase (cycle 1/1): no validation data, kept the last generator" in notes
     assert result.best == {"phase": "gan", "cycle": 0, "step": 2}
 

@@ -5,10 +5,10 @@ Run from the repository root::
     .venv/bin/python docs/scripts/napari_screenshots.py
 
 Without a display the script restarts itself under ``xvfb-run`` (install ``xvfb``).
-It opens a napari window with the synthetic sample data, docks every decrappify widget
-that exists, runs it, and saves ``docs/images/napari_<widget>.png`` (whole window,
-docks included). Everything is deterministic (fixed seeds); widgets that do not exist
-yet are skipped.
+It opens a napari window of a laptop's size (1366x768) with the synthetic sample data,
+docks decrappify's "All tools" dock, runs each tool in its tab, and saves
+``docs/images/napari_<widget>.png`` (whole window, docks included). Everything is
+deterministic (fixed seeds); widgets that do not exist yet are skipped.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parents[1] / "images"
-WINDOW = (1500, 950)
+WINDOW = (1366, 768)
 _XVFB_FLAG = "DECRAPPIFY_SCREENSHOTS_XVFB"
 
 
@@ -85,11 +85,17 @@ def _fresh_viewer() -> object:
     return viewer
 
 
+def _tool(viewer: object, name: str) -> object:
+    """Dock "All tools" and bring one tool's tab to the front."""
+    _, tools = viewer.window.add_plugin_dock_widget("decrappify", "All tools")  # type: ignore[attr-defined]
+    return tools.show_tool(name)
+
+
 def crappify_screenshot() -> Path:
     """Sample fluorescence image, crappified by the Crappify widget; HR and LR side by side."""
     viewer = _fresh_viewer()
     viewer.open_sample("decrappify", "fluorescence")  # type: ignore[attr-defined]
-    _, widget = viewer.window.add_plugin_dock_widget("decrappify", "Crappify")  # type: ignore[attr-defined]
+    widget = _tool(viewer, "crappify")
     widget.layer_picker.set_layer("synthetic fluorescence")
     widget.set_preset("fluorescence")
     widget.seed_spin.setValue(1)
@@ -123,7 +129,7 @@ def compare_screenshot() -> Path:
     viewer.add_image(  # type: ignore[attr-defined]
         stand_in.data, **image_layer_kwargs(stand_in, name="prediction (bilinear stand-in)")
     )
-    _, widget = viewer.window.add_plugin_dock_widget("decrappify", "Compare")  # type: ignore[attr-defined]
+    widget = _tool(viewer, "compare")
     widget.pred_picker.set_layer("prediction (bilinear stand-in)")
     widget.gt_picker.set_layer("ground truth")
     widget.lr_picker.set_layer("LR")
@@ -176,7 +182,7 @@ def train_screenshot() -> Path:
 
     viewer = _fresh_viewer()
     viewer.open_sample("decrappify", "em")  # type: ignore[attr-defined]
-    _, widget = viewer.window.add_plugin_dock_widget("decrappify", "Train")  # type: ignore[attr-defined]
+    widget = _tool(viewer, "train")
     widget.form.layer_list.set_checked(["synthetic em"])
     widget.form.preset_combo.setCurrentText("em")
     widget.form.scale_spin.setValue(4)
@@ -189,9 +195,11 @@ def train_screenshot() -> Path:
     run_dir = Path(tempfile.mkdtemp(prefix="decrappify-screenshot-")) / "em-x4"
     widget.form.run_path.set_text(str(run_dir))
     widget.start()
-    _wait(widget.panel, timeout=1800)
+    _wait(
+        widget.panel, timeout=3 * 3600
+    )  # a few minutes on a quiet machine, much more on a busy one
     _RUN.append(run_dir)
-    # the preview layer (LR | prediction | HR) lies right of the EM image: zoom onto it
+    # the preview layer (LR | prediction | HR) lies in the middle of the view: zoom onto it
     preview = viewer.layers["training preview"]  # type: ignore[attr-defined]
     (h, w), (sy, sx) = preview.data.shape, preview.scale
     ty, tx = preview.translate
@@ -220,10 +228,11 @@ def predict_screenshot() -> Path:
     viewer = _fresh_viewer()
     viewer.add_image(gt.data, **image_layer_kwargs(gt, name="ground truth"))  # type: ignore[attr-defined]
     viewer.add_image(lr.data, **image_layer_kwargs(lr, name="LR (em, x4)"))  # type: ignore[attr-defined]
-    _, widget = viewer.window.add_plugin_dock_widget("decrappify", "Super-resolve")  # type: ignore[attr-defined]
+    widget = _tool(viewer, "predict")
     widget.set_model(model)
     widget.layer_picker.set_layer("LR (em, x4)")
     widget.device_combo.setCurrentText("cpu")
+    widget.consistency_check.setChecked(False)  # three panels: ground truth, LR, result
     widget.run()
     _wait(widget.panel)
     # grid panels follow the layer list from the bottom: ground truth, LR, result

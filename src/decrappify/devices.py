@@ -5,7 +5,9 @@
   same rules and messages for ``decrappify train`` and ``decrappify predict``;
 - :func:`available_cores` counts the cores this process may use;
 - :func:`torch_threads` sets torch's intra-op threads for a block and restores them;
-- :func:`release_device_memory` gives cached GPU memory back after a run.
+- :func:`release_device_memory` gives cached GPU memory back after a run;
+- :func:`prefer_passive_waits` makes torch's idle CPU threads sleep rather than spin
+  (set by the command line and the training API before torch starts).
 
 torch is imported inside the functions, so that shells can import this module cheaply.
 """
@@ -24,6 +26,7 @@ from decrappify.errors import InputError
 
 __all__ = [
     "available_cores",
+    "prefer_passive_waits",
     "release_device_memory",
     "resolve_device",
     "torch_threads",
@@ -119,3 +122,26 @@ def release_device_memory() -> None:
         return
     gc.collect()
     torch.cuda.empty_cache()
+
+
+#: The OpenMP wait policy the tools ask for: idle threads sleep instead of spinning.
+WAIT_POLICY = "PASSIVE"
+
+
+def prefer_passive_waits() -> bool:
+    """Ask OpenMP to let idle threads sleep, if torch has not started its thread pool yet.
+
+    torch's CPU threads are OpenMP threads (GNU libgomp), which by default spin for a while
+    before they sleep; on a machine whose cores other processes also use, the spinning
+    threads take those cores from the threads doing the work, and training steps ran 6-7x
+    slower (``benchmarks/train_under_load.py``). libgomp reads ``OMP_WAIT_POLICY`` once,
+    when torch is imported, so this sets it (unless the user did) only before that.
+
+    Returns
+    -------
+    bool
+        Whether the policy in force is ``PASSIVE``.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == WAIT_POLICY

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from decrappify._napari._compare_widget import CompareWidget, format_metric
+from decrappify._napari._compare_widget import CompareWidget
 from decrappify._napari._layers import image_layer_kwargs
+from decrappify._napari._metric_table import format_metric
 from decrappify.crappify import crappify_image, get_preset
 from decrappify.metrics import evaluate_pair, evaluate_stack, upsample
 from decrappify.metrics.maps import error_plane
@@ -202,8 +203,12 @@ def test_trust_maps_of_the_prediction_are_ranked_against_its_error(
     wait_idle(w.panel)
     agreement = w.comparison.agreement
     assert agreement["uncertainty"] > 0.9 and abs(agreement["consistency"]) < 0.1
-    assert w.trust_label.text().startswith("Trust maps vs |error| on plane 2 (Spearman): ")
-    assert f"uncertainty {agreement['uncertainty']:.2f}" in w.trust_label.text()
+    uncertainty, consistency = w.trust_label.text().splitlines()
+    assert uncertainty == (
+        "The uncertainty map shows well where the prediction is wrong on plane 2 (rank "
+        f"correlation {agreement['uncertainty']:.2f}; 1 would be perfect, 0 no relation)."
+    )
+    assert consistency.startswith("The consistency map says nothing about where the prediction")
 
     # a prediction opened from a file: the maps beside it are read and shown as layers
     store = write_image(pred, tmp_path / "pred.zarr")

@@ -33,6 +33,7 @@ def test_manifest_is_valid_and_commands_import():
     manifest.validate_imports()  # every python_name resolves
     contrib = manifest.contributions
     assert [w.display_name for w in contrib.widgets] == [
+        "All tools",
         "Crappify",
         "Train",
         "Super-resolve",

@@ -225,7 +225,7 @@ def test_scale_mismatch_is_an_error_notification(viewer, widget, model, rng, not
     wait_idle(widget.panel)
     widget.preview()
     wait_idle(widget.panel)
-    message = "model m.safetensors upsamples ×2, but scale 4 was asked"
+    message = "m.safetensors: this model upsamples ×2, but scale 4 was asked"
     assert notes["error"] == [message, message]
     assert widget.panel.state == "failed" and len(viewer.layers) == n_layers
 
@@ -274,6 +274,23 @@ def test_recent_models_fill_the_model_list(viewer, model, tmp_path, qtbot):
     recent_models_notifier().changed.emit()  # a run finished in the Train widget
     assert widget.model_picker.recent() == [str(model.resolve()), str(other.resolve())]
     assert widget.model_path == str(other.resolve())  # the choice is kept
+
+
+def test_the_shipped_starting_points_follow_the_recent_models(viewer, model, qtbot):
+    remember_model(model)
+    widget = PredictWidget(viewer)
+    qtbot.addWidget(widget)
+    items = [
+        widget.model_picker.combo.itemText(i) for i in range(widget.model_picker.combo.count())
+    ]
+    assert items == [str(model.resolve()), "em-4x", "fluo-4x", "fluo-denoise"]
+    assert widget.model_picker.recent() == [str(model.resolve())]
+    widget.set_model("fluo-denoise")  # usable by name, without training data
+    text = widget.model_info_label.text()
+    assert text.startswith("restoration on the same grid (×1)")
+    assert "a starting point shipped with decrappify, not trained on your images" in text
+    remember_model("fluo-denoise")  # always listed: not added to the recent models
+    assert recent_models() == [model.resolve()]
 
 
 def test_visible_rect_is_clipped_and_centred():

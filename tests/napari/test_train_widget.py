@@ -142,7 +142,8 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert (
         set(curves.baseline) == {"psnr", "ssim", "frc", "hf"} and curves.baseline_name == "bicubic"
     )
-    assert widget.plot.metric_axes.get_xlabel() == "step (dashed: bicubic)"
+    label = "step (dashed: bicubic, dotted: classical methods)"  # the self-check's, at the end
+    assert widget.plot.metric_axes.get_xlabel() == label
     assert widget.plot.loss_axes.get_lines()[0].get_xdata().tolist() == [1, 2, 3]
     assert any(running and lines for running, lines in seen["draws"])  # drawn while running
     # the preview layer: LR | prediction | HR of the validation crop, normalised units
@@ -150,7 +151,8 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert preview.data.shape == (64, 192) and preview.data.dtype == np.float32
     np.testing.assert_array_equal(preview.data, events[-1].preview)
     assert tuple(preview.contrast_limits) == (0.0, 1.0)
-    assert tuple(preview.translate) == (0.0, 64.0 + 16.0)  # beside the first training layer
+    center = viewer.scene.camera.center[-2:]  # centred in the view (pixel units here)
+    assert tuple(preview.translate) == pytest.approx((center[0] - 31.5, center[1] - 95.5))
     assert "training preview" not in widget.form.layer_list.names()
     # the model is kept, remembered, and its metrics shown
     model = run_dir / "model"
@@ -169,6 +171,38 @@ def test_pretraining_run_draws_curves_shows_preview_and_keeps_the_model(
     assert widget.panel.state == "done" and target.is_file()
     assert model_info(target).generator == info.generator
     assert recent_models() == [target.resolve(), model.resolve()]
+
+
+def test_a_model_that_loses_to_bilinear_gets_a_plain_warning(
+    viewer, widget, tmp_path, wait_idle, notes
+):
+    add_em(viewer)
+    configure(widget, tmp_path / "run", generator_steps=2, preview_every=0)
+    widget.form.set_overrides({**TINY, "pretrain_generator.max_lr": 1.0})  # wrecks the network
+    widget.form.start_combo.setCurrentIndex(1)
+    assert widget.form.start_combo.currentText().startswith("none (")
+    assert widget.form.current_config().start_from == "none"
+    widget.start()
+    wait_idle(widget.panel, timeout=60000)
+    assert notes["error"] == [] and widget.panel.state == "done"
+    text = widget.result_label.text()
+    assert "self-check: model" in text and "against bilinear" in text
+    warning = text.split("⚠ Warning: ")[1]
+    assert warning.startswith("the model loses to ") and "bilinear (" in warning
+    assert "Try: more training" in warning
+    assert {"bilinear", "bicubic"} <= set(widget.curves.classical)
+    psnr_lines = [line.get_ydata()[0] for line in widget.plot.metric_axes.get_lines()[1:]]
+    assert pytest.approx(widget.curves.classical["bilinear"]["psnr"]) in psnr_lines
+
+
+def test_the_start_choices_list_the_shipped_starting_points(widget):
+    items = [widget.form.start_combo.itemText(i) for i in range(widget.form.start_combo.count())]
+    assert items[0].startswith("auto (") and items[1].startswith("none (")
+    assert [i.split(" ")[0] for i in items[2:]] == ["em-4x", "fluo-4x", "fluo-denoise"]
+    widget.form.start_combo.setCurrentIndex(3)
+    assert widget.form.start_from == "fluo-4x"
+    widget.form.start_combo.setEditText("/models/my run/model")
+    assert widget.form.start_from == "/models/my run/model"
 
 
 @pytest.mark.slow
@@ -313,7 +347,8 @@ def test_phase_text():
     assert phase_text("pretrain_generator", 1) == "Phase 1 of 1 · generator pretraining"
 
 
-def test_preview_goes_beside_the_first_training_image():
+def test_preview_goes_where_the_user_looks():
+    """In the middle of the view (it used to go beside the image, outside the view)."""
     image = Image(
         np.zeros((5, 40, 50), np.uint8),
         axes="ZYX",
@@ -321,15 +356,15 @@ def test_preview_goes_beside_the_first_training_image():
         units=("micrometer",) * 3,
         translate=(1.0, 2.0, 3.0),
     )
-    place = preview_placement(image)
+    place = preview_placement(image, (2.5, 4.0), (64, 192))
     assert place["pixel_size"] == (0.05, 0.04) and place["units"] == ("micrometer",) * 2
-    assert place["translate"] == pytest.approx((2.0, 3.0 + (50 + 16) * 0.04))
-    assert preview_placement(Image(np.zeros((8, 10)))) == {
+    assert place["translate"] == pytest.approx((2.5 - 31.5 * 0.05, 4.0 - 95.5 * 0.04))
+    assert preview_placement(Image(np.zeros((8, 10))), (4.0, 5.0), (3, 9)) == {
         "pixel_size": None,
         "units": None,
-        "translate": (0.0, 26.0),
+        "translate": (3.0, 1.0),
     }
-    assert preview_placement(None) == {}
+    assert preview_placement(None, (0.0, 0.0), (1, 1))["translate"] == (0.0, 0.0)
 
 
 def test_a_fitted_same_grid_crappifier_sets_scale_one(viewer, widget, tmp_path):

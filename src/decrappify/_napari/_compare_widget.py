@@ -19,25 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from decrappify import api
-from decrappify._napari._controls import LayerPicker
+from decrappify._napari._controls import LayerPicker, is_usable_image, scroll_body
 from decrappify._napari._layers import (
     META_KEY,
+    derived_role,
     display_kwargs,
     find_layer,
     image_layer_kwargs,
@@ -45,8 +43,10 @@ from decrappify._napari._layers import (
     set_or_add_image,
     trust_layer_kwargs,
 )
-from decrappify._napari._plots import qt_figure, style_axes, theme_colors
+from decrappify._napari._metric_table import MetricTable
+from decrappify._napari._plots import LEGEND_SIZE, qt_figure, style_axes, theme_colors
 from decrappify._napari._runner import TaskPanel, report_errors
+from decrappify._napari._trust_text import agreement_text
 from decrappify._napari._viewer_geometry import current_plane
 from decrappify._napari.jobs.compute import safe_name
 from decrappify.api import METRIC_NAMES, METRIC_TITLES, PREDICTION
@@ -64,28 +64,6 @@ EXPORT_FILTERS = {
     "CSV, one row per method (*.csv)": (".csv", False),
     "CSV, one row per plane (*.csv)": (".csv", True),
 }
-
-
-def format_metric(metric: str, value: float, sd: float | None = None) -> str:
-    """Table text of a metric: 2 decimals for dB values, 4 for SSIM and NRMSE.
-
-    Parameters
-    ----------
-    metric : str
-        One of :data:`decrappify.metrics.METRIC_NAMES`.
-    value : float
-        The value (or mean).
-    sd : float or None
-        A standard deviation shown as ``± sd``.
-
-    Returns
-    -------
-    str
-        The text (``"inf"`` for a perfect match).
-    """
-    digits = 4 if metric in ("ssim", "ssim_norm", "nrmse") else 2
-    text = f"{value:.{digits}f}"
-    return text if sd is None else f"{text} ± {sd:.{digits}f}"
 
 
 class CompareWidget(QWidget):
@@ -114,11 +92,18 @@ class CompareWidget(QWidget):
         self._n_planes = 0
         self._new_maps: dict[str, Image] = {}
 
-        self.pred_picker = LayerPicker(napari_viewer)
-        self.pred_picker.setToolTip("The restored image (super-resolved or denoised)")
-        self.gt_picker = LayerPicker(napari_viewer)
-        self.gt_picker.setToolTip("The ground truth, on the same field of view")
-        self.lr_picker = LayerPicker(napari_viewer, optional=True)
+        # what each picker offers: no trust map, error or baseline as a prediction, no
+        # derived layer as a ground truth
+        self.pred_picker = LayerPicker(napari_viewer, accept=_prediction_like)
+        self.pred_picker.setToolTip(
+            "The restored image (super-resolved or denoised); trust maps, error and "
+            "baseline layers are not offered"
+        )
+        self.gt_picker = LayerPicker(napari_viewer, accept=_acquisition)
+        self.gt_picker.setToolTip(
+            "The ground truth, on the same field of view (layers the widgets made are not offered)"
+        )
+        self.lr_picker = LayerPicker(napari_viewer, accept=_input_like, optional=True)
         self.lr_picker.setToolTip("The low-resolution input, for the bicubic baseline")
         self.compare_button = QPushButton("Compare")
         self.compare_button.setToolTip("Score every plane; the plane on screen comes first")
@@ -130,6 +115,8 @@ class CompareWidget(QWidget):
         self.plane_table = MetricTable()
         self.stack_label = QLabel("")
         self.stack_table = MetricTable()
+        self.note_label = QLabel("")  # how the layers were put on one grid, intensities
+        self.note_label.setWordWrap(True)
         self.trust_label = QLabel("")
         self.trust_label.setWordWrap(True)
         self.trust_label.setToolTip(
@@ -145,6 +132,7 @@ class CompareWidget(QWidget):
         self.axes = self.figure.add_subplot(1, 1, 1)
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Prediction", self.pred_picker)
         form.addRow("Ground truth", self.gt_picker)
         form.addRow("LR input", self.lr_picker)
@@ -153,10 +141,11 @@ class CompareWidget(QWidget):
         buttons.addWidget(self.export_button)
         plot_row = QFormLayout()
         plot_row.addRow("Plot", self.plot_metric)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.panel)
+        layout.addWidget(self.note_label)
         layout.addWidget(self.plane_label)
         layout.addWidget(self.plane_table)
         layout.addWidget(self.stack_label)
@@ -172,11 +161,14 @@ class CompareWidget(QWidget):
         napari_viewer.dims.events.current_step.connect(self._on_step)
         for picker in (self.pred_picker, self.gt_picker, self.lr_picker):
             picker.layer_changed.connect(self._on_layers_changed)
+            picker.activated.connect(self._user_chose)  # a choice the widget then keeps
+        self._chosen_by_user = False
+        napari_viewer.layers.events.inserted.connect(self._on_layer_added)
         self.compare_button.clicked.connect(lambda *_: self.compare())
         self.export_button.clicked.connect(lambda *_: self._export_dialog())
         self.plot_metric.currentIndexChanged.connect(lambda *_: self.redraw())
         self.panel.running_changed.connect(lambda busy: self.compare_button.setEnabled(not busy))
-        self._default_gt()
+        self.choose_defaults()
         self._clear_table()
         self.redraw()
 
@@ -321,6 +313,7 @@ class CompareWidget(QWidget):
         self.redraw()
         self._add_layers(comparison)
         self._show_agreement(comparison)
+        self._show_notes(comparison)
 
     # -- tables
 
@@ -342,16 +335,20 @@ class CompareWidget(QWidget):
             self.trust_label.setText("")
             return
         where = f"plane {self.plane}" if self._n_planes > 1 else "the image"
-        parts = [
-            f"{key} {'n/a' if np.isnan(rho) else f'{rho:.2f}'}"
-            for key, rho in comparison.agreement.items()
-        ]
         self.trust_label.setText(
-            f"Trust maps vs |error| on {where} (Spearman): " + ", ".join(parts)
+            "\n".join(agreement_text(key, rho, where) for key, rho in comparison.agreement.items())
         )
+
+    def _show_notes(self, comparison: api.Comparison) -> None:
+        lines = [f"Note: {note}." for note in comparison.notes]
+        lines += [f"Warning: {warning}." for warning in comparison.warnings]
+        self.note_label.setText("\n".join(lines))
+        self.note_label.setVisible(bool(lines))
 
     def _clear_table(self) -> None:
         self.trust_label.setText("")
+        self.note_label.setText("")
+        self.note_label.hide()
         self.plane_label.setText("")
         self.plane_table.fill({})
         self.stack_label.hide()
@@ -395,7 +392,9 @@ class CompareWidget(QWidget):
             ax.axvline(self.plane, color=self._colors["highlight"], lw=1, ls="--")
             ax.set_xlabel("plane")
             ax.set_ylabel(title)
-            ax.legend(loc="best", fontsize="small", frameon=False, labelcolor=self._colors["text"])
+            ax.legend(
+                loc="best", fontsize=LEGEND_SIZE, frameon=False, labelcolor=self._colors["text"]
+            )
         else:
             names = list(series)
             values = [float(series[m][0]) for m in names]
@@ -411,8 +410,10 @@ class CompareWidget(QWidget):
     # -- layers
 
     def _add_layers(self, comparison: api.Comparison) -> None:
+        """Add the error, baseline and trust-map layers, hidden (tick their eye to see them)."""
         gt_layer = find_layer(self.viewer, self._names[1])
         gt_display = display_kwargs(gt_layer) if gt_layer is not None else {}
+        added = []
         error_kwargs = image_layer_kwargs(
             comparison.error,
             name=f"{self._names[0]} error",
@@ -420,18 +421,26 @@ class CompareWidget(QWidget):
             contrast_limits=comparison.error_limits,
             gamma=1.0,
             blending="additive",
+            metadata={META_KEY: {"role": "error"}},
         )
         if "affine" in gt_display:
             error_kwargs["affine"] = gt_display["affine"]
-        set_or_add_image(self.viewer, comparison.error.data, error_kwargs)
+        added.append(set_or_add_image(self.viewer, comparison.error.data, error_kwargs))
         if comparison.baseline is not None:
             kwargs = image_layer_kwargs(
-                comparison.baseline, name=f"{self._names[2]} bicubic", **gt_display
+                comparison.baseline,
+                name=f"{self._names[2]} bicubic",
+                **{**gt_display, "metadata": {META_KEY: {"role": "baseline"}}},
             )
-            set_or_add_image(self.viewer, comparison.baseline.data, kwargs)
+            added.append(set_or_add_image(self.viewer, comparison.baseline.data, kwargs))
         for key, trust in self._new_maps.items():
             kwargs = trust_layer_kwargs(trust, key, name=f"{self._names[0]} {key}")
-            set_or_add_image(self.viewer, trust.data, kwargs)
+            added.append(set_or_add_image(self.viewer, trust.data, kwargs))
+        for layer in added:  # hidden: the prediction stays the top visible layer
+            layer.visible = False
+        pred_layer = find_layer(self.viewer, self._names[0])
+        if pred_layer is not None:
+            self.viewer.layers.selection.active = pred_layer
 
     # -- events
 
@@ -451,11 +460,40 @@ class CompareWidget(QWidget):
             self._clear_table()
             self.redraw()
 
-    def _default_gt(self) -> None:
-        # start with two different layers when there are two
-        names = self.gt_picker.names()
-        if len(names) > 1 and self.gt_picker.layer_name() == self.pred_picker.layer_name():
-            self.gt_picker.set_layer(names[1])
+    def choose_defaults(self) -> None:
+        """Pick distinct layers to start with: the newest prediction, its input, a ground truth.
+
+        The prediction is the newest super-resolved layer (else the top layer offered), the
+        LR input the layer it was made from, and the ground truth the first other layer
+        that is no derived layer, so that the three never start on one layer.
+        """
+        preds = self.pred_picker.names()
+        made = [n for n in preds if derived_role(find_layer(self.viewer, n)) == "super-resolved"]
+        pred = (made or preds or [None])[0]
+        if pred is not None:
+            self.pred_picker.set_layer(pred)
+        source = _prediction_input(find_layer(self.viewer, pred))
+        if source is not None and source in self.lr_picker.names():
+            self.lr_picker.set_layer(source)
+        others = [n for n in self.gt_picker.names() if n not in (pred, source)]
+        if others:
+            self.gt_picker.set_layer(others[0])
+
+    def _user_chose(self, *_: Any) -> None:
+        self._chosen_by_user = True
+
+    def _on_layer_added(self, event: Any = None) -> None:
+        # until the user picks layers: start again from a new super-resolved layer, or when
+        # the prediction and the ground truth are one layer (a second layer came)
+        if self._chosen_by_user or self.panel.is_running:
+            return
+        pred, gt = self.pred_picker.layer_name(), self.gt_picker.layer_name()
+        layer = getattr(event, "value", None)
+        fresh = derived_role(layer) == "super-resolved" if layer is not None else False
+        if fresh or pred is None or pred == gt:
+            for picker in (self.pred_picker, self.gt_picker, self.lr_picker):
+                picker.refresh()
+            self.choose_defaults()
 
     def _export_dialog(self) -> None:
         stem = safe_name(self._names[0] or "prediction")
@@ -471,82 +509,26 @@ class CompareWidget(QWidget):
         self.export(target, per_slice=per_slice)
 
 
-class MetricTable(QTableWidget):
-    """A read-only table of the seven metrics (rows) for a few methods (columns).
+def _prediction_like(layer: Any) -> bool:
+    """Layers that can be a prediction: not a trust map, an error map or a baseline."""
+    return is_usable_image(layer) and derived_role(layer) not in _NOT_PREDICTIONS
 
-    Each cell shows the formatted value (``mean ± sd`` when a standard deviation is
-    given) and keeps the full-precision value under ``Qt.ItemDataRole.UserRole``.
-    """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(len(METRIC_NAMES), 0, parent)
-        self.setVerticalHeaderLabels([METRIC_TITLES[m] for m in METRIC_NAMES])
-        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self._fit_height()
+def _acquisition(layer: Any) -> bool:
+    """Layers that can be a ground truth: none the widgets derived."""
+    return is_usable_image(layer) and derived_role(layer) is None
 
-    def fill(self, columns: dict[str, tuple[dict[str, float], dict[str, float] | None]]) -> None:
-        """Show one column per method.
 
-        Parameters
-        ----------
-        columns : dict
-            Method name to ``(values, sds)``; ``sds`` may be None.
-        """
-        self.setColumnCount(len(columns))
-        self.setHorizontalHeaderLabels(list(columns))
-        for c, (values, sds) in enumerate(columns.values()):
-            for r, metric in enumerate(METRIC_NAMES):
-                value = float(values[metric])
-                sd = None if sds is None else float(sds[metric])
-                item = QTableWidgetItem(format_metric(metric, value, sd))
-                item.setData(Qt.ItemDataRole.UserRole, value)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.setItem(r, c, item)
-        self._fit_height()
+def _input_like(layer: Any) -> bool:
+    """Layers that can be an LR input: acquisitions and crappified layers."""
+    return is_usable_image(layer) and derived_role(layer) in (None, "crappified")
 
-    def methods(self) -> list[str]:
-        """Column titles (the methods shown).
 
-        Returns
-        -------
-        list of str
-            The methods.
-        """
-        return [self.horizontalHeaderItem(c).text() for c in range(self.columnCount())]  # type: ignore[union-attr]
+def _prediction_input(layer: Any) -> str | None:
+    """The layer a super-resolved layer was made from (its metadata), or None."""
+    meta = ((getattr(layer, "metadata", None) or {}).get(META_KEY) or {}).get("predict") or {}
+    return meta.get("input")
 
-    def values(self, method: str) -> dict[str, float]:
-        """Full-precision values of a method's column.
 
-        Parameters
-        ----------
-        method : str
-            The column title.
-
-        Returns
-        -------
-        dict of str to float
-            Metric name to value.
-
-        Raises
-        ------
-        KeyError
-            For a method the table does not show.
-        """
-        methods = self.methods()
-        if method not in methods:
-            raise KeyError(method)
-        c = methods.index(method)
-        return {
-            metric: float(self.item(r, c).data(Qt.ItemDataRole.UserRole))  # type: ignore[union-attr]
-            for r, metric in enumerate(METRIC_NAMES)
-        }
-
-    def _fit_height(self) -> None:
-        self.resizeRowsToContents()
-        height = self.horizontalHeader().height() + 4
-        height += sum(self.rowHeight(r) for r in range(self.rowCount()))
-        self.setFixedHeight(height)
+#: Derived layers that are never a prediction.
+_NOT_PREDICTIONS = ("uncertainty", "consistency", "error", "baseline", "preview")

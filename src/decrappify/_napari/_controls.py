@@ -6,24 +6,74 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QObject, QSize, Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
+    QVBoxLayout,
     QWidget,
 )
 
+from decrappify import api
 from decrappify._napari._layers import find_layer
 from decrappify._napari.jobs.models import recent_models
 
 #: Entry of an optional picker meaning "no layer".
 NO_LAYER = "(none)"
+#: Smallest height of a dock's scrolling body (px): a dock never asks the window for more.
+MIN_BODY_HEIGHT = 100
+
+
+class _VerticalScroll(QScrollArea):
+    """A scroll area that scrolls vertically only and is as wide as its content needs."""
+
+    def _extra_width(self) -> int:
+        return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:
+        inner = self.widget().minimumSizeHint()
+        return QSize(inner.width() + self._extra_width(), min(inner.height(), MIN_BODY_HEIGHT))
+
+    def sizeHint(self) -> QSize:
+        inner = self.widget().sizeHint()
+        return QSize(inner.width() + self._extra_width(), inner.height() + 2 * self.frameWidth())
+
+
+def scroll_body(owner: QWidget) -> QWidget:
+    """Give a dock widget a body that scrolls vertically instead of growing the window.
+
+    A dock's minimum height is otherwise the sum of its rows, and a few docks stacked push
+    the napari window past a laptop screen; in a scroll area the dock can be as short as
+    the window allows, and as wide as its widest row (nothing is cut off on the right).
+
+    Parameters
+    ----------
+    owner : QWidget
+        The dock widget (it must not have a layout yet).
+
+    Returns
+    -------
+    QWidget
+        The body: give it the layout the widget's rows go in.
+    """
+    area = _VerticalScroll(owner)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    body = QWidget()
+    area.setWidget(body)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return body
 
 
 def is_usable_image(layer: Any) -> bool:
@@ -303,26 +353,15 @@ class LayerChecklist(QListWidget):
         for layer in viewer.layers:
             layer.events.name.connect(self._on_renamed)
         self.itemChanged.connect(lambda *_: self.checked_changed.emit())
+        self.setStyleSheet(_check_mark_style(viewer))
         self.refresh()
 
     def names(self) -> list[str]:
-        """Names of the layers listed, top layer first.
-
-        Returns
-        -------
-        list of str
-            The names.
-        """
+        """Names of the layers listed, top layer first."""
         return list(self._names)
 
     def checked_names(self) -> list[str]:
-        """Names of the checked layers, in list order.
-
-        Returns
-        -------
-        list of str
-            The names.
-        """
+        """Names of the checked layers, in list order."""
         return [
             self.item(i).text()  # type: ignore[union-attr]
             for i in range(self.count())
@@ -397,6 +436,27 @@ class LayerChecklist(QListWidget):
             self.set_checked([layer.name])  # the renamed layer keeps its check mark
 
 
+def _check_mark_style(viewer: Any) -> str:
+    """Check boxes of list items drawn as napari draws its own (its theme's tick and colours).
+
+    napari's style sheet gives check boxes a themed tick but leaves list items with a
+    dark square on a dark background, hard to see ticked or not.
+    """
+    try:
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(viewer.theme)
+        box, ticked, tick = theme.primary.as_hex(), theme.current.as_hex(), theme.id
+    except Exception:  # an unknown theme keeps Qt's own boxes
+        return ""
+    return (
+        f"QListWidget::indicator {{ width: 16px; height: 16px; border-radius: 2px; "
+        f"background-color: {box}; }} "
+        f'QListWidget::indicator:checked {{ image: url("theme_{tick}:/check.svg"); '
+        f"background-color: {ticked}; }}"
+    )
+
+
 class _RecentModelsNotifier(QObject):
     """Tells every model picker that the recent models list changed."""
 
@@ -423,9 +483,10 @@ class ModelPicker(QWidget):
     """An editable combo box of recent models with a Browse button.
 
     The list holds the models trained or used recently (most recent first,
-    :func:`decrappify._napari.jobs.models.recent_models`) and is refreshed when that list
-    changes. Browse accepts a ``.safetensors`` model file or a model folder's
-    ``model.json`` (the folder is taken).
+    :func:`decrappify._napari.jobs.models.recent_models`), then the starting points
+    shipped with decrappify by name (``fluo-denoise``: usable without training data), and
+    is refreshed when the recent models change. Browse accepts a ``.safetensors`` model
+    file or a model folder's ``model.json`` (the folder is taken).
 
     Parameters
     ----------
@@ -447,7 +508,7 @@ class ModelPicker(QWidget):
         self.combo.setMinimumContentsLength(12)
         line = self.combo.lineEdit()
         if line is not None:
-            line.setPlaceholderText("model folder or .safetensors file")
+            line.setPlaceholderText("model folder, .safetensors file or starting point")
             line.editingFinished.connect(self._emit)
         self.combo.activated.connect(lambda *_: self._emit())
         self.button = QPushButton("Browse…")
@@ -457,9 +518,10 @@ class ModelPicker(QWidget):
         layout.addWidget(self.combo, 1)
         layout.addWidget(self.button)
         self._last = ""
+        self._n_recent = 0
         recent_models_notifier().changed.connect(self.refresh)
         self.refresh()
-        if self.combo.count():
+        if self._n_recent:  # the most recent model; a starting point is never preselected
             self.combo.setCurrentIndex(0)
             self._last = self.path()
 
@@ -481,7 +543,7 @@ class ModelPicker(QWidget):
         list of str
             Paths, most recent first.
         """
-        return [self.combo.itemText(i) for i in range(self.combo.count())]
+        return [self.combo.itemText(i) for i in range(self._n_recent)]
 
     def set_path(self, path: str | Path) -> None:
         """Choose a model and emit :attr:`model_changed`.
@@ -500,7 +562,10 @@ class ModelPicker(QWidget):
         self.combo.blockSignals(True)
         try:
             self.combo.clear()
-            self.combo.addItems([str(p) for p in recent_models()])
+            recent = [str(p) for p in recent_models()]
+            self.combo.addItems(recent)
+            self._n_recent = len(recent)
+            self.combo.addItems([sp.name for sp in api.starting_points()])
             self.combo.setCurrentText(current)
         finally:
             self.combo.blockSignals(False)

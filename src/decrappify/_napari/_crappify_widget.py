@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from decrappify._napari._controls import LayerPicker, PathEdit
+from decrappify._napari._controls import LayerPicker, PathEdit, scroll_body
 from decrappify._napari._layers import (
     META_KEY,
     display_kwargs,
@@ -197,7 +197,7 @@ class CrappifyWidget(QWidget):
     Attributes
     ----------
     memory_limit : int
-        Largest result kept in memory, in bytes (default 1 GiB).
+        Largest result kept in memory, in bytes (default 2 GiB, the API's limit).
     """
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -229,12 +229,11 @@ class CrappifyWidget(QWidget):
         self.params_box = QGroupBox("Degradation parameters")
         self.params_box.setToolTip("A number, or 'min, max' for a range drawn from the seed")
         self.params_form = QFormLayout(self.params_box)
-        self.output_path = PathEdit(
-            "folder", placeholder="in memory (large results: temporary OME-Zarr)"
-        )
+        self.params_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.output_path = PathEdit("folder", placeholder="in memory")
         self.output_path.setToolTip(
             "Folder for the result as OME-Zarr, opened lazily; empty: in memory when it "
-            "fits in 1 GiB, else a temporary OME-Zarr removed when napari exits"
+            "fits in 2 GiB, else a temporary OME-Zarr removed when napari exits"
         )
         self.preview_button = QPushButton("Preview")
         self.preview_button.setToolTip("Crappify only the region on screen (current plane)")
@@ -245,6 +244,7 @@ class CrappifyWidget(QWidget):
         self.panel = TaskPanel("Crappify")
 
         form = self._form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Image", self.layer_picker)
         form.addRow("Preset", self.preset_combo)
         form.addRow("Config file", self.config_path)
@@ -255,7 +255,7 @@ class CrappifyWidget(QWidget):
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.save_button)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.params_box)

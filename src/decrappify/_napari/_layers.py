@@ -36,6 +36,69 @@ TRUST_DISPLAY: dict[str, dict[str, Any]] = {
 }
 
 
+#: Name endings of the layers the widgets derive, and what each is (a layer opened again
+#: from a file keeps its name, not its metadata).
+DERIVED_SUFFIXES = {
+    " crappified": "crappified",
+    " crappified preview": "preview",
+    " super-resolved": "super-resolved",
+    " super-resolved preview": "preview",
+    " uncertainty": "uncertainty",
+    " consistency": "consistency",
+    " error": "error",
+    " bicubic": "baseline",
+    "training preview": "preview",
+}
+
+
+def derived_role(layer: Any) -> str | None:
+    """What a layer the widgets made is: not an acquisition to train on or to score against.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        The layer.
+
+    Returns
+    -------
+    str or None
+        ``"crappified"``, ``"super-resolved"``, ``"uncertainty"``, ``"consistency"``,
+        ``"error"``, ``"baseline"`` or ``"preview"``, from the decrappify metadata the
+        widget gave it or else its name; None for anything else.
+    """
+    meta = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+    if meta.get("role"):
+        return str(meta["role"])
+    if meta.get("trust_map"):
+        return str(meta["trust_map"])
+    if "predict" in meta:
+        return "super-resolved"
+    if "crappify" in meta:
+        return "crappified"
+    name = str(getattr(layer, "name", ""))
+    for suffix, role in sorted(DERIVED_SUFFIXES.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix) or name == suffix.strip():
+            return role
+    return None
+
+
+def breakable(path: str) -> str:
+    """A path a word-wrapped label can break after each separator (zero-width spaces).
+
+    Parameters
+    ----------
+    path : str
+        A file or folder path.
+
+    Returns
+    -------
+    str
+        The path with U+200B after every ``/`` and ``\\``: it reads the same, and wraps
+        instead of running past the label's edge.
+    """
+    return path.replace("/", "/\u200b").replace("\\", "\\\u200b")
+
+
 def layer_to_image(layer: Any) -> Image:
     """Describe an image layer as an :class:`~decrappify.io.Image` (no pixel is copied).
 

@@ -6,6 +6,13 @@ from typing import Any
 
 from qtpy.QtWidgets import QWidget
 
+#: Font sizes of the plots, in points at the figures' 90 dpi: axis labels as large as
+#: napari's own text, tick labels and legends a little smaller, marks on the curves least.
+LABEL_SIZE = 10.0
+TICK_SIZE = 9.0
+LEGEND_SIZE = 9.0
+MARK_SIZE = 8.5
+
 
 def theme_colors(viewer: Any) -> dict[str, str]:
     """Background, text and highlight colours of the viewer's napari theme (for plots).
@@ -48,9 +55,11 @@ def style_axes(ax: Any, colors: dict[str, str]) -> None:
     ax.set_facecolor(colors["background"])
     for spine in ax.spines.values():
         spine.set_color(colors["text"])
-    ax.tick_params(colors=colors["text"], labelsize="small")
+    ax.tick_params(colors=colors["text"], labelsize=TICK_SIZE)
     ax.xaxis.label.set_color(colors["text"])
     ax.yaxis.label.set_color(colors["text"])
+    ax.xaxis.label.set_fontsize(LABEL_SIZE)
+    ax.yaxis.label.set_fontsize(LABEL_SIZE)
 
 
 def qt_figure(parent: QWidget, size: tuple[float, float], min_height: int) -> tuple[Any, Any]:

@@ -14,13 +14,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from decrappify import api
-from decrappify._napari._controls import LayerPicker, ModelPicker, PathEdit
+from decrappify._napari._controls import LayerPicker, ModelPicker, PathEdit, scroll_body
 from decrappify._napari._form import ConfigFields, FieldView
 from decrappify._napari._layers import (
     META_KEY,
+    breakable,
     crappified_scale,
     display_kwargs,
     image_layer_kwargs,
@@ -29,6 +31,7 @@ from decrappify._napari._layers import (
     trust_layer_kwargs,
 )
 from decrappify._napari._runner import TaskPanel, report_errors
+from decrappify._napari._trust_text import trust_summary_text
 from decrappify._napari._viewer_geometry import current_plane, visible_data_box
 from decrappify._napari.jobs.models import remember_model
 from decrappify._napari.jobs.predict import (
@@ -57,9 +60,10 @@ FIELDS = {
     "device": FieldView("Device", choices=DEVICE_CHOICES),
     "dtype": FieldView("Output type", special="same as input"),
     "tta": FieldView(
-        "Uncertainty map (TTA, 8× the time)",
-        tooltip="Predict each tile in its 8 rotations/mirrors: their mean is the result, "
-        "their spread a layer of where the model guesses",
+        "Uncertainty map",
+        tooltip="Test-time augmentation, 8× the time: predict each tile in its 8 "
+        "rotations/mirrors; their mean is the result, their spread a layer of where the "
+        "model guesses",
     ),
     "consistency": FieldView(
         "Consistency map",
@@ -86,7 +90,7 @@ class PredictWidget(QWidget):
     Attributes
     ----------
     memory_limit : int
-        Largest result kept in memory, in bytes (default 1 GiB).
+        Largest result kept in memory, in bytes (default 2 GiB, the API's limit).
     """
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -99,6 +103,9 @@ class PredictWidget(QWidget):
             "A model folder (a training run's 'model') or a .safetensors model file; the "
             "list holds the models trained or used recently"
         )
+        self.model_path_label = QLabel("")  # the whole path, which the field scrolls
+        self.model_path_label.setWordWrap(True)
+        self.model_path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model_info_label = QLabel("")
         self.model_info_label.setWordWrap(True)
         self.layer_picker = LayerPicker(napari_viewer)
@@ -112,12 +119,10 @@ class PredictWidget(QWidget):
         self.dtype_combo = self.fields.widget("dtype")
         self.tta_check = self.fields.widget("tta")
         self.consistency_check = self.fields.widget("consistency")
-        self.output_path = PathEdit(
-            "folder", placeholder="in memory (large results: temporary OME-Zarr)"
-        )
+        self.output_path = PathEdit("folder", placeholder="in memory")
         self.output_path.setToolTip(
             "Folder for the result as OME-Zarr, opened lazily; empty: in memory when it "
-            "fits in 1 GiB, else a temporary OME-Zarr removed when napari exits"
+            "fits in 2 GiB, else a temporary OME-Zarr removed when napari exits"
         )
         self.preview_button = QPushButton("Preview current view")
         self.preview_button.setToolTip(
@@ -126,20 +131,25 @@ class PredictWidget(QWidget):
         self.run_button = QPushButton("Run")
         self.run_button.setToolTip("Super-resolve the whole layer into a new layer")
         self.panel = TaskPanel("Super-resolve")
+        self.trust_label = QLabel("")  # what the trust maps found, in words
+        self.trust_label.setWordWrap(True)
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Model", self.model_picker)
-        form.addRow("", self.model_info_label)
+        form.addRow(self.model_path_label)  # the whole width: a path and a few lines
+        form.addRow(self.model_info_label)
         form.addRow("Image", self.layer_picker)
         self.fields.add_rows(form)
         form.addRow("Output folder", self.output_path)
         buttons = QHBoxLayout()
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.run_button)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.panel)
+        layout.addWidget(self.trust_label)
         layout.addStretch(1)
 
         self.model_picker.model_changed.connect(lambda *_: self.update_model_info())
@@ -180,12 +190,12 @@ class PredictWidget(QWidget):
         if not path:
             text = "Choose a model: a training run's 'model' folder or a .safetensors file."
         else:
-            from decrappify.api import model_info
-
             try:
-                text = model_summary(model_info(path))
+                text = model_summary(api.model_info(path))
             except DecrappifyError as err:
                 text = f"⚠ {err}"
+        self.model_path_label.setText(breakable(path))
+        self.model_path_label.setVisible(bool(path))
         self.model_info_label.setText(text)
         return text
 
@@ -244,12 +254,14 @@ class PredictWidget(QWidget):
     def run(self) -> None:
         """Super-resolve the whole selected layer into a new ``<layer> super-resolved`` layer.
 
-        The trust maps the form asks for are added as ``<layer> uncertainty`` (over the
-        result) and ``<layer> consistency`` (over the input) layers; the result's
-        metadata names them and holds their summaries.
+        The trust maps the form asks for are added hidden, as ``<layer> uncertainty`` (over
+        the result) and ``<layer> consistency`` (over the input) layers, so that the result
+        is the top visible layer; the result's metadata names the maps and holds their
+        summaries, which :attr:`trust_label` says in words.
         """
         model, layer, image = self._inputs()
         settings = self.settings()
+        self.trust_label.setText("")
         out_dir = self.output_path.text() or None
         display, name, limit = display_kwargs(layer), layer.name, self.memory_limit
         self.panel.start(
@@ -279,7 +291,7 @@ class PredictWidget(QWidget):
         result: LayerPrediction,
     ) -> None:
         info: dict[str, Any] = {
-            "model": str(Path(model).resolve()),
+            "model": str(api.model_location(model).resolve()),
             "input": name,
             "settings": settings.settings(),
         }
@@ -295,11 +307,17 @@ class PredictWidget(QWidget):
             metadata={META_KEY: {"predict": info}},
             **display,
         )
-        self.viewer.add_image(image.data, **kwargs)
+        shown = self.viewer.add_image(image.data, **kwargs)
+        # the maps hidden, so that the result is what the user sees; ticking a map's eye
+        # lays it over the result
         for key, trust_map in result.maps.items():
             meta = {META_KEY: {"trust_map": key, "prediction": f"{name} super-resolved"}}
-            layer_kwargs = trust_layer_kwargs(trust_map, key, name=f"{name} {key}", metadata=meta)
-            set_or_add_image(self.viewer, trust_map.data, layer_kwargs)
+            layer_kwargs = trust_layer_kwargs(
+                trust_map, key, name=f"{name} {key}", metadata=meta, visible=False
+            )
+            set_or_add_image(self.viewer, trust_map.data, layer_kwargs).visible = False
+        self.viewer.layers.selection.active = shown
+        self.trust_label.setText(trust_summary_text(result.trust))
         remember_model(model)
 
     def _expect_layer_scale(self) -> None:

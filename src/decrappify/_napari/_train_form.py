@@ -18,8 +18,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGridLayout,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
     QRadioButton,
     QWidget,
@@ -29,7 +27,7 @@ from decrappify import api
 from decrappify._napari._controls import LayerChecklist, PathEdit, is_usable_image
 from decrappify._napari._crappify_widget import FROM_FILE, MAX_SEED
 from decrappify._napari._form import ConfigFields, FieldView
-from decrappify._napari._layers import layer_to_image
+from decrappify._napari._layers import derived_role, layer_to_image
 from decrappify.config.base import parse_overrides
 from decrappify.config.crappify import PRESETS
 from decrappify.config.train import TrainConfig
@@ -87,9 +85,15 @@ class TrainForm(QWidget):
     def __init__(self, viewer: Any, *, exclude: str = "") -> None:
         super().__init__()
         self.layer_list = LayerChecklist(
-            viewer, accept=lambda layer: is_usable_image(layer) and layer.name != exclude
+            viewer,
+            accept=lambda layer: (
+                is_usable_image(layer) and layer.name != exclude and derived_role(layer) is None
+            ),
         )
-        self.layer_list.setToolTip("High-resolution training images (tick one or several layers)")
+        self.layer_list.setToolTip(
+            "High-resolution training images (tick one or several layers); layers the "
+            "widgets made (crappified, super-resolved, maps) are not offered"
+        )
         self.files_path = PathEdit("folder", placeholder="and/or a folder, file or glob")
         self.files_path.setToolTip(
             "High-resolution training images on disk: a file, a folder (its images) or a "
@@ -130,6 +134,7 @@ class TrainForm(QWidget):
             "Continue from the last checkpoint with the run's own settings (give the same "
             "training images again)"
         )
+        self.start_combo = start_from_combo()
         self.config_path = PathEdit("open", placeholder="optional", file_filter="YAML (*.yaml)")
         self.config_path.setToolTip("A train.yaml to start from; the fields above override it")
         self.overrides_edit = QLineEdit()
@@ -147,25 +152,28 @@ class TrainForm(QWidget):
         self._update()
 
     def _layout(self) -> None:
+        # one setting per row: a dock narrow enough to leave the canvas room on a laptop
         length = QGridLayout()
         length.setContentsMargins(0, 0, 0, 0)
         length.addWidget(self.budget_radio, 0, 0)
-        length.addWidget(self.budget_edit, 0, 1, 1, 3)
-        length.addWidget(self.steps_radio, 1, 0)
-        length.addWidget(QLabel("G"), 1, 1)
-        length.addWidget(self.generator_steps, 1, 2)
-        length.addWidget(QLabel("GAN"), 1, 3)
-        length.addWidget(self.gan_steps, 1, 4)
+        length.addWidget(self.budget_edit, 0, 1)
+        length.addWidget(self.steps_radio, 1, 0, 1, 2)
         form = self._form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("HR layers", self.layer_list)
         form.addRow("HR files", self.files_path)
         form.addRow("Preset", self.preset_combo)
         form.addRow("Crappify file", self.crappify_path)
-        form.addRow("Scale", _row(self.scale_spin, "Network", self.arch_combo))
+        form.addRow("Scale", self.scale_spin)
+        form.addRow("Network", self.arch_combo)
         form.addRow("Encoder", self.encoder_combo)
         form.addRow("Length", length)
-        form.addRow("Device", _row(self.device_combo, "Seed", self.seed_spin))
+        form.addRow("Generator steps", self.generator_steps)
+        form.addRow("GAN steps", self.gan_steps)
+        form.addRow("Start from", self.start_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Seed", self.seed_spin)
         form.addRow("Preview every", self.preview_spin)
         form.addRow("Run folder", self.run_path)
         form.addRow("", self.resume_check)
@@ -178,6 +186,14 @@ class TrainForm(QWidget):
     def device(self) -> str:
         """The device field (a resumed run takes it too)."""
         return str(self.fields.value("device"))
+
+    @property
+    def start_from(self) -> str:
+        """Where the generator starts: ``auto``, ``none``, a starting point or a model path."""
+        text = self.start_combo.currentText().strip()
+        if self.start_combo.findText(text) >= 0:  # a listed choice: its name, then what it is
+            return text.split(" ", 1)[0]
+        return text or "auto"  # a model path typed in
 
     def training_images(self) -> list[Any]:
         """The HR training images: records of the checked layers, then the path field.
@@ -258,6 +274,7 @@ class TrainForm(QWidget):
             time_budget=budget,
             device=values["device"],
             seed=values["seed"],
+            start_from=self.start_from,
             overrides=overrides,
         )
 
@@ -301,6 +318,7 @@ class TrainForm(QWidget):
         fresh = not self.resume_check.isChecked()  # a resumed run keeps its own settings
         for control in (
             self.preset_combo,
+            self.start_combo,
             self.crappify_path,
             self.budget_radio,
             self.steps_radio,
@@ -315,10 +333,27 @@ class TrainForm(QWidget):
         self.fields.set_enabled(fresh and resnet, ["generator.encoder"])
 
 
-def _row(first: QWidget, label: str, second: QWidget) -> QHBoxLayout:
-    """Two controls on one form row: ``first  label second``."""
-    row = QHBoxLayout()
-    row.addWidget(first, 1)
-    row.addWidget(QLabel(label))
-    row.addWidget(second, 1)
-    return row
+def start_from_combo() -> QComboBox:
+    """An editable choice of the generator's start: auto, none, a shipped starting point or a path.
+
+    Returns
+    -------
+    QComboBox
+        Items ``auto (...)``, ``none (...)`` and one per shipped starting point (its name,
+        then what it is for); a model path can be typed in.
+    """
+    combo = QComboBox()
+    combo.setEditable(True)
+    combo.addItems(
+        [
+            "auto (the shipped starting point that fits, else random)",
+            "none (random weights)",
+            *(f"{sp.name} ({sp.summary})" for sp in api.starting_points()),
+        ]
+    )
+    combo.setToolTip(
+        "The generator's starting weights: a starting point shipped with decrappify "
+        "(fine-tuned, a few minutes are enough), random weights, or a model folder or "
+        ".safetensors file you type in"
+    )
+    return combo

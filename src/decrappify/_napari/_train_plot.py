@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from qtpy.QtWidgets import QWidget
 
-from decrappify._napari._plots import qt_figure, style_axes
+from decrappify._napari._plots import (
+    LABEL_SIZE,
+    LEGEND_SIZE,
+    MARK_SIZE,
+    qt_figure,
+    style_axes,
+)
 from decrappify.events import Progress
 
 #: The NoGAN phases with their titles.
@@ -93,6 +99,9 @@ class TrainCurves:
         The baseline's ``psnr`` / ``ssim`` on the same crops.
     baseline_name : str
         What the baseline is: ``"bicubic"``, or ``"input"`` at scale 1.
+    classical : dict of str to dict
+        At the end of a run, the self-check's classical methods (``"bilinear"``,
+        ``"gaussian=1.5"`` ...) and their ``psnr`` / ``ssim``, drawn as dotted lines.
     phases : list of (int, str)
         Where each training phase starts on the axis, and its short label.
     events : int
@@ -103,6 +112,7 @@ class TrainCurves:
     metrics: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
     baseline_name: str = "bicubic"
+    classical: dict[str, dict[str, float]] = field(default_factory=dict)
     phases: list[tuple[int, str]] = field(default_factory=list)
     events: int = 0
     _current: str | None = None
@@ -207,12 +217,12 @@ class TrainPlot:
         if curves.losses:
             ax.legend(
                 loc="upper right",
-                fontsize="x-small",
+                fontsize=LEGEND_SIZE,
                 frameon=False,
                 ncols=3,
                 labelcolor=colors["text"],
             )
-        ax.set_ylabel("loss", fontsize="small")
+        ax.set_ylabel("loss", fontsize=LABEL_SIZE)
         for key, axes, color, label in (
             ("psnr", mx, "C0", "PSNR (dB)"),
             ("ssim", sx, "C1", "SSIM"),
@@ -222,7 +232,20 @@ class TrainPlot:
                 axes.plot(xs, ys, marker="o", ms=3, lw=1, color=color, label=f"model {key}")
             if key in curves.baseline:
                 axes.axhline(curves.baseline[key], color=color, lw=1, ls="--")
-            axes.set_ylabel(label, fontsize="small", color=color)
+            if key == "psnr":  # the self-check's classical methods, labelled at the right
+                for name, scores in curves.classical.items():
+                    if name != curves.baseline_name and "psnr" in scores:
+                        axes.axhline(scores["psnr"], color=color, lw=0.8, ls=":")
+                        axes.annotate(
+                            name,
+                            (1.0, scores["psnr"]),
+                            xycoords=("axes fraction", "data"),
+                            ha="right",
+                            va="bottom",
+                            fontsize="xx-small",
+                            color=colors["text"],
+                        )
+            axes.set_ylabel(label, fontsize=LABEL_SIZE, color=color)
         for x, mark in curves.phases:
             for axes in (ax, mx):
                 axes.axvline(x, color=colors["text"], lw=0.6, ls=":", alpha=0.7)
@@ -233,10 +256,11 @@ class TrainPlot:
                 xytext=(2, 2),
                 textcoords="offset points",
                 va="bottom",
-                fontsize="x-small",
+                fontsize=MARK_SIZE,
                 color=colors["text"],
             )
-        mx.set_xlabel(f"step (dashed: {curves.baseline_name})", fontsize="small")
+        dotted = ", dotted: classical methods" if curves.classical else ""
+        mx.set_xlabel(f"step (dashed: {curves.baseline_name}{dotted})", fontsize=LABEL_SIZE)
         if curves.phases:
             right = max(1.0, curves.x_end)
             ax.set_xlim(0, right)

@@ -13,6 +13,7 @@ next step (see :meth:`TrainWidget.stop` for what is kept).
 
 from __future__ import annotations
 
+import html
 import time
 from functools import partial
 from pathlib import Path
@@ -23,8 +24,8 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from decrappify import api
-from decrappify._napari._controls import recent_models_notifier
-from decrappify._napari._layers import image_layer_kwargs, set_or_add_image
+from decrappify._napari._controls import recent_models_notifier, scroll_body
+from decrappify._napari._layers import META_KEY, image_layer_kwargs, set_or_add_image
 from decrappify._napari._plots import theme_colors
 from decrappify._napari._runner import TaskPanel, report_errors
 from decrappify._napari._train_form import TrainForm
@@ -50,8 +51,6 @@ __all__ = [
 
 #: Name of the layer showing LR | prediction | HR of the first validation crop.
 PREVIEW_LAYER = "training preview"
-#: HR pixels between the first training layer and the preview layer placed beside it.
-PREVIEW_GAP = 16
 #: Shortest time between two redraws of the plot and the preview layer (ms).
 REDRAW_MS = 400
 #: The plot is redrawn at most this often relative to the time a redraw takes, so that
@@ -59,31 +58,68 @@ REDRAW_MS = 400
 REDRAW_COST_FACTOR = 5
 
 
-def preview_placement(image: Image | None) -> dict[str, Any]:
-    """Where the preview layer goes: beside a training image, with its pixel size and units.
+def preview_placement(
+    image: Image | None, center: tuple[float, float], shape: tuple[int, int]
+) -> dict[str, Any]:
+    """Where the preview layer goes: centred where the user looks, at the images' pixel size.
 
     The preview's pixels are HR pixels of the validation crop, so it takes the training
-    image's Y/X pixel size and units, and sits :data:`PREVIEW_GAP` pixels right of it.
+    image's Y/X pixel size and units; it is centred on the middle of the view (the
+    camera's centre), over whatever is there, so that it is seen as soon as it appears.
 
     Parameters
     ----------
     image : Image or None
-        The first training image (None: pixel units at the origin).
+        The first training image (None: pixel units).
+    center : (float, float)
+        World Y/X of the middle of the view.
+    shape : (int, int)
+        The preview's shape.
 
     Returns
     -------
     dict
         ``pixel_size``, ``units`` and ``translate`` of a 2D :class:`~decrappify.io.Image`.
     """
-    if image is None:
-        return {}
-    py, px = image.scale[-2:]
-    ty, tx = (image.translate or (0.0,) * image.ndim)[-2:]
+    py, px = image.scale[-2:] if image is not None else (1.0, 1.0)
+    known = image is not None and image.pixel_size is not None
     return {
-        "pixel_size": (py, px) if image.pixel_size is not None else None,
-        "units": tuple(image.units[-2:]) if image.units is not None else None,
-        "translate": (ty, tx + (image.shape[-1] + PREVIEW_GAP) * px),
+        "pixel_size": (py, px) if known else None,
+        "units": tuple(image.units[-2:]) if image is not None and image.units else None,
+        "translate": (
+            center[0] - (shape[0] - 1) * py / 2,
+            center[1] - (shape[1] - 1) * px / 2,
+        ),
     }
+
+
+def self_check_html(check: Any) -> str:
+    """The self-check for the result line: the classical methods' scores and the verdict.
+
+    Parameters
+    ----------
+    check : dict or None
+        ``TrainResult.self_check``.
+
+    Returns
+    -------
+    str
+        HTML: ``<br>`` then the lines; a model that loses gets its warning in bold.
+    """
+    lines, warning = api.self_check_summary(check)
+    if not lines:
+        return ""
+    text = "<br>self-check: " + html.escape(lines[0])
+    if warning:
+        return text + f"<br><b>⚠ Warning: {html.escape(warning)}</b>"
+    return text + "<br>" + html.escape(lines[1])
+
+
+def classical_lines(check: Any) -> dict[str, dict[str, float]]:
+    """The classical methods' validation scores to draw beside the model's (name: psnr, ssim)."""
+    if not check:
+        return {}
+    return {str(k): dict(v) for k, v in (check.get("baselines") or {}).items()}
 
 
 class TrainWidget(QWidget):
@@ -128,6 +164,7 @@ class TrainWidget(QWidget):
         self._last_draw = 0.0
         self._draw_ms = 0.0
         self._preview_place: dict[str, Any] = {}
+        self._preview_image: Image | None = None
 
         self.form = TrainForm(napari_viewer, exclude=PREVIEW_LAYER)
         self.start_button = QPushButton("Start")
@@ -151,7 +188,7 @@ class TrainWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.save_button)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addWidget(self.form)
         layout.addLayout(buttons)
         layout.addWidget(self.phase_label)
@@ -201,8 +238,8 @@ class TrainWidget(QWidget):
             events = partial(api.iter_train, images, run_dir, config=config)
         self._n_phases = 4 if config.gan.max_steps > 0 else 1
         self._run_dir = run_dir
-        first = next((im for im in images if isinstance(im, Image)), None)
-        self._preview_place = preview_placement(first)
+        self._preview_image = next((im for im in images if isinstance(im, Image)), None)
+        self._preview_place = {}  # placed in the view when the first preview comes
         self._reset()
         self.panel.start(
             events,
@@ -286,7 +323,10 @@ class TrainWidget(QWidget):
             text += f"<br>best generator: {best['phase']} step {best.get('step')}"
         if result.already_finished:
             text += "<br>(this run had already finished; nothing was trained)"
+        text += self_check_html(result.self_check)
+        self.curves.classical = classical_lines(result.self_check)
         self.result_label.setText(text)
+        self.redraw()
         self.phase_label.setText("Finished")
         self._update_buttons()
 
@@ -331,15 +371,23 @@ class TrainWidget(QWidget):
         preview, self._pending_preview = self._pending_preview, None
         if preview is None:
             return
+        if not self._preview_place:  # the first preview of a run: where the user looks
+            center = tuple(float(c) for c in self.viewer.scene.camera.center[-2:])
+            shape = (int(preview.shape[0]), int(preview.shape[1]))
+            self._preview_place = preview_placement(self._preview_image, center, shape)
         record = Image(preview, axes="YX", source=PREVIEW_LAYER, **self._preview_place)
         kwargs = image_layer_kwargs(
             record,
             name=PREVIEW_LAYER,
             contrast_limits=(0.0, 1.0),
             colormap="gray",
-            metadata={"description": "LR (nearest) | prediction | HR of a validation crop"},
+            metadata={
+                META_KEY: {"role": "preview"},
+                "description": "LR (nearest) | prediction | HR of a validation crop",
+            },
         )
-        set_or_add_image(self.viewer, preview, kwargs)
+        layer = set_or_add_image(self.viewer, preview, kwargs)
+        layer.visible = True
 
     def _flush(self) -> None:
         if self._dirty:

@@ -24,6 +24,11 @@ from decrappify.api._crappify import (
 )
 from decrappify.api._demo import DEMO_RECIPE, DemoReport, demo, iter_demo
 from decrappify.api._evaluate import EvaluationReport, evaluate, iter_evaluate, parse_baselines
+from decrappify.api._export import (
+    BioimageioExport,
+    export_bioimageio,
+    iter_export_bioimageio,
+)
 from decrappify.api._images import crappify_image, intensity_range, sample_image
 from decrappify.api._models import iter_copy_model, release_device_memory
 from decrappify.api._predict import (
@@ -34,13 +39,16 @@ from decrappify.api._predict import (
     predict_region,
     trust_maps,
 )
-from decrappify.api._train import iter_train, model_info, train, train_config
-from decrappify.api.common import FileResult, file_seed, iter_batch
-from decrappify.api.export import (
-    BioimageioExport,
-    export_bioimageio,
-    iter_export_bioimageio,
+from decrappify.api._train import (
+    iter_train,
+    model_info,
+    model_location,
+    self_check_summary,
+    starting_points,
+    train,
+    train_config,
 )
+from decrappify.api.common import FileResult, file_seed, iter_batch
 
 __all__ = [
     "DEMO_RECIPE",
@@ -70,10 +78,13 @@ __all__ = [
     "iter_sample",
     "iter_train",
     "model_info",
+    "model_location",
     "parse_baselines",
     "predict",
     "predict_config",
     "predict_region",
+    "self_check_summary",
+    "starting_points",
     "train",
     "train_config",
     "trust_maps",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from decrappify.api.common import FileResult, Format, PathLike, file_seed, iter_batch
-from decrappify.errors import InputError
+from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
 
 
@@ -116,36 +116,70 @@ def crappify_config(
     return config
 
 
-def fit_crappifier(lr: Sequence[PathLike], hr: Sequence[PathLike] | None = None) -> Any:
+def fit_crappifier(
+    lr: Sequence[PathLike],
+    hr: Sequence[PathLike] | None = None,
+    *,
+    out: PathLike | None = None,
+    overwrite: bool = False,
+) -> Any:
     """Fit the noise model of a microscope to its real low-resolution images.
 
     Parameters
     ----------
     lr : sequence of path
-        Real low-resolution (fast / low-dose) acquisitions.
+        Real low-resolution (fast / low-dose) acquisitions: files, folders or globs.
     hr : sequence of path or None
-        Matching high-resolution acquisitions, if any.
+        Matching high-resolution acquisitions, if any: paired with ``lr`` by name
+        (``lr/cell1.tif`` with ``hr/cell1.tif``), or in the order given when both name
+        their files one by one (:func:`decrappify.io.pairing.pair_inputs`).
+    out : path or None
+        Write the fitted config (YAML) here. It is checked before any work: it must not
+        be one of the images, and an existing file is replaced only with ``overwrite``.
+    overwrite : bool
+        Replace an existing ``out``.
 
     Returns
     -------
     FitResult
         The fitted config and a report.
+
+    Raises
+    ------
+    InputError
+        For images that cannot be read or paired, or pairs that do not show one field at
+        an integer scale.
     """
     from decrappify.crappify import fit_noise_model
-    from decrappify.io import expand_inputs, read_image
+    from decrappify.io import atomic_write_text, expand_inputs, read_image
+    from decrappify.io.locks import lock_outputs
+    from decrappify.io.outputs import OutputPlan
+    from decrappify.io.pairing import pair_inputs
 
-    lr_paths = expand_inputs(lr)
-    hr_paths = expand_inputs(hr) if hr else None
-    if hr_paths is not None and len(hr_paths) != len(lr_paths):
-        raise InputError(
-            f"--hr: got {len(hr_paths)} high-res image(s) for {len(lr_paths)} --fit image(s); "
-            "give one --hr per --fit image, in the same order (or no --hr)"
-        )
+    if hr:
+        pairs = pair_inputs(lr, hr)
+        lr_paths, hr_paths = [a for a, _ in pairs], [b for _, b in pairs]
+    else:
+        lr_paths, hr_paths = expand_inputs(lr), None
+    targets = []
+    if out is not None:
+        plan = OutputPlan()
+        plan.add_inputs([*lr_paths, *(hr_paths or [])])
+        targets = [plan.add(out, "the fitted config")]
+        plan.check()
+        if Path(out).is_dir():
+            raise OutputError(f"{out}: is a folder; give the name of the YAML file to write")
+        if Path(out).exists() and not overwrite:
+            raise OutputError(f"{out}: already exists; pass --overwrite to replace it")
     lr_images = [read_image(p) for p in lr_paths]
     hr_images = [read_image(p) for p in hr_paths] if hr_paths is not None else None
     for lr_image, hr_image in zip(lr_images, hr_images or [], strict=False):
         _check_pair_shapes(lr_image, hr_image)
-    return fit_noise_model(lr_images, hr_images)
+    result = fit_noise_model(lr_images, hr_images)
+    if out is not None:
+        with lock_outputs(targets):
+            atomic_write_text(out, result.to_yaml())
+    return result
 
 
 def _check_pair_shapes(lr: Any, hr: Any) -> None:
@@ -157,7 +191,8 @@ def _check_pair_shapes(lr: Any, hr: Any) -> None:
         raise InputError(
             f"--fit {lr.source} {tuple(lr.shape)} and --hr {hr.source} {tuple(hr.shape)}: the "
             "high-res image must show the same field as the low-res one, an integer scale "
-            "larger in Y and X; pair each --fit image with its --hr image, in the same order"
+            "larger in Y and X; pair each --fit image with its --hr image (same name, or the "
+            "same order)"
         )
 
 

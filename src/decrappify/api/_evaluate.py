@@ -12,7 +12,7 @@ import numpy as np
 
 from decrappify.api._compare import AUTO, iter_compare
 from decrappify.api.common import PathLike
-from decrappify.errors import DecrappifyError, InputError
+from decrappify.errors import DecrappifyError, InputError, OutputError
 from decrappify.events import Progress, run_to_end
 
 #: Baselines ``evaluate`` knows: interpolations, the input itself (scale 1), denoisers.
@@ -106,7 +106,7 @@ def tune_baselines(
         Baselines; denoisers without a parameter are tuned, the others are left alone.
     tune_lr, tune_gt : sequence of path
         Noisy inputs and their ground truths on the same grid (files, folders, globs),
-        paired in order; the central 256² of every plane is a tuning pair (only that is
+        paired by name; the central 256² of every plane is a tuning pair (only that is
         read from lazy files).
 
     Returns
@@ -120,13 +120,15 @@ def tune_baselines(
         For unpaired lists or images of different shapes.
     """
     from decrappify.io import expand_inputs, read_image
+    from decrappify.io.pairing import pair_by_name
     from decrappify.metrics.denoise import DENOISERS, TUNE_CROP, central_window, tune_denoiser
 
     names = [s for s in specs if s in DENOISERS]
     if not names:
         return {}
     lr_paths = expand_inputs(tune_lr)
-    gt_paths = _paired("tune-gt", expand_inputs(tune_gt), len(lr_paths), what="tuning input")
+    labels = ("--tune-lr", "--tune-gt")
+    gt_paths = pair_by_name(lr_paths, expand_inputs(tune_gt), labels, "tuning input")
     noisy, clean = [], []
     for lr_path, gt_path in zip(lr_paths, gt_paths, strict=True):
         lr_img, gt_img = read_image(lr_path), read_image(gt_path)
@@ -142,15 +144,6 @@ def tune_baselines(
             noisy.append(np.asarray(lr_img.data[index]))
             clean.append(np.asarray(gt_img.data[index]))
     return {name: tune_denoiser(name, noisy, clean, crop=None) for name in names}
-
-
-def _paired(label: str, paths: Sequence[Path], n: int, what: str = "prediction") -> Sequence[Path]:
-    if len(paths) != n:
-        raise InputError(
-            f"--{label}: got {len(paths)} images for {n} {what}s; give one per {what}, "
-            "in the same order"
-        )
-    return paths
 
 
 def iter_evaluate(
@@ -173,9 +166,10 @@ def iter_evaluate(
     Parameters
     ----------
     pred, gt : sequence of path
-        Predictions and ground truths, paired in order (files, folders or globs).
+        Predictions and ground truths, paired by file name (files, folders or globs;
+        the trust maps of predictions are skipped).
     lr : sequence of path or None
-        The low-resolution inputs, paired in order, for the interpolation baselines.
+        The low-resolution inputs, paired by name, for the interpolation baselines.
     baselines : str or sequence of str or None
         Comma-separated in a string: ``auto`` (bicubic, or the input itself at scale 1),
         ``nearest``, ``bilinear``, ``bicubic``, ``input`` (scale 1), or the denoisers
@@ -189,11 +183,9 @@ def iter_evaluate(
         images, one figure per image named ``<stem>-<image>.png``.
     crop, resize : bool
         How to handle grids that differ (see :func:`decrappify.metrics.evaluate_stack`).
-        When neither is given (nor ``scale``) and every image records its pixel size
-        (OME-Zarr, OME-TIFF), the images are put on one grid from where they lie in the
-        world, as napari's Compare widget does
-        (:func:`decrappify.metrics.alignment.plan_comparison`): the same grid, a common
-        region, or a prediction resampled onto the ground truth's grid.
+        Without them (and ``scale``), images that record their pixel size are put on one
+        grid from where they lie in the world, as napari's Compare widget does
+        (:func:`decrappify.api._compare.plan_grid`).
     scale : int or None
         LR → GT factor, inferred from the pixel sizes or the shapes when None.
     tune_lr, tune_gt : sequence of path or None
@@ -218,17 +210,16 @@ def iter_evaluate(
         When no pair could be scored (the first error), for unpaired lists, unknown
         baselines, or ``figure`` without ``lr``.
     """
-    from decrappify.io import atomic_write_text, expand_inputs, read_image
-    from decrappify.metrics import (
-        comparison_figure,
-        format_table,
-        results_to_json,
-        write_csv,
-    )
+    from decrappify.io.locks import lock_outputs
+    from decrappify.metrics import format_table
 
     names = parse_baselines(baselines)
     if bool(tune_lr) != bool(tune_gt):
         raise InputError("--tune-lr and --tune-gt go together: noisy images and their ground truth")
+    pairs = pair_inputs(pred, gt, lr)
+    if figure and pairs[2] is None:
+        raise InputError("--figure needs the low-res inputs (--lr) to draw a baseline")
+    targets = plan_reports(pairs, json_path, csv_path, figure, tune=(tune_lr, tune_gt))
     tuned = tune_baselines(names, tune_lr, tune_gt) if tune_lr and tune_gt else {}
     if tuned:
         yield Progress(
@@ -237,22 +228,160 @@ def iter_evaluate(
             1,
             message=", ".join(f"{t.spec} ({t.n_images} images)" for t in tuned.values()),
         )
-    pred_paths = expand_inputs(pred)
-    gt_paths = _paired("gt", expand_inputs(gt), len(pred_paths))
-    lr_paths = _paired("lr", expand_inputs(lr), len(pred_paths)) if lr else None
-    if figure and not lr_paths:
-        raise InputError("--figure needs the low-res inputs (--lr) to draw a baseline")
-    results: dict[str, Any] = {}
-    images: dict[str, tuple[Any, Any, Any, int | None]] = {}
-    failed: list[dict[str, str]] = []
-    warnings: list[str] = []
-    notes: list[str] = []
+    grid = {"crop": crop, "resize": resize, "scale": scale}
+    scored = yield from _score_pairs(pairs, names, tuned, grid)
+    failed = scored.failed
+    if not scored.results:
+        more = f" (and {len(failed) - 1} more failed pairs)" if len(failed) > 1 else ""
+        raise InputError(failed[0]["error"] + more)
+    with lock_outputs(targets):
+        doc, written = _write_reports(scored, json_path, csv_path, figure, len(pairs[0]))
+    return EvaluationReport(
+        results=scored.results,
+        json=doc,
+        table=format_table(scored.results),
+        written=written,
+        failed=failed,
+        warnings=scored.warnings,
+        notes=scored.notes,
+        tuned=tuned,
+    )
+
+
+def pair_inputs(
+    pred: Sequence[PathLike], gt: Sequence[PathLike], lr: Sequence[PathLike] | None
+) -> tuple[list[Path], list[Path], list[Path] | None]:
+    """Expand the predictions, ground truths and LR inputs and pair them by name.
+
+    Folders and patterns skip the trust maps ``decrappify predict`` writes beside its TIFF
+    outputs (:func:`decrappify.io.expand_inputs`); the lists are matched by file name
+    whatever their order (:func:`decrappify.io.pairing.pair_by_name`).
+
+    Parameters
+    ----------
+    pred, gt : sequence of path
+        Predictions and ground truths (files, folders or globs).
+    lr : sequence of path or None
+        Low-resolution inputs.
+
+    Returns
+    -------
+    tuple
+        ``(pred_paths, gt_paths, lr_paths or None)``, the i-th of each belonging together.
+
+    Raises
+    ------
+    InputError
+        For lists of different lengths or names that do not match.
+    """
+    from decrappify.io import expand_inputs
+    from decrappify.io.pairing import pair_by_name
+    from decrappify.io.paths import drop_trust_maps
+
+    pred_paths = drop_trust_maps(expand_inputs(pred))
+    gt_paths = pair_by_name(pred_paths, expand_inputs(gt), ("--pred", "--gt"), "prediction")
+    lr_paths = None
+    if lr:
+        lr_paths = pair_by_name(pred_paths, expand_inputs(lr), ("--pred", "--lr"), "prediction")
+    return pred_paths, gt_paths, lr_paths
+
+
+def plan_reports(
+    pairs: tuple[list[Path], list[Path], list[Path] | None],
+    json_path: PathLike | None,
+    csv_path: PathLike | None,
+    figure: PathLike | None,
+    *,
+    tune: tuple[Any, Any] = (None, None),
+) -> list[Path]:
+    """Check the report files before any work: no input, no clash, nobody else's file.
+
+    An existing file is replaced only when it is a report of the same kind that
+    ``decrappify evaluate`` wrote (a rerun); any other file is refused.
+
+    Parameters
+    ----------
+    pairs : tuple
+        What :func:`pair_inputs` returned.
+    json_path, csv_path, figure : path or None
+        The reports asked for (one figure per image when there are several images).
+    tune : tuple
+        The ``tune_lr`` and ``tune_gt`` inputs.
+
+    Returns
+    -------
+    list of Path
+        The report files.
+
+    Raises
+    ------
+    OutputError
+        For a report that is an input, a folder, another report, or someone else's file.
+    """
+    from decrappify.io import expand_inputs
+    from decrappify.io.outputs import OutputPlan
+
+    plan = OutputPlan()
+    for group in (*pairs, *(expand_inputs(t) if t else None for t in tune)):
+        plan.add_inputs(group or [])
+    if json_path:
+        plan.add(json_path, "the --json report")
+    if csv_path:
+        plan.add(csv_path, "the --csv report")
+    if figure:
+        figure = Path(figure)
+        gts = pairs[1]
+        for gt in gts:
+            name = Path(gt).name.split(".")[0]
+            target = figure if len(gts) == 1 else figure.with_name(f"{figure.stem}-{name}.png")
+            plan.add(target, f"the --figure of {Path(gt).name}")
+    plan.check()
+    for item in plan.outputs:
+        _check_replaceable(item.path, item.what)
+    return plan.paths()
+
+
+def _check_replaceable(path: Path, what: str) -> None:
+    """Refuse a report path that is a folder, or a file ``evaluate`` did not write."""
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; {what} is a file, give its name")
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if "--json" in what:
+        try:
+            ours = "mean" in json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, TypeError, OSError, UnicodeDecodeError):
+            ours = False
+    elif "--csv" in what:
+        ours = head.startswith(b"image,method,")
+    else:  # a figure: a PNG drawn by matplotlib
+        ours = head.startswith(b"\x89PNG") and b"Matplotlib" in head
+    if not ours:
+        raise OutputError(
+            f"{path}: already exists and is not a report of decrappify evaluate; choose "
+            f"another name for {what} (an earlier report of evaluate would be replaced)"
+        )
+
+
+def _score_pairs(
+    pairs: tuple[list[Path], list[Path], list[Path] | None],
+    names: tuple[str, ...],
+    tuned: dict[str, Any],
+    grid: dict[str, Any],
+) -> Generator[Progress, None, Scored]:
+    """Score every pair; one bad pair fails alone (listed in ``failed``)."""
+    from decrappify.io import read_image
+
+    pred_paths, gt_paths, lr_paths = pairs
+    scored = Scored()
     for i, (p, g) in enumerate(zip(pred_paths, gt_paths, strict=True)):
         try:  # one bad pair fails alone: the others are scored and the report written
             pred_img, gt_img = read_image(p), read_image(g)
             lr_img = read_image(lr_paths[i]) if lr_paths else None
             name = gt_img.name
-            if name in results or name in RESERVED_NAMES:
+            if name in scored.results or name in RESERVED_NAMES:
                 name = f"{name}-{i}"
             events = iter_compare(
                 pred_img,
@@ -260,10 +389,8 @@ def iter_evaluate(
                 lr_img,
                 baselines=names,
                 name=name,
-                crop=crop,
-                resize=resize,
-                scale=scale,
                 tuned=tuned,
+                **grid,
             )
             while True:
                 try:
@@ -275,20 +402,55 @@ def iter_evaluate(
                     phase=name, step=event.step, total=event.total, message=event.message
                 )
         except DecrappifyError as err:
-            failed.append({"pred": str(p), "gt": str(g), "error": str(err)})
+            scored.failed.append({"pred": str(p), "gt": str(g), "error": _with_hint(str(err))})
             continue
-        results[name] = comparison.result
-        warnings.extend(comparison.warnings)
-        notes.extend(f"{name}: {note}" for note in comparison.notes)
-        images[name] = (pred_img, gt_img, lr_img, comparison.grid["scale"])
-    if not results:
-        more = f" (and {len(failed) - 1} more failed pairs)" if len(failed) > 1 else ""
-        raise InputError(failed[0]["error"] + more)
+        scored.results[name] = comparison.result
+        scored.warnings.extend(comparison.warnings)
+        scored.notes.extend(f"{name}: {note}" for note in comparison.notes)
+        scored.images[name] = (pred_img, gt_img, lr_img, comparison.grid["scale"])
+    return scored
+
+
+def _with_hint(message: str) -> str:
+    """Add to a refusal of files that do not overlay the option of ``evaluate`` that helps."""
+    if "does not overlay" not in message:
+        return message
+    if message.startswith("LR input"):
+        return message + "; or pass --scale N (the LR → GT factor) to compare them by shape"
+    return (
+        message + "; or pass --crop to compare the region they share pixel by pixel, or "
+        "--resize to resample the prediction onto the ground truth"
+    )
+
+
+@dataclass
+class Scored:
+    """What :func:`_score_pairs` found: results, images, failures, warnings and notes."""
+
+    results: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, tuple[Any, Any, Any, int | None]] = field(default_factory=dict)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _write_reports(
+    scored: Scored,
+    json_path: PathLike | None,
+    csv_path: PathLike | None,
+    figure: PathLike | None,
+    n_pairs: int,
+) -> tuple[dict[str, Any], list[Path]]:
+    """Write the JSON, CSV and figures; return the JSON document and the files written."""
+    from decrappify.io import atomic_write_text
+    from decrappify.metrics import comparison_figure, results_to_json, write_csv
+
+    results, images = scored.results, scored.images
     doc = results_to_json(results)
-    if failed:
-        doc["failed"] = failed
-    if warnings:
-        doc["warnings"] = warnings
+    if scored.failed:
+        doc["failed"] = scored.failed
+    if scored.warnings:
+        doc["warnings"] = scored.warnings
     written = []
     if json_path:
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
@@ -298,7 +460,7 @@ def iter_evaluate(
     if figure:
         figure = Path(figure)
         for name, (pred_img, gt_img, lr_img, factor) in images.items():
-            target = figure if len(images) == 1 else figure.with_name(f"{figure.stem}-{name}.png")
+            target = figure if n_pairs == 1 else figure.with_name(f"{figure.stem}-{name}.png")
             plane = gt_img.shape[0] // 2 if gt_img.ndim == 3 else None
             baseline, baseline_name = _figure_baseline(results[name], lr_img, gt_img, plane)
             written.append(
@@ -314,16 +476,7 @@ def iter_evaluate(
                     title=name,
                 )
             )
-    return EvaluationReport(
-        results=results,
-        json=doc,
-        table=format_table(results),
-        written=written,
-        failed=failed,
-        warnings=warnings,
-        notes=notes,
-        tuned=tuned,
-    )
+    return doc, written
 
 
 def _figure_baseline(result: Any, lr: Any, gt: Any, plane: int | None) -> tuple[Any, str | None]:

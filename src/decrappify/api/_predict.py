@@ -10,12 +10,14 @@ rectangle of one plane, for a quick preview. See ``docs/predict.md``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from decrappify.api.common import FileResult, PathLike, iter_batch
+from decrappify.api.common import FileResult, PathLike, check_report_target, iter_batch
 from decrappify.events import Progress, run_to_end
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ def iter_predict(
     config: Any = None,
     *,
     client: Any = None,
+    report: PathLike | None = None,
 ) -> Generator[Progress, None, list[FileResult]]:
     """Super-resolve each input into ``out_dir/<stem>.<format>``; one bad input fails alone.
 
@@ -86,6 +89,10 @@ def iter_predict(
         dask.distributed address) or ``cluster: local`` with ``workers``.
     client : distributed.Client or None
         A cluster client to compute on (instead of ``scheduler`` / ``cluster``).
+    report : path or None
+        Write the JSON report of the batch here (:func:`write_report`), also when inputs
+        failed. It is planned with the outputs: an existing file is replaced only with
+        ``overwrite``, or with ``resume`` when it is a report of ``decrappify predict``.
 
     Yields
     ------
@@ -103,52 +110,137 @@ def iter_predict(
         ``uncertainty`` ``mean`` and ``max``) and ``maps`` (their paths).
     """
     from decrappify.predict.cluster import open_client
-    from decrappify.predict.engine import iter_predict_image
     from decrappify.predict.network import model_handle
     from decrappify.predict.settings import resolve_settings
 
     config = predict_config(config)
     handle = model_handle(model)
     device_type = resolve_settings(handle, None, config).device.type
-    fmt = config.format.value
-
-    def work(path: Path, out_path: Path) -> Generator[Progress, None, dict[str, Any]]:
-        run = config
-        if config.resume and not config.overwrite and os.path.lexists(out_path):
-            missing = _missing_maps(handle, config, out_path, fmt)
-            if not missing:
-                return {"skipped": "output exists (kept by --resume)"}
-            # finished before its trust maps were written: predict it again
-            run = config.model_copy(update={"overwrite": True})
-        result = yield from iter_predict_image(handle, path, out_path, run, client=cluster)
-        stats = result.stats
-        keys = (
-            "input_shape",
-            "output_shape",
-            "dtype",
-            "blocks",
-            "blocks_computed",
-            "blocks_resumed",
-            "tile",
-            "overlap",
-            "radius",
-            "batch",
-            "device",
-            "lo",
-            "hi",
-            "compute_seconds",
-            "trust",
-            "maps",
-            "trust_seconds",
-        )
-        info = {k: stats[k] for k in keys if k in stats}
-        info["mpix_per_s"] = stats["pixels_per_s"] / 1e6
-        return info
-
     scheduler = client if client is not None else config.scheduler
     kind = config.cluster.value if config.cluster is not None else None
     with open_client(scheduler, kind, workers=config.workers, device=device_type) as cluster:
-        return (yield from iter_batch(inputs, out_dir, fmt, work))
+        batch = _Batch(handle, config, cluster, None if report is None else Path(report))
+        return (
+            yield from iter_batch(
+                inputs,
+                out_dir,
+                config.format.value,
+                batch.work,
+                sidecars=batch.sidecars,
+                extra_inputs=[handle.path],
+                extra_outputs=[] if report is None else [(report, "the --report")],
+                prepare=batch.prepare,
+                finish=batch.finish,
+            )
+        )
+
+
+#: What a batch's ``FileResult.info`` keeps of a prediction's figures.
+INFO_KEYS = (
+    "input_shape",
+    "output_shape",
+    "dtype",
+    "blocks",
+    "blocks_computed",
+    "blocks_resumed",
+    "tile",
+    "overlap",
+    "radius",
+    "batch",
+    "device",
+    "lo",
+    "hi",
+    "compute_seconds",
+    "trust",
+    "maps",
+    "trust_seconds",
+)
+
+
+@dataclass
+class _Batch:
+    """One model and its settings applied to each input of a batch, and the batch's report."""
+
+    handle: Any
+    config: PredictConfig
+    cluster: Any
+    report: Path | None
+
+    def work(self, path: Path, out_path: Path) -> Generator[Progress, None, dict[str, Any]]:
+        """Predict one input (or keep its finished output with ``resume``)."""
+        from decrappify.predict.engine import iter_predict_image
+
+        run = self.config
+        if run.resume and not run.overwrite and os.path.lexists(out_path):
+            missing = _missing_maps(self.handle, run, out_path, run.format.value)
+            if not missing:
+                return {"skipped": "output exists (kept by --resume)"}
+            # finished before its trust maps were written: predict it again
+            run = run.model_copy(update={"overwrite": True})
+        result = yield from iter_predict_image(
+            self.handle, path, out_path, run, client=self.cluster
+        )
+        info = {k: result.stats[k] for k in INFO_KEYS if k in result.stats}
+        info["mpix_per_s"] = result.stats["pixels_per_s"] / 1e6
+        return info
+
+    def sidecars(self, out_path: Path) -> list[tuple[Path, str]]:
+        """List the trust maps written beside a TIFF output (OME-Zarr holds them inside)."""
+        from decrappify.predict.trust import map_path
+
+        if self.config.format.value != "tif":
+            return []
+        names = ["uncertainty"] if self.config.tta else []
+        if self.config.consistency and self.handle.crappify is not None:
+            names.append("consistency")
+        return [(map_path(out_path, "tiff", name), f"{name} map") for name in names]
+
+    def prepare(self) -> None:
+        """Refuse a report that is a folder or someone else's file, before any work."""
+        if self.report is not None:
+            check_report_target(
+                self.report, "--report", overwrite=self.config.overwrite, resume=self.config.resume
+            )
+
+    def finish(self, results: list[FileResult]) -> None:
+        """Write the report (also when inputs failed)."""
+        if self.report is not None:
+            model = self.handle.path or self.handle.name
+            write_report(self.report, model, self.config.settings(), results)
+
+
+def write_report(path: PathLike, model: Any, settings: dict[str, Any], results: list[Any]) -> None:
+    """Write the JSON report of a prediction batch (atomically).
+
+    Parameters
+    ----------
+    path : path
+        The report file.
+    model : path
+        The model used.
+    settings : dict
+        The run's settings.
+    results : list of FileResult
+        One per input.
+    """
+    from decrappify.io import atomic_write_text
+
+    document = {
+        "command": "predict",
+        "model": str(model),
+        "settings": settings,
+        "ok": all(r.ok for r in results),
+        "results": [r.to_dict() for r in results],
+    }
+    atomic_write_text(path, json.dumps(document, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def _missing_maps(handle: Any, config: PredictConfig, out_path: Path, fmt: str) -> list[str]:

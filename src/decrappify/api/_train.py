@@ -14,6 +14,7 @@ from decrappify.events import Progress, run_to_end
 if TYPE_CHECKING:
     from decrappify.config.model import ModelInfo
     from decrappify.config.train import TrainConfig
+    from decrappify.pretrained import StartingPoint
     from decrappify.train import TrainResult
 
 #: Settings of :func:`train_config` that are not dotted overrides.
@@ -26,6 +27,7 @@ _SETTINGS = (
     "time_budget",
     "device",
     "seed",
+    "start_from",
     "overrides",
 )
 
@@ -40,6 +42,7 @@ def train_config(
     time_budget: str | float | None = None,
     device: str | None = None,
     seed: int | None = None,
+    start_from: str | None = None,
     paired: bool = False,
     overrides: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
@@ -71,6 +74,10 @@ def train_config(
         ``auto``, ``cpu`` or ``cuda``.
     seed : int or None
         Seed of everything random.
+    start_from : str or None
+        The generator's starting weights: ``auto``, ``none``, a shipped starting point
+        (``em-4x``, ``fluo-4x``, ``fluo-denoise``) or a model path
+        (:mod:`decrappify.train.start`).
     paired : bool
         Training on real LR/HR pairs: the crappifier is set to None (giving a preset or
         a crappify file, or a config file with a crappifier, is then an error).
@@ -130,6 +137,7 @@ def train_config(
         "time_budget": time_budget,
         "device": device,
         "seed": seed,
+        "start_from": None if start_from is None else str(start_from),
     }
     values.update({k: v for k, v in given.items() if v is not None})
     values.update(dict(overrides or {}))
@@ -238,7 +246,7 @@ def iter_train(
         Continue the run in ``out`` from its last checkpoint.
     **settings
         Passed to :func:`train_config`: ``preset``, ``crappify_file``, ``scale``,
-        ``encoder``, ``time_budget``, ``device``, ``seed``, ``overrides``.
+        ``encoder``, ``time_budget``, ``device``, ``seed``, ``start_from``, ``overrides``.
 
     Yields
     ------
@@ -251,6 +259,9 @@ def iter_train(
         Model path, validation metrics, baseline, steps per phase, history.
     """
     from decrappify.config.train import TrainConfig
+    from decrappify.devices import prefer_passive_waits
+
+    prefer_passive_waits()  # before torch starts (napari, scripts)
     from decrappify.train import iter_train as run
 
     unknown = sorted(set(settings) - set(_SETTINGS))
@@ -280,7 +291,15 @@ def iter_train(
             )
         hr_list = _recorded_sources(run_dir)
     lr_list = _sources(lr, "LR")
-    return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
+    try:
+        return (yield from run(cfg, hr_list, run_dir, lr_sources=lr_list, resume=resume))
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP: say how to go on
+        if (run_dir / "checkpoints" / "state.json").is_file():
+            stop.add_note(
+                f"the run keeps its last checkpoint: decrappify train --resume -o {run_dir} "
+                "continues it"
+            )
+        raise
 
 
 def train(hr: Sequence[Any] | None, out: PathLike, **kwargs: Any) -> TrainResult:
@@ -328,3 +347,56 @@ def model_info(path: PathLike) -> ModelInfo:
     from decrappify.models.store import read_model_info
 
     return read_model_info(path)
+
+
+def starting_points() -> list[StartingPoint]:
+    """List the starting points this installation ships (``train --from``, ``predict NAME``).
+
+    Returns
+    -------
+    list of StartingPoint
+        Each with its ``name``, ``modality``, ``scale`` and a one-line ``summary``; the
+        rest (network, data, licence) is in its metadata: :func:`model_info` of the name.
+    """
+    from decrappify.pretrained import shipped
+
+    return shipped()
+
+
+def self_check_summary(check: Mapping[str, Any] | None) -> tuple[list[str], str | None]:
+    """Describe the end-of-training self-check: lines, and the warning when the model loses.
+
+    Parameters
+    ----------
+    check : mapping or None
+        ``TrainResult.self_check``, or a model's ``training["self_check"]``.
+
+    Returns
+    -------
+    lines : list of str
+        The model's and the classical methods' PSNR / SSIM, and the verdict.
+    warning : str or None
+        What the model loses to and what to try; None when it beats them all.
+    """
+    from decrappify.metrics.selfcheck import self_check_lines, self_check_warning
+
+    return self_check_lines(check), self_check_warning(check)
+
+
+def model_location(model: PathLike) -> Path:
+    """Return the folder or file a model path, or a shipped starting point's name, stands for.
+
+    Parameters
+    ----------
+    model : path
+        A model folder, a ``.safetensors`` file or a starting point's name (``em-4x``).
+
+    Returns
+    -------
+    Path
+        The path as given, or the starting point's installed file (an existing path
+        wins over a name).
+    """
+    from decrappify.pretrained import resolve_model_path
+
+    return resolve_model_path(model)

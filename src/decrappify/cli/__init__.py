@@ -16,6 +16,8 @@ from decrappify.cli import (
     predict_cmd,
     train_cmd,
 )
+from decrappify.cli._shell import greedy_command
+from decrappify.cli._typer import Command, Group
 
 app = typer.Typer(
     name="decrappify",
@@ -24,7 +26,7 @@ app = typer.Typer(
         "train a U-Net generator and critic with NoGAN, super-resolve stacks larger than memory."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    cls=Group,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -38,8 +40,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
-    log_file: str | None = typer.Option(None, "--log-file", help="Also write logs to this file."),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="-v: decrappify's debug messages; -vv: also those of the libraries it calls.",
+    ),
+    log_file: str | None = typer.Option(
+        None, "--log-file", metavar="PATH", help="Also append the logs to this file."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -49,16 +59,33 @@ def _root(
     setup_logging(verbose, log_file)
 
 
-app.command("crappify")(crappify_cmd.crappify)
-app.command("sample")(crappify_cmd.sample)
-app.command("evaluate")(evaluate_cmd.evaluate)
-app.command("predict")(predict_cmd.predict)
-app.command("train")(train_cmd.train)
-app.command("info")(train_cmd.info)
-app.command("export")(export_cmd.export)
-app.command("demo")(demo_cmd.demo)
+# options that take several files also take what a shell made of a pattern (--gt hr/*.tif)
+_FILES = {
+    "crappify": ("--fit", "--hr"),
+    "evaluate": ("--pred", "--gt", "--lr", "--tune-lr", "--tune-gt"),
+    "train": ("--hr", "--lr"),
+}
+for name, command in (
+    ("crappify", crappify_cmd.crappify),
+    ("sample", crappify_cmd.sample),
+    ("evaluate", evaluate_cmd.evaluate),
+    ("predict", predict_cmd.predict),
+    ("train", train_cmd.train),
+    ("info", train_cmd.info),
+    ("export", export_cmd.export),
+    ("demo", demo_cmd.demo),
+):
+    app.command(name, cls=greedy_command(*_FILES.get(name, ()), base=Command))(command)
 
 
 def main() -> None:
-    """Entry point of the ``decrappify`` script."""
+    """Entry point of the ``decrappify`` script.
+
+    torch's idle threads sleep (passive waits); SIGTERM and SIGHUP stop it as Ctrl-C does.
+    """
+    from decrappify.cli._shell import install_signal_handlers
+    from decrappify.devices import prefer_passive_waits
+
+    prefer_passive_waits()
+    install_signal_handlers()
     app()

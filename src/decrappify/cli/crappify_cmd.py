@@ -9,11 +9,11 @@ import typer
 from decrappify.cli._shell import (
     drive,
     err_console,
-    fail,
     handle_errors,
     out_console,
     raise_on_failures,
     summary_table,
+    usage,
 )
 from decrappify.config.choices import CrappifyPreset, OutFormat, SampleKind
 
@@ -39,10 +39,14 @@ def crappify(
     fit: list[Path] | None = typer.Option(
         None,
         "--fit",
-        help="Fit the noise model to real low-res images instead (with INPUTS, all of them).",
+        help="Fit the noise model to real low-res images instead: files, folders or quoted "
+        "globs (repeatable; without --hr, INPUTS are fitted too).",
     ),
     hr: list[Path] | None = typer.Option(
-        None, "--hr", help="With --fit: matching high-res images."
+        None,
+        "--hr",
+        help="With --fit: the matching high-res images, paired by name (folders, quoted "
+        "globs) or in the order given (files, one per --hr).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -51,21 +55,17 @@ def crappify(
 
     if fit:
         # ``--fit a.tif b.tif`` (or a shell glob) leaves b.tif among the INPUTS: fit them all
-        result = api.fit_crappifier([*fit, *(inputs or [])], hr)
+        result = api.fit_crappifier([*fit, *(inputs or [])], hr, out=out, overwrite=overwrite)
         err_console.print(result.report(), highlight=False, markup=False)
-        text = result.to_yaml()
         if out is not None:
-            from decrappify.io.atomic import atomic_write_text
-
-            atomic_write_text(out, text)
             err_console.print(f"fitted config written to {out}", markup=False)
         else:
-            out_console.print(text, highlight=False, markup=False)
+            out_console.print(result.to_yaml(), highlight=False, markup=False)
         return
     if not inputs:
-        raise fail("crappify: give at least one INPUT image (or --fit LR...)")
+        raise usage("crappify: give at least one INPUT image (or --fit LR...)")
     if out is None:
-        raise fail("crappify: --out DIR is required")
+        raise usage("crappify: --out DIR is required")
     cfg = api.crappify_config(preset.value, config_file=config, scale=scale)
     results = drive(
         api.iter_crappify(inputs, out, config=cfg, seed=seed, fmt=fmt.value, overwrite=overwrite),

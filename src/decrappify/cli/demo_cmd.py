@@ -8,15 +8,35 @@ from pathlib import Path
 
 import typer
 
-from decrappify.cli._shell import drive, err_console, fail, handle_errors, out_console
+from decrappify.cli._shell import (
+    drive,
+    err_console,
+    handle_errors,
+    out_console,
+    renamed,
+    usage,
+    usage_errors,
+)
 from decrappify.cli.evaluate_cmd import print_metrics
+from decrappify.config.choices import SampleKind
+
+#: The demo's budget when none is given.
+DEFAULT_BUDGET = "5m"
 
 
 @handle_errors
 def demo(
     out: Path = typer.Option(Path("decrappify-demo"), "--out", "-o", help="Report folder (new)."),
-    budget: str = typer.Option("5m", "--budget", help="Wall-clock budget, e.g. 5m, 20m, 1h."),
-    kind: str = typer.Option("fluorescence", "--kind", help="Synthetic data: fluorescence or em."),
+    time_budget: str = typer.Option(
+        DEFAULT_BUDGET,
+        "--time-budget",
+        "-t",
+        metavar="DURATION",
+        help="Wall-clock budget of the whole demo: 5m, 20m, 1h30m, 3600 (seconds).",
+    ),
+    kind: SampleKind = typer.Option(
+        SampleKind.FLUORESCENCE, "--kind", "-k", help="What to synthesise."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     scale: int = typer.Option(
         4, "--scale", "-s", help="Super-resolution factor; 1 restores on the same grid."
@@ -24,11 +44,13 @@ def demo(
     overrides: list[str] | None = typer.Option(
         None,
         "--set",
+        metavar="KEY=VALUE",
         help="Change a training setting of the demo's recipe: KEY=VALUE, e.g. data.patch_size=256.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     napari: bool = typer.Option(False, "--napari", help="Open the results in napari."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    budget: str | None = typer.Option(None, "--budget", hidden=True, help="Old --time-budget."),
 ) -> None:
     """Generate data, crappify, train (NoGAN), super-resolve and score against bicubic.
 
@@ -37,20 +59,23 @@ def demo(
     """
     from decrappify import api
     from decrappify.config.base import parse_overrides
+    from decrappify.config.train import parse_duration
 
-    if kind not in ("em", "fluorescence"):
-        raise fail(f"--kind: expected em or fluorescence (got {kind!r})")
+    time_budget = renamed("--budget", "--time-budget", budget, time_budget, DEFAULT_BUDGET)
     if not 1 <= scale <= 8:
-        raise fail(f"--scale: expected an integer from 1 to 8 (got {scale})")
+        raise usage(f"--scale: expected an integer from 1 to 8 (got {scale})")
+    with usage_errors():
+        parse_duration(time_budget, name="--time-budget")
+        changes = parse_overrides(overrides, name="--set")
     report = drive(
         api.iter_demo(
             out,
-            budget=budget,
-            kind=kind,
+            time_budget=time_budget,
+            kind=kind.value,
             seed=seed,
             scale=scale,
             overwrite=overwrite,
-            overrides=parse_overrides(overrides, name="--set"),
+            overrides=changes,
         ),
         quiet=quiet,
     )
@@ -69,6 +94,6 @@ def demo(
             report.files["predictions"],
         ]
         paths = [str(p) for folder in files for p in sorted(Path(folder).iterdir())]
-        cmd = [sys.executable, "-m", "napari", *paths, "-w", "decrappify", "__all__"]
+        cmd = [sys.executable, "-m", "napari", *paths, "-w", "decrappify", "All tools"]
         err_console.print("opening napari: " + " ".join(cmd[2:]), highlight=False, markup=False)
         raise typer.Exit(subprocess.call(cmd))

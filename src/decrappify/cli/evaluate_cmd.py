@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 
 from decrappify.cli._shell import (
     drive,
@@ -14,7 +13,9 @@ from decrappify.cli._shell import (
     fail,
     handle_errors,
     out_console,
+    renamed,
     summary_table,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
 @handle_errors
 def evaluate(
     pred: list[Path] = typer.Option(..., "--pred", help="Predictions (files, folders or globs)."),
-    gt: list[Path] = typer.Option(..., "--gt", help="Ground truths, paired with --pred in order."),
+    gt: list[Path] = typer.Option(
+        ..., "--gt", help="Ground truths, paired with --pred by file name."
+    ),
     lr: list[Path] | None = typer.Option(
-        None, "--lr", help="Low-res inputs, paired in order, for the baselines."
+        None, "--lr", help="Low-res inputs, paired by name, for the baselines."
     ),
     baselines: str = typer.Option(
         "auto",
@@ -37,7 +40,9 @@ def evaluate(
             "parameter, e.g. gaussian=1.5)."
         ),
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    report_path: Path | None = typer.Option(
+        None, "--report", help="Write the metrics as JSON (as predict --report)."
+    ),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the metrics as CSV."),
     figure: Path | None = typer.Option(
         None,
@@ -46,25 +51,29 @@ def evaluate(
     ),
     crop: bool = typer.Option(False, "--crop", help="Compare the common region of other grids."),
     resize: bool = typer.Option(False, "--resize", help="Resample the prediction onto the GT."),
-    scale: int | None = typer.Option(None, "--scale", help="LR → GT factor (default: inferred)."),
+    scale: int | None = typer.Option(
+        None, "--scale", "-s", help="LR → GT factor (default: inferred)."
+    ),
     tune_lr: list[Path] | None = typer.Option(
         None, "--tune-lr", help="Noisy images (not evaluated) to tune the denoisers on."
     ),
     tune_gt: list[Path] | None = typer.Option(
-        None, "--tune-gt", help="Ground truths of --tune-lr, paired in order."
+        None, "--tune-gt", help="Ground truths of --tune-lr, paired by name."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    json_path: Path | None = typer.Option(None, "--json", hidden=True, help="Old --report."),
 ) -> None:
     """Score predictions against ground truth (and interpolation baselines from the LR)."""
     from decrappify import api
 
+    report_path = renamed("--json", "--report", json_path, report_path)
     report = drive(
         api.iter_evaluate(
             pred,
             gt,
             lr or None,
             baselines=baselines if lr else None,
-            json_path=json_path,
+            json_path=report_path,
             csv_path=csv_path,
             figure=figure,
             crop=crop,
@@ -81,9 +90,9 @@ def evaluate(
             f"({max(tuned.scores.values()):.2f} dB normalised PSNR there)"
         )
     for warning in report.warnings:
-        err_console.print(
-            f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True
-        )
+        warn(warning)
+    for note in report.notes:
+        err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     print_metrics(report.table, "evaluate")
     for path in report.written:
         err_console.print(f"wrote {path}", markup=False)

@@ -26,6 +26,17 @@ def export(
     author: list[str] | None = typer.Option(
         None, "--author", help="Who trained the model (repeat for several)."
     ),
+    maintainer: list[str] | None = typer.Option(
+        None, "--maintainer", help="Maintainer's name, one per --github-user (repeat)."
+    ),
+    github_user: list[str] | None = typer.Option(
+        None, "--github-user", help="GitHub account of a maintainer (repeat)."
+    ),
+    cite: list[str] | None = typer.Option(
+        None,
+        "--cite",
+        help="A citation of your own: its text followed by its DOI or URL (repeat).",
+    ),
     license: str = typer.Option("CC-BY-4.0", "--license", help="SPDX licence of the weights."),
     weights: str = typer.Option(
         "pytorch_state_dict,torchscript",
@@ -40,7 +51,7 @@ def export(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Export a trained model for bioimage.io (deepImageJ, ilastik, bioimageio.core)."""
-    from decrappify.api.export import iter_export_bioimageio
+    from decrappify.api import iter_export_bioimageio
 
     result = drive(
         iter_export_bioimageio(
@@ -50,6 +61,9 @@ def export(
             name=name,
             description=description,
             authors=author or None,
+            maintainers=maintainer or None,
+            github_users=github_user or None,
+            cite=cite or None,
             license=license,
             weights=weights,
             test=test,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,11 @@ import typer
 from decrappify.cli._shell import (
     drive,
     err_console,
-    fail,
     handle_errors,
     raise_on_failures,
     summary_table,
+    usage,
+    usage_errors,
 )
 from decrappify.config.choices import Cluster, OutDtype, OutFormat
 from decrappify.config.predict import PredictConfig
@@ -73,14 +73,14 @@ def parse_overlap(text: str) -> int | str:
     Raises
     ------
     typer.Exit
-        With ``error: --overlap must be 'auto' or an integer >= 0 (got 'x')``.
+        A usage error: ``error: --overlap must be 'auto' or an integer >= 0 (got 'x')``.
     """
     value = text.strip().lower()
     if value == "auto":
         return "auto"
     if value.isdigit():
         return int(value)
-    raise fail(f"--overlap must be 'auto' or an integer >= 0 (got {text!r})")
+    raise usage(f"--overlap must be 'auto' or an integer >= 0 (got {text!r})")
 
 
 @handle_errors
@@ -90,7 +90,7 @@ def predict(
         ..., help="Model file (.safetensors) or folder written by training.", show_default=False
     ),
     inputs: list[Path] = typer.Argument(
-        None, help="Low-res images: TIFF, Zarr/OME-Zarr, folders or globs.", show_default=False
+        ..., help="Low-res images: TIFF, Zarr/OME-Zarr, folders or globs.", show_default=False
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output folder (one <stem>.zarr or <stem>.tif per input)."
@@ -112,7 +112,7 @@ def predict(
     report: Path | None = typer.Option(None, "--report", help="Write a JSON report here."),
     overwrite: bool = typer.Option(False, "--overwrite", help=_help("overwrite")),
     threads: int | None = typer.Option(None, "--threads", help=_help("threads")),
-    scale: int | None = typer.Option(None, "--scale", help=_help("scale")),
+    scale: int | None = typer.Option(None, "--scale", "-s", help=_help("scale")),
     chunk: int | None = typer.Option(None, "--chunk", help=_help("chunk")),
     block: int | None = typer.Option(None, "--block", help=_help("block")),
     tta: bool = typer.Option(_default("tta"), "--tta/--no-tta", help=_help("tta")),
@@ -124,10 +124,8 @@ def predict(
     """Super-resolve images tile by tile into OME-Zarr or BigTIFF (memory bounded by tiles)."""
     from decrappify import api
 
-    if not inputs:
-        raise fail("predict: give at least one INPUT image")
     if out is None:
-        raise fail("predict: --out DIR is required")
+        raise usage("predict: --out DIR is required")
     given = {
         setting: ctx.params[name]
         for name, setting in SETTINGS.items()
@@ -135,17 +133,18 @@ def predict(
     }
     if "overlap" in given:
         given["overlap"] = parse_overlap(overlap)
+    with usage_errors():  # the flags alone: a bad one is a usage error
+        api.predict_config(None, **given)
     settings = api.predict_config(config, **given)
     if settings.scheduler is not None and settings.cluster is not None:
-        raise fail("predict: give either --scheduler ADDRESS or --cluster local, not both")
+        raise usage("predict: give either --scheduler ADDRESS or --cluster local, not both")
     if settings.workers is not None and settings.cluster is None:
-        raise fail("predict: --workers applies to --cluster local")
-    results = drive(api.iter_predict(model, inputs, out, settings), quiet=quiet)
+        raise usage("predict: --workers applies to --cluster local")
+    results = drive(api.iter_predict(model, inputs, out, settings, report=report), quiet=quiet)
     columns = summary_columns(results)
     rows = [summary_row(r, columns) for r in results]
     err_console.print(summary_table("predict", columns, rows))
     if report is not None:
-        write_report(report, model, settings.settings(), results)
         err_console.print(f"report written to {report}", markup=False)
     raise_on_failures(results)
 
@@ -232,37 +231,3 @@ def trust_cell(name: str, summary: dict[str, Any] | None) -> str:
     if name == "consistency":
         return f"{summary['score']:.2f} ({100 * summary['flagged_fraction']:.2g} % > 4σ)"
     return f"{100 * summary['mean']:.2g} %"
-
-
-def write_report(path: Path, model: Path, settings: dict[str, Any], results: list[Any]) -> None:
-    """Write the JSON report of a batch (atomically).
-
-    Parameters
-    ----------
-    path : Path
-        The report file.
-    model : Path
-        The model used.
-    settings : dict
-        The command's settings.
-    results : list of FileResult
-        One per input.
-    """
-    from decrappify.io import atomic_write_text
-
-    document = {
-        "command": "predict",
-        "model": str(model),
-        "settings": settings,
-        "ok": all(r.ok for r in results),
-        "results": [r.to_dict() for r in results],
-    }
-    atomic_write_text(path, json.dumps(document, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)

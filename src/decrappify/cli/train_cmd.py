@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from decrappify.cli._shell import (
     drive,
     err_console,
-    fail,
     handle_errors,
     out_console,
     summary_table,
+    usage,
+    usage_errors,
 )
 from decrappify.config.choices import CrappifyPreset, Encoder
 
@@ -86,14 +89,27 @@ def train(
         None, "--config", "-c", help="Training YAML; options given here override it."
     ),
     time_budget: str | None = typer.Option(
-        None, "--time-budget", "-t", help="Wall-clock budget: 20m, 1h30m, 3600 (seconds)."
+        None,
+        "--time-budget",
+        "-t",
+        metavar="DURATION",
+        help="Wall-clock budget: 20m, 1h30m, 3600 (seconds).",
     ),
     device: str | None = typer.Option(
         None, "--device", "-d", help="auto (CUDA if present), cpu, cuda, cuda:N or mps."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    start_from: str | None = typer.Option(
+        None,
+        "--from",
+        help="Starting weights: auto (the shipped starting point that fits the run, the "
+        "default), none (random), em-4x, fluo-4x, fluo-denoise or a model path.",
+    ),
     overrides: list[str] | None = typer.Option(
-        None, "--set", help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0."
+        None,
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override any setting: KEY=VALUE, e.g. gan.max_steps=0.",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its last checkpoint."
@@ -106,11 +122,15 @@ def train(
     from decrappify.durations import parse_duration
 
     if out is None:
-        raise fail("train: --out RUN_DIR is required")
-    budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
+        raise usage("train: --out RUN_DIR is required")
+    with usage_errors():
+        budget = None if time_budget is None else parse_duration(time_budget, name="--time-budget")
+        changes = parse_overrides(overrides, name="--set")
+    # under torchrun every process runs this command; process 0 alone shows and tells
+    main_process = os.environ.get("RANK", "0") == "0"
     images = [*(inputs or []), *(hr or [])]
     if not images and not resume:
-        raise fail("train: give the high-res training images with --hr PATH (or as arguments)")
+        raise usage("train: give the high-res training images with --hr PATH (or as arguments)")
     result = drive(
         with_last_metrics(
             api.iter_train(
@@ -126,20 +146,17 @@ def train(
                 time_budget=budget,
                 device=device,
                 seed=seed,
-                overrides=parse_overrides(overrides, name="--set"),
+                start_from=start_from,
+                overrides=changes,
             )
         ),
-        quiet=quiet,
+        quiet=quiet or not main_process,
     )
+    if not main_process:
+        return
     if result.already_finished:
         err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
-    # the baseline is bicubic, or the input itself at scale 1
-    label = result.baseline_name
-    rows = [
-        (label, _fmt(result.baseline.get("psnr")), _fmt(result.baseline.get("ssim"), 4)),
-        ("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)),
-    ]
-    err_console.print(summary_table("validation crops", ["", "PSNR (dB)", "SSIM"], rows))
+    print_validation(result)
     steps = ", ".join(f"{k} {v}" for k, v in result.steps.items())
     best = result.best
     err_console.print(
@@ -149,6 +166,34 @@ def train(
         highlight=False,
         markup=False,
     )
+
+
+def print_validation(result: Any) -> None:
+    """Print the validation table: the classical methods, the model, and the self-check's verdict.
+
+    Parameters
+    ----------
+    result : TrainResult
+        A finished run (its ``self_check`` when the run made one, else its baseline).
+    """
+    from decrappify.api import self_check_summary
+
+    check = result.self_check
+    if check:
+        rows = [
+            (name, _fmt(v.get("psnr")), _fmt(v.get("ssim"), 4))
+            for name, v in check["baselines"].items()
+        ]
+    else:  # the baseline is bicubic, or the input itself at scale 1
+        b = result.baseline
+        rows = [(result.baseline_name, _fmt(b.get("psnr")), _fmt(b.get("ssim"), 4))]
+    rows.append(("model", _fmt(result.metrics.get("psnr")), _fmt(result.metrics.get("ssim"), 4)))
+    err_console.print(summary_table("validation crops", ["", "PSNR (dB)", "SSIM"], rows))
+    _, warning = self_check_summary(check)
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    elif check:
+        err_console.print("self-check: the model beats every classical method above", markup=False)
 
 
 @handle_errors

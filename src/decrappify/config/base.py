@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -195,6 +195,79 @@ def override_value(model: type[BaseModel], path: Iterable[str], current: Any, va
     for name in path:
         section = _section(section, name)
     return _merged(section, current, value)
+
+
+def apply_overrides(
+    model: type[BaseModel],
+    raw: dict[str, Any],
+    overrides: dict[str, Any],
+    *,
+    expand: Callable[[str, Any], dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    """Set dotted keys (``gan.max_steps``) in the plain dump of a config, checking each key.
+
+    Parameters
+    ----------
+    model : type of BaseModel
+        The config class ``raw`` dumps.
+    raw : dict
+        ``config.model_dump(mode="json")``; changed in place.
+    overrides : dict
+        Dotted keys to values (see :func:`override_value` for mappings).
+    expand : callable or None
+        ``expand(dotted_key, value)`` turns a section given by name (a crappify preset)
+        into its settings, so that keys inside it can be set; None when it cannot.
+
+    Returns
+    -------
+    dict
+        ``raw``.
+
+    Raises
+    ------
+    InputError
+        Naming the key: an unknown setting, a key below a plain value (``data.patch_size.x``
+        where ``data.patch_size`` is a number), or null for a settings section.
+    """
+    for key, value in overrides.items():
+        node, section = raw, model
+        *parents, leaf = key.split(".")
+        for depth, part in enumerate(parents):
+            here = ".".join(parents[: depth + 1])
+            child = node.get(part)
+            if not isinstance(child, dict) and expand is not None:
+                child = expand(here, child) or child
+                if isinstance(child, dict):
+                    node[part] = child
+            if not isinstance(child, dict):
+                _refuse_parent(key, here, part, node, child)
+            node, section = child, _section(section, part)
+        if leaf not in node and not (section is not None and leaf in section.model_fields):
+            raise InputError(f"override {key}: unknown setting {leaf!r}")
+        inner = _section(section, leaf)
+        if value is None and inner is not None:
+            first = next(iter(inner.model_fields))
+            raise InputError(
+                f"override {key}: {key} is a section of settings and cannot be null; set its "
+                f"keys instead, e.g. {key}.{first}=..."
+            )
+        node[leaf] = override_value(model, [*parents, leaf], node.get(leaf), value)
+    return raw
+
+
+def _refuse_parent(key: str, here: str, part: str, node: dict[str, Any], child: Any) -> None:
+    """Say why ``here`` cannot hold the setting ``key`` (it is unknown, null or a value)."""
+    if part not in node:
+        raise InputError(f"override {key}: unknown setting {part!r}")
+    if child is None:
+        raise InputError(
+            f"override {key}: {here} is null here, so it has no setting "
+            f"{key[len(here) + 1 :]!r}; give {here} a value first"
+        )
+    raise InputError(
+        f"override {key}: {here} is a value ({child!r}), not a section of settings; set it "
+        f"whole, e.g. {here}={child!r}"
+    )
 
 
 def _section(model: type[BaseModel] | None, name: str) -> type[BaseModel] | None:

@@ -173,8 +173,12 @@ class DataConfig(StrictModel):
     seed : int
         Seed of everything random: the split, patch positions, crappify seeds,
         augmentation and the validation crops.
-    num_workers : int
-        DataLoader worker processes (0: load in the main process).
+    num_workers : int or None
+        DataLoader worker processes making training batches (0: in the main process).
+        None (default): chosen for the device, 0 on the CPU (the steps use every core)
+        and half the cores (up to 8) on a GPU
+        (:func:`decrappify.data.dataset.default_workers`). The batches are the same
+        with any number.
     normalization : NormalizationConfig or None
         Percentile normalisation applied per image. None (default): the crappify
         config's ``normalization`` (its noise parameters are defined in those units),
@@ -195,7 +199,7 @@ class DataConfig(StrictModel):
     batch_size: int = Field(4, ge=1, le=4096)
     samples_per_epoch: int = Field(1024, ge=1, le=100_000_000)
     seed: int = Field(0, ge=0)
-    num_workers: int = Field(0, ge=0, le=64)
+    num_workers: int | None = Field(None, ge=0, le=64)
     normalization: NormalizationConfig | None = None
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

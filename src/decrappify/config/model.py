@@ -22,7 +22,8 @@ from decrappify.config.normalization import NormalizationConfig
 #: Version of the saved-model layout (``model.json`` + ``model.safetensors``). Bump it when
 #: a change makes older decrappify releases unable to read new files. Version 2 added
 #: ``generator.grid``; version-1 files are upsample-first (``"hr"``) networks. Version 3
-#: added ``generator.arch`` and ``generator.naf``; older files are ``"resnet"`` networks.
+#: added ``generator.arch``, ``generator.naf`` (older files are ``"resnet"`` networks) and
+#: ``weights_sha256``.
 MODEL_FORMAT_VERSION = 3
 
 #: Number of U-Net decoder blocks (one per resolution change of every ResNet encoder).
@@ -546,6 +547,10 @@ class ModelInfo(StrictModel):
         When the model was saved (UTC).
     description : str
         Free text from the user.
+    weights_sha256 : str or None
+        SHA-256 of the weights (:func:`decrappify.models.weights.tensors_digest`), set
+        when the model is saved and checked when it is read, so that weights swapped in
+        from another run are refused; None in models saved before format 3.
     """
 
     format_version: int = Field(MODEL_FORMAT_VERSION, ge=1)
@@ -558,3 +563,4 @@ class ModelInfo(StrictModel):
     history: list[dict[str, Any]] = Field(default_factory=list)
     created: datetime = Field(default_factory=_utc_now)
     description: str = ""
+    weights_sha256: str | None = None

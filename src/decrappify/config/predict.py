@@ -41,6 +41,9 @@ __all__ = [
 DEFAULT_CHUNK = 1024
 #: Side in HR pixels of the blocks computed at once (a multiple of the chunk).
 DEFAULT_BLOCK = 2048
+#: Smallest chunk and block side: each OME-Zarr chunk is one file (``--chunk 1`` made one
+#: file per output pixel).
+MIN_CHUNK = 32
 #: Largest result (bytes) computed into memory: a prediction with no output file is refused
 #: above it, and napari writes larger crappified and super-resolved layers to OME-Zarr.
 MAX_IN_MEMORY = 2 * 2**30
@@ -113,7 +116,9 @@ class PredictConfig(StrictModel):
 
     format: OutFormat = Field(OutFormat.ZARR, description="Output format.")
     tile: int = Field(
-        512, description="Tile side in input pixels (tile × scale: a multiple of 32)."
+        512,
+        description="Tile side in input pixels (tile × scale: a multiple of the network's "
+        "step, 32 or 64; a wrong size is refused with the nearest that work).",
     )
     overlap: Overlap = Field(
         "auto", description="Tile overlap in input pixels, or 'auto' (receptive field)."
@@ -170,6 +175,17 @@ class PredictConfig(StrictModel):
         if not _is_int(value) or value < 1:
             raise InputError(f"{info.field_name} must be a positive integer (got {value!r})")
         return int(value)
+
+    @field_validator("chunk", "block")
+    @classmethod
+    def _not_tiny(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and value < MIN_CHUNK:
+            raise InputError(
+                f"{info.field_name} must be at least {MIN_CHUNK} output pixels (got {value}): "
+                "each chunk of an OME-Zarr output is one file (the default is "
+                f"{DEFAULT_CHUNK if info.field_name == 'chunk' else DEFAULT_BLOCK})"
+            )
+        return value
 
     @field_validator("overlap", mode="before")
     @classmethod
@@ -275,11 +291,12 @@ class PredictConfig(StrictModel):
         Raises
         ------
         InputError
-            ``model m upsamples ×4, but scale 2 was asked``.
+            ``m: this model upsamples ×4, but scale 2 was asked``.
         """
         if self.scale is not None and self.scale != model_scale:
             raise InputError(
-                f"model {model_name} upsamples ×{model_scale}, but scale {self.scale} was asked"
+                f"{model_name}: this model upsamples ×{model_scale}, but scale {self.scale} "
+                "was asked"
             )
 
 

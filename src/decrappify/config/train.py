@@ -24,14 +24,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from decrappify.config.base import StrictModel, override_value
+from decrappify.config.base import StrictModel, apply_overrides
 from decrappify.config.choices import check_device_name
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.config.data import DataConfig
 from decrappify.config.model import CriticConfig, GeneratorConfig, LossConfig
 from decrappify.config.recipes import default_generator, default_loss
 from decrappify.durations import duration_seconds
-from decrappify.errors import InputError
 
 __all__ = [
     "PHASES",
@@ -83,6 +82,9 @@ class PretrainGeneratorConfig(StrictModel):
         initialised encoder only wastes steps).
     checkpoint_every : int
         Validate and write a checkpoint every this many steps (and at the end).
+    fine_tune_lr_factor : float
+        ``max_lr`` is multiplied by this when the generator starts from a trained model
+        (``start_from``): it is fine-tuned, not trained again.
     """
 
     steps: int = Field(1000, ge=1, le=10_000_000)
@@ -95,6 +97,7 @@ class PretrainGeneratorConfig(StrictModel):
     weight_decay: float = Field(1e-3, ge=0.0, le=1.0)
     frozen_fraction: float | None = Field(None, ge=0.0, le=1.0)
     checkpoint_every: int = Field(100, ge=1, le=10_000_000)
+    fine_tune_lr_factor: float = Field(0.1, gt=0.0, le=1.0)
 
     def resolved_frozen_fraction(self, pretrained_encoder: bool) -> float:
         """Fraction of steps with the encoder frozen.
@@ -152,6 +155,11 @@ class PretrainCriticConfig(StrictModel):
         reported at the end of the phase (``critic_accuracy`` in the history).
     budget_share : float
         Share of the time budget.
+    min_steps : int
+        With a time budget, the critic and GAN phases run only when critic pretraining's
+        share buys at least this many steps (at most ``max_steps``), at the measured
+        generator step time: fewer do not bring the critic below its loss threshold, so
+        their time goes to generator pretraining instead.
     """
 
     max_steps: int = Field(300, ge=1, le=10_000_000)
@@ -161,6 +169,7 @@ class PretrainCriticConfig(StrictModel):
     weight_decay: float = Field(1e-3, ge=0.0, le=1.0)
     holdout: float = Field(0.125, ge=0.0, lt=1.0)
     budget_share: float = Field(0.06, ge=0.0, le=1.0)
+    min_steps: int = Field(100, ge=1, le=10_000_000)
 
 
 class GanConfig(StrictModel):
@@ -292,6 +301,10 @@ class TrainConfig(StrictModel):
     vgg_weights : str or None
         Local torchvision ``vgg16_bn`` state dict, needed when ``loss.weights.feature``
         is positive.
+    start_from : str
+        The generator's starting weights: ``auto`` (the shipped starting point matching
+        the network, scale and modality, else random), ``none`` (random), a shipped
+        starting point (``em-4x``, ``fluo-4x``, ``fluo-denoise``) or a model path.
     """
 
     data: DataConfig = Field(default_factory=DataConfig)
@@ -314,6 +327,7 @@ class TrainConfig(StrictModel):
     preview_every: int = Field(50, ge=0, le=10_000_000)
     encoder_weights: str | None = None
     vgg_weights: str | None = None
+    start_from: str = Field("auto", min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -442,10 +456,10 @@ class TrainConfig(StrictModel):
         Parameters
         ----------
         overrides : dict
-            Dotted keys (``"gan.max_steps"``, ``"data.patch_size"``, ``"seed"``) to
-            values (None is a value: ``{"crappify": None}`` selects paired training); a
-            mapping given for a section updates it key by key (``override_value``).
-            ``seed`` and ``batch_size`` also update ``data``.
+            Dotted keys (``"gan.max_steps"``, ``"crappify.scale"``) to values, as
+            :func:`~decrappify.config.base.apply_overrides` sets them (``{"crappify":
+            None}`` selects paired training); ``seed``/``batch_size`` and their
+            ``data.`` twins are set together.
 
         Returns
         -------
@@ -457,18 +471,18 @@ class TrainConfig(StrictModel):
         InputError
             For an unknown key or an invalid value.
         """
-        raw = self.model_dump(mode="json")
-        for key, value in overrides.items():
-            node = raw
-            *parents, leaf = key.split(".")
-            for part in parents:
-                child = node.get(part) if isinstance(node, dict) else None
-                if not isinstance(child, dict):
-                    raise InputError(f"override {key}: unknown setting {part!r}")
-                node = child
-            if leaf not in node and not (node is raw and leaf in type(self).model_fields):
-                raise InputError(f"override {key}: unknown setting {leaf!r}")
-            node[leaf] = override_value(type(self), [*parents, leaf], node.get(leaf), value)
-            if node is raw and leaf in ("seed", "batch_size"):
-                raw["data"][leaf] = value
+        raw = apply_overrides(
+            type(self), self.model_dump(mode="json"), overrides, expand=_expand_preset
+        )
+        for key, value in overrides.items():  # seed and batch_size are set in both places
+            if key in ("seed", "batch_size", "data.seed", "data.batch_size"):
+                leaf = key.rpartition(".")[2]
+                raw[leaf] = raw["data"][leaf] = value
         return TrainConfig.validate_dict(raw, source="train config")
+
+
+def _expand_preset(key: str, value: Any) -> dict[str, Any] | None:
+    """Expand a crappify preset name, so that ``crappify.scale=2`` can change one setting."""
+    if key == "crappify" and isinstance(value, str) and value in PRESETS:
+        return get_preset(value).model_dump(mode="json")
+    return None

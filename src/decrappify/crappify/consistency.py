@@ -19,8 +19,12 @@ explained).
 
 Everything is local (the forward model's blur, the window), so the maps can be computed
 tile by tile with a halo of :func:`consistency_halo` LR pixels and give the same values as
-the whole image; :class:`ConsistencyStats` adds up the summary over tiles. Pure numpy /
-scipy: no torch.
+the whole image; :class:`ConsistencyStats` adds up the summary over tiles. The linear
+parts (the forward model, the window) are banded per-axis operators
+(:mod:`decrappify.crappify.forward_operator`, :mod:`decrappify.crappify.forward_model`)
+and the rest is elementwise arithmetic, all written once for numpy arrays and for torch
+tensors on a prediction's device (:func:`local_residual` takes the
+:class:`~decrappify.crappify.forward_operator.Arrays` it runs on). Pure numpy: no torch.
 """
 
 from __future__ import annotations
@@ -32,199 +36,36 @@ from typing import Any
 import numpy as np
 
 from decrappify.config.crappify import CrappifyConfig
-from decrappify.crappify import degradations as deg
-from decrappify.crappify.pipeline import build_ops, plan_regions, run_region, stage_shapes
+from decrappify.crappify.forward_model import (
+    FORWARD_KINDS,
+    ForwardModel,
+    consistency_halo,
+    forward_model,
+    noise_sigma,
+    white_noise_gain,
+)
+from decrappify.crappify.forward_operator import NUMPY, Arrays, NumpyArrays, apply_2d, blur_band
 from decrappify.errors import InputError
 from decrappify.normalize import normalize, percentile_range
 
 __all__ = [
     "FORWARD_KINDS",
+    "Calibration",
     "ConsistencyMap",
     "ConsistencyStats",
-    "consistency_halo",
-    "Calibration",
+    "ForwardModel",
     "calibrate",
+    "consistency_halo",
     "data_consistency",
+    "fit_calibration",
     "forward_model",
     "image_consistency",
+    "local_residual",
     "noise_sigma",
 ]
 
-#: Steps of the noise-free forward model (the deterministic, linear part of a crappifier).
-FORWARD_KINDS = ("blur", "downsample")
-
 #: Default threshold on the local normalised residual for a pixel to count as flagged.
 FLAG_THRESHOLD = 4.0
-
-
-def _central_params(config: CrappifyConfig) -> dict[str, Any]:
-    """Every step at the median of its ranges, read-noise budgets shared as when sampling."""
-    steps: list[dict[str, Any]] = []
-    last_photons = None
-    for step in config.steps:
-        central = step.central()
-        if central["kind"] == "poisson":
-            last_photons = central["photons"]
-        elif central["kind"] == "read_noise" and central["photons"] is None:
-            central["photons"] = last_photons
-        steps.append(central)
-    return {"seed": 0, "scale": config.scale, "steps": steps}
-
-
-def _forward_ops(config: CrappifyConfig, pixel_size: Any, pixel_unit: str | None) -> list[Any]:
-    params = _central_params(config)
-    params["steps"] = [s for s in params["steps"] if s["kind"] in FORWARD_KINDS]
-    return build_ops(params, pixel_size=pixel_size, pixel_unit=pixel_unit)
-
-
-def forward_model(
-    hr: Any,
-    config: CrappifyConfig,
-    *,
-    pixel_size: Any = None,
-    pixel_unit: str | None = "micrometer",
-) -> np.ndarray:
-    """Degrade a normalised HR image with the crappifier's blur and downsampling, no noise.
-
-    Parameters
-    ----------
-    hr : array-like
-        2D image in normalised units on the HR grid (a prediction, or a region of one
-        starting at a multiple of the scale).
-    config : CrappifyConfig
-        The model's crappifier; ranges are taken at their median, noise, JPEG and
-        salt-and-pepper steps are left out.
-    pixel_size : float or (float, float) or None
-        HR pixel size, needed only for blurs given in physical units.
-    pixel_unit : str or None
-        Unit of ``pixel_size``.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 image of shape ``(H // scale, W // scale)``.
-    """
-    x = np.asarray(hr, dtype=np.float32)
-    if x.ndim != 2:
-        raise InputError(f"forward model: expected a 2D image, got shape {x.shape}")
-    ops = _forward_ops(config, pixel_size, pixel_unit)
-    shape = stage_shapes(ops, x.shape)[-1]
-    boxes = plan_regions(ops, x.shape, ((0, shape[0]), (0, shape[1])))
-    (y0, y1), (x0, x1) = boxes[0]
-    out = run_region(x[y0:y1, x0:x1], ops, boxes, seed=0, plane=0)
-    return np.array(out, dtype=np.float32, copy=True)
-
-
-def _white_noise_transfer(op: Any) -> float:
-    """Factor by which a linear step multiplies the variance of white noise."""
-    if op.kind == "downsample":
-        s = int(op.params["scale"])
-        if op.params["method"] == "area":
-            return 1.0 / (s * s)
-        return 0.25 if s % 2 == 0 else 1.0  # bilinear: 2x2 mean (even) or centre pixel
-    if op.kind == "blur":
-        return math.prod(_white_noise_gain(sigma) for sigma in op.params["_sigma"] if sigma > 0)
-    return 1.0
-
-
-def noise_sigma(
-    signal: Any,
-    config: CrappifyConfig,
-    *,
-    pixel_size: Any = None,
-    pixel_unit: str | None = "micrometer",
-    min_sigma: float = 0.01,
-) -> np.ndarray:
-    """Noise standard deviation the crappifier gives an LR pixel of a given clean level.
-
-    Shot noise ``(max(x, 0) + background) / photons``, read noise ``(sigma /
-    photons)**2``, Gaussian ``sigma**2`` and local-variance ``gain * max(x, 0) +
-    min_variance`` add up; noise added before a blur or the downsampling is reduced by
-    what that step does to white noise. Each range is taken at its median. JPEG and
-    salt-and-pepper are not counted.
-
-    Parameters
-    ----------
-    signal : array-like
-        Clean LR intensities in normalised units (the forward model of the prediction).
-    config : CrappifyConfig
-        The crappifier.
-    pixel_size, pixel_unit
-        As :func:`forward_model`.
-    min_sigma : float
-        Floor of the standard deviation, in normalised units (a noise-free crappifier
-        would otherwise make every rounding error infinitely significant).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 standard deviation per pixel, at least ``min_sigma``.
-    """
-    x = np.maximum(np.asarray(signal, dtype=np.float64), 0.0)
-    params = _central_params(config)
-    ops = build_ops(params, pixel_size=pixel_size, pixel_unit=pixel_unit)
-    variance = np.zeros_like(x)
-    for i, step in enumerate(params["steps"]):
-        kind = step["kind"]
-        if kind == "gaussian_noise":
-            added = np.full_like(x, step["sigma"] ** 2)
-        elif kind == "local_variance_noise":
-            added = step["gain"] * x + step["min_variance"]
-        elif kind == "poisson":
-            added = (x + step["background"]) / step["photons"]
-        elif kind == "read_noise":
-            added = np.full_like(x, (step["sigma"] / step["photons"]) ** 2)
-        else:
-            continue
-        transfer = math.prod(_white_noise_transfer(later) for later in ops[i + 1 :])
-        variance += transfer * added
-    return np.maximum(np.sqrt(variance), float(min_sigma)).astype(np.float32)
-
-
-def _white_noise_gain(sigma: float) -> float:
-    """``sum(w**2)`` of scipy's 1D Gaussian kernel: its factor on white noise variance.
-
-    In 2D (the outer product of two such kernels) it is also the standard deviation of
-    white unit noise after the filter, which :func:`data_consistency` divides by.
-    """
-    radius = deg.kernel_radius(sigma)
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    return float(np.sum((taps / taps.sum()) ** 2))
-
-
-def consistency_halo(
-    config: CrappifyConfig,
-    *,
-    window: float = 2.0,
-    pixel_size: Any = None,
-    pixel_unit: str | None = "micrometer",
-) -> int:
-    """LR pixels of context a tile needs on each side for exact consistency maps.
-
-    Parameters
-    ----------
-    config : CrappifyConfig
-        The crappifier.
-    window : float
-        The averaging window of :func:`data_consistency`.
-    pixel_size, pixel_unit
-        As :func:`forward_model`.
-
-    Returns
-    -------
-    int
-        Halo in LR pixels: the forward model's reach (blur radii, bilinear
-        interpolation) plus the window's radius.
-    """
-    ops = _forward_ops(config, pixel_size, pixel_unit)
-    reach = 0.0  # in pixels of the current grid
-    for op in ops:
-        if op.kind == "blur":
-            reach += max(deg.kernel_radius(s) for s in op.params["_sigma"])
-        elif op.kind == "downsample":
-            s = int(op.params["scale"])
-            reach = math.ceil(reach / s) + (1 if op.params["method"] == "bilinear" else 0)
-    return int(math.ceil(reach)) + (deg.kernel_radius(window) if window > 0 else 0)
 
 
 @dataclass(frozen=True)
@@ -375,6 +216,42 @@ def calibrate(
     """
     p, observed = _prepare(pred, lr, config)
     degraded = forward_model(p, config, pixel_size=pixel_size, pixel_unit=pixel_unit)
+    return fit_calibration(
+        degraded,
+        observed,
+        config,
+        min_sigma=min_sigma,
+        pixel_size=pixel_size,
+        pixel_unit=pixel_unit,
+    )
+
+
+def fit_calibration(
+    degraded: np.ndarray,
+    observed: np.ndarray,
+    config: CrappifyConfig,
+    *,
+    min_sigma: float = 0.01,
+    pixel_size: Any = None,
+    pixel_unit: str | None = "micrometer",
+) -> Calibration:
+    """Fit the gain, offset and noise level from a forward model and its measurement.
+
+    Parameters
+    ----------
+    degraded, observed : numpy.ndarray
+        The prediction's forward model and the input over the same LR region.
+    config : CrappifyConfig
+        The crappifier.
+    min_sigma, pixel_size, pixel_unit
+        As :func:`data_consistency`.
+
+    Returns
+    -------
+    Calibration
+        As :func:`calibrate` (which degrades a prediction, then fits with this).
+    """
+    degraded, observed = np.asarray(degraded), np.asarray(observed)
     # three numbers need no more than ~64k pixels: a regular subsample of larger regions
     stride = max(1, math.isqrt(degraded.size // FIT_PIXELS))
     x = degraded[::stride, ::stride].astype(np.float64).ravel()
@@ -403,6 +280,65 @@ def calibrate(
         keep = np.abs(z) <= _TRIM * scale
     scale = min(max(scale, 1.0 / NOISE_SCALE_LIMIT), NOISE_SCALE_LIMIT)
     return Calibration(gain=gain, offset=offset, noise_scale=scale)
+
+
+def local_residual(
+    model: ForwardModel,
+    degraded: Any,
+    observed: Any,
+    calibration: Calibration,
+    *,
+    region: Any,
+    out: Any,
+    window: float = 2.0,
+    min_sigma: float = 0.01,
+    arrays: Arrays = NUMPY,
+) -> tuple[Any, Any]:
+    """Residual and local normalised residual of an LR region, on ``arrays``.
+
+    Parameters
+    ----------
+    model : ForwardModel
+        The image's forward model (the window is applied on its LR plane).
+    degraded, observed : array
+        The forward model of the prediction and the input over ``region`` (LR,
+        normalised; of ``arrays``).
+    calibration : Calibration
+        The image's gain, offset and noise level.
+    region : pair of (start, stop)
+        The LR box the arrays cover.
+    out : pair of (start, stop)
+        The LR box to return, inside ``region`` with the window's radius around it
+        (or reaching the plane's border).
+    window, min_sigma
+        As :func:`data_consistency`.
+    arrays : Arrays
+        Where the arithmetic runs.
+
+    Returns
+    -------
+    residual, z : array
+        The box of ``out`` of each (of ``arrays``).
+    """
+    matched = degraded * calibration.gain + calibration.offset
+    residual = observed - matched
+    sigma = noise_sigma(
+        matched,
+        model.config,
+        pixel_size=model.pixel_size,
+        pixel_unit=model.pixel_unit,
+        min_sigma=min_sigma,
+    )
+    z = residual / (sigma * calibration.noise_scale)
+    (y0, _), (x0, _) = region
+    (a, b), (c, d) = out
+    residual = residual[a - y0 : b - y0, c - x0 : d - x0]
+    if window <= 0:
+        return residual, z[a - y0 : b - y0, c - x0 : d - x0]
+    h, w = model.lr_shape
+    bands = (blur_band(h, window), blur_band(w, window))
+    z = apply_2d(bands, out, z, (y0, x0), arrays) / white_noise_gain(window)
+    return residual, z
 
 
 def data_consistency(
@@ -453,23 +389,32 @@ def data_consistency(
     InputError
         For non-2D inputs or a prediction that does not cover ``lr.shape * scale``.
     """
-    from scipy import ndimage
-
     p, observed = _prepare(pred, lr, config)
+    model = ForwardModel.build(config, p.shape, pixel_size=pixel_size, pixel_unit=pixel_unit)
+    box = model.lr_box()
+    degraded = model.degrade(p, (0, 0), box)
     if calibration is None:
-        calibration = calibrate(
-            p, observed, config, min_sigma=min_sigma, pixel_size=pixel_size, pixel_unit=pixel_unit
+        calibration = fit_calibration(
+            degraded,
+            observed,
+            config,
+            min_sigma=min_sigma,
+            pixel_size=pixel_size,
+            pixel_unit=pixel_unit,
         )
-    degraded = forward_model(p, config, pixel_size=pixel_size, pixel_unit=pixel_unit)
-    matched = (calibration.gain * degraded + calibration.offset).astype(np.float32)
-    residual = observed - matched
-    sigma = noise_sigma(
-        matched, config, pixel_size=pixel_size, pixel_unit=pixel_unit, min_sigma=min_sigma
+    residual, z = local_residual(
+        model,
+        degraded,
+        observed,
+        calibration,
+        region=box,
+        out=box,
+        window=window,
+        min_sigma=min_sigma,
+        arrays=NumpyArrays(np.float64),
     )
-    z = residual.astype(np.float64) / (sigma * calibration.noise_scale)
-    if window > 0:
-        z = ndimage.gaussian_filter(z, window, mode="reflect") / _white_noise_gain(window)
-    z = z.astype(np.float32)
+    z = np.asarray(z, dtype=np.float32)
+    residual = np.asarray(residual, dtype=np.float32)
     return ConsistencyMap(residual=residual, z=z, stats=ConsistencyStats.of(z, threshold))
 
 

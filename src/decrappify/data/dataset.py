@@ -12,13 +12,17 @@
 - :func:`build_datasets` splits the images by image (:func:`~decrappify.data.patches.
   split_by_image`), computes each image's statistics once and builds both sets;
   :func:`make_loaders` wraps them in ``torch.utils.data.DataLoader`` objects.
+- The training pipeline that keeps an accelerator busy: :func:`keyed_loader` (worker
+  processes, pinned memory and their prefetch; :func:`default_workers` per device) and
+  :func:`prefetch_to_device` (the next batch is copied to the device while the current
+  one is used).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -342,6 +346,112 @@ def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+#: Most DataLoader workers chosen by :func:`default_workers`.
+MAX_DEFAULT_WORKERS = 8
+#: Batches each worker prepares ahead (DataLoader's ``prefetch_factor``).
+PREFETCH_BATCHES = 4
+
+
+def default_workers(device: torch.device, cores: int) -> int:
+    """Choose the DataLoader workers for a device when the config leaves it to the run.
+
+    On the CPU the training steps use every core, so crappifying in workers only takes
+    cores from them (``benchmarks/data_pipeline.py``): 0. On an accelerator the CPU
+    cores are free to make the next batches: half of them (up to
+    :data:`MAX_DEFAULT_WORKERS`), at least one.
+    """
+    if device.type == "cpu":
+        return 0
+    return max(1, min(MAX_DEFAULT_WORKERS, cores // 2))
+
+
+def keyed_loader(
+    dataset: Dataset, batch_sampler: Sampler, *, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    """Load batches of keys, with worker processes and pinned memory where asked.
+
+    The batches are the same with any number of workers: samples depend only on their
+    key (:class:`PairDataset`), and the workers return them in the sampler's order. Each
+    worker prepares :data:`PREFETCH_BATCHES` batches ahead; with ``pin_memory`` the
+    batches come in page-locked memory, which an accelerator copies from asynchronously.
+    """
+    if num_workers < 0:
+        raise InputError(f"data.num_workers: must be >= 0 (got {num_workers})")
+    workers: dict[str, Any] = {}
+    if num_workers:
+        workers = {"worker_init_fn": _worker_init, "prefetch_factor": PREFETCH_BATCHES}
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        **workers,
+    )
+
+
+def to_device(
+    batch: Sequence[torch.Tensor], device: torch.device, *, channels_last: bool
+) -> list[torch.Tensor]:
+    """Move a batch's tensors to a device (asynchronously from pinned memory)."""
+    out = []
+    for x in batch:
+        x = x.to(device, non_blocking=True)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(x)
+    return out
+
+
+B = TypeVar("B")
+P = TypeVar("P")
+
+
+def lookahead(items: Iterable[B], start: Callable[[B], P], finish: Callable[[P], B]) -> Iterator[B]:
+    """Yield ``finish(start(item))`` for each item, starting item k + 1 before yielding item k."""
+    iterator = iter(items)
+    try:
+        pending = start(next(iterator))
+    except StopIteration:
+        return
+    for item in iterator:
+        ready = finish(pending)
+        pending = start(item)
+        yield ready
+    yield finish(pending)
+
+
+def prefetch_to_device(
+    batches: Iterable[Sequence[torch.Tensor]], device: torch.device, *, channels_last: bool
+) -> Iterator[list[torch.Tensor]]:
+    """Move batches to the device, copying the next while the current is used (CUDA).
+
+    On a CUDA device the copy of batch k + 1 runs on a side stream while the caller works
+    on batch k; before batch k is handed over the caller's stream waits for its copy, and
+    its memory is marked as used by that stream. Elsewhere the batches are moved as they
+    come (the CPU needs no copy). ``channels_last`` gives 4D tensors that memory format.
+    """
+
+    def move(batch: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return to_device(batch, device, channels_last=channels_last)
+
+    if device.type != "cuda":
+        return (move(batch) for batch in batches)
+    stream = torch.cuda.Stream(device)
+
+    def start(batch: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        with torch.cuda.stream(stream):
+            return move(batch)
+
+    def finish(moved: list[torch.Tensor]) -> list[torch.Tensor]:
+        current = torch.cuda.current_stream(device)
+        current.wait_stream(stream)
+        for x in moved:
+            x.record_stream(current)
+        return moved
+
+    return lookahead(batches, start, finish)
+
+
 def make_loaders(
     train: PairDataset,
     validation: ValidationSet | None = None,
@@ -381,7 +491,7 @@ def make_loaders(
     """
     config = train.maker.config
     batch_size = config.batch_size if batch_size is None else int(batch_size)
-    num_workers = config.num_workers if num_workers is None else int(num_workers)
+    num_workers = (config.num_workers or 0) if num_workers is None else int(num_workers)
     if batch_size < 1:
         raise InputError(f"batch_size: must be >= 1 (got {batch_size})")
     if num_workers < 0:

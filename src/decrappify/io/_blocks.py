@@ -70,8 +70,12 @@ def iter_blocks(
             yield key, data[region]
         return
     if client is None:
+        # the scheduler function itself: a name makes dask import distributed to look for
+        # a client (a third of a second per command)
+        from dask.threaded import get as threads
+
         for key, region in items:
-            yield key, np.asarray(data[region].compute(scheduler="threads"))
+            yield key, np.asarray(data[region].compute(scheduler=threads))
         return
     yield from _iter_distributed(data, items, client, ordered=ordered, in_flight=in_flight)
 

@@ -16,13 +16,16 @@ and :func:`atomic_write_bytes` are the common cases (configs, reports).
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from decrappify.errors import OutputError
+from decrappify.io.outputs import hidden_sibling
 
 
 def partial_path(path: str | os.PathLike[str]) -> Path:
@@ -38,8 +41,7 @@ def partial_path(path: str | os.PathLike[str]) -> Path:
     Path
         The temporary path beside it.
     """
-    path = Path(path)
-    return path.with_name(f".{path.name}.partial")
+    return hidden_sibling(path, "partial")
 
 
 def remove_path(path: str | os.PathLike[str]) -> None:
@@ -89,7 +91,7 @@ def commit(tmp: str | os.PathLike[str], final: str | os.PathLike[str], *, overwr
         if tmp.is_file() and final.is_file() and not final.is_symlink():
             os.replace(tmp, final)
             return final
-        aside = final.with_name(f".{final.name}.replaced")
+        aside = hidden_sibling(final, "replaced")
         remove_path(aside)
         os.replace(final, aside)
         try:
@@ -200,3 +202,113 @@ def atomic_write_bytes(
         ``path``.
     """
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
+
+
+#: What each errno of a failed write means to the user, and what to do.
+WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full; free some space or write to another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or write to another disk",
+    errno.EFBIG: (
+        "the file is larger than this process may write (the shell's file size limit, "
+        "ulimit -f, or the file system's, such as FAT32's 4 GB); raise the limit or write "
+        "to another disk"
+    ),
+    errno.ENAMETOOLONG: "a file name is too long for the file system; choose a shorter name",
+    errno.EROFS: "the file system is read-only; write to another folder",
+    errno.EACCES: "permission denied; write to a folder you may write to",
+    errno.EPERM: "permission denied; write to a folder you may write to",
+}
+#: How libraries that wrap the system's error spell it (safetensors: ``code: 28``).
+_CODE = re.compile(r"(?:\[Errno |\bcode: |os error )(\d+)")
+_TEXTS = {
+    "no space left on device": errno.ENOSPC,
+    "file too large": errno.EFBIG,
+    "disk quota exceeded": errno.EDQUOT,
+    "file name too long": errno.ENAMETOOLONG,
+    "read-only file system": errno.EROFS,
+}
+
+
+def write_errno(error: BaseException) -> int | None:
+    """Find the system error of a failed write in an exception and the ones behind it.
+
+    Looks at ``OSError.errno``, then at the causes, contexts and groups of the exception,
+    then at messages of libraries that wrap the error in their own type (safetensors'
+    ``SafetensorError``, torch's ``RuntimeError``, zarr's asyncio errors).
+
+    Parameters
+    ----------
+    error : BaseException
+        What a write raised.
+
+    Returns
+    -------
+    int or None
+        One of the errnos of :data:`WRITE_ERRORS`, or None.
+    """
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in WRITE_ERRORS:
+            return int(item.errno)
+        text = str(item).lower()
+        match = _CODE.search(text)
+        if match and int(match.group(1)) in WRITE_ERRORS:
+            return int(match.group(1))
+        for needle, number in _TEXTS.items():
+            if needle in text:
+                return number
+        stack += [item.__cause__, item.__context__, *getattr(item, "exceptions", ())]
+    return None
+
+
+def write_failure(
+    path: str | os.PathLike[str], error: BaseException, *, writing: bool = False
+) -> OutputError | None:
+    """Make the one-line error of a write of ``path`` that failed with ``error``, if it is one.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output being written.
+    error : BaseException
+        What the write raised.
+    writing : bool
+        ``error`` certainly came from writing, but says no system error (torch's
+        ``PytorchStreamWriter`` failures): the cause is then read from the state of the
+        system, a disk with less than 1 MB free or a file size limit (``ulimit -f``).
+
+    Returns
+    -------
+    OutputError or None
+        ``<path>: cannot write it: the disk is full; ...``, or None when ``error`` is not
+        a failure of the file system (a bug, a bad input).
+    """
+    number = write_errno(error)
+    if number is None and writing:
+        number = _likely_cause(Path(path))
+    if number is None:
+        return None
+    return OutputError(f"{path}: cannot write it: {WRITE_ERRORS[number]}")
+
+
+def _likely_cause(path: Path) -> int | None:
+    """ENOSPC when the disk under ``path`` is (almost) full, EFBIG under a file size limit."""
+    folder = next((p for p in (path.parent, *path.parents) if p.exists()), Path("."))
+    try:
+        if shutil.disk_usage(folder).free < 2**20:
+            return errno.ENOSPC
+    except OSError:
+        pass
+    try:
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+            return errno.EFBIG
+    except (ImportError, OSError, ValueError):
+        pass
+    return None

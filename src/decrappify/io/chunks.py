@@ -28,6 +28,7 @@ What decrappify does
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import struct
@@ -219,3 +220,40 @@ def store_token(path: Path, array: Any) -> tuple[Any, ...]:
     except OSError:
         stamp = None
     return (str(path), array.path, array.shape, array.chunks, str(array.dtype), stamp)
+
+
+def settle_pending_writes(timeout: float = 30.0) -> None:
+    """Wait until zarr's I/O thread has no chunk write in flight (after a failed write).
+
+    zarr writes the chunks of one assignment concurrently on its own event loop; when one
+    fails (a full disk), the assignment raises at once while the others go on. Deleting
+    the partial store then races with them (they create its folders again), and at exit
+    Python prints their unretrieved failures. This waits for them and collects their
+    outcomes, so the partial can be deleted for good.
+
+    Parameters
+    ----------
+    timeout : float
+        Longest wait in seconds.
+    """
+    import asyncio
+
+    try:
+        from zarr.core import sync
+    except ImportError:  # pragma: no cover - zarr 2 writes synchronously
+        return
+    loop = sync.loop[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def wait_for_others() -> None:
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        if pending:
+            done, _ = await asyncio.wait(pending, timeout=timeout)
+            for task in done:  # retrieve failures, so none is reported at exit
+                if not task.cancelled():
+                    task.exception()
+
+    with contextlib.suppress(Exception):  # best effort: the caller deletes what it can
+        asyncio.run_coroutine_threadsafe(wait_for_others(), loop).result(timeout + 5)

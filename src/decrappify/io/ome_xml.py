@@ -26,7 +26,14 @@ from decrappify.io._units import LENGTH_UNITS, MICROMETERS_PER_UNIT, normalize_u
 #: physical unit.
 PIXEL_UNIT = "pixel"
 
-__all__ = ["PIXEL_UNIT", "plane_positions", "read_sizes", "read_translation", "size_unit_symbol"]
+__all__ = [
+    "PIXEL_UNIT",
+    "plane_positions",
+    "positive_number",
+    "read_sizes",
+    "read_translation",
+    "size_unit_symbol",
+]
 
 
 def plane_positions(
@@ -173,16 +180,17 @@ def read_sizes(xml: str) -> dict[str, tuple[float, str | None]]:
         return {}
     sizes: dict[str, tuple[float, str | None]] = {}
     for axis in "XYZ":
-        value = _positive(pixels.get(f"PhysicalSize{axis}"))
+        value = positive_number(pixels.get(f"PhysicalSize{axis}"))
         if value is not None:
             sizes[axis] = (value, normalize_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm")))
-    value = _positive(pixels.get("TimeIncrement"))
+    value = positive_number(pixels.get("TimeIncrement"))
     if value is not None:
         sizes["T"] = (value, normalize_unit(pixels.get("TimeIncrementUnit", "s")))
     return sizes
 
 
-def _positive(value: Any) -> float | None:
+def positive_number(value: Any) -> float | None:
+    """Read a metadata value as a finite positive number, or None (missing, text, 0, NaN)."""
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -223,10 +223,10 @@ def iter_write_ome_zarr(
     Yields
     ------
     Progress
-        ``phase="write"``, one event per block written.
+        ``phase="write"``, one event per block written: ``step`` of ``total`` counts the
+        level-0 blocks, then (from 1 again) the pyramid's blocks, as the message says.
     """
     import zarr
-    from zarr.codecs import BloscCodec
 
     shape = tuple(int(s) for s in data.shape)
     dtype = np.dtype(data.dtype)
@@ -239,7 +239,6 @@ def iter_write_ome_zarr(
     pyramid = [
         grid(s, tuple(min(c, n) for c, n in zip(chunks, s, strict=True))) for s in shapes[1:]
     ]
-    total = len(level0) + sum(len(g) for g in pyramid)
 
     resume = None
     if resume_key is not None:
@@ -261,32 +260,17 @@ def iter_write_ome_zarr(
         arrays = [group[str(level)] for level in range(levels)]
         done = resume.done()
     else:
-        if store.exists() or store.is_symlink():
-            remove_path(store)
-        group = zarr.create_group(store=store, zarr_format=3, attributes=attrs)
-        compressor = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
-        arrays = [
-            group.create_array(
-                name=str(level),
-                shape=level_shape,
-                chunks=tuple(min(c, n) for c, n in zip(chunks, level_shape, strict=True)),
-                dtype=dtype,
-                compressors=compressor,
-                fill_value=0,
-                dimension_names=tuple(a.lower() for a in axes),
-            )
-            for level, level_shape in enumerate(shapes)
-        ]
+        arrays = _create_arrays(store, attrs, shapes, chunks, dtype, axes)
         if resume is not None:
             resume.save()
 
-    step = len(done)
+    step, n0 = len(done), len(level0)  # the bar counts level-0 blocks, then the pyramid's
     if done:
         yield Progress(
             "write",
             step,
-            total,
-            message=f"{label}: resuming, {step} of {len(level0)} blocks already written",
+            n0,
+            message=f"{label}: resuming, {step} of {n0} blocks already written",
             info={"level": 0, "resumed": step},
         )
     todo = [(index, region) for index, region in level0 if index not in done]
@@ -300,10 +284,20 @@ def iter_write_ome_zarr(
             yield Progress(
                 "write",
                 step,
-                total,
-                message=f"{label}: level 0, block {step} of {len(level0)}",
+                n0,
+                message=f"{label}: level 0, block {step} of {n0}",
                 info={"level": 0, "block": index},
             )
+    yield from _iter_pyramid(arrays, pyramid, dtype, label)
+    if resume is not None:
+        remove_path(resume.folder)
+
+
+def _iter_pyramid(
+    arrays: list[Any], pyramid: list[Any], dtype: np.dtype, label: str
+) -> Generator[Progress, None, None]:
+    """Fill levels 1, 2, ... block by block from the level above (2x2 means)."""
+    total, step = sum(len(level_grid) for level_grid in pyramid), 0
     for level, level_grid in enumerate(pyramid, start=1):
         source, target = arrays[level - 1], arrays[level]
         for index, region in level_grid:
@@ -313,11 +307,40 @@ def iter_write_ome_zarr(
                 "write",
                 step,
                 total,
-                message=f"{label}: pyramid level {level} of {levels - 1}",
+                message=f"{label}: pyramid level {level} of {len(arrays) - 1}, block {step} "
+                f"of {total}",
                 info={"level": level, "block": index},
             )
-    if resume is not None:
-        remove_path(resume.folder)
+
+
+def _create_arrays(
+    store: Path,
+    attrs: dict[str, Any],
+    shapes: list[tuple[int, ...]],
+    chunks: Sequence[int],
+    dtype: np.dtype,
+    axes: str,
+) -> list[Any]:
+    """Create the store anew with one Blosc-zstd array per level."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    if store.exists() or store.is_symlink():
+        remove_path(store)
+    group = zarr.create_group(store=store, zarr_format=3, attributes=attrs)
+    compressor = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+    return [
+        group.create_array(
+            name=str(level),
+            shape=level_shape,
+            chunks=tuple(min(c, n) for c, n in zip(chunks, level_shape, strict=True)),
+            dtype=dtype,
+            compressors=compressor,
+            fill_value=0,
+            dimension_names=tuple(a.lower() for a in axes),
+        )
+        for level, level_shape in enumerate(shapes)
+    ]
 
 
 def _region(index: Sequence[int], block: Sequence[int], shape: Sequence[int]) -> Region:

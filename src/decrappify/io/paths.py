@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import glob
+import errno
+import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from decrappify.errors import InputError, OutputError
+from decrappify.io.outputs import check_not_an_input, inside, path_key
 
 #: File name endings of images decrappify reads (lower case), longest first.
 IMAGE_SUFFIXES = (".ome.zarr", ".ome.tiff", ".ome.tif", ".zarr", ".tiff", ".tif")
@@ -25,7 +28,11 @@ FORMAT_NAMES = {
     "ome-zarr": "zarr",
     "ome.zarr": "zarr",
 }
+#: Trust maps ``decrappify predict`` writes beside a TIFF output (``<stem>.<map>.tif``).
+TRUST_MAP_NAMES = ("uncertainty", "consistency")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+log = logging.getLogger("decrappify")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -139,6 +146,14 @@ def expand_inputs(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     folders and patterns are sorted naturally (``img2`` before ``img10``); the order of
     the arguments is kept and duplicates are dropped.
 
+    What a folder or a pattern finds that is not an image is skipped with a warning
+    naming it: symbolic link loops and dangling links, FIFOs, sockets and devices (which
+    would block or fail when opened), links to a folder that holds them, and the trust
+    maps ``decrappify predict`` writes beside a TIFF output (``x.consistency.tif``
+    beside ``x.tif``). ``**`` in a pattern does not follow links to folders, so a link
+    back to a parent folder cannot make it endless. A file named explicitly that is one
+    of these is refused.
+
     Parameters
     ----------
     paths : str, Path or iterable of them
@@ -152,43 +167,179 @@ def expand_inputs(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     Raises
     ------
     InputError
-        For a missing path, a pattern that matches nothing or a folder without images.
+        For a missing path, a pattern that matches nothing, a folder without images, or
+        a named path that is a link loop or not a regular file or folder.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
     result: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for entry in paths:
         for path in _expand_one(str(entry)):
-            key = path.resolve()
+            key = path_key(path)
             if key not in seen:
                 seen.add(key)
                 result.append(path)
     return result
 
 
+def drop_trust_maps(paths: list[Path]) -> list[Path]:
+    """Drop, with a warning, the trust maps of images that are in the list too.
+
+    ``evaluate --pred sr/*.tif``: the shell lists ``x.consistency.tif`` beside ``x.tif``,
+    and a trust map is never a prediction to score.
+
+    Parameters
+    ----------
+    paths : list of Path
+        Expanded inputs.
+
+    Returns
+    -------
+    list of Path
+        ``paths`` without them.
+    """
+    keys = {path_key(p) for p in paths}
+    kept = []
+    for path in paths:
+        owner = _map_owner(path)
+        if owner is not None and path_key(owner) in keys:
+            log.warning("skipped %s: %s", path, _map_note(path, owner))
+        else:
+            kept.append(path)
+    return kept
+
+
 def _expand_one(entry: str) -> list[Path]:
     path = Path(entry).expanduser()
-    if path.exists():
+    problem = not_an_image_file(path)
+    if problem and problem != "missing":
+        raise InputError(f"{path}: {problem}; expected a TIFF file, a Zarr store or a folder")
+    if not problem:
         if path.is_dir() and not is_zarr_path(path):
-            images = sorted(
-                (p for p in path.iterdir() if _is_image_name(p.name)),
-                key=lambda p: natural_key(p.name),
-            )
+            found = [p for p in path.iterdir() if _is_image_name(p.name)]
+            images = _usable(found)
             if not images:
-                raise InputError(f"{path}: folder contains no .tif, .tiff or .zarr images")
-            return images
+                skipped = f" ({len(found)} skipped: see the warnings)" if found else ""
+                raise InputError(f"{path}: folder contains no .tif, .tiff or .zarr images{skipped}")
+            return sorted(images, key=lambda p: natural_key(p.name))
         return [path]
     if _GLOB_CHARS.search(entry):
-        matches = [Path(m) for m in glob.glob(os.path.expanduser(entry), recursive=True)]
+        found = _glob(os.path.expanduser(entry))
+        matches = _usable(found)
         if not matches:
-            raise InputError(f"{entry}: no files match this pattern")
+            skipped = f" ({len(found)} skipped: see the warnings)" if found else ""
+            raise InputError(f"{entry}: no files match this pattern{skipped}")
         return sorted(matches, key=natural_key)
     raise InputError(f"{path}: file not found")
 
 
 def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def not_an_image_file(path: Path) -> str | None:
+    """Say why ``path`` cannot be an image file or store, without opening it.
+
+    Parameters
+    ----------
+    path : Path
+        A path.
+
+    Returns
+    -------
+    str or None
+        ``"missing"``, ``"a symbolic link loop"``, ``"a dangling symbolic link"``, ``"a
+        FIFO (named pipe), not a file"`` (sockets and devices alike), ``"a link to a
+        folder that holds it"``; None for a regular file or a folder.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if os.path.islink(path):
+            return "a dangling symbolic link"
+        return "missing"
+    mode = info.st_mode
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            return f"{kind}, not a file"
+    if stat.S_ISDIR(mode) and os.path.islink(path):
+        target = os.path.realpath(path)
+        holder = os.path.realpath(path.parent)
+        if holder == target or holder.startswith(target.rstrip(os.sep) + os.sep):
+            return "a link to a folder that holds it"
+    return None
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _usable(candidates: Iterable[Path]) -> list[Path]:
+    """Drop (with a warning) what a folder or pattern found that is not an image."""
+    kept = []
+    for path in candidates:
+        problem = not_an_image_file(path) or _sidecar_of(path)
+        if problem and problem != "missing":
+            log.warning("skipped %s: %s", path, problem)
+        elif not problem:
+            kept.append(path)
+    return kept
+
+
+def _map_owner(path: Path) -> Path | None:
+    """Name the image a trust map ``<stem>.<map>.tif`` belongs to (existing or not)."""
+    lower = path.name.lower()
+    for map_name in TRUST_MAP_NAMES:
+        ending = f".{map_name}.tif"
+        if lower.endswith(ending) and len(lower) > len(ending):
+            return path.with_name(path.name[: -len(ending)] + path.name[-4:])
+    return None
+
+
+def _map_note(path: Path, owner: Path) -> str:
+    kind = path.name[len(owner.name) - 3 : -4]
+    return f"the {kind} map of {owner.name} (written by decrappify predict)"
+
+
+def _sidecar_of(path: Path) -> str | None:
+    """Say which prediction a trust map was written beside, when that prediction exists."""
+    owner = _map_owner(path)
+    return _map_note(path, owner) if owner is not None and owner.is_file() else None
+
+
+def _glob(pattern: str) -> list[Path]:
+    """Match a pattern like :func:`glob.glob` (``**`` recursive) without following links.
+
+    ``**`` never enters a link to a folder; hidden names match only a pattern part that
+    starts with ``.``.
+    """
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = parts[fixed:]
+    if not rest:
+        return [root] if os.path.lexists(root) else []
+    try:
+        found = list(root.glob(str(Path(*rest))))
+    except (OSError, ValueError):
+        return []
+    return [p for p in found if not _hidden_match(p, root, rest)]
+
+
+def _hidden_match(path: Path, root: Path, pattern: tuple[str, ...]) -> bool:
+    try:
+        names = path.relative_to(root).parts
+    except ValueError:
+        return False
+    allow_hidden = any(part.startswith(".") for part in pattern)
+    return not allow_hidden and any(name.startswith(".") for name in names)
 
 
 def check_output_path(
@@ -232,22 +383,16 @@ def check_output_path(
     if is_folder is None:
         is_folder = not out.name.lower().endswith(IMAGE_SUFFIXES)
     is_image = not is_folder
-    target = _resolved(out)
-    for item in inputs:
-        if item is None:
-            continue
-        source = Path(item).expanduser()
-        if not source.exists():
-            continue
-        resolved = _resolved(source)
-        if resolved == target:
-            raise OutputError(f"{out}: output would overwrite the input {source}")
-        if resolved in target.parents:
-            raise OutputError(
-                f"{out}: output lies inside the input {source}; choose an output outside it"
-            )
-        if is_image and target in resolved.parents:
-            raise OutputError(f"{out}: output would overwrite the input {source} inside it")
+    sources = [
+        (path_key(source), source)
+        for source in (Path(item).expanduser() for item in inputs if item is not None)
+        if os.path.lexists(source)
+    ]
+    key = path_key(out)
+    if is_image:
+        check_not_an_input(out, key, sources)
+    else:
+        check_not_an_input(out, key, [s for s in sources if not inside(s[0], key)])
     folder = out.parent if is_image else out
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -345,7 +490,3 @@ def format_bytes(nbytes: float) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1000
     return f"{nbytes:.1f} PB"  # pragma: no cover
-
-
-def _resolved(path: Path) -> Path:
-    return Path(os.path.realpath(path))

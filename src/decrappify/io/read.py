@@ -11,7 +11,7 @@ import numpy as np
 from decrappify.errors import InputError, short_message
 from decrappify.io.image import Image
 from decrappify.io.omezarr import read_zarr
-from decrappify.io.paths import TIFF_SUFFIXES, is_zarr_path
+from decrappify.io.paths import TIFF_SUFFIXES, is_zarr_path, not_an_image_file
 from decrappify.io.tiff import read_tiff, read_tiff_folder
 from decrappify.io.validate import (
     check_axes_argument,
@@ -138,8 +138,11 @@ def _read_path(path: Path, axes: str | None) -> Image:
 
 
 def _read_existing(path: Path, axes: str | None) -> Image:
-    if not path.exists():
+    problem = not_an_image_file(path)  # a FIFO would block when opened, a loop fail oddly
+    if problem == "missing":
         raise InputError(f"{path}: file not found")
+    if problem:
+        raise InputError(f"{path}: {problem}; expected a TIFF file, a Zarr store or a folder")
     if path.is_dir():
         if is_zarr_path(path):
             return read_zarr(path, axes=axes)

@@ -20,7 +20,6 @@ positions (:mod:`decrappify.io.ome_xml`).
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import threading
 from collections.abc import Sequence
@@ -36,13 +35,14 @@ from decrappify.io._units import (
     normalize_unit,
 )
 from decrappify.io.image import Image
-from decrappify.io.ome_xml import read_sizes, read_translation
+from decrappify.io.ome_xml import positive_number, read_sizes, read_translation
 from decrappify.io.paths import TIFF_SUFFIXES, natural_key
 from decrappify.io.validate import (
     Layout,
     coerce_dtype,
     physical_pixel_size,
     resolve_layout,
+    several_series,
 )
 
 #: Files up to this many bytes of pixels are read eagerly into numpy.
@@ -197,12 +197,14 @@ def _first_series(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPageSeries
         series = tif.series
         if callable(series):  # tifffile >= 2026.5: squeezing is chosen when listing series
             series = series(squeeze=True)
-        first = series[0] if len(series) else None  # the listing is lazy from 2026.5
+        listed = [series[i] for i in range(len(series))]  # the listing is lazy from 2026.5
     except Exception as err:
         raise InputError(f"{path}: corrupt TIFF file ({short_message(err)})") from err
-    if first is None:
+    if not listed:
         raise InputError(f"{path}: TIFF file contains no image")
-    return first
+    if len(listed) > 1:  # several images (positions, a thumbnail): which one is meant?
+        raise InputError(several_series(path, listed))
+    return listed[0]
 
 
 def _squeezed_shape_axes(series: tifffile.TiffPageSeries) -> tuple[tuple[int, ...], str]:
@@ -288,10 +290,10 @@ def _imagej_sizes(meta: dict[str, Any], page: Any) -> dict[str, tuple[float, str
     if xres > 0 and yres > 0:
         sizes["X"] = (1.0 / xres, unit)
         sizes["Y"] = (1.0 / yres, unit)
-    spacing = _positive(meta.get("spacing"))
+    spacing = positive_number(meta.get("spacing"))
     if spacing is not None:
         sizes["Z"] = (spacing, unit)
-    interval = _positive(meta.get("finterval"))
+    interval = positive_number(meta.get("finterval"))
     if interval is not None:
         sizes["T"] = (interval, normalize_unit(meta.get("tunit", "s")) or "second")
     return sizes
@@ -313,14 +315,6 @@ def _nice_length(micrometers: float) -> tuple[float, str]:
     if micrometers < 0.1:
         return micrometers * 1e3, "nanometer"
     return micrometers, "micrometer"
-
-
-def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
 
 
 def dask_chunks(shape: Sequence[int], native: Sequence[int]) -> tuple[int, ...]:

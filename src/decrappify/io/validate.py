@@ -220,11 +220,67 @@ def coerce_dtype(data: Any, source: str) -> Any:
     if dtype.kind == "b":
         return data.astype(np.uint8)
     if dtype.kind == "f":
-        return data.astype(np.float32)
+        return _to_float32(data, source)
     if dtype.kind in "iu":
         return data.astype(integer_target(*_min_max(data)))
     raise InputError(
         f"{source}: unsupported pixel type {dtype}; expected integer or real floating-point pixels"
+    )
+
+
+def _to_float32(data: Any, source: str) -> Any:
+    """float64 (or float16) pixels as float32; finite values beyond its range are refused.
+
+    numpy would turn them into infinities (with a ``RuntimeWarning``), and the image would
+    then be refused as "infinite". Lazy data is checked block by block when computed.
+    """
+    if isinstance(data, np.ndarray):
+        return _checked_float32(data, source)
+    return data.map_blocks(_checked_float32, source, dtype=np.float32)
+
+
+def _checked_float32(block: np.ndarray, source: str) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = block.astype(np.float32)
+    overflow = np.isinf(out) & np.isfinite(block)
+    if overflow.any():
+        largest = float(np.abs(block[overflow]).max())
+        raise InputError(
+            f"{source}: has pixel values up to {largest:.3g}, beyond the float32 range "
+            f"(±{float(np.finfo(np.float32).max):.3g}) decrappify works in; rescale the "
+            "image (e.g. divide it by a power of 10) and save it again"
+        )
+    return out
+
+
+def several_series(path: Any, series: list[Any], limit: int = 8) -> str:
+    """Word the refusal of a TIFF file that holds several images (series).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    series : list of tifffile.TiffPageSeries
+        Its series.
+    limit : int
+        Most series listed.
+
+    Returns
+    -------
+    str
+        ``x.tif: holds 2 images (series 0: 64x64 uint8; series 1: 3x512x512 uint16
+        'Position 2'); decrappify reads one image per file: save each ...``.
+    """
+    listed = []
+    for index, item in enumerate(series[:limit]):
+        shape = "x".join(str(n) for n in item.shape)
+        name = getattr(item, "name", "") or ""
+        listed.append(f"series {index}: {shape} {item.dtype}" + (f" {name!r}" if name else ""))
+    more = f"; and {len(series) - limit} more" if len(series) > limit else ""
+    return (
+        f"{path}: holds {len(series)} images ({'; '.join(listed)}{more}); decrappify reads one "
+        "image per file: save each series (position) as its own TIFF (Fiji: Bio-Formats "
+        "Importer, 'Open all series'; Python: tifffile.imread(path, series=N)) and pass those"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -12,8 +13,10 @@ import numpy as np
 from decrappify.errors import InputError, OutputError
 from decrappify.events import Progress, run_to_end
 from decrappify.io._blocks import iter_blocks, round_up
-from decrappify.io.atomic import commit, partial_path, remove_path
+from decrappify.io.atomic import commit, partial_path, remove_path, write_errno, write_failure
+from decrappify.io.chunks import settle_pending_writes
 from decrappify.io.image import Image
+from decrappify.io.locks import lock_outputs
 from decrappify.io.omezarr_write import default_chunks, default_levels, iter_write_ome_zarr
 from decrappify.io.paths import check_output_path, image_stem, output_format
 from decrappify.io.read import read_image
@@ -110,37 +113,71 @@ def iter_write_image(
     if os.path.lexists(path) and not overwrite:
         raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
     if fmt == "zarr":
-        chunk_shape = zarr_chunks(chunks, data.shape)
-        n_levels = _check_levels(levels, data.shape)
+        blocks = iter_write_ome_zarr(
+            data,
+            partial_path(path),
+            axes=image.axes,
+            pixel_size=image.pixel_size,
+            units=image.units,
+            translate=image.translate,
+            name=image.name if image.source else image_stem(path),
+            chunks=zarr_chunks(chunks, data.shape),
+            levels=_check_levels(levels, data.shape),
+            resume_key=resume_key,
+            client=client,
+            label=path.name,
+        )
     else:
         tile = tiff_tile(chunks)
+        blocks = _iter_write_tiff(
+            data, partial_path(path), image, tile=tile, client=client, label=path.name
+        )
+    with lock_outputs([path]):  # one writer per output: a second run fails here, at once
+        yield from _written(
+            blocks, path, fmt, overwrite=overwrite, resumable=resume_key is not None
+        )
+    return path
+
+
+def _written(
+    blocks: Generator[Progress, None, Any],
+    path: Path,
+    fmt: str,
+    *,
+    overwrite: bool,
+    resumable: bool,
+) -> Generator[Progress, None, None]:
+    """Run a writer into ``path``'s temporary, then move it in place; clean up on failure.
+
+    A failure of the file system becomes one :class:`OutputError` line; the temporary is
+    deleted unless it is a resumable OME-Zarr (and the line then says where it is kept).
+    """
     tmp = partial_path(path)
-    keep_partial = fmt == "zarr" and resume_key is not None
+    keep_partial = fmt == "zarr" and resumable
     finished = False
     try:
-        if fmt == "zarr":
-            yield from iter_write_ome_zarr(
-                data,
-                tmp,
-                axes=image.axes,
-                pixel_size=image.pixel_size,
-                units=image.units,
-                translate=image.translate,
-                name=image.name if image.source else image_stem(path),
-                chunks=chunk_shape,
-                levels=n_levels,
-                resume_key=resume_key,
-                client=client,
-                label=path.name,
-            )
-        else:
-            yield from _iter_write_tiff(data, tmp, image, tile=tile, client=client, label=path.name)
+        yield from blocks
         commit(tmp, path, overwrite=overwrite)
         finished = True
+    except InputError:
+        raise
+    except Exception as err:  # a full disk, a file size limit ... as one line
+        failure = write_failure(path, err)
+        if failure is None:
+            raise
+        keep_partial = keep_partial and write_errno(err) != errno.ENAMETOOLONG
+        if keep_partial and os.path.lexists(tmp):
+            failure = OutputError(
+                f"{failure}; what was written is kept in {tmp}: rerun with --resume to finish "
+                "it, or delete it"
+            )
+        raise failure from err
     finally:
+        blocks.close()
+        if not finished and fmt == "zarr":
+            settle_pending_writes()  # chunk writes zarr still runs would recreate the store
         if not finished and not keep_partial:
             remove_path(tmp)
-    return path
 
 
 def write_image(

@@ -15,6 +15,7 @@ included).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping
@@ -29,9 +30,13 @@ from decrappify import __version__
 from decrappify.config.base import format_validation_error
 from decrappify.config.model import MODEL_FORMAT_VERSION, Arch, GeneratorConfig, ModelInfo
 from decrappify.errors import InputError, ModelFileError, OutputError
+from decrappify.io.atomic import hidden_sibling, partial_path, write_failure
 from decrappify.models.factory import generator_skeleton
 from decrappify.models.unet import SuperResolutionNet
-from decrappify.models.weights import load_checked, state_dict_mismatch
+from decrappify.models.weights import load_checked, state_dict_mismatch, tensors_digest
+from decrappify.pretrained import resolve_model_path
+
+log = logging.getLogger("decrappify")
 
 #: File names inside a model folder.
 WEIGHTS_NAME = "model.safetensors"
@@ -62,7 +67,7 @@ class LoadedModel:
 
 
 def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
+    return partial_path(path)
 
 
 def _remove(path: Path) -> None:
@@ -110,8 +115,13 @@ def save_tensors(
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(_cpu_tensors(tensors), str(tmp), metadata=dict(metadata or {}))
         os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write weights ({err.strerror or err})") from err
+    except Exception as err:  # safetensors reports a full disk as SafetensorError
+        failure = write_failure(path, err, writing=True)
+        if failure is not None:
+            raise failure from err
+        if isinstance(err, OSError):
+            raise OutputError(f"{path}: cannot write weights ({err.strerror or err})") from err
+        raise
     finally:
         _remove(tmp)
     return path
@@ -234,13 +244,14 @@ def save_model(
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise OutputError(f"{path}: already exists; choose another name or pass --overwrite")
     _check_info_matches(net, info.generator, path)
-    text = info.model_dump_json(indent=2)
     tensors = net.state_dict()
+    info = info.model_copy(update={"weights_sha256": tensors_digest(tensors)})
+    text = info.model_dump_json(indent=2)
     if path.suffix.lower() == ".safetensors":
         if path.is_dir():
             raise OutputError(f"{path}: is a folder; cannot replace it with a model file")
         return save_tensors(path, tensors, {METADATA_KEY: text, "format": "decrappify"})
-    tmp, old = _partial(path), path.with_name(f".{path.name}.old")
+    tmp, old = _partial(path), hidden_sibling(path, "old")
     moved_aside = False
     try:
         _remove(tmp)
@@ -258,7 +269,9 @@ def save_model(
             os.replace(old, path)  # put the previous model back
         if isinstance(err, OutputError):
             raise
-        raise OutputError(f"{path}: cannot write the model ({err.strerror or err})") from err
+        raise write_failure(path, err) or OutputError(
+            f"{path}: cannot write the model ({err.strerror or err})"
+        ) from err
     finally:
         _remove(tmp)
         if path.exists():
@@ -306,6 +319,11 @@ def parse_model_info(text: str, source: str | Path) -> ModelInfo:
             f"reads (up to {MODEL_FORMAT_VERSION}); upgrade decrappify"
         )
     generator = raw.get("generator")
+    if generator is None:
+        raise ModelFileError(
+            f"{source}: the model metadata has no 'generator' section (the network: encoder, "
+            f"scale, ...), so it cannot describe the weights; restore the model's {INFO_NAME}"
+        )
     if version < 2 and isinstance(generator, dict):  # before the "lr" layout existed
         raw["generator"] = {**generator, "grid": generator.get("grid", "hr")}
     try:
@@ -399,8 +417,9 @@ def read_model_info(path: str | Path) -> ModelInfo:
     Parameters
     ----------
     path : str or Path
-        A model folder (``model.json`` + ``model.safetensors``) or a single
-        ``.safetensors`` model file (only its header is read).
+        A model folder (``model.json`` + ``model.safetensors``), a single
+        ``.safetensors`` model file (only its header is read) or the name of a shipped
+        starting point (``em-4x``, :mod:`decrappify.pretrained`).
 
     Returns
     -------
@@ -413,15 +432,50 @@ def read_model_info(path: str | Path) -> ModelInfo:
         If the model is missing, its weights file truncated (only its header is read),
         or its metadata unreadable or inconsistent; the message names the file.
     """
-    path = Path(path)
+    path = resolve_model_path(path)
     if path.is_dir():
         weights, info_file = _locate(path)
         info = _info_from_json(info_file)  # type: ignore[arg-type]
         check_weights_header(info, read_header(weights), path)  # refuses truncated weights
-        return info
-    if not path.is_file():
+    elif path.is_file():
+        weights, info = path, _info_from_header(read_header(path), path)
+    else:
         raise ModelFileError(_not_found(path))
-    return _info_from_header(read_header(path), path)
+    if info.weights_sha256 is not None:
+        check_weights_digest(info, read_tensors(weights)[0], path)
+    return info
+
+
+def check_weights_digest(info: ModelInfo, tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights that are not those the metadata was saved with.
+
+    Parameters
+    ----------
+    info : ModelInfo
+        The metadata; models saved before format 3 record no digest and are not checked
+        (a message at debug level says so).
+    tensors : mapping of str to torch.Tensor
+        The weights read.
+    path : Path
+        The model, for messages.
+
+    Raises
+    ------
+    ModelFileError
+        When the weights' digest differs from ``info.weights_sha256`` (another run's
+        ``model.safetensors`` copied in, or damaged weights).
+    """
+    if info.weights_sha256 is None:
+        log.debug("%s: saved before weights digests; its weights are not checked", path)
+        return
+    actual = tensors_digest(tensors)
+    if actual != info.weights_sha256:
+        raise ModelFileError(
+            f"{path}: the weights are not the ones its metadata describes (it records weights "
+            f"{info.weights_sha256[:12]}, the file holds {actual[:12]}): {WEIGHTS_NAME} was "
+            f"replaced or damaged; put back the model's own {WEIGHTS_NAME}, or use the "
+            "model folder it came from whole"
+        )
 
 
 def _info_from_json(info_file: Path) -> ModelInfo:
@@ -434,6 +488,11 @@ def _info_from_json(info_file: Path) -> ModelInfo:
 
 def _info_from_header(header: Mapping[str, str], path: Path) -> ModelInfo:
     text = header.get(METADATA_KEY)
+    if text is None and (GENERATOR_KEY in header or (path.parent / INFO_NAME).is_file()):
+        raise ModelFileError(
+            f"{path}: this is the weights file of the model folder {path.parent}; pass the "
+            f"folder ({path.parent}), which holds its metadata ({INFO_NAME}) too"
+        )
     if text is None:
         raise ModelFileError(
             f"{path}: not a decrappify model (no {METADATA_KEY!r} metadata in the header)"
@@ -469,14 +528,15 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
     Parameters
     ----------
     path : str or Path
-        Model folder or ``.safetensors`` file.
+        Model folder, ``.safetensors`` file or the name of a shipped starting point
+        (:mod:`decrappify.pretrained`).
     device : str or torch.device
         Where to put the network.
 
     Returns
     -------
     LoadedModel
-        The network (eval mode) and its metadata.
+        The network (eval mode) and its metadata; ``path`` is the file read.
 
     Raises
     ------
@@ -485,7 +545,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         newer format version, or its weights do not match the architecture in its
         metadata; the message names the file.
     """
-    path = Path(path)
+    path = resolve_model_path(path)
     weights, info_file = _locate(path)
     tensors, header = read_tensors(weights)
     info = _info_from_header(header, path) if info_file is None else _info_from_json(info_file)
@@ -498,6 +558,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         what=f"{_generator_name(cfg)} described in its metadata",
     )
     check_weights_header(info, header, path)  # what the weights' shapes cannot tell (scale)
+    check_weights_digest(info, tensors, path)  # another run's weights of the same shapes
     return LoadedModel(net=net.to(device).eval(), info=info, path=path)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from decrappify.config.crappify import CrappifyConfig
 from decrappify.config.model import Arch, GeneratorConfig, ModelInfo
 from decrappify.durations import format_duration
+from decrappify.errors import InputError
+from decrappify.metrics.selfcheck import self_check_lines
 
 
 def _fmt(value: Any) -> str:
@@ -38,8 +41,12 @@ def _describe_crappify(cfg: dict[str, Any]) -> str:
     name = cfg.get("name") or cfg.get("preset")
     scale = cfg.get("scale")
     head = ", ".join(x for x in (str(name) if name else "", f"x{scale}" if scale else "") if x)
-    summary = ": ".join(x for x in (head, kinds) if x)
-    return summary or _fmt(cfg)
+    summary = ": ".join(x for x in (head, kinds) if x) or _fmt(cfg)
+    try:
+        CrappifyConfig.validate_dict(cfg, source=None)
+    except InputError as err:
+        summary += f" (this version cannot use it: {err}; consistency maps and export need it)"
+    return summary
 
 
 def describe_model(info: ModelInfo) -> str:
@@ -85,8 +92,13 @@ def describe_model(info: ModelInfo) -> str:
     lines += [f"  {key + ':':<14} {text}" for key, text in _describe_training(info.training)]
     if info.metrics:
         lines.append(f"  validation:    {_describe_metrics(info.metrics, g.scale)}")
+    lines += [f"  {key + ':':<14} {text}" for key, text in _describe_origin(info.training)]
     if info.history:
         lines.append(f"  history:       {len(info.history)} entries (the full record: --json)")
+    if info.weights_sha256:
+        lines.append(f"  weights:       sha256 {info.weights_sha256[:16]}, checked when read")
+    else:
+        lines.append("  weights:       no digest recorded (saved before format 3), not checked")
     return "\n".join(lines)
 
 
@@ -146,3 +158,22 @@ def _describe_metrics(metrics: dict[str, float], scale: int) -> str:
         plain = "input" if scale == 1 else "bicubic"
         text += f" ({plain} {', '.join(b for b in base if b)})"
     return text or _fmt(metrics)
+
+
+def _describe_origin(training: dict[str, Any]) -> list[tuple[str, str]]:
+    """``self-check``, ``started from``, ``data`` / ``licence`` (starting points) lines."""
+    out = [("self-check", line) for line in self_check_lines(training.get("self_check"))]
+    start = training.get("start")
+    if isinstance(start, dict):
+        origin = start.get("from") or "random weights"
+        licence = (start.get("provenance") or {}).get("weights_licence")
+        out.append(("started from", str(origin) + (f" ({licence})" if licence else "")))
+    provenance = training.get("provenance")
+    if isinstance(provenance, dict):
+        for group in provenance.get("data") or []:
+            if isinstance(group, dict):
+                out.append(("trained on", f"{group.get('what')}: {group.get('licence')}"))
+        if provenance.get("not_used"):
+            out.append(("not used", str(provenance["not_used"])))
+        out.append(("licence", f"weights {provenance.get('weights_licence')}"))
+    return out

@@ -168,3 +168,30 @@ def load_checked(
     if problem:
         raise ModelFileError(f"{source}: does not match the {what}: {problem}")
     module.load_state_dict(dict(state), strict=True)
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict: every tensor's name, dtype, shape and bytes, by name.
+
+    It does not depend on the file layout, so the digest recorded in a model's metadata
+    when it is saved (``ModelInfo.weights_sha256``) is checked against the tensors read
+    back from any safetensors file holding them.
+
+    Parameters
+    ----------
+    tensors : mapping of str to torch.Tensor
+        The weights (any device).
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    import hashlib
+
+    sha = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()

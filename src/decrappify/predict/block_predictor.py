@@ -28,6 +28,7 @@ from decrappify.errors import Cancelled
 from decrappify.normalize import denormalize, normalize
 from decrappify.predict import network
 from decrappify.predict.block_geometry import input_region_for_output
+from decrappify.predict.device_arrays import TorchArrays
 from decrappify.predict.network import worker_net
 from decrappify.predict.oom import TileSettings
 from decrappify.predict.plan import PredictPlan
@@ -52,9 +53,15 @@ class BlockPredictor:
         With ``settings.tta``: where each block's spread (the standard deviation of the 8
         dihedral predictions, in the output's grey levels, float32) is stored, indexed
         like the output (a numpy array, or a zarr array that distributed workers open).
+    degraded_sink : array-like or None
+        With a consistency map: where each block's share of the forward model (the block
+        degraded on the model's device while it is in memory) is stored, laid out by
+        ``plan.degraded_slots``.
     """
 
-    def __init__(self, plan: PredictPlan, spread_sink: Any = None) -> None:
+    def __init__(
+        self, plan: PredictPlan, spread_sink: Any = None, degraded_sink: Any = None
+    ) -> None:
         self.plan = plan
         self.grid = plan.grid
         self.settings = plan.settings
@@ -63,6 +70,7 @@ class BlockPredictor:
         self.lo, self.hi = float(plan.lo), float(plan.hi)
         self.token = plan.token
         self.spread_sink = spread_sink
+        self.degraded_sink = degraded_sink
         self._data = plan.image.data
         self._net = plan.handle.net
         self._prepared: Any = None
@@ -70,6 +78,8 @@ class BlockPredictor:
         self._cancel = threading.Event()
         self.blocks_computed = 0
         self.compute_seconds = 0.0
+        self.trust_seconds = 0.0  # degrading blocks for the consistency map
+        self.retries: list[dict[str, Any]] = []  # out-of-memory steps down (local runs)
 
     @property
     def model_path(self) -> str | None:
@@ -200,8 +210,22 @@ class BlockPredictor:
         lead = (1,) * len(self.grid.lead)
         if spread is not None and self.spread_sink is not None:
             self.spread_sink[self.grid.slices(index)] = spread.reshape(lead + spread.shape)
+        if self.degraded_sink is not None:
+            self._degrade(index, out)
         self.blocks_computed += 1
         return out.reshape(lead + out.shape)
+
+    def _degrade(self, index: Sequence[int], out: np.ndarray) -> None:
+        """Store the block's share of the consistency map's forward model (on the device)."""
+        slots, forward = self.plan.degraded_slots, self.plan.trust.forward
+        assert slots is not None and forward is not None
+        start = time.perf_counter()
+        arrays = TorchArrays(self.settings.device)
+        hr = arrays.asarray(normalize(out, self.lo, self.hi))  # the output's grey levels
+        (y0, _), (x0, _) = self.grid.bounds(index)
+        share = slots.share(forward, hr, index, (y0, x0), arrays)
+        self.degraded_sink[slots.slot(index)] = share
+        self.trust_seconds += time.perf_counter() - start
 
     def super_resolve(
         self,
@@ -283,6 +307,7 @@ class BlockPredictor:
             following.batch_size,
         )
         self._run = replace(self._run, tile=following.tile, batch=following.batch_size)
+        self.retries.append({"tile": list(following.tile), "batch": following.batch_size})
 
     def _local_net(self) -> Any:
         # the caller's own network (its training flag is restored after each block), or a
@@ -363,7 +388,9 @@ def fetch(data: Any, item: tuple[Any, ...]) -> np.ndarray:
     """
     region = data[item]
     if hasattr(region, "compute"):
-        region = region.compute(scheduler="sync")
+        from dask.local import get_sync  # not the name "sync": dask would import distributed
+
+        region = region.compute(scheduler=get_sync)
     return np.asarray(region)
 
 

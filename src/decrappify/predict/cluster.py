@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,6 +97,11 @@ def open_client(
                 count,
                 f" on {gpus} GPU(s)" if gpus else f", {threads} torch thread(s) each",
             )
+            # the workers' scratch space (and its lock files) in a folder removed at the
+            # end, not dask-scratch-space/ left in the working or temporary folder
+            scratch = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="decrappify-dask-", ignore_cleanup_errors=True)
+            )
             local = stack.enter_context(
                 LocalCluster(
                     n_workers=count,
@@ -103,6 +109,7 @@ def open_client(
                     processes=True,
                     dashboard_address=None,
                     memory_limit=0,
+                    local_directory=scratch,
                 )
             )
             client = stack.enter_context(Client(local))

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ from decrappify.predict.dask_graph import lazy_prediction
 from decrappify.predict.local_pipeline import BlockPipeline
 from decrappify.predict.plan import PredictPlan, iter_plan, measure_overlap, resolve
 from decrappify.predict.tile_geometry import Bounds, normalize_bounds
-from decrappify.predict.trust import TrustPlan, remove_stale_maps, spread_sink
+from decrappify.predict.trust import TrustPlan, open_sink, remove_stale_maps
 from decrappify.predict.trust_maps import iter_trust_maps
 
 __all__ = [
@@ -69,6 +69,9 @@ __all__ = [
     "lazy_prediction",
     "predict_image_region",
 ]
+
+#: Largest by-product of the blocks for the trust maps kept in memory (else on disk).
+SINK_MEMORY = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,13 @@ class PredictResult:
         ``seconds``, ``pixels_per_s`` (output pixels computed per second, end to end),
         ``compute_seconds`` (time predicting tiles: reading windows, forward passes and
         blending; local runs), ``forward_seconds`` (time in the network's forward passes;
-        local CPU runs), ``tile``, ``overlap``,
+        local CPU runs), ``oom_retries`` (the tile and batch each out-of-memory error
+        stepped down to; local runs), ``tile``, ``overlap``,
         ``radius``, ``lo``/``hi``, ``device``, ``input_shape``, ``output_shape``, ``dtype``;
         ``trust`` (map name to its summary, or ``{"skipped": reason}``), ``maps`` (map
-        name to its path) and ``trust_seconds`` (time making the maps after the
-        prediction) when maps were asked for.
+        name to its path) and ``trust_seconds`` (time making the maps: degrading the
+        blocks for the consistency map while they are in memory, local runs, and the
+        maps after the prediction) when maps were asked for.
     """
 
     image: Image
@@ -161,19 +166,13 @@ def iter_predict_image(
     started = time.perf_counter()
     plan = yield from iter_plan(model, image, out_path, config, max_memory=max_memory)
     output = plan.output
-    sink, scratch = None, None
-    if plan.trust.tta:
-        key = output.resume_key if output is not None else None
-        sink, scratch = spread_sink(plan.grid, output.path if output else None, key)
-    predictor = BlockPredictor(plan, sink)
-    counter = RateCounter(plan.grid, plan.name)
-    stats = _plan_stats(plan)
     maps: dict[str, Image] = {}
     written: list[Path] = []
     with contextlib.ExitStack() as stack:
-        if scratch is not None:  # kept only for a resumable output left unfinished
-            keep = output is not None and output.resume_key is not None
-            stack.callback(lambda: None if keep and not written else remove_path(scratch))
+        sinks = _open_sinks(plan, stack, client, keep=lambda: not written)
+        predictor = BlockPredictor(plan, sinks.get("spread"), sinks.get("degraded"))
+        counter = RateCounter(plan.grid, plan.name)
+        stats = _plan_stats(plan)
         if output is None:
             result_image = yield from _iter_in_memory(plan, predictor, counter, stack)
         else:
@@ -182,9 +181,10 @@ def iter_predict_image(
             result_image = read_image(path)
         if plan.trust.names or plan.trust.skipped:
             begun = time.perf_counter()
-            maps, stats["trust"] = yield from iter_trust_maps(plan, result_image, sink)
+            maps, stats["trust"] = yield from iter_trust_maps(plan, result_image, sinks)
             stats["maps"] = {k: str(m.source) for k, m in maps.items() if m.source}
-            stats["trust_seconds"] = time.perf_counter() - begun
+            local = predictor.trust_seconds if client is None or output is None else 0.0
+            stats["trust_seconds"] = time.perf_counter() - begun + local
         if output is not None and plan.settings.overwrite:  # the maps of the output replaced
             remove_stale_maps(output.path, output.kind, list(maps))
     stats.update(counter.summary())
@@ -192,8 +192,39 @@ def iter_predict_image(
     local = client is None or output is None
     stats["compute_seconds"] = predictor.compute_seconds if local else None
     stats["forward_seconds"] = predictor.forward_seconds if local else None
+    stats["oom_retries"] = predictor.retries if local else None
     path = written[0] if written else None
     return PredictResult(image=result_image, path=path, stats=stats, maps=maps)
+
+
+def _open_sinks(
+    plan: PredictPlan, stack: contextlib.ExitStack, client: Any, keep: Callable[[], bool]
+) -> dict[str, Any]:
+    """Open the arrays the blocks leave for the trust maps (TTA spread, degraded shares).
+
+    They are kept in memory when that takes at most :data:`SINK_MEMORY` bytes and
+    nothing else needs them on disk; a resumable output (a rerun reuses them) and a
+    cluster (its workers write them) get scratch stores beside the output. A scratch
+    store is kept while ``keep()`` says a resumable output is unfinished; otherwise it is
+    removed when the run ends.
+    """
+    output = plan.output
+    key = output.resume_key if output is not None else None
+    shapes = {}
+    if plan.trust.tta:
+        grid = plan.grid
+        shapes["spread"] = (grid.out_shape, (*((1,) * len(grid.lead)), *grid.block))
+    slots = plan.degraded_slots
+    if slots is not None:
+        shapes["degraded"] = (slots.shape, slots.chunks)
+    sinks = {}
+    for name, (shape, chunks) in shapes.items():
+        on_disk = key is not None or client is not None or math.prod(shape) * 4 > SINK_MEMORY
+        path = output.path if output is not None and on_disk else None
+        sinks[name], scratch = open_sink(name, shape, chunks, path, key)
+        if scratch is not None:
+            stack.callback(_remove_scratch, scratch, lambda: key is not None and keep())
+    return sinks
 
 
 def _plan_stats(plan: PredictPlan) -> dict[str, Any]:
@@ -212,6 +243,11 @@ def _plan_stats(plan: PredictPlan) -> dict[str, Any]:
         "hi": plan.hi,
         "blocks": len(grid.indices()),
     }
+
+
+def _remove_scratch(scratch: Path, kept: Callable[[], bool]) -> None:
+    if not kept():
+        remove_path(scratch)
 
 
 def _iter_in_memory(

@@ -17,6 +17,7 @@ plans its output (:func:`iter_plan`); a preview of one region uses the settings 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import uuid
@@ -40,6 +41,7 @@ from decrappify.predict.receptive import auto_overlap, max_overlap, needed_probe
 from decrappify.predict.settings import PredictSettings, resolve_settings
 from decrappify.predict.tile_geometry import split_overlap
 from decrappify.predict.trust import TrustPlan, map_path, plan_trust
+from decrappify.predict.trust_blocks import DegradedSlots
 
 __all__ = [
     "OutputPlan",
@@ -122,6 +124,12 @@ class PredictPlan:
         """The model's upsampling factor."""
         return self.handle.scale
 
+    @functools.cached_property
+    def degraded_slots(self) -> DegradedSlots | None:
+        """Where each block's share of the consistency map's forward model goes (or None)."""
+        forward = self.trust.forward
+        return DegradedSlots.plan(self.grid, forward) if forward is not None else None
+
     def for_workers(self) -> PredictPlan:
         """Strip the input's pixels and the network from the plan (what a task ships).
 
@@ -169,7 +177,7 @@ def resolve(
     handle = model_handle(model)
     if not isinstance(image, Image):
         image = read_image(image)
-    config.check_scale(handle.scale, handle.name)
+    config.check_scale(handle.scale, str(handle.path or handle.name))
     check_image(image, handle)
     return handle, image, resolve_settings(handle, image, config)
 

@@ -5,16 +5,17 @@ Two maps say where to doubt a prediction (see ``docs/predict.md``):
 * ``uncertainty`` (HR grid, the output's grey levels): with test-time augmentation, the
   per-pixel standard deviation of the 8 dihedral predictions. The tiled predictor makes
   it with the prediction (:mod:`decrappify.predict.tile_predictor`) and each block's
-  piece goes to a *spread sink* (:func:`spread_sink`): a numpy array for an in-memory
-  result, else a scratch zarr array beside the output, rewritten as a proper image once
-  the prediction is written.
+  piece goes to a *sink* (:func:`open_sink`): a numpy array for an in-memory result,
+  else a scratch zarr array beside the output, rewritten as a proper image once the
+  prediction is written.
 * ``consistency`` (LR grid, noise standard deviations): the prediction degraded by the
   model's own crappifier against the input
-  (:func:`decrappify.crappify.consistency.data_consistency`). It is computed after the
-  prediction, block by block from the written output and the input with a halo of
-  :func:`~decrappify.crappify.consistency.consistency_halo` LR pixels, with one
-  calibration per image (:func:`~decrappify.predict.trust_blocks.calibrate_image`), so
-  the blocks give exactly the map of the whole image and memory stays that of a block.
+  (:func:`decrappify.crappify.consistency.data_consistency`). Each block's share of the
+  degraded prediction is computed on the model's device while the block is in memory
+  and goes to a second sink; after the prediction, the map is made block by block from
+  that sink and the input (LR grids only: the written output is not read again), with
+  one calibration per image (:func:`~decrappify.predict.trust_blocks.calibrate_image`),
+  so the blocks give the map of the whole image and memory stays that of a block.
 
 Both are summarised per image while they are written
 (:class:`~decrappify.predict.trust_blocks.MapSummary`); the block-by-block work is in
@@ -36,12 +37,12 @@ from typing import Any
 import numpy as np
 
 from decrappify.config.crappify import CrappifyConfig
-from decrappify.crappify.consistency import consistency_halo
+from decrappify.crappify.consistency import ForwardModel
 from decrappify.errors import DecrappifyError, InputError
 from decrappify.io import Image, read_image
 from decrappify.io.atomic import remove_path
-from decrappify.io.paths import TIFF_SUFFIXES, image_stem, is_zarr_path
-from decrappify.predict.block_geometry import BlockGrid
+from decrappify.io.outputs import hidden_sibling
+from decrappify.io.paths import TIFF_SUFFIXES, TRUST_MAP_NAMES, image_stem, is_zarr_path
 
 __all__ = [
     "MAP_NAMES",
@@ -50,12 +51,12 @@ __all__ = [
     "map_path",
     "plan_trust",
     "read_trust_maps",
+    "open_sink",
     "remove_stale_maps",
-    "spread_sink",
 ]
 
 #: The maps, in the order they are written.
-MAP_NAMES = ("uncertainty", "consistency")
+MAP_NAMES = TRUST_MAP_NAMES
 #: What each map holds (stored with it).
 MAP_DESCRIPTIONS = {
     "uncertainty": "standard deviation of the 8 rotated/mirrored predictions, in the "
@@ -78,20 +79,15 @@ class TrustPlan:
         The model's crappifier when the consistency map is made.
     skipped : str or None
         Why a consistency map that was asked for is not made.
-    halo : int
-        LR pixels of context each consistency block reads.
-    pixel_size : tuple of float or None
-        HR pixel size (Y, X), for blurs given in physical units.
-    pixel_unit : str or None
-        Its unit.
+    forward : ForwardModel or None
+        The crappifier's forward model for the image's HR planes (with their pixel size,
+        for blurs given in physical units) when the consistency map is made.
     """
 
     tta: bool = False
     crappify: CrappifyConfig | None = None
     skipped: str | None = None
-    halo: int = 0
-    pixel_size: tuple[float, float] | None = None
-    pixel_unit: str | None = None
+    forward: ForwardModel | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -118,7 +114,7 @@ def plan_trust(
     scale : int
         The model's factor.
     image : Image
-        The LR input (its pixel size resolves blurs given in physical units).
+        The LR input (its shape and pixel size make the forward model's operators).
     tta, consistency : bool
         What was asked for.
     model_name : str
@@ -129,24 +125,25 @@ def plan_trust(
     TrustPlan
         The maps to make; a consistency map that cannot be made says why in ``skipped``.
     """
+    plan = TrustPlan(tta=tta)
+    if not consistency:
+        return plan
+    if crappify is None:
+        return replace(plan, skipped=f"{model_name} records no crappifier")
     pixel_size, unit = None, None
     if image.pixel_size is not None:
         py, px = image.pixel_size[-2:]
         pixel_size = (py / scale, px / scale)
         unit = image.units[-1] if image.units is not None else None
-    plan = TrustPlan(tta=tta, pixel_size=pixel_size, pixel_unit=unit)
-    if not consistency:
-        return plan
-    if crappify is None:
-        return replace(plan, skipped=f"{model_name} records no crappifier")
+    hr_shape = tuple(int(n) * scale for n in image.shape[-2:])
     try:
         config = CrappifyConfig.validate_dict(crappify, source=f"{model_name} crappifier")
         if config.scale != scale:
             raise InputError(f"its crappifier is ×{config.scale}, the network ×{scale}")
-        halo = consistency_halo(config, pixel_size=pixel_size, pixel_unit=unit)
+        forward = ForwardModel.build(config, hr_shape, pixel_size=pixel_size, pixel_unit=unit)
     except DecrappifyError as err:
         return replace(plan, skipped=f"{model_name}: {err}")
-    return replace(plan, crappify=config, halo=halo)
+    return replace(plan, crappify=config, forward=forward)
 
 
 def map_path(out_path: str | Path, fmt: str, name: str) -> Path:
@@ -205,42 +202,61 @@ def read_trust_maps(out_path: str | Path) -> dict[str, Image]:
     return found
 
 
-def spread_sink(grid: BlockGrid, out_path: Path | None, key: str | None) -> tuple[Any, Path | None]:
-    """Make the array the predictor stores each block's TTA spread in.
+def open_sink(
+    name: str,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    out_path: Path | None,
+    key: str | None,
+) -> tuple[Any, Path | None]:
+    """Make an array the predictor stores a per-block by-product of the prediction in.
+
+    Two by-products feed the trust maps: the TTA ``spread`` (the output's shape) and the
+    ``degraded`` forward model of each block
+    (:class:`~decrappify.predict.trust_blocks.DegradedSlots`).
 
     Parameters
     ----------
-    grid : BlockGrid
-        The output blocks.
+    name : str
+        What it holds (part of the scratch store's name).
+    shape, chunks : tuple of int
+        The array's shape and chunks (one chunk per block: blocks never share a chunk,
+        so workers write them independently).
     out_path : Path or None
         The output file; None for an in-memory result.
     key : str or None
         The resume key of a resumable output: a scratch array written under the same key
-        (and shape) is kept, so that the blocks a rerun skips keep their spread.
+        (and shape) is kept, so that the blocks a rerun skips keep their by-product.
 
     Returns
     -------
     sink : numpy.ndarray or zarr.Array
-        float32, the output's shape, one chunk per block.
+        float32 zeros (in memory, or a scratch zarr array beside the output).
     scratch : Path or None
-        The scratch store to remove once the map is written (None in memory).
+        The scratch store to remove once the maps are written (None in memory).
     """
     if out_path is None:
-        return np.zeros(grid.out_shape, np.float32), None
+        return np.zeros(shape, np.float32), None
     import zarr
 
-    scratch = out_path.with_name(f".{out_path.name}.spread.partial")
-    chunks = (*((1,) * len(grid.lead)), *grid.block)
+    scratch = hidden_sibling(out_path, f"{name}.partial")
     if key is not None and scratch.exists():
         try:
             kept = zarr.open_array(scratch, mode="r+")
-            if kept.attrs.get("resume_key") == key and tuple(kept.shape) == grid.out_shape:
+            if kept.attrs.get("resume_key") == key and tuple(kept.shape) == tuple(shape):
                 return kept, scratch
         except (OSError, ValueError, KeyError):
             pass  # unreadable: start again
     remove_path(scratch)
+    # LR-sized shares are read by their neighbours' tasks too: stored uncompressed
+    compressors = None if name == "degraded" else "auto"
     sink = zarr.create_array(
-        scratch, shape=grid.out_shape, chunks=chunks, dtype="float32", fill_value=0.0
+        scratch,
+        shape=shape,
+        chunks=chunks,
+        dtype="float32",
+        fill_value=0.0,
+        compressors=compressors,
     )
     if key is not None:
         sink.attrs["resume_key"] = key

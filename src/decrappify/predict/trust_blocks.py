@@ -1,8 +1,17 @@
 """The trust maps block by block: the consistency map of a prediction, and their summaries.
 
-:func:`consistency_image` is the data-consistency map of a prediction as a lazy image on
-the input's grid, one task per block reading its LR block and the prediction under it with
-a halo; :func:`calibrate_image` fits the image's calibration they share.
+The data-consistency map is made in two steps around a prediction:
+
+* while each output block is in memory, the block predictor degrades it with the
+  model's forward model on the model's device and stores the block's *share* (the
+  forward model of the block alone, which reaches a few LR pixels past its footprint)
+  in a slot of the degraded sink (:class:`DegradedSlots`); the shares of an image add
+  up to the forward model of the whole prediction;
+* afterwards :func:`consistency_image` makes the map on the input's grid, one task per
+  block adding up the shares around it and comparing them with the input, with the
+  image's calibration (:func:`calibrate_image`) -- LR grids only, on the device the
+  caller's :class:`~decrappify.crappify.forward_operator.Arrays` run on.
+
 :func:`recorded_blocks` hands out the TTA spread a prediction left in its sink.
 :class:`MapSummary` gathers each block's statistics as it goes by (see
 :mod:`decrappify.predict.trust`). Pure numpy/dask: no torch.
@@ -12,7 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,16 +30,22 @@ import numpy as np
 from decrappify.crappify.consistency import (
     Calibration,
     ConsistencyStats,
-    calibrate,
-    data_consistency,
+    ForwardModel,
+    fit_calibration,
+    local_residual,
 )
+from decrappify.crappify.degradations import kernel_radius
+from decrappify.crappify.forward_operator import NUMPY, Arrays, reach
 from decrappify.events import Progress
 from decrappify.io import Image
 from decrappify.normalize import normalize
+from decrappify.predict.block_geometry import BlockGrid
 from decrappify.predict.trust import TrustPlan
 
 __all__ = [
     "CALIBRATION_SIDE",
+    "WINDOW",
+    "DegradedSlots",
     "MapSummary",
     "calibrate_image",
     "compute_blocks",
@@ -40,6 +55,143 @@ __all__ = [
 
 #: Side (LR pixels) of the central region of the middle plane the calibration is fitted on.
 CALIBRATION_SIDE = 512
+#: The averaging window of the consistency map (LR pixels, see ``data_consistency``).
+WINDOW = 2.0
+
+Box = tuple[tuple[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class DegradedSlots:
+    """Where each output block's share of the forward model lives in the degraded sink.
+
+    The share of block ``(..., i, j)`` covers the LR rows ``i * block_y - pad_y`` to
+    ``(i + 1) * block_y + pad_y`` (and likewise for columns), so the sink is
+    ``(*lead, n_y * (block_y + 2 pad_y), n_x * (block_x + 2 pad_x))`` float32 with one
+    chunk per slot: blocks never write the same chunk.
+
+    Attributes
+    ----------
+    lead : tuple of int
+        Leading (plane) axes of the image.
+    counts : tuple of int
+        Blocks along Y and X.
+    block : tuple of int
+        LR side of a block along Y and X (the last ones may be shorter).
+    pad : tuple of int
+        LR rows and columns a share reaches past its block.
+    lr_shape : tuple of int
+        The input plane's Y and X.
+    """
+
+    lead: tuple[int, ...]
+    counts: tuple[int, int]
+    block: tuple[int, int]
+    pad: tuple[int, int]
+    lr_shape: tuple[int, int]
+
+    @classmethod
+    def plan(cls, grid: BlockGrid, forward: ForwardModel) -> DegradedSlots:
+        """Lay out the slots of an image's blocks for its forward model."""
+        s = grid.scale
+        pads = []
+        for axis, band in enumerate(forward.bands):
+            side = grid.block[axis]
+            n = grid.out_shape[len(grid.lead) + axis]
+            pads.append(reach(band, [(a, min(a + side, n)) for a in range(0, n, side)]))
+        return cls(
+            lead=tuple(grid.lead),
+            counts=(int(grid.counts[-2]), int(grid.counts[-1])),
+            block=(grid.block[0] // s, grid.block[1] // s),
+            pad=(int(pads[0]), int(pads[1])),
+            lr_shape=(int(grid.lr_shape[0]), int(grid.lr_shape[1])),
+        )
+
+    @property
+    def slot_shape(self) -> tuple[int, int]:
+        """LR rows and columns of one slot."""
+        return tuple(b + 2 * p for b, p in zip(self.block, self.pad, strict=True))  # type: ignore[return-value]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The sink's shape."""
+        return (*self.lead, *(n * k for n, k in zip(self.counts, self.slot_shape, strict=True)))
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The sink's chunks: one slot each."""
+        return (*((1,) * len(self.lead)), *self.slot_shape)
+
+    def slot(self, index: Sequence[int]) -> tuple[Any, ...]:
+        """Index of a block's slot in the sink."""
+        *lead, i, j = (int(v) for v in index)
+        h, w = self.slot_shape
+        return (*lead, slice(i * h, (i + 1) * h), slice(j * w, (j + 1) * w))
+
+    def slot_box(self, i: int, j: int) -> Box:
+        """Return the LR rows and columns a slot stands for (they may lie past the image)."""
+        (by, bx), (py, px) = self.block, self.pad
+        return ((i * by - py, (i + 1) * by + py), (j * bx - px, (j + 1) * bx + px))
+
+    def share(
+        self,
+        forward: ForwardModel,
+        hr: Any,
+        index: Sequence[int],
+        hr_origin: tuple[int, int],
+        arrays: Arrays = NUMPY,
+    ) -> np.ndarray:
+        """Degrade one output block (normalised, on ``arrays``) into its slot's values.
+
+        Parameters
+        ----------
+        forward : ForwardModel
+            The image's forward model.
+        hr : array
+            The block's prediction in normalised units (numpy or a tensor of ``arrays``).
+        index : sequence of int
+            The block's index.
+        hr_origin : tuple of int
+            HR (Y, X) position of the block's first pixel.
+        arrays : Arrays
+            Where the products run.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 of :attr:`slot_shape`: the block's share, zero past the image.
+        """
+        *_, i, j = (int(v) for v in index)
+        (y0, y1), (x0, x1) = self.slot_box(i, j)
+        (h, w) = self.lr_shape
+        box = ((max(0, y0), min(h, y1)), (max(0, x0), min(w, x1)))
+        values = arrays.numpy(forward.degrade(hr, hr_origin, box, arrays))
+        out = np.zeros(self.slot_shape, np.float32)
+        (a, b), (c, d) = box
+        out[a - y0 : b - y0, c - x0 : d - x0] = values
+        return out
+
+    def assemble(self, sink: Any, lead: tuple[int, ...], box: Box) -> np.ndarray:
+        """Add up the shares over an LR box of one plane: its forward model (float32)."""
+        (a, b), (c, d) = box
+        out = np.zeros((b - a, d - c), np.float32)
+        (by, bx), (py, px) = self.block, self.pad
+        rows = range(max(0, (a - py) // by - 1), min(self.counts[0], (b + py) // by + 1))
+        cols = range(max(0, (c - px) // bx - 1), min(self.counts[1], (d + px) // bx + 1))
+        for i in rows:
+            for j in cols:
+                (y0, y1), (x0, x1) = self.slot_box(i, j)
+                ty0, ty1, tx0, tx1 = max(a, y0), min(b, y1), max(c, x0), min(d, x1)
+                if ty1 <= ty0 or tx1 <= tx0:
+                    continue
+                h, w = self.slot_shape
+                where = (
+                    *lead,
+                    slice(i * h + ty0 - y0, i * h + ty1 - y0),
+                    slice(j * w + tx0 - x0, j * w + tx1 - x0),
+                )
+                out[ty0 - a : ty1 - a, tx0 - c : tx1 - c] += _read(sink, where)
+        return out
 
 
 @dataclass
@@ -99,28 +251,31 @@ class MapSummary:
 
 
 def calibrate_image(
-    pred: Any, lr: Any, plan: TrustPlan, lo: float, hi: float, scale: int
+    slots: DegradedSlots, sink: Any, lr: Any, trust: TrustPlan, lo: float, hi: float
 ) -> Calibration:
     """Fit the image's gain, offset and noise level on the centre of its middle plane.
 
     Parameters
     ----------
-    pred, lr : array-like
-        The prediction (HR grid) and its input (Y, X last; lazy or not).
-    plan : TrustPlan
-        With the crappifier.
+    slots : DegradedSlots
+        The layout of the degraded sink.
+    sink : array-like
+        The degraded sink the prediction filled.
+    lr : array-like
+        The input (Y, X last; lazy or not).
+    trust : TrustPlan
+        With the forward model.
     lo, hi : float
         The model's normalisation range of the input.
-    scale : int
-        The factor.
 
     Returns
     -------
     Calibration
-        Shared by every block of the image (at most :data:`CALIBRATION_SIDE`² LR pixels
-        are read).
+        Shared by every block of the image (fitted on at most :data:`CALIBRATION_SIDE`²
+        LR pixels).
     """
-    assert plan.crappify is not None
+    forward = trust.forward
+    assert forward is not None
     lead = tuple(n // 2 for n in lr.shape[:-2])
     window = []
     for n in lr.shape[-2:]:
@@ -128,84 +283,88 @@ def calibrate_image(
         start = (int(n) - side) // 2
         window.append((start, start + side))
     (y0, y1), (x0, x1) = window
-    lr_part = _read(lr, (*lead, slice(y0, y1), slice(x0, x1)))
-    pred_part = _read(pred, (*lead, slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale)))
-    return calibrate(
-        normalize(pred_part, lo, hi),
-        normalize(lr_part, lo, hi),
-        plan.crappify,
-        pixel_size=plan.pixel_size,
-        pixel_unit=plan.pixel_unit,
+    observed = normalize(_read(lr, (*lead, slice(y0, y1), slice(x0, x1))), lo, hi)
+    return fit_calibration(
+        slots.assemble(sink, lead, ((y0, y1), (x0, x1))),
+        observed,
+        forward.config,
+        pixel_size=forward.pixel_size,
+        pixel_unit=forward.pixel_unit,
     )
 
 
 def consistency_image(
-    pred: Any,
+    slots: DegradedSlots,
+    sink: Any,
     lr: Image,
-    plan: TrustPlan,
+    trust: TrustPlan,
     lo: float,
     hi: float,
-    scale: int,
     *,
     calibration: Calibration,
-    block: int,
     summary: MapSummary,
+    arrays: Arrays = NUMPY,
 ) -> Image:
     """Build the data-consistency map of a prediction, lazily, on the input's grid.
 
     Parameters
     ----------
-    pred : array-like
-        The prediction (HR grid; numpy, zarr or dask).
+    slots : DegradedSlots
+        The layout of the degraded sink (its blocks are the map's blocks).
+    sink : array-like
+        The degraded sink the prediction filled.
     lr : Image
         The input.
-    plan : TrustPlan
-        With the crappifier and the halo.
+    trust : TrustPlan
+        With the forward model.
     lo, hi : float
         The model's normalisation range of the input.
-    scale : int
-        The factor.
     calibration : Calibration
         The image's (:func:`calibrate_image`).
-    block : int
-        Side of the computed blocks in LR pixels.
     summary : MapSummary
         Records each block's statistics as it is computed.
+    arrays : Arrays
+        Where the arithmetic runs (the prediction's device).
 
     Returns
     -------
     Image
-        float32 dask record placed like the input: one task per block, each reading its
-        LR block and prediction with a halo of ``plan.halo`` LR pixels (equal to the map
-        of the whole image).
+        float32 dask record placed like the input: one task per block, each adding up
+        the shares of the forward model around its LR block (with the window's radius)
+        and comparing them with the input -- the map of the whole image.
     """
     import dask.array as da
 
-    assert plan.crappify is not None
-    crappify, halo = plan.crappify, plan.halo
-    height, width = (int(n) for n in lr.shape[-2:])
+    forward = trust.forward
+    assert forward is not None
+    halo = kernel_radius(WINDOW)
+    height, width = slots.lr_shape
 
     def task(block_info: Any = None) -> np.ndarray:
         location = block_info[None]["array-location"]
         lead = tuple(int(start) for start, _ in location[:-2])
-        (y0, y1), (x0, x1) = location[-2:]
-        ry0, ry1 = max(0, y0 - halo), min(height, y1 + halo)
-        rx0, rx1 = max(0, x0 - halo), min(width, x1 + halo)
-        observed = _read(lr.data, (*lead, slice(ry0, ry1), slice(rx0, rx1)))
-        hr = (*lead, slice(ry0 * scale, ry1 * scale), slice(rx0 * scale, rx1 * scale))
-        maps = data_consistency(
-            normalize(_read(pred, hr), lo, hi),
-            normalize(observed, lo, hi),
-            crappify,
-            calibration=calibration,
-            pixel_size=plan.pixel_size,
-            pixel_unit=plan.pixel_unit,
+        out = tuple((int(a), int(b)) for a, b in location[-2:])
+        (y0, y1), (x0, x1) = out
+        region = ((max(0, y0 - halo), min(height, y1 + halo)),
+                  (max(0, x0 - halo), min(width, x1 + halo)))  # fmt: skip
+        (ry0, ry1), (rx0, rx1) = region
+        observed = normalize(_read(lr.data, (*lead, slice(ry0, ry1), slice(rx0, rx1))), lo, hi)
+        _, z = local_residual(
+            forward,
+            arrays.asarray(slots.assemble(sink, lead, region)),
+            arrays.asarray(observed),
+            calibration,
+            region=region,
+            out=out,
+            window=WINDOW,
+            arrays=arrays,
         )
-        z = maps.z[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
+        z = np.asarray(arrays.numpy(z), dtype=np.float32)
         summary.record(tuple(block_info[None]["chunk-location"]), z)
         return z.reshape((1,) * len(lead) + z.shape)
 
-    chunks = (*((1,) * n for n in lr.shape[:-2]), *(_splits(n, block) for n in (height, width)))
+    splits = [_splits(n, b) for n, b in zip(slots.lr_shape, slots.block, strict=True)]
+    chunks = (*((1,) * n for n in lr.shape[:-2]), *splits)
     meta = np.empty((0,) * lr.ndim, np.float32)
     data = da.map_blocks(task, chunks=chunks, dtype=np.float32, meta=meta)
     return lr.with_data(data, source=None)
@@ -231,12 +390,14 @@ def compute_blocks(data: Any, message: str) -> Generator[Progress, None, np.ndar
     numpy.ndarray
         float32, the map's shape.
     """
+    from dask.local import get_sync
+
     out = np.empty(data.shape, dtype=np.float32)
     blocks = list(np.ndindex(*data.numblocks))
     offsets = [np.cumsum((0, *c)) for c in data.chunks]
     for step, index in enumerate(blocks, start=1):
         where = tuple(slice(o[i], o[i + 1]) for o, i in zip(offsets, index, strict=True))
-        out[where] = data.blocks[index].compute(scheduler="sync")
+        out[where] = data.blocks[index].compute(scheduler=get_sync)
         yield Progress("predict", step, len(blocks), message=f"{message}, block {step}")
     return out
 
@@ -274,7 +435,9 @@ def _read(data: Any, index: tuple[Any, ...]) -> np.ndarray:
     """Read a region of a numpy, zarr or dask array (dask: in this thread)."""
     region = data[index]
     if hasattr(region, "compute"):
-        region = region.compute(scheduler="sync")
+        from dask.local import get_sync  # not the name "sync": dask would import distributed
+
+        region = region.compute(scheduler=get_sync)
     return np.asarray(region, dtype=np.float32)
 
 

@@ -1,10 +1,12 @@
-"""A prediction's trust maps made from its plan: in memory, or written beside the output.
+"""A prediction's trust maps made from its plan: in memory, or written beside the output (torch).
 
 :func:`iter_trust_maps` takes the image's :class:`~decrappify.predict.plan.PredictPlan`
-whole (which maps, the block grid, the normalisation range, the output and its format)
-and the arrays the prediction left (the written or in-memory result, the TTA spread
-sink), builds each map lazily block by block (:mod:`decrappify.predict.trust_blocks`)
-and computes it into memory or writes it as an image of its own, summarised per image.
+whole (which maps, the block grid, the normalisation range, the device, the output and
+its format) and the arrays the blocks left (the TTA spread, each block's share of the
+forward model), builds each map lazily block by block
+(:mod:`decrappify.predict.trust_blocks`, the consistency arithmetic on the prediction's
+device) and computes it into memory or writes it as an image of its own, summarised per
+image.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from decrappify.events import Progress
 from decrappify.io import Image, iter_write_image, read_image
+from decrappify.predict.device_arrays import TorchArrays
 from decrappify.predict.plan import PredictPlan
 from decrappify.predict.trust import describe_map
 from decrappify.predict.trust_blocks import (
@@ -28,7 +31,7 @@ __all__ = ["iter_trust_maps"]
 
 
 def iter_trust_maps(
-    plan: PredictPlan, pred: Image, sink: Any = None
+    plan: PredictPlan, pred: Image, sinks: dict[str, Any]
 ) -> Generator[Progress, None, tuple[dict[str, Image], dict[str, Any]]]:
     """Make a prediction's trust maps: in memory, or written beside the output.
 
@@ -38,9 +41,11 @@ def iter_trust_maps(
         The prediction: ``plan.trust`` says which maps, ``plan.output`` where (None: in
         memory).
     pred : Image
-        The prediction (in memory, or the written output opened lazily).
-    sink : array-like or None
-        The spread sink the prediction filled (with ``plan.trust.tta``).
+        The prediction (in memory, or the written output opened lazily): where the
+        uncertainty map is placed.
+    sinks : dict of str to array-like
+        What the blocks left: ``spread`` (the TTA spread, with ``plan.trust.tta``) and
+        ``degraded`` (their shares of the forward model, with a consistency map).
 
     Yields
     ------
@@ -55,7 +60,7 @@ def iter_trust_maps(
         Map name to its :meth:`MapSummary.summary`; a consistency map that was asked for
         but not made is ``{"skipped": reason}``.
     """
-    images, summaries = _lazy_maps(plan, pred, sink)
+    images, summaries = _lazy_maps(plan, pred, sinks)
     maps: dict[str, Image] = {}
     for name, image in images.items():
         if plan.output is None:
@@ -70,30 +75,31 @@ def iter_trust_maps(
 
 
 def _lazy_maps(
-    plan: PredictPlan, pred: Image, sink: Any
+    plan: PredictPlan, pred: Image, sinks: dict[str, Any]
 ) -> tuple[dict[str, Image], dict[str, MapSummary]]:
     """Build the maps as lazy images (one task per block), each with the summary it fills."""
-    trust, grid, scale = plan.trust, plan.grid, plan.scale
+    trust, grid = plan.trust, plan.grid
     images: dict[str, Image] = {}
     summaries: dict[str, MapSummary] = {}
-    if trust.tta and sink is not None:
+    if trust.tta and "spread" in sinks:
         summaries["uncertainty"] = MapSummary("uncertainty", unit=float(plan.hi - plan.lo))
         images["uncertainty"] = pred.with_data(
-            recorded_blocks(sink, grid.chunks, summaries["uncertainty"]), source=None
+            recorded_blocks(sinks["spread"], grid.chunks, summaries["uncertainty"]), source=None
         )
-    if trust.crappify is not None:
+    slots = plan.degraded_slots
+    if slots is not None and "degraded" in sinks:
+        sink, lr = sinks["degraded"], plan.image
         summaries["consistency"] = MapSummary("consistency")
-        calibration = calibrate_image(pred.data, plan.image.data, trust, plan.lo, plan.hi, scale)
         images["consistency"] = consistency_image(
-            pred.data,
-            plan.image,
+            slots,
+            sink,
+            lr,
             trust,
             plan.lo,
             plan.hi,
-            scale,
-            calibration=calibration,
-            block=max(1, grid.block[0] // scale),
+            calibration=calibrate_image(slots, sink, lr.data, trust, plan.lo, plan.hi),
             summary=summaries["consistency"],
+            arrays=TorchArrays(plan.settings.device),
         )
     return images, summaries
 

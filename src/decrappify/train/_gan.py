@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from decrappify.config.train import TrainConfig
 from decrappify.events import Progress
 from decrappify.train._phases import critic_step, critic_view, want_preview
-from decrappify.train.budget import CALIBRATION_STEPS, count_key, fix_count, out_of_time
+from decrappify.train.budget import CALIBRATION_STEPS, PhaseCount, count_key
 from decrappify.train.checkpoints import CheckpointStore
 from decrappify.train.clock import Clock
 from decrappify.train.nets import Nets
@@ -40,7 +40,7 @@ def gan_generator_step(
 ) -> dict[str, float]:
     """One generator step on the content + adversarial loss (the critic frozen); the terms."""
     gan = cfg.gan
-    G, C = nets.G, nets.C
+    G, C = nets.train_G, nets.C  # the critic itself: it does not train here
     C.eval()
     for p in C.parameters():
         p.requires_grad_(False)
@@ -87,7 +87,7 @@ def _critic_turn(
     """Train the critic until the switching rule hands over; its last loss and steps."""
     critic_steps = 0
     while True:
-        lr_c, hr_c = nets.to_device(next(batches))
+        lr_c, hr_c = next(batches)
         state.critic_batches += 1
         with torch.no_grad(), nets.random.active(), nets.precision.autocast():
             fake = nets.G(lr_c)
@@ -110,7 +110,7 @@ def gan(
     """Phase 4: generator and critic together, validation and early stopping at checkpoints."""
     gan_cfg, st, phase = cfg.gan, state, "gan"
     G = nets.G
-    G.unfreeze_encoder()
+    nets.freeze_encoder(False)
     G.train()
     opt_g = torch.optim.Adam(G.parameters(), lr=gan_cfg.lr, betas=gan_cfg.betas)
     opt_c = torch.optim.Adam(
@@ -121,28 +121,23 @@ def gan(
     optimizers = {"gan_generator": opt_g, "gan_critic": opt_c}
     early = _early_stopping(cfg, st)
     switch = CriticSwitch(gan_cfg.critic_threshold, gan_cfg.max_critic_steps)
-    key = count_key(phase, st.cycle)
-    total = st.counts.get(key)
-    if total is None and not clock.limited:
-        total = st.counts[key] = gan_cfg.max_steps
-    calibration = min(CALIBRATION_STEPS[phase], gan_cfg.max_steps)
-    g_batches = data.batches(phase, st.cycle, start=st.step, stop=total)
-    c_batches = data.batches("critic", st.cycle, start=st.critic_batches)
-    timer = clock.timer()
+    count = PhaseCount(
+        clock, st, report, phase,
+        fixed=gan_cfg.max_steps,
+        calibration=CALIBRATION_STEPS[phase],
+        every=gan_cfg.checkpoint_every,
+        capped=True,
+        ranks=nets.ranks,
+    )  # fmt: skip
+    g_batches = data.device_batches(phase, st.cycle, start=st.step, stop=count.total)
+    c_batches = data.device_batches("critic", st.cycle, start=st.critic_batches)
     stopped = False
-    while st.step < (total if total is not None else gan_cfg.max_steps):
+    while st.step < (count.bound or 0):
         c_loss, critic_steps = _critic_turn(cfg, st, nets, opt_c, switch, c_batches)
-        lr_g, hr_g = nets.to_device(next(g_batches))
+        lr_g, hr_g = next(g_batches)
         g_terms = gan_generator_step(cfg, nets, opt_g, lr_g, hr_g)
         st.step += 1
-        timer.tick(st.step)
-        if total is None and (
-            st.step == calibration or out_of_time(clock, st, timer, closing=True)
-        ):
-            total = fix_count(
-                clock, st, report, phase, timer, every=gan_cfg.checkpoint_every,
-                cap=gan_cfg.max_steps,
-            )  # fmt: skip
+        total = count.after_step()
         step = st.step
         checkpoint = step == total or step % gan_cfg.checkpoint_every == 0
         metrics = data.validate(G) if checkpoint else {}
@@ -178,6 +173,7 @@ def gan(
         )
         if last:
             finish_gan(cfg, st, nets, data, report, store, stopped, early)  # checkpointed first
+        count.restart_timer()  # validations and checkpoints are not step time
         yield event
         if last:
             break

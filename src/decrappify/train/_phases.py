@@ -20,10 +20,16 @@ import torch
 import torch.nn.functional as F
 
 from decrappify.config.train import TrainConfig
+from decrappify.errors import InputError
 from decrappify.events import Progress
 from decrappify.io.atomic import partial_path, remove_path
 from decrappify.models.critic import critic_accuracy
-from decrappify.train.budget import CALIBRATION_STEPS, count_key, fix_count, out_of_time
+from decrappify.train.budget import (
+    CALIBRATION_STEPS,
+    PhaseCount,
+    count_key,
+    drop_unaffordable_gan,
+)
 from decrappify.train.checkpoints import CheckpointStore
 from decrappify.train.clock import Clock
 from decrappify.train.nets import Nets
@@ -35,6 +41,7 @@ from decrappify.train.schedule import (
     steps_for_budget,
     watch_score,
 )
+from decrappify.train.start import generator_max_lr
 from decrappify.train.state import RunState
 from decrappify.train.streams import STREAMS, DataStreams
 
@@ -42,13 +49,13 @@ from decrappify.train.streams import STREAMS, DataStreams
 def generator_step(
     nets: Nets, optimizer: torch.optim.Optimizer, lr_b: torch.Tensor, hr_b: torch.Tensor
 ) -> dict[str, float]:
-    """One optimiser step of the generator on the content loss; the loss terms."""
+    """One optimiser step of the generator on the content loss; the global batch's terms."""
     with nets.random.active():
         with nets.precision.autocast():
-            pred = nets.G(lr_b)
+            pred = nets.train_G(lr_b)
         loss, terms = nets.loss_fn(pred.float(), hr_b)
         nets.precision.step("pretrain", loss, optimizer)
-    return terms
+    return nets.ranks.mean(terms)  # the global batch's losses
 
 
 def critic_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
@@ -84,30 +91,34 @@ def critic_step(
     real: torch.Tensor,
     fake: torch.Tensor,
 ) -> float:
-    """One optimiser step of the critic on real and generated batches; its loss."""
+    """One optimiser step of the critic on real and generated batches; the global batch's loss."""
     nets.C.train()
     with nets.random.active():
         real, fake = critic_view(crop, real, fake)
         with nets.precision.autocast():
-            logits = nets.C(torch.cat([real, fake]))
+            logits = nets.train_C(torch.cat([real, fake]))
         logits = logits.float()
         loss = critic_loss(logits[: len(real)], logits[len(real) :])
         nets.precision.step(name, loss, optimizer)
-    return float(loss.detach())
+    return nets.ranks.mean({"loss": float(loss.detach())})["loss"]
 
 
 def _set_rate(
-    cfg: TrainConfig, optimizer: torch.optim.Optimizer, step: int, total: int | None
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    total: int | None,
+    max_lr: float,
 ) -> float:
     """Set the one-cycle learning rate of a pretraining step (the start rate while the
     count is not fixed yet); the decoder's rate."""
     pre = cfg.pretrain_generator
-    rate = pre.max_lr / pre.div_factor
+    rate = max_lr / pre.div_factor
     if total is not None:
         rate = one_cycle_lr(
             step,
             total,
-            pre.max_lr,
+            max_lr,
             pct_start=pre.pct_start,
             div_factor=pre.div_factor,
             final_div_factor=pre.final_div_factor,
@@ -132,42 +143,37 @@ def pretrain_generator(
     pre, st, phase = cfg.pretrain_generator, state, "pretrain_generator"
     G = nets.G
     G.train()
+    max_lr = generator_max_lr(cfg, st.history)  # lower when fine-tuning a trained model
     optimizer = torch.optim.AdamW(
-        [{**g, "lr": pre.max_lr} for g in G.parameter_groups()], weight_decay=pre.weight_decay
+        [{**g, "lr": max_lr} for g in G.parameter_groups()], weight_decay=pre.weight_decay
     )
     store.load_optimizer(st, "pretrain", optimizer)
     frozen_fraction = pre.resolved_frozen_fraction(cfg.encoder_weights is not None)
-    calibration = CALIBRATION_STEPS[phase]
-    total = st.counts.get(phase)
-    if total is None and not clock.limited:
-        total = st.counts[phase] = pre.steps
-        st.frozen_steps = round(frozen_fraction * total)
+    count = PhaseCount(
+        clock, st, report, phase,
+        fixed=pre.steps,
+        calibration=CALIBRATION_STEPS[phase],
+        every=pre.checkpoint_every,
+        on_first_fit=lambda step_s: drop_unaffordable_gan(cfg, st, clock, report, step_s),
+        ranks=nets.ranks,
+    )  # fmt: skip
     if st.step == 0:
-        yield initial_validation(st, nets, data, clock, report, store, optimizer, total)
-    # with a budget the count may be fitted again as the run goes: no fixed end
-    batches = data.batches(phase, st.cycle, start=st.step, stop=None if clock.limited else total)
-    timer = clock.timer()
+        yield initial_validation(st, nets, data, clock, report, store, optimizer, count.total)
+        count.restart_timer()
+    # with a budget the count follows the machine's speed: no fixed end
+    stop = None if clock.limited else count.total
+    batches = data.device_batches(phase, st.cycle, start=st.step, stop=stop)
     frozen_now: bool | None = None
-    while total is None or st.step < total:
-        lr_b, hr_b = nets.to_device(next(batches))
-        frozen_steps = st.frozen_steps
-        if frozen_steps is None:  # budget mode, before the count is fixed
-            frozen_steps = calibration if frozen_fraction > 0 else 0
-        frozen = st.step < frozen_steps
+    while count.total is None or st.step < count.total:
+        lr_b, hr_b = next(batches)
+        frozen = _frozen(st, count, frozen_fraction)
         if frozen != frozen_now:
-            G.freeze_encoder() if frozen else G.unfreeze_encoder()
+            nets.freeze_encoder(frozen)
             frozen_now = frozen
-        rate = _set_rate(cfg, optimizer, st.step, total)
+        rate = _set_rate(cfg, optimizer, st.step, count.total, max_lr)
         terms = generator_step(nets, optimizer, lr_b, hr_b)
         st.step += 1
-        timer.tick(st.step)
-        if total is None and (
-            st.step == calibration or out_of_time(clock, st, timer, closing=True)
-        ):
-            total = fix_count(clock, st, report, phase, timer, every=pre.checkpoint_every)
-            st.frozen_steps = max(
-                round(frozen_fraction * total), calibration if frozen_fraction > 0 else 0
-            )
+        total = count.after_step()
         step = st.step
         checkpoint = step == total or step % pre.checkpoint_every == 0
         started = clock.now()
@@ -189,11 +195,7 @@ def pretrain_generator(
             else:
                 store.save(st, {"pretrain": optimizer})
             st.overhead = clock.now() - started  # for the next budget decisions
-            if clock.limited and step < total:
-                total = fix_count(
-                    clock, st, report, phase, timer, every=pre.checkpoint_every, was=total
-                )
-                timer = clock.timer()  # the next fit sees the steps from here on
+        count.restart_timer()  # validations and previews are not step time
         # the terms as ``<term>_loss`` (``ssim_loss`` is 1 - SSIM, not the validation SSIM)
         losses = {
             "loss": terms["total"],
@@ -211,7 +213,17 @@ def pretrain_generator(
         if step == total:
             break
     del batches
-    G.unfreeze_encoder()
+    nets.freeze_encoder(False)
+
+
+def _frozen(state: RunState, count: PhaseCount, frozen_fraction: float) -> bool:
+    """Whether the encoder is frozen for the next step (its share of the count, once fixed)."""
+    # under a budget the measured steps are frozen too
+    least = count.calibration if frozen_fraction > 0 and count.clock.limited else 0
+    if state.frozen_steps is None and count.total is not None:
+        state.frozen_steps = max(round(frozen_fraction * count.total), least)
+    frozen_steps = least if state.frozen_steps is None else state.frozen_steps
+    return state.step < frozen_steps
 
 
 def want_preview(cfg: TrainConfig, step: int) -> bool:
@@ -286,7 +298,7 @@ def finish_pretraining(
             f"({report.baseline_name} {st.baseline['psnr']:.2f} dB, {st.baseline['ssim']:.4f})"
         )
     model.save(st, final=False)
-    st.phase = "save_outputs" if cfg.gan_enabled else "done"
+    st.phase = "save_outputs" if cfg.gan_enabled and not st.skip_gan else "done"
     st.step = 0
 
 
@@ -300,14 +312,18 @@ def save_outputs(
     store: CheckpointStore,
     target: Path,
 ) -> Generator[Progress, None, None]:
-    """Phase 2: the generator's outputs on training patches, with the HR patches, to ``target``."""
+    """Phase 2: the generator's outputs on training patches, with the HR patches, to ``target``.
+
+    On several processes each computes its part of every batch and process 0 writes them.
+    """
     import zarr
 
-    st, phase = state, "save_outputs"
+    st, phase, ranks = state, "save_outputs", nets.ranks
     wanted = cfg.save_outputs.patches
     batch = cfg.batch_size
     tmp = partial_path(target)
-    remove_path(tmp)
+    if ranks.is_main:
+        remove_path(tmp)
     nets.G.eval()
     batches = data.batches(phase, st.cycle)
     arrays: tuple[Any, Any] | None = None
@@ -316,31 +332,48 @@ def save_outputs(
     timer = clock.timer()
     try:
         while n is None or st.step < n:
-            lr_b, hr_b = next(batches)
-            with torch.inference_mode(), nets.precision.autocast():
-                gen = nets.G(nets.to_device([lr_b])[0]).float().cpu().numpy()
-            hr = hr_b.numpy()
+            hr, gen = _outputs(nets, *next(batches))
             if n is None:  # budget mode: fix the patch count from the first batch
-                per_batch = timer.since_start()
+                per_batch = max(timer.since_start(), 1e-6)  # the first batch, allocation included
                 fit = steps_for_budget(clock.phase_time_left(), per_batch, minimum=0)
-                n = min(wanted, batch * (fit + 1))
+                n = ranks.decide(min(wanted, batch * (fit + 1)))
                 st.counts[count_key(phase, st.cycle)] = n
-            if arrays is None:
+            if arrays is None and ranks.is_main:
                 arrays = _create_outputs(zarr, tmp, n, batch, hr.shape[1:])
             take = min(batch, n - st.step)
-            arrays[0][st.step : st.step + take] = hr[:take]
-            arrays[1][st.step : st.step + take] = gen[:take]
+            if arrays is not None:
+                arrays[0][st.step : st.step + take] = hr[:take]
+                arrays[1][st.step : st.step + take] = gen[:take]
             st.step += take
+            timer.tick()
+            late = (
+                clock.limited and st.step < n and clock.phase_time_left() < timer.seconds_per_step()
+            )
+            if ranks.decide(late):
+                n = st.step  # the machine got slower: end within the share
+                for array in arrays or ():
+                    array.resize((n, *array.shape[1:]))
             yield report.event(phase, st.step, n, message=f"{st.step}/{n} patches")
         del batches
-        remove_path(target)
-        tmp.rename(target)
+        if ranks.is_main:
+            remove_path(target)
+            tmp.rename(target)
     finally:
-        remove_path(tmp)
+        if ranks.is_main:
+            remove_path(tmp)
         nets.G.train()
+    ranks.barrier()  # the outputs are there for every process
     st.counts[count_key(phase, st.cycle)] = st.step
     st.phase, st.step = "pretrain_critic", 0
     store.save(st)
+
+
+def _outputs(nets: Nets, lr_b: torch.Tensor, hr_b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The HR patches and the generator's outputs of a whole batch (every process's part)."""
+    with torch.inference_mode(), nets.precision.autocast():
+        gen = nets.G(nets.to_device([lr_b])[0]).float()
+    ranks = nets.ranks
+    return ranks.gather(hr_b).numpy(), ranks.gather(gen).cpu().numpy()
 
 
 def pretrain_critic(
@@ -363,38 +396,38 @@ def pretrain_critic(
     group = zarr.open_group(outputs, mode="r")
     hr_arr, gen_arr = group["hr"], group["gen"]
     n, held = held_out_split(int(hr_arr.shape[0]), pre.holdout)
+    if n < nets.ranks.world:
+        raise InputError(
+            f"save_outputs.patches: {n} saved patches cannot feed the {nets.ranks.world} "
+            "processes of the run; save at least one per process"
+        )
     optimizer = torch.optim.AdamW(
         nets.C.parameters(), lr=pre.lr, weight_decay=pre.weight_decay, betas=(0.9, 0.99)
     )
     stop = ThresholdStop(pre.loss_threshold, pre.smoothing)
-    key = count_key(phase, st.cycle)
-    total = st.counts.get(key)
-    if total is None and not clock.limited:
-        total = st.counts[key] = pre.max_steps
-    calibration = min(CALIBRATION_STEPS[phase], pre.max_steps)
-    timer = clock.timer()
+    count = PhaseCount(
+        clock, st, report, phase,
+        fixed=pre.max_steps, calibration=CALIBRATION_STEPS[phase], capped=True, ranks=nets.ranks,
+    )  # fmt: skip
     st.step = 0
     reached = False
-    while st.step < (total if total is not None else pre.max_steps):
+    while st.step < (count.bound or 0):
         rng = np.random.default_rng([cfg.seed, STREAMS[phase], st.cycle, st.step])
         idx = np.sort(rng.choice(n, size=min(cfg.batch_size, n), replace=False))
+        idx = np.array_split(idx, nets.ranks.world)[nets.ranks.rank]  # this process's part
         real = torch.from_numpy(np.asarray(hr_arr.get_orthogonal_selection((idx,))))
         fake = torch.from_numpy(np.asarray(gen_arr.get_orthogonal_selection((idx,))))
         real, fake = nets.to_device([real, fake])
         loss = critic_step(nets, cfg.critic.crop, optimizer, "critic", real, fake)
         st.step += 1
-        timer.tick(st.step)
-        if total is None and (
-            st.step == calibration or out_of_time(clock, st, timer, closing=False)
-        ):
-            total = fix_count(clock, st, report, phase, timer, cap=pre.max_steps)
+        total = count.after_step()
         reached = stop.update(loss)
         report.row(phase, lr=pre.lr, critic_loss=loss)
         yield report.event(phase, st.step, total, losses={"critic": loss})
         if reached:
             break
     accuracy = held_out_accuracy(nets, cfg, hr_arr, gen_arr, range(n, n + held))
-    _finish_critic(pre.loss_threshold, st, nets, report, store, stop, reached, key, accuracy)
+    _finish_critic(pre.loss_threshold, st, nets, report, store, stop, reached, count.key, accuracy)
 
 
 def _finish_critic(

@@ -88,6 +88,8 @@ class CheckpointStore:
     tensors : dict of str to torch.Tensor
         The tensors of the checkpoint the run resumed from (empty for a new run): the
         optimisers' saved states, until :meth:`release`.
+    writes : bool
+        Whether this process writes the checkpoints (process 0 of several).
     """
 
     def __init__(
@@ -97,7 +99,10 @@ class CheckpointStore:
         report: Reporter,
         clock: Clock,
         tensors: dict[str, torch.Tensor],
+        *,
+        writes: bool = True,
     ) -> None:
+        self.writes = writes
         self.folder = folder
         self.nets = nets
         self.report = report
@@ -108,6 +113,8 @@ class CheckpointStore:
         self, state: RunState, optimizers: dict[str, torch.optim.Optimizer] | None = None
     ) -> None:
         """Write a checkpoint of the run as it is now (with the optimisers' states)."""
+        if not self.writes:
+            return
         tensors = self.nets.tensors()
         state.optimizers = {}
         for name, opt in (optimizers or {}).items():
@@ -115,19 +122,15 @@ class CheckpointStore:
             tensors.update(flat)
             state.optimizers[name] = meta
         state.scalers = self.nets.precision.state()
-        self.report.log.flush()
-        state.log_rows = self.report.log.rows
+        state.log_rows = self.report.rows
         state.elapsed = self.clock.elapsed()
         write_checkpoint(self.folder, state, tensors)
 
     def save_final(self, state: RunState) -> None:
         """Write the checkpoint of a finished run: its state alone (it is never trained further)."""
-        state.optimizers, state.log_rows, state.elapsed = (
-            {},
-            self.report.log.rows,
-            self.clock.elapsed(),
-        )
-        self.report.log.flush()
+        if not self.writes:
+            return
+        state.optimizers, state.log_rows, state.elapsed = {}, self.report.rows, self.clock.elapsed()
         write_checkpoint(self.folder, state, self.nets.random.tensors())
 
     def load_optimizer(self, state: RunState, name: str, optimizer: torch.optim.Optimizer) -> None:

@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from decrappify.config.train import TrainConfig
 from decrappify.train.schedule import split_remaining
 
-__all__ = ["Clock", "StepTimer", "monotonic", "phase_budgets"]
+__all__ = ["WINDOW", "Clock", "StepTimer", "monotonic", "phase_budgets"]
 
 #: The time source of new clocks and timers (seconds, monotonic).
 monotonic: Callable[[], float] = time.perf_counter
+#: Fewest latest steps whose mean is a phase's step time (:class:`StepTimer`).
+WINDOW = 10
 
 
 def phase_budgets(config: TrainConfig) -> dict[str, float]:
@@ -53,7 +55,13 @@ def phase_budgets(config: TrainConfig) -> dict[str, float]:
 
 
 class StepTimer:
-    """Seconds per step of a phase, not counting its first step (which allocates memory).
+    """Seconds per step of a phase over its latest steps.
+
+    The first step of a phase (which allocates memory) is not counted, nor is the time
+    between :meth:`restart` and the next step's start (a validation, a checkpoint).
+    :meth:`seconds_per_step` is the mean of the last tenth of the steps timed so far (at
+    least :data:`WINDOW` of them): it follows a machine that gets busier or quieter
+    within a few steps, without jumping with every slow step.
 
     Parameters
     ----------
@@ -63,24 +71,34 @@ class StepTimer:
 
     def __init__(self, now: Callable[[], float] | None = None) -> None:
         self.now = now if now is not None else monotonic
-        self.start = self.now()
-        self.after_first: float | None = None
-        self.first_step: int = 0
+        self.start = self._mark = self.now()
+        self.first: float | None = None
+        self.durations: list[float] = []
 
-    def tick(self, step: int) -> None:
-        """Mark the end of step ``step`` (the phase's steps done so far)."""
-        if self.after_first is None:
-            self.after_first, self.first_step = self.now(), step
+    def tick(self) -> None:
+        """Mark the end of a step."""
+        t = self.now()
+        if self.first is None:
+            self.first = t - self._mark
+        else:
+            self.durations.append(t - self._mark)
+        self._mark = t
+
+    def restart(self) -> None:
+        """Leave the time since the last step out (call after work that is not a step)."""
+        self._mark = self.now()
 
     def since_start(self) -> float:
         """Seconds since the timer was made."""
         return self.now() - self.start
 
-    def seconds_per_step(self, step: int) -> float:
-        """Return the mean step time after the first step (the first step's time until then)."""
-        if self.after_first is None or step <= self.first_step:
-            return max(self.since_start(), 1e-6)
-        return max((self.now() - self.after_first) / (step - self.first_step), 1e-6)
+    def seconds_per_step(self) -> float:
+        """Return the mean time of the latest steps (the first step's own, before a second)."""
+        if not self.durations:
+            return max(self.first if self.first is not None else self.since_start(), 1e-6)
+        n = len(self.durations)
+        k = max(min(n, WINDOW), n // 10)
+        return max(sum(self.durations[-k:]) / k, 1e-6)
 
 
 class Clock:
@@ -154,6 +172,13 @@ class Clock:
         """Seconds left of the current phase's share (may be negative)."""
         assert self.phase_seconds is not None
         return self.phase_seconds - self.phase_elapsed()
+
+    def resplit(self, todo: Sequence[str]) -> None:
+        """Share what is left among ``todo`` again (the current phase first, keeping its past)."""
+        assert self.budget is not None
+        self.phase_seconds = self.phase_elapsed() + split_remaining(
+            self.left(), self.fractions, todo
+        )
 
     def exclude(self, seconds: float) -> None:
         """Leave ``seconds`` just spent (the first validation) out of the time budget."""

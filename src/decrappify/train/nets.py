@@ -3,7 +3,10 @@
 :class:`Nets` holds what every phase trains or evaluates: the generator ``G``, the critic
 ``C``, the content loss, the best generator so far (a CPU copy of its weights), the
 device with its precision (:mod:`.precision`) and the run's own torch random state
-(:mod:`.rng`). Its :meth:`Nets.tensors` are what a checkpoint keeps of them.
+(:mod:`.rng`). Its :meth:`Nets.tensors` are what a checkpoint keeps of them. On several
+processes (:mod:`.distributed`) the training steps go through ``train_G`` / ``train_C``,
+the networks wrapped in DistributedDataParallel; ``G`` and ``C`` are the networks
+themselves (validation, saved outputs, checkpoints).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from decrappify.config.train import TrainConfig
+from decrappify.data.dataset import to_device
 from decrappify.models import build_critic, build_generator, build_loss
+from decrappify.train.distributed import Ranks, wrap
 from decrappify.train.precision import Precision
 from decrappify.train.rng import RunRandom, derive_seed
 from decrappify.train.state import prefixed, unprefixed
@@ -43,6 +48,8 @@ class Nets:
         Their mixed precision.
     channels_last : bool
         Channels-last memory format (CUDA).
+    ranks : Ranks
+        The processes of the run (one by default).
     """
 
     def __init__(
@@ -52,7 +59,9 @@ class Nets:
         precision: Precision,
         *,
         channels_last: bool,
+        ranks: Ranks | None = None,
     ) -> None:
+        self.ranks = ranks if ranks is not None else Ranks()
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
@@ -70,16 +79,23 @@ class Nets:
         self.random = RunRandom(derive_seed(seed, SEED_TORCH), device)
         #: The best generator so far (CPU weights), None until one is kept.
         self.best: dict[str, torch.Tensor] | None = None
+        #: The networks as the training steps call them (DDP on several processes).
+        self.train_G = wrap(self.G, self.ranks, device)
+        self.train_C = wrap(self.C, self.ranks, device)
+
+        self._frozen = False
+
+    def freeze_encoder(self, frozen: bool) -> None:
+        """Freeze or unfreeze the generator's encoder (DDP is told which weights train)."""
+        self.G.freeze_encoder() if frozen else self.G.unfreeze_encoder()
+        if self.ranks.distributed and frozen != self._frozen:
+            # DDP reduces the gradients of the weights that trained when it was made
+            self.train_G = wrap(self.G, self.ranks, self.device)
+        self._frozen = frozen
 
     def to_device(self, batch: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Move a batch's tensors to the device (channels-last where the networks are)."""
-        out = []
-        for x in batch:
-            x = x.to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(x)
-        return out
+        return to_device(batch, self.device, channels_last=self.channels_last)
 
     def keep_best(self) -> None:
         """Remember the generator as it is now as the best one."""

@@ -40,6 +40,7 @@ from decrappify.metrics.baselines import baseline_label
 from decrappify.train._gan import gan
 from decrappify.train._phases import pretrain_critic, pretrain_generator, save_outputs
 from decrappify.train.budget import gan_cycle_fits, phases_left
+from decrappify.train.distributed import Ranks, process_group, threads_per_process
 from decrappify.train.folder import (
     CHECKPOINTS_NAME,
     CONFIG_NAME,
@@ -49,6 +50,7 @@ from decrappify.train.folder import (
 )
 from decrappify.train.parts import Parts, open_parts
 from decrappify.train.result import TrainResult, result_from_state
+from decrappify.train.selfcheck import check_run
 from decrappify.train.state import STATE_NAME, RunState, remove_stale_files
 from decrappify.train.streams import KeyBatches
 
@@ -109,29 +111,42 @@ def iter_train(
     OutputError
         If ``run_dir`` already holds a run (without ``resume``) or cannot be written.
     """
-    if resume:
-        cleaned = remove_stale_files(run_dir, Path(run_dir) / CHECKPOINTS_NAME)
+    device = config.device if isinstance(config, TrainConfig) else "cpu"
+    with process_group(device) as ranks:
+        if resume:
+            finished = _resume_finished(config, Path(run_dir), ranks)
+            if finished is not None:
+                message = f"{run_dir}: this run is already finished; nothing to do"
+                log.info(message)
+                yield Progress(phase="done", step=0, total=0, message=message)
+                return finished
+        if not isinstance(config, TrainConfig):
+            raise InputError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        threads = config.num_threads or threads_per_process(available_cores())
+        with torch_threads(threads):
+            parts = open_parts(config, hr_sources, run_dir, lr_sources, resume, ranks)
+            try:
+                if parts.resumed:
+                    st = parts.state
+                    parts.report.note(
+                        f"resumed at {st.phase} step {st.step} (cycle {st.cycle + 1})"
+                    )
+                yield from _run_phases(parts)
+                return _finish(parts)
+            finally:
+                parts.report.close()
+                if ranks.is_main:
+                    remove_path(partial_path(parts.run_dir / OUTPUTS_NAME))
+
+
+def _resume_finished(config: Any, run_dir: Path, ranks: Ranks) -> TrainResult | None:
+    """Clean what an interrupted write left (process 0); the result if the run is finished."""
+    if ranks.is_main:
+        cleaned = remove_stale_files(run_dir, run_dir / CHECKPOINTS_NAME)
         if cleaned:
             log.info(f"{run_dir}: removed what an interrupted write left: {', '.join(cleaned)}")
-        finished = _finished_result(config, Path(run_dir))
-        if finished is not None:
-            message = f"{run_dir}: this run is already finished; nothing to do"
-            log.info(message)
-            yield Progress(phase="done", step=0, total=0, message=message)
-            return finished
-    if not isinstance(config, TrainConfig):
-        raise InputError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    with torch_threads(config.num_threads or available_cores()):
-        parts = open_parts(config, hr_sources, run_dir, lr_sources, resume)
-        try:
-            if parts.resumed:
-                st = parts.state
-                parts.report.note(f"resumed at {st.phase} step {st.step} (cycle {st.cycle + 1})")
-            yield from _run_phases(parts)
-            return _finish(parts)
-        finally:
-            parts.report.close()
-            remove_path(partial_path(parts.run_dir / OUTPUTS_NAME))
+    ranks.barrier()  # the others read the checkpoint once it is clean
+    return _finished_result(config, run_dir)
 
 
 #: Draw ``curves.png`` after generator pretraining when it took longer than this (seconds).
@@ -173,7 +188,10 @@ def _run_phases(p: Parts) -> Generator[Progress, None, None]:
     while st.phase != "done":
         clock.start_phase(phases_left(st, p.config))
         phase = st.phase
-        if phase == "save_outputs" and clock.limited and not gan_cycle_fits(clock, st, p.config):
+        short = (
+            clock.limited and phase == "save_outputs" and not gan_cycle_fits(clock, st, p.config)
+        )
+        if p.nets.ranks.decide(short):
             assert clock.budget is not None
             p.report.note(
                 f"time budget: {format_duration(max(clock.left(), 0))} of "
@@ -197,6 +215,7 @@ def _finish(p: Parts) -> TrainResult:
     ran_gan = any(key.startswith("gan") for key in st.counts)
     if ran_gan and st.best.get("phase") == "pretrain_generator":
         p.report.note("final model: the pretrained generator (no GAN checkpoint beat it)")
+    check_run(p)  # the best generator against classical methods, in its metadata
     st.finished = True
     model_path = p.model.save(st, final=True)
     p.report.write_curves()

@@ -15,17 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from decrappify.config.train import TrainConfig
 from decrappify.devices import resolve_device
 from decrappify.errors import InputError
 from decrappify.metrics.baselines import baseline_label
 from decrappify.train.checkpoints import CheckpointStore, open_state
 from decrappify.train.clock import Clock, phase_budgets
+from decrappify.train.distributed import Ranks
 from decrappify.train.folder import CHECKPOINTS_NAME, check_run_dir, write_start_files
 from decrappify.train.nets import Nets
 from decrappify.train.precision import Precision, resolve_amp
 from decrappify.train.report import Reporter
 from decrappify.train.result import ModelWriter
+from decrappify.train.start import START_KEY, choose_start, load_start
 from decrappify.train.state import RunState
 from decrappify.train.streams import DataStreams
 
@@ -56,8 +60,12 @@ def open_parts(
     run_dir: str | Path,
     lr_sources: Sequence[Any] | None,
     resume: bool,
+    ranks: Ranks | None = None,
 ) -> Parts:
     """Check the inputs and the run folder, and build the parts of a training session.
+
+    On several processes (``ranks``) each builds its parts; process 0 alone writes the
+    run folder, and each process trains on the GPU of its local rank.
 
     Raises
     ------
@@ -83,11 +91,16 @@ def open_parts(
             "crappify: null needs aligned LR images (lr_sources / --lr); give a preset "
             "or a crappify config to make them from the HR images"
         )
+    ranks = ranks if ranks is not None else Ranks()
+    ranks.share(cfg.batch_size)  # the global batch must split among the processes
     check_run_dir(run_dir, cfg, resume=resume)
+    ranks.barrier()  # every process checked the folder before process 0 writes to it
     context = cfg.generator.context_warning(cfg.data.patch_size)
     if context:
         log.warning(context)
     device = resolve_device(cfg.device)
+    if ranks.distributed and device.type == "cuda":
+        device = torch.device("cuda", ranks.local)
     precision = Precision(device, resolve_amp(cfg.amp, device))
     channels_last = cfg.channels_last and device.type == "cuda"
     data = DataStreams(
@@ -98,14 +111,16 @@ def open_parts(
         device=device,
         autocast=precision.autocast,
         channels_last=channels_last,
+        ranks=ranks,
     )
-    nets = Nets(cfg, device, precision, channels_last=channels_last)
+    nets = Nets(cfg, device, precision, channels_last=channels_last, ranks=ranks)
     state, tensors = open_state(run_dir / CHECKPOINTS_NAME, resume=resume, inputs=data.inputs)
     resumed = state.checkpoint > 0
-    if not resumed:
-        write_start_files(run_dir, cfg, data.summary)
-    elif not state.finished:
+    start = None if resumed else choose_start(cfg)  # a misfit is refused before any file
+    if resumed and not state.finished:
         nets.restore(tensors, state.scalers)
+    elif not resumed and ranks.is_main:
+        write_start_files(run_dir, cfg, data.summary)
     clock = Clock(cfg.time_budget, phase_budgets(cfg), elapsed_before=state.elapsed)
     report = Reporter(
         run_dir,
@@ -115,7 +130,14 @@ def open_parts(
         baseline_name=baseline_label(cfg.generator.scale),
         validation=data.validator is not None,
         keep_rows=state.log_rows if resumed else None,
+        writes=ranks.is_main,
     )
-    store = CheckpointStore(run_dir / CHECKPOINTS_NAME, nets, report, clock, tensors)
-    model = ModelWriter(run_dir, cfg, nets, data.summary, data.normalization, crappify, clock)
+    writes = ranks.is_main
+    store = CheckpointStore(run_dir / CHECKPOINTS_NAME, nets, report, clock, tensors, writes=writes)
+    model = ModelWriter(
+        run_dir, cfg, nets, data.summary, data.normalization, crappify, clock, writes=writes
+    )
+    if start is not None:
+        load_start(start, nets.G)
+        report.note(f"generator start: {start.reason}", **{START_KEY: start.record()})
     return Parts(cfg, run_dir, state, nets, data, clock, report, store, model, resumed)

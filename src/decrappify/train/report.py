@@ -18,7 +18,7 @@ from decrappify.errors import OutputError
 from decrappify.events import Progress
 from decrappify.train.clock import Clock
 from decrappify.train.folder import CURVES_NAME, LOG_NAME
-from decrappify.train.state import RunState
+from decrappify.train.state import RunState, history_record
 from decrappify.train.training_log import RunLog, plot_curves, read_log
 
 __all__ = ["Reporter"]
@@ -46,6 +46,9 @@ class Reporter:
         Whether the run has validation crops (events then carry the baseline).
     keep_rows : int or None
         Rows of an existing ``log.csv`` to keep (resume), None for a new log.
+    writes : bool
+        Whether this process writes ``log.csv``, ``curves.png`` and logs the notes (process
+        0 of a run on several processes; the others keep the history alone).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class Reporter:
         baseline_name: str,
         validation: bool,
         keep_rows: int | None,
+        writes: bool = True,
     ) -> None:
         self.run_dir = run_dir
         self.state = state
@@ -65,7 +69,16 @@ class Reporter:
         self.cycles = cycles
         self.baseline_name = baseline_name
         self.validation = validation
-        self.log = RunLog(run_dir / LOG_NAME, keep_rows=keep_rows)
+        self.writes = writes
+        self.log = RunLog(run_dir / LOG_NAME, keep_rows=keep_rows) if writes else None
+
+    @property
+    def rows(self) -> int:
+        """Data rows of ``log.csv`` so far (flushed to disk)."""
+        if self.log is None:
+            return 0
+        self.log.flush()
+        return self.log.rows
 
     def label(self, phase: str) -> str:
         """Name the phase as the events do (``"gan 1/2"`` with several cycles)."""
@@ -108,7 +121,8 @@ class Reporter:
         """Add a note to the run's history (and the log)."""
         st = self.state
         st.history.append({"phase": st.phase, "cycle": st.cycle, "note": text, **extra})
-        log.info(text)
+        if self.writes:
+            log.info(text)
 
     def record_validation(self, phase: str, metrics: dict[str, float]) -> None:
         """Add a validation result to the run's history."""
@@ -126,6 +140,8 @@ class Reporter:
 
     def row(self, phase: str, **values: Any) -> None:
         """Append a row to ``log.csv`` (time, phase, cycle and step filled in)."""
+        if self.log is None:
+            return
         self.log.write(
             time_s=round(self.clock.elapsed(), 2),
             phase=phase,
@@ -136,6 +152,8 @@ class Reporter:
 
     def write_curves(self) -> None:
         """Draw ``curves.png`` from ``log.csv`` (a failure is a warning, never an error)."""
+        if self.log is None:
+            return
         try:
             self.log.flush()
             plot_curves(
@@ -143,6 +161,7 @@ class Reporter:
                 self.run_dir / CURVES_NAME,
                 baseline=self.state.baseline or None,
                 baseline_name=self.baseline_name,
+                classical=(history_record(self.state.history, "self_check") or {}).get("baselines"),
                 title=f"NoGAN training: {self.run_dir.name}",
             )
         except (OSError, OutputError) as err:  # a figure must never stop a run
@@ -150,4 +169,5 @@ class Reporter:
 
     def close(self) -> None:
         """Close ``log.csv``."""
-        self.log.close()
+        if self.log is not None:
+            self.log.close()

@@ -19,7 +19,7 @@ from decrappify.models import save_model
 from decrappify.train.clock import Clock
 from decrappify.train.folder import MODEL_NAME
 from decrappify.train.nets import Nets
-from decrappify.train.state import RunState
+from decrappify.train.state import RunState, history_record
 
 __all__ = ["ModelWriter", "TrainResult", "result_from_state", "steps_done"]
 
@@ -65,6 +65,16 @@ class TrainResult:
     baseline_name: str = "bicubic"
 
     @property
+    def self_check(self) -> dict[str, Any] | None:
+        """The model against classical methods (:mod:`decrappify.metrics.selfcheck`), or None."""
+        return history_record(self.history, "self_check")
+
+    @property
+    def start(self) -> dict[str, Any] | None:
+        """Where the generator started (:mod:`decrappify.train.start`), or None."""
+        return history_record(self.history, "start")
+
+    @property
     def gain(self) -> dict[str, float]:
         """Improvement of the model over the baseline (``psnr`` in dB, ``ssim``)."""
         return {k: self.metrics[k] - self.baseline[k] for k in self.metrics if k in self.baseline}
@@ -89,6 +99,8 @@ class ModelWriter:
         The crappifier (None in paired mode).
     clock : Clock
         The run's clock (training time).
+    writes : bool
+        Whether this process writes the model (process 0 of several).
     """
 
     def __init__(
@@ -100,7 +112,10 @@ class ModelWriter:
         normalization: Any,
         crappify: CrappifyConfig | None,
         clock: Clock,
+        *,
+        writes: bool = True,
     ) -> None:
+        self.writes = writes
         self.path = run_dir / MODEL_NAME
         self.config = config
         self.nets = nets
@@ -111,6 +126,8 @@ class ModelWriter:
 
     def save(self, state: RunState, *, final: bool) -> Path:
         """Write the best generator (the current one if none was kept) and its metadata."""
+        if not self.writes:
+            return self.path
         metrics = {k: v for k, v in state.best.items() if k in ("psnr", "ssim")}
         metrics.update({f"bicubic_{k}": v for k, v in state.baseline.items()})
         info = ModelInfo(
@@ -134,7 +151,7 @@ class ModelWriter:
         sources = [im.get("source") for im in summary.get("images", [])]
         return {
             "finished": final,
-            "recipe": "NoGAN" if cfg.gan_enabled else "generator pretraining only",
+            "recipe": _recipe(cfg, state),
             "steps": steps_done(state),
             "seconds": round(self.clock.elapsed(), 1),
             "time_budget": self.clock.budget,
@@ -155,7 +172,17 @@ class ModelWriter:
                 "seed": cfg.seed,
             },
             "config": cfg.model_dump(mode="json"),
+            "start": history_record(state.history, "start"),
+            "self_check": history_record(state.history, "self_check"),
         }
+
+
+def _recipe(config: TrainConfig, state: RunState) -> str:
+    if not config.gan_enabled:
+        return "generator pretraining only"
+    if state.skip_gan:
+        return "generator pretraining only (the time budget could not pay for the GAN phases)"
+    return "NoGAN"
 
 
 def steps_done(state: RunState) -> dict[str, int]:

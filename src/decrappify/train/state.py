@@ -78,6 +78,8 @@ class RunState:
         Critic steps done in the current GAN phase (all of them).
     gan_improved : bool
         Whether the current GAN phase beat the generator it started from.
+    skip_gan : bool
+        The time budget cannot pay for the critic and GAN phases: they are skipped.
     optimizers : dict
         Non-tensor state of each optimiser (param groups, scalars).
     scalers : dict
@@ -110,6 +112,7 @@ class RunState:
     critic_batches: int = 0
     critic_steps: int = 0
     gan_improved: bool = False
+    skip_gan: bool = False
     optimizers: dict[str, Any] = field(default_factory=dict)
     scalers: dict[str, Any] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
@@ -422,3 +425,24 @@ def read_checkpoint(folder: str | Path) -> tuple[RunState, dict[str, torch.Tenso
             f"got those of checkpoint {meta.get(CHECKPOINT_KEY)!r}"
         )
     return state, tensors
+
+
+def history_record(history: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """Find the latest record under ``key`` in a run's history (``"start"``, ``"self_check"``).
+
+    Parameters
+    ----------
+    history : list of dict
+        The run's history.
+    key : str
+        The record's key in its history entry.
+
+    Returns
+    -------
+    dict or None
+        The record, or None when no entry has one.
+    """
+    for entry in reversed(history):
+        if isinstance(entry.get(key), dict):
+            return entry[key]
+    return None

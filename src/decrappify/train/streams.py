@@ -17,12 +17,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from decrappify.config.crappify import CrappifyConfig
 from decrappify.config.train import TrainConfig
-from decrappify.data.dataset import build_datasets, describe
+from decrappify.data.dataset import (
+    build_datasets,
+    default_workers,
+    describe,
+    keyed_loader,
+    prefetch_to_device,
+)
+from decrappify.devices import available_cores
 from decrappify.errors import InputError
+from decrappify.train.distributed import Ranks
 from decrappify.train.validation import Validator
 
 __all__ = ["STREAMS", "DataStreams", "KeyBatches"]
@@ -53,6 +61,9 @@ class KeyBatches(Sampler):
         First step.
     stop : int or None
         End step (exclusive); None for an endless stream.
+    part : slice or None
+        The part of each batch this process takes (:meth:`Ranks.share
+        <decrappify.train.distributed.Ranks.share>`); None for all of it.
     """
 
     def __init__(
@@ -64,11 +75,13 @@ class KeyBatches(Sampler):
         *,
         start: int = 0,
         stop: int | None = None,
+        part: slice | None = None,
     ) -> None:
         self.base = (int(stream) * 64 + int(cycle)) << 32
         self.n = int(samples_per_epoch)
         self.batch_size = int(batch_size)
         self.start, self.stop = int(start), stop
+        self.part = part if part is not None else slice(None)
 
     def keys(self, step: int) -> list[tuple[int, int]]:
         """Return the keys of one step's batch.
@@ -91,13 +104,8 @@ class KeyBatches(Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start
         while self.stop is None or step < self.stop:
-            yield self.keys(step)
+            yield self.keys(step)[self.part]
             step += 1
-
-
-def _worker_init(worker_id: int) -> None:
-    del worker_id
-    torch.set_num_threads(1)
 
 
 class DataStreams:
@@ -117,6 +125,9 @@ class DataStreams:
         The run's mixed-precision context (validation runs under it).
     channels_last : bool
         Feed channels-last inputs.
+    ranks : Ranks or None
+        The processes of the run: each draws its part of every batch, process 0
+        validates.
 
     Raises
     ------
@@ -134,9 +145,17 @@ class DataStreams:
         device: torch.device,
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         channels_last: bool,
+        ranks: Ranks | None = None,
     ) -> None:
+        self.ranks = ranks if ranks is not None else Ranks()
+        self.part = self.ranks.share(config.batch_size)
         self.config = config
         self.device = device
+        self.channels_last = channels_last
+        #: DataLoader worker processes (``data.num_workers``, or the device's default).
+        self.workers = config.data.num_workers
+        if self.workers is None:
+            self.workers = default_workers(device, available_cores())
         self.train_set, val_set = build_datasets(
             list(hr_sources), config.data, crappify, lr_images=lr_sources
         )
@@ -181,21 +200,38 @@ class DataStreams:
             self.config.batch_size,
             start=start,
             stop=stop,
+            part=self.part,
         )
-        workers = self.config.data.num_workers
-        loader = DataLoader(
+        loader = keyed_loader(
             self.train_set,
-            batch_sampler=sampler,
-            num_workers=workers,
-            worker_init_fn=_worker_init if workers else None,
+            sampler,
+            num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
         )
         return iter(loader)
 
+    def device_batches(
+        self, stream: str, cycle: int, *, start: int = 0, stop: int | None = None
+    ) -> Iterator[list[torch.Tensor]]:
+        """Iterate over a stream's batches on the device (the next one copied ahead)."""
+        return prefetch_to_device(
+            self.batches(stream, cycle, start=start, stop=stop),
+            self.device,
+            channels_last=self.channels_last,
+        )
+
     def validate(self, net: torch.nn.Module) -> dict[str, float]:
-        """Score a generator on the validation crops (empty without crops)."""
-        return self.validator.evaluate(net) if self.validator is not None else {}
+        """Score a generator on the validation crops (empty without crops).
+
+        Process 0 scores, the others take its scores.
+        """
+        scores = {}
+        if self.validator is not None and self.ranks.is_main:
+            scores = self.validator.evaluate(net)
+        return self.ranks.decide(scores)
 
     def preview(self, net: torch.nn.Module) -> np.ndarray | None:
-        """LR | prediction | HR of the first validation crop (None without crops)."""
-        return self.validator.preview(net) if self.validator is not None else None
+        """LR | prediction | HR of the first validation crop (None without crops; process 0)."""
+        if self.validator is None or not self.ranks.is_main:
+            return None
+        return self.validator.preview(net)

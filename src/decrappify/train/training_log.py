@@ -36,6 +36,9 @@ COLUMNS: tuple[str, ...] = (
     "val_ssim",
 )
 
+#: Colours of the self-check's classical methods on the validation axes.
+CLASSICAL_COLORS = ("tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
 #: Short names of the phases in figures.
 PHASE_LABELS = {
     "pretrain_generator": "1 pretrain G",
@@ -149,9 +152,13 @@ def plot_curves(
     *,
     baseline: Mapping[str, float] | None = None,
     baseline_name: str = "bicubic",
+    classical: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "NoGAN training",
 ) -> Path:
-    """Draw the loss and validation curves of a run (matplotlib, Agg canvas, no pyplot).
+    """Draw the loss and validation curves of a run against minutes of training (Agg canvas).
+
+    The x axis is the training time of each row (``time_s``); each phase is labelled with
+    its number of steps.
 
     Parameters
     ----------
@@ -163,6 +170,9 @@ def plot_curves(
         The baseline's ``psnr`` / ``ssim`` drawn as dashed lines.
     baseline_name : str
         Its label: ``"bicubic"``, or ``"input"`` at scale 1.
+    classical : mapping or None
+        The end-of-training self-check's methods (``"bilinear"``, ``"gaussian=1.5"`` ...)
+        and their ``psnr`` / ``ssim``, drawn as dotted labelled lines.
     title : str
         Figure title.
 
@@ -178,7 +188,10 @@ def plot_curves(
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.9, wspace=0.2, hspace=0.35)
     FigureCanvasAgg(fig)
     ax_g, ax_c, ax_p, ax_s = fig.subplots(2, 2).ravel()
-    x = list(range(len(rows)))
+    x = _minutes(rows)
+    xlabel = "minutes of training (phases labelled with their steps)"
+    if not any(x):  # a log without times: one step per row
+        x, xlabel = [float(i) for i in range(len(rows))], "steps of all phases"
     series = {c: [_num(r.get(c)) for r in rows] for c in COLUMNS if c not in ("phase",)}
     phases = [r.get("phase", "") for r in rows]
     # generator loss (pretraining loss, then the GAN generator's total loss)
@@ -195,11 +208,13 @@ def plot_curves(
             ax.plot(*zip(*pts, strict=True), "o-", color="tab:green", ms=3, label="model")
         if baseline and label in baseline:
             ax.axhline(baseline[label], color="k", ls="--", lw=1, label=baseline_name)
+        _classical_lines(ax, classical or {}, label, skip=baseline_name)
         ax.set_title(f"validation {label.upper()} (normalised)")
     for ax in (ax_g, ax_c, ax_p, ax_s):
-        _phase_marks(ax, phases)
-        ax.set_xlim(-0.5, max(len(rows), 1) - 0.5)
-        ax.set_xlabel("row of log.csv (training steps of all phases)")
+        _phase_marks(ax, phases, x)
+        if x:
+            ax.set_xlim(0.0, max(x[-1], 1e-3) * 1.01)
+        ax.set_xlabel(xlabel)
         handles, labels = ax.get_legend_handles_labels()
         if handles:
             ax.legend(fontsize=8, loc="best")
@@ -211,7 +226,32 @@ def plot_curves(
     return atomic_write(path, write)
 
 
-def _line(ax: Any, x: list[int], y: list[float], color: str, label: str) -> None:
+def _minutes(rows: Sequence[Mapping[str, str]]) -> list[float]:
+    """Minutes of training of each row, never decreasing.
+
+    The first validation is logged with the start-up time that the budget then leaves
+    out, so rows may go back in time: each row gets the smallest time of the rows from it
+    on (the first validation is where training starts).
+    """
+    times = [_num(r.get("time_s")) for r in rows]
+    out: list[float] = []
+    low = math.inf
+    for t in reversed(times):
+        low = min(low, t) if not math.isnan(t) else low
+        out.append(low / 60.0 if math.isfinite(low) else 0.0)
+    return out[::-1]
+
+
+def _classical_lines(
+    ax: Any, classical: Mapping[str, Mapping[str, float]], key: str, *, skip: str
+) -> None:
+    """Dotted, labelled lines of the self-check's classical methods on a validation axis."""
+    shown = [(n, s[key]) for n, s in classical.items() if n != skip and key in s]
+    for (name, value), color in zip(shown, CLASSICAL_COLORS, strict=False):
+        ax.axhline(value, color=color, ls=":", lw=1.2, label=name)
+
+
+def _line(ax: Any, x: list[float], y: list[float], color: str, label: str) -> None:
     pts = [(xi, v) for xi, v in zip(x, y, strict=True) if not math.isnan(v)]
     if not pts:
         return
@@ -220,17 +260,18 @@ def _line(ax: Any, x: list[int], y: list[float], color: str, label: str) -> None
     ax.plot(xs, _ema(list(ys)), color=color, lw=1.5, label=label)
 
 
-def _phase_marks(ax: Any, phases: Sequence[str]) -> None:
-    """Shade every other phase and label each at its start."""
+def _phase_marks(ax: Any, phases: Sequence[str], x: Sequence[float]) -> None:
+    """Shade every other phase and label each at its start with its number of steps."""
     starts = [i for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]]
     ends = [*starts[1:], len(phases)]
     for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
         if k % 2:
-            ax.axvspan(a - 0.5, b - 0.5, color="grey", alpha=0.08, lw=0)
+            ax.axvspan(x[a], x[b - 1], color="grey", alpha=0.08, lw=0)
+        steps = b - a - (1 if a == 0 else 0)  # the first row is the validation before step 1
         ax.text(
-            a,
+            x[a],
             0.98,
-            " " + PHASE_LABELS.get(phases[a], phases[a]),
+            f" {PHASE_LABELS.get(phases[a], phases[a])}: {steps} steps",
             transform=ax.get_xaxis_transform(),
             fontsize=7,
             color="dimgrey",

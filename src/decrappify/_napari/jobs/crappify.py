@@ -28,28 +28,6 @@ PREVIEW_CHUNK = 128
 PREVIEW_MAX = 2048
 
 
-def crappify_lazy(image: Image, config: Any, seed: int, *, chunks: Any = None) -> Image:
-    """The lazy crappified record of ``image`` (:func:`decrappify.api.crappify_image`).
-
-    Parameters
-    ----------
-    image : Image
-        The HR record.
-    config : CrappifyConfig
-        The crappifier.
-    seed : int
-        The seed.
-    chunks : int or tuple or None
-        LR chunks; the values do not depend on them.
-
-    Returns
-    -------
-    Image
-        Lazy LR record (pixel size times the scale, centred on the HR blocks).
-    """
-    return api.crappify_image(image, config, seed=seed, chunks=chunks)
-
-
 @dataclass(frozen=True)
 class Preview:
     """A crappified region of one plane.
@@ -112,7 +90,7 @@ def iter_crappify_preview(
         When the box does not meet the image.
     """
     yield Progress(phase="preview", step=0, total=None, message="intensity range")
-    lr = crappify_lazy(image, config, seed, chunks=PREVIEW_CHUNK)
+    lr = api.crappify_image(image, config, seed=seed, chunks=PREVIEW_CHUNK)
     ys, xs = (central(s, PREVIEW_MAX) for s in lr_region(box, config.scale, lr.shape[-2:]))
     if ys.stop <= ys.start or xs.stop <= xs.start:
         raise InputError(f"preview: layer {image.source!r} is not in view; pan to it first")
@@ -168,7 +146,7 @@ def iter_crappify_layer(
     from decrappify.io import iter_write_image, read_image
 
     yield Progress(phase="crappify", step=0, total=None, message="intensity range")
-    lr = crappify_lazy(image, config, seed)
+    lr = api.crappify_image(image, config, seed=seed)
     if out_dir is None and nbytes(lr) <= memory_limit:
         data = yield from iter_compute(lr.data, phase="crappify")
         return lr.with_data(data)

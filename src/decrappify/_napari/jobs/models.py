@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+from decrappify import api
 from decrappify.io import atomic_write_text
 
 #: Environment variable naming the folder of decrappify's napari settings (tests, portable
@@ -82,6 +83,8 @@ def remember_model(path: str | Path, folder: str | Path | None = None) -> list[P
         The new list. A list that cannot be written is left as it was (logged, the
         list is a convenience).
     """
+    if not Path(path).exists() and str(path) in {sp.name for sp in api.starting_points()}:
+        return recent_models(folder)  # a shipped starting point is always listed
     model = Path(path).expanduser().resolve()
     models = [model, *(p for p in recent_models(folder) if p.resolve() != model)]
     models = models[:MAX_RECENT_MODELS]

@@ -80,6 +80,17 @@ def model_summary(info: Any) -> str:
     finished = info.training.get("finished") if info.training else None
     if finished is False:
         lines.append("training: not finished (generator after pretraining)")
+    provenance = (info.training or {}).get("provenance")
+    if isinstance(provenance, dict):
+        lines.append(
+            "a starting point shipped with decrappify, not trained on your images: keep the "
+            "consistency map on to see where not to trust it"
+        )
+    from decrappify.api import self_check_summary
+
+    _, warning = self_check_summary((info.training or {}).get("self_check"))
+    if warning:
+        lines.append(f"⚠ {warning}")
     return "\n".join(lines)
 
 

@@ -1,15 +1,17 @@
-"""The test tensors and cover image of a bioimage.io package (see :mod:`.export`)."""
+"""The test tensors and cover image of a bioimage.io package (see :mod:`.bioimageio`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from decrappify.api._bioimageio_rdf import Geometry
-from decrappify.api.common import PathLike
 from decrappify.errors import InputError
+from decrappify.export.rdf import Geometry
+
+PathLike = str | os.PathLike[str]
 
 #: Preferred side of the test input (low-resolution pixels).
 TEST_SIDE = 64
@@ -36,11 +38,13 @@ def make_test_input(
             "--test-image: the model records no crappifier to make a synthetic test input "
             "with; pass a low-resolution image"
         )
-    config = CrappifyConfig.model_validate(info.crappify)
+    config = CrappifyConfig.validate_dict(
+        info.crappify, source="the model's crappifier (pass --test-image to export without it)"
+    )
     if config.scale != g.scale:
         config = config.with_scale(g.scale)
     kind = "em" if str(config.name or "").startswith("em") else "fluorescence"
-    side = fit_side(TEST_SIDE, g)
+    side = fit_side(max(TEST_SIDE, g.min_side), g)
     shape = (side * g.scale, side * g.scale)
     if g.n_frames > 1:
         shape = (g.n_frames, *shape)
@@ -54,6 +58,7 @@ def make_test_input(
 
 
 def crop_test_image(path: Path, g: Geometry) -> tuple[np.ndarray, str]:
+    """Cut the central valid-size crop (the central planes of a stack) of an LR image."""
     from decrappify.io import read_image
 
     image = read_image(path)
@@ -90,6 +95,7 @@ def crop_test_image(path: Path, g: Geometry) -> tuple[np.ndarray, str]:
 
 
 def normalised_input(raw: np.ndarray, info: Any) -> np.ndarray:
+    """Normalise the test input by its percentiles, as decrappify and bioimage.io do."""
     from decrappify.normalize import normalize, percentile_range
 
     norm = info.normalization

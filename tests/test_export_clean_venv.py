@@ -1,0 +1,124 @@
+"""A bioimage.io package runs where decrappify is not installed, and predicts what it predicts.
+
+A fresh virtual environment gets only PyTorch and bioimageio.core from the package index
+(``pip install torch==2.13.0 bioimageio.core 'pydantic<2.14'``: torch named so pip takes
+the CPU build, pydantic capped because bioimageio.core 0.11 pins a bioimageio.spec that
+rejects every model with pydantic 2.14). There ``bioimageio test --weight-format all``
+must pass on an exported package, and ``bioimageio.core``'s blockwise prediction must
+equal ``decrappify predict``'s within 2e-3 of its range, borders included (its whole-image
+mode takes the percentiles of the halo-padded image: bounded, not equal).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+#: A citation of the model's own (bioimageio.spec would look a GitHub user up online).
+CITE = "Lovelace A. Our microscope. 2026 10.1234/ours"
+#: What the consumer installs: PyTorch (CPU file) and bioimageio.core, nothing of ours.
+CONSUMER = ["torch==2.13.0", "bioimageio.core", "pydantic<2.14"]
+
+
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return subprocess.run(args, capture_output=True, text=True, env=env, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def consumer(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("consumer") / "venv"
+    venv.create(root, with_pip=True)
+    python = root / "bin" / "python"
+    done = _run([str(python), "-m", "pip", "install", "--quiet", *CONSUMER], timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # nothing of decrappify is importable there
+    probe = _run([str(python), "-c", "import decrappify"], cwd=root)
+    assert probe.returncode != 0 and "No module named 'decrappify'" in probe.stderr
+    return python
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    from _export_model import saved_model
+    from decrappify.api import export_bioimageio
+
+    folder = tmp_path_factory.mktemp("clean_export")
+    model = saved_model(folder, scale=2)
+    result = export_bioimageio(
+        model, folder / "em_x2.zip", authors=["Ada Lovelace"], cite=[CITE], test=False
+    )
+    return result.path
+
+
+def test_bioimageio_test_passes_without_decrappify(consumer, package):
+    bioimageio = consumer.with_name("bioimageio")
+    done = _run(
+        [str(bioimageio), "test", str(package), "--weight-format", "all"],
+        cwd=package.parent,
+        timeout=1800,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    for fmt in ("pytorch_state_dict", "torchscript"):
+        assert f"Reproduce test outputs from test inputs ({fmt})" in output
+    assert "No module named" not in output
+
+
+def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tmp_path):
+    from _export_model import NORM
+    from decrappify.api import iter_predict_image
+    from decrappify.events import run_to_end
+    from decrappify.normalize import percentile_range
+    from decrappify.sample import synthetic_image
+
+    images = {
+        side: np.asarray(synthetic_image("em", (2 * side, 2 * side), seed=5).data)[::2, ::2]
+        for side in (128, 256)
+    }
+    for side, lr in images.items():
+        np.save(tmp_path / f"lr{side}.npy", lr.astype(np.float32))
+    # bioimageio.core blockwise: the percentiles of the whole image, then blocks padded by
+    # the halo (blocks must fit in the image, so the 256 x 256 one); and the whole 128 x 128
+    # image at once. Named axes: from a bare array bioimageio.core 0.11 refuses an image
+    # smaller than the network's minimum, which includes the halo it pads.
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from bioimageio.core import Tensor, load_model_description, predict
+        model = load_model_description({str(package)!r})
+        size = model.inputs[0].axes[2].size
+        dims = ("batch", "channel", "y", "x")
+        for name, side, n in (
+            ("tiles", 256, 4), ("blocks", 256, (256 - size.min) // size.step), ("whole", 128, None)
+        ):
+            image = Tensor.from_numpy(np.load(f"lr{{side}}.npy")[None, None], dims=dims)
+            sample = predict(model=model, inputs={{"input": image}}, blocksize_parameter=n)
+            out = next(iter(sample.members.values())).data.to_numpy()
+            np.save(name + ".npy", out[0, 0])
+        """
+    )
+    done = _run([str(consumer), "-c", script], cwd=tmp_path, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    model = package.parent / "em_x2_1f"
+    for name, side, bound in (("tiles", 256, 2e-3), ("blocks", 256, 2e-3), ("whole", 128, 0.1)):
+        lr = images[side]
+        settings = {"dtype": "float32", "device": "cpu"}
+        result = run_to_end(iter_predict_image(model, lr, None, settings))
+        lo, hi = percentile_range(lr, NORM.low, NORM.high)
+        ours = (np.asarray(result.image.data, dtype=np.float64) - lo) / (hi - lo)
+        theirs = np.load(tmp_path / f"{name}.npy")
+        assert ours.shape == theirs.shape == (2 * side, 2 * side)
+        # everywhere, the outermost rows and columns included; the whole image at once is
+        # off by the percentiles bioimageio.core takes of the image padded by the halo
+        difference = np.abs(ours - theirs).max()
+        assert difference <= bound * float(ours.max() - ours.min()), (name, difference)
