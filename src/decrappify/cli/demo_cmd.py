@@ -59,7 +59,7 @@ def demo(
     """
     from decrappify import api
     from decrappify.config.base import parse_overrides
-    from decrappify.config.train import parse_duration
+    from decrappify.durations import parse_duration
 
     time_budget = renamed("--budget", "--time-budget", budget, time_budget, DEFAULT_BUDGET)
     if not 1 <= scale <= 8:
