@@ -220,7 +220,11 @@ def iter_export_bioimageio(
             status, checks = bioimageio_test(zipped, target)
         os.replace(zipped, target)
     except Exception as err:  # torch reports a full disk as RuntimeError (inline_container)
-        failure = write_failure(target, err, writing=isinstance(err, RuntimeError))
+        # ... and a short write under a file size limit as an OSError without errno
+        unexplained = isinstance(err, RuntimeError) or (
+            isinstance(err, OSError) and err.errno is None
+        )
+        failure = write_failure(target, err, writing=unexplained)
         if failure is not None:
             raise failure from err
         if isinstance(err, OSError) and not isinstance(err, OutputError):
