@@ -16,8 +16,10 @@ moved by a changing load).
   weights do not change the cost of a forward pass, but the automatic overlap comes from
   the receptive field measured on the network (about 1 pixel for these random weights,
   whose decoder starts at zero; a trained model's is larger, so its windows are: pass a
-  trained ``--model`` for the user's figure). The first run with a model measures its
-  receptive field and caches it beside the model.
+  trained ``--model`` for the user's figure, or ``--active``: the untrained model with its
+  zero-initialised layers -- the blocks' layer scales, the last convolution -- made
+  random, so that every block contributes and the field is the architecture's). The
+  first run with a model measures its receptive field and caches it beside the model.
 * **PSSR2** (``--with-pssr2``): pssr 2.4.0 in its own venv (``pssr2_env.py``), its default
   ``ResUNet`` (60 M parameters, 4x) with random weights, seed 0: *whole image* through its
   CLI (``pssr -dp INPUTS -mp resunet.pth -dt "ImageDataset(hr_res=1024)"``: one forward
@@ -29,7 +31,7 @@ squeezed: PSSR2 writes (1, H, W)) and its dtype. Where the time goes inside decr
 ``predict_profile.py``.
 
 Usage: python benchmarks/predict_speed.py [--data DIR | --images DIR] [-n 5] [--threads 2]
-       [--repeat 3] [--model PATH] [--with-pssr2] [--pssr2-paths whole,sliding]
+       [--repeat 3] [--model PATH | --active] [--with-pssr2] [--pssr2-paths whole,sliding]
        [--pssr2-venv /tmp/pssr2-venv] [--json PATH] [--workdir DIR]
 """
 
@@ -152,7 +154,28 @@ def check_outputs(inputs: list[Path], out_dir: Path) -> dict[str, Any]:
     return {"ok": True, "detail": detail}
 
 
-def decrappify_model(model: Path | None, workdir: Path) -> tuple[Path, str]:
+def activate(net: Any, std: float = 0.1) -> int:
+    """Give the parameters that start at zero (layer scales, last layers) random values.
+
+    An untrained generator starts as bilinear interpolation: its blocks' scales and its
+    last convolution are zero, so its measured receptive field is a pixel or so. With
+    them random, every block contributes and the field is the architecture's, as after
+    training. Returns the number of parameter tensors changed.
+    """
+    import torch
+
+    changed = 0
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if param.dim() > 1 or name.endswith(("beta", "gamma")):
+                if not param.any():
+                    param.copy_(std * torch.randn(param.shape, generator=generator))
+                    changed += 1
+    return changed
+
+
+def decrappify_model(model: Path | None, workdir: Path, active: bool) -> tuple[Path, str]:
     """The model to run: ``--model``, or an untrained default generator saved here."""
     if model is not None:
         if not model.exists():
@@ -164,12 +187,12 @@ def decrappify_model(model: Path | None, workdir: Path) -> tuple[Path, str]:
 
     cfg = TrainConfig().generator
     net = build_generator(cfg, seed=0)
+    state = "untrained"
+    if active:
+        state = f"untrained, {activate(net)} zero-initialised tensors made random (--active)"
     path = save_model(workdir / "default_generator.safetensors", net, ModelInfo(generator=cfg))
     millions = sum(p.numel() for p in net.parameters()) / 1e6
-    return path, (
-        f"default generator ({cfg.encoder.value}, {cfg.preset.value}, nf_factor "
-        f"{cfg.nf_factor}, x{cfg.scale}, {millions:.1f} M parameters), untrained"
-    )
+    return path, f"default generator ({cfg.describe()}, x{cfg.scale}, {millions:.1f} M), {state}"
 
 
 def engine_note(report: Path) -> str:
@@ -345,7 +368,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     info = machine()
     load_before = os.getloadavg()
     inputs, images = prepare_inputs(args.images, args.data, args.n, workdir / "inputs")
-    model, model_text = decrappify_model(args.model, workdir)
+    model, model_text = decrappify_model(args.model, workdir, args.active)
     jobs = [decrappify_job(model, inputs[0].parent, args)]
     pssr2: dict[str, Any] = {}
     if args.with_pssr2:
@@ -398,6 +421,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads per tool (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool (default 3)")
     parser.add_argument("--model", type=Path, help="decrappify model (default: untrained)")
+    parser.add_argument(
+        "--active",
+        action="store_true",
+        help="untrained model with its zero-initialised layers made random (its receptive "
+        "field, hence its overlap, as after training)",
+    )
     parser.add_argument(
         "--decrappify-args",
         default="",
