@@ -169,3 +169,24 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     part.write_text(json.dumps(record, indent=2, default=str) + "\n")
     os.replace(part, path)
     print(f"record written to {path}")
+
+
+def activate(net: Any, std: float = 0.1) -> int:
+    """Give the parameters that start at zero (layer scales, last layers) random values.
+
+    An untrained generator starts as bilinear interpolation: its blocks' scales and its
+    last convolution are zero, so its measured receptive field is a pixel or so. With
+    them random, every block contributes and the field is the architecture's, as after
+    training. Returns the number of parameter tensors changed.
+    """
+    import torch
+
+    changed = 0
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if param.dim() > 1 or name.endswith(("beta", "gamma")):
+                if not param.any():
+                    param.copy_(std * torch.randn(param.shape, generator=generator))
+                    changed += 1
+    return changed

@@ -1,6 +1,6 @@
 """Benchmark: tiled prediction with small tiles against whole-image prediction (seams).
 
-Real decrappify generators (ResNet-18 U-Nets, x4) super-resolve a 512^2 LR synthetic EM
+Real decrappify generators (x4; the default is a ``naf`` U-Net) super-resolve a 512^2 LR synthetic EM
 image into a 2048^2 output twice:
 
 * **whole**: the network on the whole image in one forward pass (reflect-padded by
@@ -11,7 +11,8 @@ image into a 2048^2 output twice:
 Generators (``--configs``): ``small`` (``nf_factor`` 0.25, one convolution per decoder
 block, no blur, no self-attention) and ``default`` (the generator ``decrappify train``
 builds by default, ``TrainConfig().generator``),
-random initialisation (``--train-steps N``
+random initialisation (``--active``: with the layers that start at zero made random, so
+that every block contributes; ``--train-steps N``
 trains each briefly first: L1 on x4 area-downsampled noisy synthetic EM), or a trained
 model file with ``--model``.
 
@@ -30,7 +31,7 @@ nearest tile edge).
 
 Targets: PSNR >= 50 dB, jump <= 1 and level <= 1 (no seam).
 
-Usage: python benchmarks/predict_seams.py [--configs small default] [--train-steps N]
+Usage: python benchmarks/predict_seams.py [--configs small default] [--active] [--train-steps N]
        [--model PATH] [--tile 64] [--size 512]
 """
 
@@ -42,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import activate
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Changes to the default training generator (``TrainConfig().generator``), by name.
@@ -261,6 +263,11 @@ def main() -> None:
     )
     parser.add_argument("--model", type=Path, default=None, help="a trained model instead")
     parser.add_argument("--train-steps", type=int, default=0)
+    parser.add_argument(
+        "--active",
+        action="store_true",
+        help="random-init generators with their zero-initialised layers made random too",
+    )
     parser.add_argument("--size", type=int, default=512, help="LR side")
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--overlap", default="auto")
@@ -285,11 +292,14 @@ def main() -> None:
     for name in configs:
         cfg = GeneratorConfig(**{**TrainConfig().generator.model_dump(), **CONFIGS[name]})
         net = build_generator(cfg, seed=0)
-        label = f"ResNet-18 U-Net x4 '{name}', random init"
+        label = f"{cfg.short_name} x{cfg.scale} '{name}', random init"
+        if args.active:
+            activate(net)
+            label += ", every block active"
         if args.train_steps:
             print(f"training '{name}' for {args.train_steps} steps ...")
             net = train_briefly(net, args.train_steps, 4)
-            label = f"ResNet-18 U-Net x4 '{name}', {args.train_steps} training steps"
+            label = f"{cfg.short_name} x{cfg.scale} '{name}', {args.train_steps} training steps"
         nets.append((net.eval(), label))
     scale = nets[0][0].scale
     hr = synthetic_image("em", (args.size * scale, args.size * scale), seed=3)

@@ -53,6 +53,7 @@ from typing import Any
 
 from _common import (
     Run,
+    activate,
     add_data_argument,
     data_folder,
     git_version,
@@ -152,27 +153,6 @@ def check_outputs(inputs: list[Path], out_dir: Path) -> dict[str, Any]:
     if any(len(s) > 2 for s in stored):
         detail += f" (stored as {', '.join(str(s) for s in sorted(stored))})"
     return {"ok": True, "detail": detail}
-
-
-def activate(net: Any, std: float = 0.1) -> int:
-    """Give the parameters that start at zero (layer scales, last layers) random values.
-
-    An untrained generator starts as bilinear interpolation: its blocks' scales and its
-    last convolution are zero, so its measured receptive field is a pixel or so. With
-    them random, every block contributes and the field is the architecture's, as after
-    training. Returns the number of parameter tensors changed.
-    """
-    import torch
-
-    changed = 0
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in net.named_parameters():
-            if param.dim() > 1 or name.endswith(("beta", "gamma")):
-                if not param.any():
-                    param.copy_(std * torch.randn(param.shape, generator=generator))
-                    changed += 1
-    return changed
 
 
 def decrappify_model(model: Path | None, workdir: Path, active: bool) -> tuple[Path, str]:
