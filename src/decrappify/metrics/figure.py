@@ -19,12 +19,12 @@ from decrappify.io.image import Image
 from decrappify.metrics.baselines import baseline_label, scale_for, upsample
 from decrappify.metrics.core import (
     affine_fit,
-    as_plane,
     evaluate_pair,
     gt_range,
     shape_mismatch_message,
 )
 from decrappify.metrics.frc import FRCResult, frc
+from decrappify.metrics.planes import as_plane
 from decrappify.metrics.stack import PREDICTION
 from decrappify.normalize import percentile_range
 

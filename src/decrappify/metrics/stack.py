@@ -24,7 +24,6 @@ from decrappify.metrics.baselines import (
     Baseline,
     infer_scale,
     parse_baseline,
-    resize_plane,
     scale_for,
 )
 from decrappify.metrics.core import (
@@ -34,6 +33,7 @@ from decrappify.metrics.core import (
     evaluate_pair,
     shape_mismatch_message,
 )
+from decrappify.metrics.planes import resize_plane
 
 #: Name of the network's output among the methods of a :class:`StackResult`.
 PREDICTION = "prediction"
