@@ -6,6 +6,7 @@
   within one);
 - the napari plugin reaches the core only through ``decrappify.api`` (and config, io,
   errors, events), function-level imports included;
+- no function longer than 100 lines (its whole span: decorators, signature, docstring, body).
 
 Imports under ``if TYPE_CHECKING:`` count too: a module that needs another's types to be
 read sits above it.
@@ -21,6 +22,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "decrappify"
+
+#: Longest function allowed, in lines (decorators, signature, docstring and body).
+MAX_FUNCTION_LINES = 100
 
 #: What ``decrappify._napari`` must not import: the core is reached through ``api``.
 NAPARI_FORBIDDEN = ("predict", "train", "metrics", "crappify", "models", "data")
@@ -146,6 +150,40 @@ def describe(graph: dict[str, dict[str, int]], cycle: list[str]) -> str:
     return " -> ".join(steps + [cycle[-1]])
 
 
+def forbidden_imports(
+    graph: dict[str, dict[str, int]], source: str, forbidden: tuple[str, ...]
+) -> list[str]:
+    """``module (line n) imports target`` for each import from ``source`` of a ``forbidden``.
+
+    ``source`` is a package (its modules count) and ``forbidden`` names packages below
+    the root package (their modules count too).
+    """
+    root = source.split(".")[0]
+    banned = tuple(f"{root}.{name}" for name in forbidden)
+    return [
+        f"{module} (line {line}) imports {target}"
+        for module, edges in graph.items()
+        if module == source or module.startswith(f"{source}.")
+        for target, line in edges.items()
+        if target in banned or target.startswith(tuple(f"{name}." for name in banned))
+    ]
+
+
+def long_functions(src: Path = SRC, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (n lines)`` of every function or method longer than ``limit``."""
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                lines = node.end_lineno - first + 1
+                if lines > limit:
+                    where = path.relative_to(src.parent)
+                    found.append(f"{where}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
 # -- the checks on the package ------------------------------------------------------------
 
 
@@ -159,16 +197,13 @@ def test_no_import_cycles_in_the_package():
 
 
 def test_the_napari_plugin_imports_the_core_only_through_api():
-    graph = import_graph()
-    forbidden = tuple(f"{PACKAGE}.{name}" for name in NAPARI_FORBIDDEN)
-    found = [
-        f"{module} (line {line}) imports {target}"
-        for module, edges in graph.items()
-        if module.startswith(f"{PACKAGE}._napari")
-        for target, line in edges.items()
-        if target in forbidden or target.startswith(tuple(f"{name}." for name in forbidden))
-    ]
+    found = forbidden_imports(import_graph(), f"{PACKAGE}._napari", NAPARI_FORBIDDEN)
     assert not found, "\n".join(found)
+
+
+def test_no_function_is_longer_than_the_limit():
+    found = long_functions()
+    assert not found, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(found)
 
 
 # -- the checks themselves, on a small package --------------------------------------------
@@ -203,21 +238,62 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("files", "expected"),
+    ("init", "expected"),
     [
-        # a name from a package is an import of the package (its __init__)
-        ({"pkg/sub/__init__.py": "from .x import f\n", "pkg/sub/x.py": "def f(): ..."}, {}),
         # relative imports from a package's __init__ start at the package itself
-        ({"pkg/sub/__init__.py": "from . import x\n", "pkg/sub/x.py": ""}, {"pkg.sub.x": 1}),
+        ("from .x import f\n", {"pkg.sub.x": 1}),
+        ("from . import x\n", {"pkg.sub.x": 1}),
+        # a name (not a module) from a package is an import of the package's __init__
+        ("\n\nfrom pkg import thing\n", {"pkg": 3}),
         # ``import a.b.name`` where name is not a module resolves to a.b
-        ({"pkg/sub/__init__.py": "import pkg.x.f\n", "pkg/x.py": ""}, {"pkg.x": 1}),
+        ("def f():\n    import pkg.sub.x.f\n", {"pkg.sub.x": 2}),
     ],
 )
-def test_imports_resolve_to_modules(tmp_path, files, expected):
-    src = write(tmp_path, {"pkg/__init__.py": "", **files})
+def test_imports_resolve_to_modules(tmp_path, init, expected):
+    src = write(
+        tmp_path,
+        {"pkg/__init__.py": "thing = 1\n", "pkg/sub/__init__.py": init, "pkg/sub/x.py": ""},
+    )
     graph = import_graph(src, "pkg")
-    if expected:
-        assert graph["pkg.sub"] == expected
-    else:
-        assert graph["pkg.sub"] == {"pkg.sub.x": 1}
+    assert graph["pkg.sub"] == expected
     assert import_cycles(graph) == []
+
+
+def test_a_forbidden_import_inside_a_function_is_found(tmp_path):
+    src = write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/api.py": "from pkg.core import run\n",
+            "pkg/core/__init__.py": "def run(): ...\n",
+            "pkg/core/engine.py": "",
+            "pkg/core_extra.py": "",
+            "pkg/shell/__init__.py": "from pkg import api\n",
+            "pkg/shell/jobs.py": (
+                "import pkg.core_extra\n\ndef job():\n    from pkg.core import engine\n"
+            ),
+        },
+    )
+    graph = import_graph(src, "pkg")
+    assert forbidden_imports(graph, "pkg.shell", ("core",)) == [
+        "pkg.shell.jobs (line 4) imports pkg.core.engine"
+    ]
+    assert forbidden_imports(graph, "pkg.shell", ("api",)) == ["pkg.shell (line 1) imports pkg.api"]
+
+
+def test_a_function_is_measured_from_its_decorators_to_its_last_line(tmp_path):
+    body = "    x = 1\n" * 97
+    src = write(
+        tmp_path,
+        {
+            "pkg/long.py": f"@decorator\ndef f():\n    '''Doc.'''\n{body}",
+            "pkg/short.py": f"def g():\n    '''Doc.'''\n{body}",
+        },
+    )
+    where = tmp_path.name
+    assert long_functions(src) == []
+    assert long_functions(src, limit=99) == [f"{where}/pkg/long.py:2 f (100 lines)"]
+    assert long_functions(src, limit=98) == [
+        f"{where}/pkg/long.py:2 f (100 lines)",
+        f"{where}/pkg/short.py:1 g (99 lines)",
+    ]
