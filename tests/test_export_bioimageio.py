@@ -387,9 +387,9 @@ def test_bioimageio_predicts_what_decrappify_predicts(package, model):
     # on a new 256 x 256 image, bioimageio.core in tiles (the percentiles of the whole
     # image, then each block padded by the halo, by reflection at the image's borders) and
     # decrappify's tiled predictor (context reflected) agree within 2e-3 of the range,
-    # borders included (1.4e-3 measured at the border; both truncate the context at the
-    # receptive field's 0.1 % tolerance). Named axes: from a bare array bioimageio.core
-    # 0.11 refuses an image smaller than the network's minimum, which counts the halo.
+    # borders included (docs/bioimageio.md: 1.5e-3 measured for resnet, 2.7e-4 for naf).
+    # Named axes: from a bare array bioimageio.core 0.11 refuses an image smaller than
+    # the network's minimum, which counts the halo.
     lr = np.asarray(synthetic_image("em", (512, 512), seed=4).data)[::2, ::2]
     lr = lr.astype(np.float32)
     image = Tensor.from_numpy(lr[None, None], dims=("batch", "channel", "y", "x"))
