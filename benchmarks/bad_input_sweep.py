@@ -21,8 +21,11 @@ against another source tree (``--src /path/to/src``) to compare releases; ``--ma
 prints the family table for ``docs/robustness.md``. ENOSPC cases need root (they mount a
 small tmpfs) and are skipped otherwise.
 
-Usage: python benchmarks/bad_input_sweep.py [--src DIR] [--scratch DIR] [--only SUBSTRING]
+Usage: python benchmarks/bad_input_sweep.py [--src DIR] [--scratch DIR] [--only SUBSTRING ...]
        [--json OUT.json] [--markdown]
+
+With ``--only`` and an existing ``--json`` file, the cases run replace their rows in it (a
+rerun of a few cases after a fix) and ``--markdown`` prints the table of the whole file.
 """
 
 from __future__ import annotations
@@ -70,8 +73,9 @@ DRIVER = textwrap.dedent(
     SuperResolutionNet.forward = slow_forward
     from decrappify.cli import main
 
-    sys.argv = ["decrappify", *sys.argv[1:]]
-    main()
+    if __name__ == "__main__":  # dask's worker processes import this script again
+        sys.argv = ["decrappify", *sys.argv[1:]]
+        main()
     """
 )
 FAST = ["--tile", "32", "--device", "cpu", "--threads", "1", "-q"]
@@ -115,6 +119,10 @@ class Sweep:
 
     def start(self, cwd: Path, *args, slow: str = "0", limit: int | None = None):
         def limited():
+            # as from a terminal: a sweep started with nohup or '&' ignores SIGHUP/SIGINT,
+            # and the command keeps a signal ignored that it inherits ignored
+            for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
@@ -159,14 +167,14 @@ class Sweep:
         return path
 
     @staticmethod
-    def tif(path: Path, shape=(64, 64), seed: int = 0, dtype="uint8") -> Path:
+    def tif(path: Path, shape=(64, 64), seed: int = 0, dtype="uint8", axes=None) -> Path:
         import numpy as np
         import tifffile
 
         path.parent.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed)
         base = rng.random(shape) * (200 if dtype == "uint8" else 4000)
-        tifffile.imwrite(path, base.astype(dtype))
+        tifffile.imwrite(path, base.astype(dtype), metadata={"axes": axes} if axes else None)
         return path
 
 
@@ -739,7 +747,7 @@ def case_full_disk_predict_zarr(s: Sweep, d: Path):
 
 @case("disk")
 def case_full_disk_crappify(s: Sweep, d: Path):
-    s.tif(d / "big.tif", (4, 512, 512), seed=1)
+    s.tif(d / "big.tif", (4, 512, 512), seed=1, axes="ZYX")  # a stack, not 4 channels
     return _full_disk(s, d, "crappify", "big.tif", "-o", "small/out", "--scale", "1", "-q")
 
 
@@ -957,15 +965,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=None, help="source tree to test (PYTHONPATH)")
     parser.add_argument("--scratch", type=Path, default=None)
-    parser.add_argument("--only", default=None, help="run the cases whose name holds this")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run the cases whose name holds this"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the outcomes here")
     parser.add_argument("--markdown", action="store_true", help="print the family table")
+    parser.add_argument(
+        "--compare", type=Path, nargs=2, metavar=("BEFORE.json", "AFTER.json"),
+        help="print the family table of two earlier runs side by side (runs nothing)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.compare:
+        before, after = (json.loads(path.read_text()) for path in args.compare)
+        print(markdown(before, after))
+        return 0
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="decrappify-sweep-"))
     sweep = Sweep(args.src.resolve() if args.src else None, scratch.resolve())
     prepare(sweep)
     for item in CASES:
-        if args.only and args.only not in item.name:
+        if args.only and not any(part in item.name for part in args.only):
             continue
         start = time.monotonic()
         try:
@@ -978,22 +996,38 @@ def main(argv: list[str] | None = None) -> int:
              "seconds": round(seconds, 1)}
         )  # fmt: skip
         print(f"{item.family:9} {outcome:16} {seconds:6.1f} s  {item.name}: {note}", flush=True)
+    results = sweep.results
+    if args.json and args.only and args.json.exists():
+        ran = {r["case"]: r for r in results}
+        results = [ran.pop(r["case"], r) for r in json.loads(args.json.read_text())]
+        results += list(ran.values())
     if args.json:
-        args.json.write_text(json.dumps(sweep.results, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
-        print(markdown(sweep.results))
+        print(markdown(results))
     return 0
 
 
-def markdown(results: list[dict]) -> str:
+def markdown(results: list[dict], after: list[dict] | None = None) -> str:
+    """The family table: cases and the count of each outcome (``before → after`` given two runs).
+
+    Outcomes other than the judged ones (``sweep error``, ``skipped``) get columns of their own
+    when they occur, so that no case drops out of the counts unseen.
+    """
+    runs = [results] if after is None else [results, after]
+    extra = sorted({r["outcome"] for run in runs for r in run} - set(OUTCOMES))
+    outcomes = [*OUTCOMES, *extra]
     lines = [
-        "| family | cases | " + " | ".join(OUTCOMES) + " |",
-        "|---|---|" + "---|" * len(OUTCOMES),
+        "| family | cases | " + " | ".join(outcomes) + " |",
+        "|---|---|" + "---|" * len(outcomes),
     ]
-    for family, title in FAMILIES.items():
-        rows = [r for r in results if r["family"] == family]
-        counts = [sum(r["outcome"] == o for r in rows) for o in OUTCOMES]
-        lines.append(f"| {title} | {len(rows)} | " + " | ".join(map(str, counts)) + " |")
+    families = [*FAMILIES.items(), ("", "**all**")]
+    for family, title in families:
+        rows = [[r for r in run if family in ("", r["family"])] for run in runs]
+        cells = [" → ".join(str(n) for n in dict.fromkeys(map(len, rows)))] + [
+            " → ".join(str(sum(r["outcome"] == o for r in run)) for run in rows) for o in outcomes
+        ]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
