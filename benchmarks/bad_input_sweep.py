@@ -977,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compare:
         before, after = (json.loads(path.read_text()) for path in args.compare)
-        print(markdown(before, after))
+        print(markdown(before, after) + "\n\n" + case_table(before, after))
         return 0
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="decrappify-sweep-"))
     sweep = Sweep(args.src.resolve() if args.src else None, scratch.resolve())
@@ -1028,6 +1028,17 @@ def markdown(results: list[dict], after: list[dict] | None = None) -> str:
             " → ".join(str(sum(r["outcome"] == o for r in run)) for run in rows) for o in outcomes
         ]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def case_table(before: list[dict], after: list[dict]) -> str:
+    """One row per case: its family, name and the outcome of each run."""
+    outcome = {r["case"]: r["outcome"] for r in before}
+    lines = ["| family | case | before | after |", "|---|---|---|---|"]
+    for r in after:
+        lines.append(
+            f"| {r['family']} | {r['case']} | {outcome.get(r['case'], '')} | {r['outcome']} |"
+        )
     return "\n".join(lines)
 
 
