@@ -1,7 +1,8 @@
 # decrappify: the two commands of the README, and their helpers.
 #   make demo   install (CPU) and run the demo end to end
-#   make test   install everything the tests need and run lint + the test suite
-#               (and the distributions' build + twine check)
+#   make test   install everything the tests need and run lint + the default test suite
+#               (and the distributions' build + twine check); slow tests excluded
+#   make test-slow    the slow tests (end to end, subprocesses, clean venvs); CI runs them too
 #   make test-py312   the torch-free tests on Python 3.12 with the newest tifffile/zarr
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,12 +16,12 @@ PY312 ?= $(shell command -v python3.12 || ls -d $(HOME)/.pyenv/versions/3.12*/bi
 VENV312 ?= .venv312
 # The tests of the modules that never import torch (the contract in pyproject.toml): no
 # CPU build of torch for 3.12 is reachable, only a multi-GB CUDA one.
-PURE_TESTS = tests/test_io_*.py tests/test_fuzz_read.py tests/test_image_record.py \
+PURE_TESTS = tests/test_io_*.py tests/test_fuzz_read.py \
 	tests/test_crappify_*.py tests/test_metrics_*.py tests/test_normalize.py \
 	tests/test_sample.py tests/test_train_config.py tests/test_durations.py tests/test_module_sizes.py \
-	tests/test_packaging.py
+	tests/test_packaging.py tests/test_code_shape.py
 
-.PHONY: demo test venv venv-test system-deps lint docs dist test-py312 clean
+.PHONY: demo test test-slow venv venv-test system-deps lint docs dist test-py312 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +63,12 @@ lint: venv-test
 	$(BIN)/python tools/module_sizes.py
 
 test: system-deps venv-test lint docs dist
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The tests marked slow (each over ~20 s: whole training runs, signals and file size
+# limits in subprocesses, bioimage.io packages tested in a clean virtual environment).
+test-slow: system-deps venv-test
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 # The sdist and wheel PyPI would get, checked by twine (metadata, README rendering).
 dist: venv-test
