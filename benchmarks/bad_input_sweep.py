@@ -31,6 +31,7 @@ rerun of a few cases after a fix) and ``--markdown`` prints the table of the who
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -61,8 +62,10 @@ RAW = re.compile(
 )
 DRIVER = textwrap.dedent(
     """
-    import os, sys, time
+    import faulthandler, os, signal, sys, time
     from decrappify.models.unet import SuperResolutionNet
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the sweep's stacks of a hang
 
     forward = SuperResolutionNet.forward
 
@@ -89,6 +92,7 @@ class Run:
     err: str
     seconds: float
     hung: bool = False
+    stacks: str = ""
 
     @property
     def text(self) -> str:
@@ -144,9 +148,16 @@ class Sweep:
             out, err = child.communicate(timeout=timeout)
             return Run(child.returncode, out, err, time.monotonic() - start)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            # ask the driver for every thread's stack, keep them, then kill
+            if child.poll() is None:
+                os.kill(child.pid, signal.SIGUSR1)
+                time.sleep(3)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
             out, err = child.communicate()
-            return Run(None, out, err, time.monotonic() - start, hung=True)
+            stacks = self.scratch / f"hang-{child.pid}.txt"
+            stacks.write_text(err)
+            return Run(None, out, err, time.monotonic() - start, hung=True, stacks=str(stacks))
 
     def run(self, cwd: Path, *args, timeout: float = 240, **kwargs) -> Run:
         return self.finish(self.start(cwd, *args, **kwargs), timeout)
@@ -211,7 +222,7 @@ def judge(
     if before is not None and digest([Path(p) for p in before]) != before:
         return "data loss", "an input or a user's file changed"
     if run.hung:
-        return "hang", f"no end after {run.seconds:.0f} s"
+        return "hang", f"no end after {run.seconds:.0f} s (stacks: {run.stacks})"
     if RAW.search(run.err):
         return "traceback", RAW.search(run.err).group(0)
     if fail and run.code == 0:
@@ -619,7 +630,7 @@ def _judge_stop(run: Run | None, d: Path, code: int, *, resume: bool = False):
     if run is None:
         return "unclear", "the command ended before the signal"
     if run.hung:
-        return "hang", "no end after the signal"
+        return "hang", f"no end after the signal (stacks: {run.stacks})"
     if RAW.search(run.err):
         return "traceback", RAW.search(run.err).group(0)
     left = leftovers(d / "out")
