@@ -1,8 +1,8 @@
 """Sweep: the bad-input cases of issue 20, run through the real CLI, each judged in one word.
 
 Every case sets up a scratch folder (a tiny ×2 model, small TIFF/OME-Zarr images), runs
-``python -m decrappify ...`` in a subprocess (with a signal, a second process, a file size
-limit or a full disk where the case needs one) and judges the outcome:
+the CLI's ``main`` in a subprocess through a driver script (with a signal, a second
+process, a file size limit or a full disk where the case needs one) and judges the outcome:
 
 * ``data loss``: an input or a file the user owns was changed or removed, or an output
   reported as written is unreadable;
