@@ -16,10 +16,10 @@ PY312 ?= $(shell command -v python3.12 || ls -d $(HOME)/.pyenv/versions/3.12*/bi
 VENV312 ?= .venv312
 # The tests of the modules that never import torch (the contract in pyproject.toml): no
 # CPU build of torch for 3.12 is reachable, only a multi-GB CUDA one.
-PURE_TESTS = tests/test_io_*.py tests/test_fuzz_read.py tests/test_image_record.py \
+PURE_TESTS = tests/test_io_*.py tests/test_fuzz_read.py \
 	tests/test_crappify_*.py tests/test_metrics_*.py tests/test_normalize.py \
 	tests/test_sample.py tests/test_train_config.py tests/test_durations.py tests/test_module_sizes.py \
-	tests/test_packaging.py
+	tests/test_packaging.py tests/test_code_shape.py
 
 .PHONY: demo test test-slow venv venv-test system-deps lint docs dist test-py312 clean
 

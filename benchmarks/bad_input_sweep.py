@@ -1,8 +1,8 @@
 """Sweep: the bad-input cases of issue 20, run through the real CLI, each judged in one word.
 
 Every case sets up a scratch folder (a tiny ×2 model, small TIFF/OME-Zarr images), runs
-``python -m decrappify ...`` in a subprocess (with a signal, a second process, a file size
-limit or a full disk where the case needs one) and judges the outcome:
+the CLI's ``main`` in a subprocess through a driver script (with a signal, a second
+process, a file size limit or a full disk where the case needs one) and judges the outcome:
 
 * ``data loss``: an input or a file the user owns was changed or removed, or an output
   reported as written is unreadable;
@@ -21,13 +21,17 @@ against another source tree (``--src /path/to/src``) to compare releases; ``--ma
 prints the family table for ``docs/robustness.md``. ENOSPC cases need root (they mount a
 small tmpfs) and are skipped otherwise.
 
-Usage: python benchmarks/bad_input_sweep.py [--src DIR] [--scratch DIR] [--only SUBSTRING]
+Usage: python benchmarks/bad_input_sweep.py [--src DIR] [--scratch DIR] [--only SUBSTRING ...]
        [--json OUT.json] [--markdown]
+
+With ``--only`` and an existing ``--json`` file, the cases run replace their rows in it (a
+rerun of a few cases after a fix) and ``--markdown`` prints the table of the whole file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -58,8 +62,10 @@ RAW = re.compile(
 )
 DRIVER = textwrap.dedent(
     """
-    import os, sys, time
+    import faulthandler, os, signal, sys, time
     from decrappify.models.unet import SuperResolutionNet
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the sweep's stacks of a hang
 
     forward = SuperResolutionNet.forward
 
@@ -70,8 +76,9 @@ DRIVER = textwrap.dedent(
     SuperResolutionNet.forward = slow_forward
     from decrappify.cli import main
 
-    sys.argv = ["decrappify", *sys.argv[1:]]
-    main()
+    if __name__ == "__main__":  # dask's worker processes import this script again
+        sys.argv = ["decrappify", *sys.argv[1:]]
+        main()
     """
 )
 FAST = ["--tile", "32", "--device", "cpu", "--threads", "1", "-q"]
@@ -85,6 +92,7 @@ class Run:
     err: str
     seconds: float
     hung: bool = False
+    stacks: str = ""
 
     @property
     def text(self) -> str:
@@ -115,6 +123,10 @@ class Sweep:
 
     def start(self, cwd: Path, *args, slow: str = "0", limit: int | None = None):
         def limited():
+            # as from a terminal: a sweep started with nohup or '&' ignores SIGHUP/SIGINT,
+            # and the command keeps a signal ignored that it inherits ignored
+            for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
@@ -136,9 +148,16 @@ class Sweep:
             out, err = child.communicate(timeout=timeout)
             return Run(child.returncode, out, err, time.monotonic() - start)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            # ask the driver for every thread's stack, keep them, then kill
+            if child.poll() is None:
+                os.kill(child.pid, signal.SIGUSR1)
+                time.sleep(3)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
             out, err = child.communicate()
-            return Run(None, out, err, time.monotonic() - start, hung=True)
+            stacks = self.scratch / f"hang-{child.pid}.txt"
+            stacks.write_text(err)
+            return Run(None, out, err, time.monotonic() - start, hung=True, stacks=str(stacks))
 
     def run(self, cwd: Path, *args, timeout: float = 240, **kwargs) -> Run:
         return self.finish(self.start(cwd, *args, **kwargs), timeout)
@@ -159,14 +178,14 @@ class Sweep:
         return path
 
     @staticmethod
-    def tif(path: Path, shape=(64, 64), seed: int = 0, dtype="uint8") -> Path:
+    def tif(path: Path, shape=(64, 64), seed: int = 0, dtype="uint8", axes=None) -> Path:
         import numpy as np
         import tifffile
 
         path.parent.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed)
         base = rng.random(shape) * (200 if dtype == "uint8" else 4000)
-        tifffile.imwrite(path, base.astype(dtype))
+        tifffile.imwrite(path, base.astype(dtype), metadata={"axes": axes} if axes else None)
         return path
 
 
@@ -203,7 +222,7 @@ def judge(
     if before is not None and digest([Path(p) for p in before]) != before:
         return "data loss", "an input or a user's file changed"
     if run.hung:
-        return "hang", f"no end after {run.seconds:.0f} s"
+        return "hang", f"no end after {run.seconds:.0f} s (stacks: {run.stacks})"
     if RAW.search(run.err):
         return "traceback", RAW.search(run.err).group(0)
     if fail and run.code == 0:
@@ -611,7 +630,7 @@ def _judge_stop(run: Run | None, d: Path, code: int, *, resume: bool = False):
     if run is None:
         return "unclear", "the command ended before the signal"
     if run.hung:
-        return "hang", "no end after the signal"
+        return "hang", f"no end after the signal (stacks: {run.stacks})"
     if RAW.search(run.err):
         return "traceback", RAW.search(run.err).group(0)
     left = leftovers(d / "out")
@@ -739,7 +758,7 @@ def case_full_disk_predict_zarr(s: Sweep, d: Path):
 
 @case("disk")
 def case_full_disk_crappify(s: Sweep, d: Path):
-    s.tif(d / "big.tif", (4, 512, 512), seed=1)
+    s.tif(d / "big.tif", (4, 512, 512), seed=1, axes="ZYX")  # a stack, not 4 channels
     return _full_disk(s, d, "crappify", "big.tif", "-o", "small/out", "--scale", "1", "-q")
 
 
@@ -957,15 +976,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=None, help="source tree to test (PYTHONPATH)")
     parser.add_argument("--scratch", type=Path, default=None)
-    parser.add_argument("--only", default=None, help="run the cases whose name holds this")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run the cases whose name holds this"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the outcomes here")
     parser.add_argument("--markdown", action="store_true", help="print the family table")
+    parser.add_argument(
+        "--compare", type=Path, nargs=2, metavar=("BEFORE.json", "AFTER.json"),
+        help="print the family table of two earlier runs side by side (runs nothing)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.compare:
+        before, after = (json.loads(path.read_text()) for path in args.compare)
+        print(markdown(before, after) + "\n\n" + case_table(before, after))
+        return 0
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="decrappify-sweep-"))
     sweep = Sweep(args.src.resolve() if args.src else None, scratch.resolve())
     prepare(sweep)
     for item in CASES:
-        if args.only and args.only not in item.name:
+        if args.only and not any(part in item.name for part in args.only):
             continue
         start = time.monotonic()
         try:
@@ -978,22 +1007,49 @@ def main(argv: list[str] | None = None) -> int:
              "seconds": round(seconds, 1)}
         )  # fmt: skip
         print(f"{item.family:9} {outcome:16} {seconds:6.1f} s  {item.name}: {note}", flush=True)
+    results = sweep.results
+    if args.json and args.only and args.json.exists():
+        ran = {r["case"]: r for r in results}
+        results = [ran.pop(r["case"], r) for r in json.loads(args.json.read_text())]
+        results += list(ran.values())
     if args.json:
-        args.json.write_text(json.dumps(sweep.results, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
-        print(markdown(sweep.results))
+        print(markdown(results))
     return 0
 
 
-def markdown(results: list[dict]) -> str:
+def markdown(results: list[dict], after: list[dict] | None = None) -> str:
+    """The family table: cases and the count of each outcome (``before → after`` given two runs).
+
+    Outcomes other than the judged ones (``sweep error``, ``skipped``) get columns of their own
+    when they occur, so that no case drops out of the counts unseen.
+    """
+    runs = [results] if after is None else [results, after]
+    extra = sorted({r["outcome"] for run in runs for r in run} - set(OUTCOMES))
+    outcomes = [*OUTCOMES, *extra]
     lines = [
-        "| family | cases | " + " | ".join(OUTCOMES) + " |",
-        "|---|---|" + "---|" * len(OUTCOMES),
+        "| family | cases | " + " | ".join(outcomes) + " |",
+        "|---|---|" + "---|" * len(outcomes),
     ]
-    for family, title in FAMILIES.items():
-        rows = [r for r in results if r["family"] == family]
-        counts = [sum(r["outcome"] == o for r in rows) for o in OUTCOMES]
-        lines.append(f"| {title} | {len(rows)} | " + " | ".join(map(str, counts)) + " |")
+    families = [*FAMILIES.items(), ("", "**all**")]
+    for family, title in families:
+        rows = [[r for r in run if family in ("", r["family"])] for run in runs]
+        cells = [" → ".join(str(n) for n in dict.fromkeys(map(len, rows)))] + [
+            " → ".join(str(sum(r["outcome"] == o for r in run)) for run in rows) for o in outcomes
+        ]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def case_table(before: list[dict], after: list[dict]) -> str:
+    """One row per case: its family, name and the outcome of each run."""
+    outcome = {r["case"]: r["outcome"] for r in before}
+    lines = ["| family | case | before | after |", "|---|---|---|---|"]
+    for r in after:
+        lines.append(
+            f"| {r['family']} | {r['case']} | {outcome.get(r['case'], '')} | {r['outcome']} |"
+        )
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -180,15 +181,26 @@ def test_the_weights_file_of_a_model_folder_is_named_as_such(bad, models):
     )
 
 
-def test_an_unknown_crappifier_step_is_said_by_info_and_export(bad, models):
+def _sparkle_model(bad, models) -> Path:
+    """A copy of the model whose crappifier has a step this version does not know."""
     folder = shutil.copytree(models["folder"], bad.path("m"))
     meta = json.loads((folder / "model.json").read_text())
     meta["crappify"]["steps"][0]["kind"] = "sparkle"
     (folder / "model.json").write_text(json.dumps(meta))
-    result = bad.run("info", folder)
+    return folder
+
+
+def test_an_unknown_crappifier_step_is_said_by_info(bad, models):
+    result = bad.run("info", _sparkle_model(bad, models))
     assert result.exit_code == 0, result.output
     text = bad.text_of(result)
     assert "(this version cannot use it: steps.0: " in text and "'sparkle'" in text
+
+
+@pytest.mark.slow
+def test_an_unknown_crappifier_step_is_said_by_export(bad, models):
+    """Slow: about a minute on the shared 2-core machine, most of it the export command's."""
+    folder = _sparkle_model(bad, models)
     result = bad.run("export", folder, "--bioimageio", "m.zip", "-q")
     bad.assert_clean_failure(result, "the model's crappifier (pass --test-image", "'sparkle'")
     assert "ValidationError" not in result.output

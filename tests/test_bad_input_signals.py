@@ -47,6 +47,10 @@ def _start(setup, tmp_path, *args, slow="0.2", limit=None):
     env = {**os.environ, "SLOW_FORWARD": slow, "COLUMNS": "200"}
 
     def limited():
+        # as from a terminal, also under nohup or '&' (which ignore SIGHUP/SIGINT, and the
+        # command keeps a signal ignored that it inherits ignored)
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
         if limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 

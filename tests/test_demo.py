@@ -71,10 +71,16 @@ def test_demo_writes_a_complete_report(tmp_path, tiny_demo):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["psnr_norm_gain_db_vs_bicubic"] == pytest.approx(gain, abs=1e-3)
     # a 10 s budget leaves no room for a GAN cycle after pretraining: it is skipped, and said
+    # (when the critic's share cannot pay for its steps, already while pretraining: a busy
+    # machine, whose data step took the reserve, gets there)
     steps = summary["training"]["steps"]
-    notes = [h.get("note", "") for h in load_model(report.files["model"]).info.history]
+    history = load_model(report.files["model"]).info.history
     assert "pretrain_generator" in steps
-    assert "gan" in steps or any("too little for a GAN cycle" in n for n in notes)
+    assert (
+        "gan" in steps
+        or any("too little for a GAN cycle" in h.get("note", "") for h in history)
+        or any(h.get("skipped") == "gan" for h in history)
+    )
     assert np.isfinite(report.gain_db)
 
 
@@ -108,7 +114,7 @@ def test_demo_trains_its_minimum_when_the_data_took_the_reserve(tmp_path, tiny_d
     # a busy machine: preparing the data outlasts the reserve, leaving less than the
     # minimum for training (it used to reach TrainConfig as a negative time budget)
     messages = []
-    gen = api.iter_demo(tmp_path / "demo", budget="3.2s", seed=3, overrides=CHEAP)
+    gen = api.iter_demo(tmp_path / "demo", time_budget="3.2s", seed=3, overrides=CHEAP)
     while True:
         try:
             messages.append(next(gen).message or "")
@@ -135,7 +141,11 @@ def test_demo_cli(tmp_path, tiny_demo, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "bicubic by" in result.output and "dB normalised PSNR" in result.output
     assert (out / "summary.json").exists()
-    assert api.model_info(out / "run" / "model").training["recipe"] == "NoGAN"
+    # NoGAN, unless the 10 s cannot pay for the critic's steps (a busy machine): then said so
+    assert api.model_info(out / "run" / "model").training["recipe"] in (
+        "NoGAN",
+        "generator pretraining only (the time budget could not pay for the GAN phases)",
+    )
     result = runner.invoke(
         app, ["demo", "-o", str(tmp_path / "d2"), "-t", "10s", "--set", "gan.max_steps=0"]
     )
@@ -143,10 +153,10 @@ def test_demo_cli(tmp_path, tiny_demo, monkeypatch):
     recipe = api.model_info(tmp_path / "d2" / "run" / "model").training["recipe"]
     assert recipe == "generator pretraining only"  # --set reached the demo's training
     result = runner.invoke(app, ["demo", "--out", str(out), "--kind", "brightfield"])
-    assert result.exit_code != 0
-    assert "--kind: expected em or fluorescence" in result.output
+    assert result.exit_code == 2  # a usage error (docs/cli.md)
+    assert "--kind: 'brightfield' is not one of 'em', 'fluorescence'" in result.output
     result = runner.invoke(app, ["demo", "--out", str(out), "--scale", "0"])
-    assert result.exit_code == 1 and "--scale: expected an integer from 1 to 8" in result.output
+    assert result.exit_code == 2 and "--scale: expected an integer from 1 to 8" in result.output
 
 
 @pytest.mark.slow

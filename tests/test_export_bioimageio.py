@@ -18,7 +18,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from _export_model import NORM, SMALL, saved_model
+from _export_model import NAF, NORM, SMALL, saved_model
 from decrappify.api import export_bioimageio
 from decrappify.cli import app
 from decrappify.config.model import GeneratorConfig, ModelInfo
@@ -26,6 +26,7 @@ from decrappify.errors import InputError
 from decrappify.events import run_to_end
 from decrappify.export import parse_people, parse_weight_formats
 from decrappify.export.rdf import Geometry, PackageFiles, People, local_names, rdf_content
+from decrappify.export.tensors import TEST_SIDE
 from decrappify.export.weights import weights_entries
 from decrappify.models import build_generator, save_model
 from decrappify.normalize import normalize, percentile_range
@@ -37,9 +38,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return saved_model(tmp_path_factory.mktemp("models"), scale=2)
+@pytest.fixture(scope="module", params=["resnet", "naf"])
+def model(request, tmp_path_factory) -> Path:
+    """A x2 model of each generator family (``"naf"``, the default, and ``"resnet"``)."""
+    arch = NAF if request.param == "naf" else {}
+    return saved_model(tmp_path_factory.mktemp(f"models_{request.param}"), scale=2, **arch)
 
 
 # --------------------------------------------------------------------------- fast checks
@@ -69,14 +72,21 @@ def test_export_refuses_to_replace_a_package_or_write_a_non_zip(model, tmp_path)
 
 
 def test_test_images_that_do_not_fit_the_model_are_refused(model, tmp_path):
+    from decrappify.export import measure_geometry
+
+    side = measure_geometry(model).min_side
     small = tmp_path / "small.tif"
-    tifffile.imwrite(small, np.zeros((30, 200), np.uint16))
+    noise = np.random.default_rng(0).integers(0, 4000, (side - 1, side + 200), np.uint16)
+    tifffile.imwrite(small, noise)
     with pytest.raises(
-        InputError, match=r"small.tif: --test-image must be at least \d+x\d+ pixels"
+        InputError, match=rf"small.tif: --test-image must be at least {side}x{side} pixels"
     ):
         export_bioimageio(model, tmp_path / "a.zip", test_image=small, test=False)
+    # bioimage.io refuses test tensors without structure: said before anything is run
     flat = tmp_path / "flat.tif"
-    tifffile.imwrite(flat, np.zeros((64, 64), np.uint16))
+    tifffile.imwrite(flat, np.full((side + 4, side + 4), 7, np.uint16))
+    with pytest.raises(InputError, match=r"flat.tif: --test-image is constant \(7\) in its"):
+        export_bioimageio(model, tmp_path / "a.zip", test_image=flat, test=False)
     model_25d = saved_model(tmp_path, scale=2, n_frames=3)
     with pytest.raises(InputError, match=r"flat.tif: the model takes 3 neighbouring planes"):
         export_bioimageio(model_25d, tmp_path / "b.zip", test_image=flat, test=False)
@@ -273,13 +283,19 @@ def test_the_package_holds_what_bioimageio_needs(package, model):
     # the halo is the measured receptive field, rounded so valid images stay valid
     g = measure_geometry(model)  # the radius the export measured, cached beside the model
     assert g.halo_lr >= g.radius == rdf["config"]["decrappify"]["receptive_field_radius"]
+    # valid sides are those the network takes without padding: both families are U-Nets
+    # on the LR grid that halve it `levels` times (resnet: encoder_depth + 1; naf: blocks)
+    cfg = GeneratorConfig(**json.loads((model / "model.json").read_text())["generator"])
+    assert g.step == 2**cfg.levels == {"resnet": 8, "naf": 4}[cfg.arch.value]
     y_in, y_out = rdf["inputs"][0]["axes"][2], rdf["outputs"][0]["axes"][2]
-    assert y_in["size"] == {"min": g.min_side, "step": 16} and g.min_side > 2 * g.halo_lr
+    assert y_in["size"] == {"min": g.min_side, "step": g.step} and g.min_side > 2 * g.halo_lr
     assert rdf["inputs"][0]["pad"] == {"mode": "reflect"}
     # x2: the output axes are half the input's pixel size and reference its sizes
     assert y_out["scale"] == 0.5 and y_out["size"] == {"tensor_id": "input", "axis_id": "y"}
     assert y_out["halo"] == 2 * g.halo_lr
-    side = g.min_side
+    # the test input is the largest valid side up to TEST_SIDE (or the smallest valid one)
+    side = max(g.min_side, g.min_side + (TEST_SIDE - g.min_side) // g.step * g.step)
+    assert side == {"resnet": 152, "naf": 64}[cfg.arch.value]
     assert test_input.shape == (1, 1, side, side) and test_output.shape == (
         1,
         1,
@@ -305,6 +321,7 @@ def test_the_package_holds_what_bioimageio_needs(package, model):
 
 @pytest.mark.slow
 def test_the_architecture_needs_only_torch(package, model, tmp_path):
+    from decrappify.export import measure_geometry
     from decrappify.models import load_model
 
     out, _ = package
@@ -319,8 +336,12 @@ def test_the_architecture_needs_only_torch(package, model, tmp_path):
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
     }
     assert imports == {"torch"}
-    # built where decrappify cannot be imported, it computes what the network computes
-    x = np.random.default_rng(1).random((2, 1, 96, 112), dtype=np.float32)
+    # built where decrappify cannot be imported, it computes what the network computes on
+    # the sizes the package declares (min + n * step, here n = 1 and 2, batch 2), and
+    # refuses others with the rule
+    g = measure_geometry(model)
+    shape = (2, 1, g.min_side + g.step, g.min_side + 2 * g.step)
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     script = (
         "import sys; sys.modules['decrappify'] = None\n"
@@ -331,13 +352,17 @@ def test_the_architecture_needs_only_torch(package, model, tmp_path):
         "net.load_state_dict(torch.load('weights.pt', weights_only=True), strict=True)\n"
         "y = net(torch.from_numpy(np.load('x.npy')))\n"
         "np.save('y.npy', y.detach().numpy())\n"
+        "net(torch.zeros(1, 1, m.MIN_SIDE, m.MIN_SIDE + 1))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    side = g.min_side
+    rule = f"input sides must be {side} + n * {g.step} pixels, got {side} x {side + 1}"
+    assert done.returncode == 1 and f"ValueError: {rule}" in done.stderr, done.stderr[-2000:]
     with torch.no_grad():
         expected = load_model(model).net(torch.from_numpy(x)).numpy()
+    assert expected.shape == (2, 1, 2 * shape[2], 2 * shape[3])
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=0, atol=1e-5)
 
 
@@ -362,9 +387,9 @@ def test_bioimageio_predicts_what_decrappify_predicts(package, model):
     # on a new 256 x 256 image, bioimageio.core in tiles (the percentiles of the whole
     # image, then each block padded by the halo, by reflection at the image's borders) and
     # decrappify's tiled predictor (context reflected) agree within 2e-3 of the range,
-    # borders included (1.4e-3 measured at the border; both truncate the context at the
-    # receptive field's 0.1 % tolerance). Named axes: from a bare array bioimageio.core
-    # 0.11 refuses an image smaller than the network's minimum, which counts the halo.
+    # borders included (docs/bioimageio.md: 1.5e-3 measured for resnet, 2.7e-4 for naf).
+    # Named axes: from a bare array bioimageio.core 0.11 refuses an image smaller than
+    # the network's minimum, which counts the halo.
     lr = np.asarray(synthetic_image("em", (512, 512), seed=4).data)[::2, ::2]
     lr = lr.astype(np.float32)
     image = Tensor.from_numpy(lr[None, None], dims=("batch", "channel", "y", "x"))
@@ -388,13 +413,15 @@ def test_the_test_tensors_come_from_a_given_image(model, tmp_path):
     result = export_bioimageio(
         model, tmp_path / "m.zip", test_image=path, weights="torchscript", test=False
     )
-    side = result.rdf["inputs"][0]["axes"][2]["size"]["min"]
+    size = result.rdf["inputs"][0]["axes"][2]["size"]
     assert result.status is None
-    assert result.test_source == f"the central {side}x{side} crop of lr.tif"
     with zipfile.ZipFile(result.path) as z:
         test_input = np.load(z.open("test_input.npy"))
         assert "weights.pt" not in z.namelist()
-    # the middle plane, centrally cropped to the smallest valid size
+    # the middle plane, centrally cropped to the largest valid size up to TEST_SIDE (or
+    # the smallest valid one, when that is larger)
+    side = max(size["min"], size["min"] + (TEST_SIDE - size["min"]) // size["step"] * size["step"])
+    assert result.test_source == f"the central {side}x{side} crop of lr.tif"
     y0, x0 = (300 - side) // 2, (290 - side) // 2
     expected = stack[1, y0 : y0 + side, x0 : x0 + side].astype(np.float32)
     np.testing.assert_array_equal(test_input[0, 0], expected)

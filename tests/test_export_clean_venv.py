@@ -11,6 +11,7 @@ mode takes the percentiles of the halo-padded image: bounded, not equal).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -47,31 +48,43 @@ def consumer(tmp_path_factory) -> Path:
     return python
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    from _export_model import saved_model
+@pytest.fixture(scope="module", params=["resnet", "naf"])
+def package(request, tmp_path_factory) -> Path:
+    """A package of a x2 model of each generator family (``"naf"`` is the default)."""
+    from _export_model import NAF, saved_model
     from decrappify.api import export_bioimageio
 
-    folder = tmp_path_factory.mktemp("clean_export")
-    model = saved_model(folder, scale=2)
+    folder = tmp_path_factory.mktemp(f"clean_export_{request.param}")
+    model = saved_model(folder, scale=2, **(NAF if request.param == "naf" else {}))
     result = export_bioimageio(
         model, folder / "em_x2.zip", authors=["Ada Lovelace"], cite=[CITE], test=False
     )
     return result.path
 
 
-def test_bioimageio_test_passes_without_decrappify(consumer, package):
+def test_bioimageio_test_passes_without_decrappify(consumer, package, tmp_path):
     bioimageio = consumer.with_name("bioimageio")
+    summary = tmp_path / "summary.json"
+    args = [str(bioimageio), "test", str(package), "--weight-format", "all"]
     done = _run(
-        [str(bioimageio), "test", str(package), "--weight-format", "all"],
+        [*args, "--summary", "display", "--summary", str(summary)],
         cwd=package.parent,
         timeout=1800,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    for fmt in ("pytorch_state_dict", "torchscript"):
-        assert f"Reproduce test outputs from test inputs ({fmt})" in output
     assert "No module named" not in output
+    # each weight format reproduced the test output and ran on other sizes and batches.
+    # Read from the summary file: the displayed table wraps its cells at the terminal's
+    # width (80 columns when piped), splitting the check names over two lines.
+    report = json.loads(summary.read_text())
+    checks = {(d["name"], tuple(d["loc"])): d["status"] for d in report["details"]}
+    assert report["status"] == "passed" and set(checks.values()) == {"passed"}, checks
+    for fmt in ("pytorch_state_dict", "torchscript"):
+        reproduce = f"Reproduce test outputs from test inputs ({fmt})"
+        assert checks[(reproduce, ("weights", fmt))] == "passed"
+        runs = [name for name, loc in checks if loc == ("weights", fmt)]
+        assert sum(name.startswith(f"Run {fmt} inference") for name in runs) >= 4, runs
 
 
 def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tmp_path):
@@ -109,7 +122,7 @@ def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tm
     )
     done = _run([str(consumer), "-c", script], cwd=tmp_path, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    model = package.parent / "em_x2_1f"
+    model = package.parent / "em_x2_1f"  # the model the package was exported from
     for name, side, bound in (("tiles", 256, 2e-3), ("blocks", 256, 2e-3), ("whole", 128, 0.1)):
         lr = images[side]
         settings = {"dtype": "float32", "device": "cpu"}

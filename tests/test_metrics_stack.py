@@ -11,8 +11,9 @@ from skimage.transform import downscale_local_mean
 from decrappify.errors import InputError
 from decrappify.events import Progress
 from decrappify.io.image import Image
-from decrappify.metrics.baselines import resize_plane, upsample
+from decrappify.metrics.baselines import upsample
 from decrappify.metrics.core import METRIC_NAMES, evaluate_pair
+from decrappify.metrics.planes import resize_plane
 from decrappify.metrics.stack import StackResult, evaluate_stack, iter_evaluate_stack
 
 

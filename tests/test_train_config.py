@@ -185,3 +185,16 @@ def test_small_patches_for_the_network_depth_are_warned(grid, depth, patch, side
     else:
         assert f"data.patch_size {patch}" in message
         assert f"{side}x{side} pixels" in message and "generator.encoder_depth" in message
+
+
+def test_a_partial_generator_section_changes_the_default_network():
+    """``generator: {scale: 2}`` in a config file kept GeneratorConfig's ResNet defaults."""
+    default = TrainConfig().generator
+    cfg = TrainConfig.validate_dict({"crappify": None, "generator": {"scale": 2}})
+    assert cfg.generator == default.model_copy(update={"scale": 2})
+    naf = TrainConfig.validate_dict({"generator": {"naf": {"width": 16}}}).generator
+    assert naf.naf.width == 16 and naf.naf.blocks == default.naf.blocks
+    # a section naming a ResNet-only setting (an older run's train.yaml) is the ResNet U-Net
+    resnet = TrainConfig.validate_dict({"generator": {"encoder": "resnet34"}}).generator
+    assert resnet.arch.value == "resnet" and resnet.encoder.value == "resnet34"
+    assert resnet.nf_factor == default.nf_factor  # the tuned ResNet settings of the default

@@ -197,28 +197,11 @@ def _run_demo(
     scale: int,
     recipe: dict[str, Any],
 ) -> Generator[Progress, None, DemoReport]:
-    from decrappify.crappify import get_preset
-    from decrappify.io import write_image
     from decrappify.metrics.baselines import baseline_label
-    from decrappify.sample import synthetic_image
 
-    # 1. data: synthetic HR images (train + held back); held-back ones crappified with the
-    #    same preset training uses
-    n = N_TRAIN + N_TEST
-    for i in range(n):
-        image = synthetic_image(kind, (SIZE, SIZE), seed=seed * 1000 + i)
-        target = (data if i < N_TRAIN else test_hr) / f"{kind}_{i:02d}.tif"
-        write_image(image, target)
-        yield Progress(phase="data", step=i + 1, total=n, message=target.name)
+    # 1. data: synthetic HR images (train + held back), the held-back ones crappified
+    yield from _iter_data(data, test_hr, test_lr, kind=kind, seed=seed, scale=scale)
     preset = _preset(kind)
-    results = yield from _phase(
-        "crappify held-back",
-        # OME-Zarr keeps the LR grid's translation, so layers overlay exactly in napari
-        iter_crappify(
-            [test_hr], test_lr, config=get_preset(preset, scale=scale), seed=seed + 1, fmt="zarr"
-        ),
-    )
-    _raise_failed(results)
 
     # 2. train with the full NoGAN schedule on what is left of the budget (at least the
     # minimum: on a busy machine the data can take longer than the reserve)
@@ -280,22 +263,14 @@ def _run_demo(
         "test_lr": test_lr,
     }
     files.update({f"figure_{p.stem}": p for p in report.written if p.suffix == ".png"})
-    summary = {
+    facts = {
         "kind": kind,
         "scale": scale,
         "budget_seconds": total,
         "seconds": round(seconds, 1),
         f"psnr_norm_gain_db_vs_{plain}": round(gain, 3),
-        "training": {
-            "metrics": trained.metrics,
-            "baseline": trained.baseline,
-            "best": trained.best,
-            "steps": trained.steps,
-        },
-        "files": {k: str(v.relative_to(out)) for k, v in files.items()},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    files["summary"] = out / "summary.json"
+    files["summary"] = _write_summary(out, facts, trained, files)
     return DemoReport(
         out_dir=out,
         metrics=report.json,
@@ -305,6 +280,51 @@ def _run_demo(
         table=report.table,
         baseline=plain,
     )
+
+
+def _iter_data(
+    data: Path, test_hr: Path, test_lr: Path, *, kind: str, seed: int, scale: int
+) -> Generator[Progress, None, None]:
+    """Write the synthetic HR images and crappify the held-back ones as training will."""
+    from decrappify.crappify import get_preset
+    from decrappify.io import write_image
+    from decrappify.sample import synthetic_image
+
+    n = N_TRAIN + N_TEST
+    for i in range(n):
+        image = synthetic_image(kind, (SIZE, SIZE), seed=seed * 1000 + i)
+        target = (data if i < N_TRAIN else test_hr) / f"{kind}_{i:02d}.tif"
+        write_image(image, target)
+        yield Progress(phase="data", step=i + 1, total=n, message=target.name)
+    results = yield from _phase(
+        "crappify held-back",
+        # OME-Zarr keeps the LR grid's translation, so layers overlay exactly in napari
+        iter_crappify(
+            [test_hr],
+            test_lr,
+            config=get_preset(_preset(kind), scale=scale),
+            seed=seed + 1,
+            fmt="zarr",
+        ),
+    )
+    _raise_failed(results)
+
+
+def _write_summary(out: Path, facts: dict[str, Any], trained: Any, files: dict[str, Path]) -> Path:
+    """Write ``summary.json``: the demo's figures, the training's outcome, the files made."""
+    summary = {
+        **facts,
+        "training": {
+            "metrics": trained.metrics,
+            "baseline": trained.baseline,
+            "best": trained.best,
+            "steps": trained.steps,
+        },
+        "files": {k: str(v.relative_to(out)) for k, v in files.items()},
+    }
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return path
 
 
 def _raise_failed(results: list[Any]) -> None:

@@ -94,19 +94,54 @@ def train_config(
     InputError
         For a missing or invalid file, an unknown override or an invalid value.
     """
-    from decrappify.config.crappify import CrappifyConfig
-    from decrappify.config.data import default_patch_size
-    from decrappify.config.recipes import recipe_defaults
+    base, explicit = _base_config(config_file)
+    values = _crappify_values(
+        base,
+        explicit,
+        name=_name(config_file),
+        preset=preset,
+        crappify_file=crappify_file,
+        scale=scale,
+        paired=paired,
+    )
+    given = {
+        "generator.encoder": encoder,
+        "time_budget": time_budget,
+        "device": device,
+        "seed": seed,
+        "start_from": None if start_from is None else str(start_from),
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    values.update(dict(overrides or {}))
+    return base.with_overrides({**values, **_following_defaults(base, values)})
+
+
+def _base_config(config_file: PathLike | TrainConfig | None) -> tuple[TrainConfig, bool]:
+    """Return the config to start from, and whether it names a crappifier of its own."""
     from decrappify.config.train import TrainConfig
 
     if isinstance(config_file, TrainConfig):
         base = config_file
-        explicit = "crappify" in base.model_fields_set and base.crappify is not None
     elif config_file is not None:
         base = TrainConfig.from_yaml(config_file)
-        explicit = "crappify" in base.model_fields_set and base.crappify is not None
     else:
-        base, explicit = TrainConfig(), False
+        return TrainConfig(), False
+    return base, "crappify" in base.model_fields_set and base.crappify is not None
+
+
+def _crappify_values(
+    base: TrainConfig,
+    explicit: bool,
+    *,
+    name: str,
+    preset: str | None,
+    crappify_file: PathLike | None,
+    scale: int | None,
+    paired: bool,
+) -> dict[str, Any]:
+    """Return the overrides of the crappifier and the generator's scale."""
+    from decrappify.config.crappify import CrappifyConfig
+
     values: dict[str, Any] = {}
     crappify: Any = None
     if paired:
@@ -117,8 +152,7 @@ def train_config(
             )
         if explicit:
             raise InputError(
-                f"{_name(config_file)}: crappify must be null for paired training (--lr) "
-                "on real LR images"
+                f"{name}: crappify must be null for paired training (--lr) on real LR images"
             )
         values["crappify"] = None
     elif crappify_file is not None:
@@ -132,23 +166,23 @@ def train_config(
         values["generator.scale"] = scale
     elif isinstance(crappify, CrappifyConfig):
         values["generator.scale"] = crappify.scale  # a fitted config sets the scale
-    given = {
-        "generator.encoder": encoder,
-        "time_budget": time_budget,
-        "device": device,
-        "seed": seed,
-        "start_from": None if start_from is None else str(start_from),
-    }
-    values.update({k: v for k, v in given.items() if v is not None})
-    values.update(dict(overrides or {}))
+    return values
+
+
+def _following_defaults(base: TrainConfig, values: dict[str, Any]) -> dict[str, Any]:
+    """Return the defaults that follow the final scale and crappifier, where none is set."""
+    from decrappify.config.data import default_patch_size
+    from decrappify.config.recipes import recipe_defaults
+
+    added: dict[str, Any] = {}
     if "data.patch_size" not in values and "patch_size" not in base.data.model_fields_set:
         final_scale = values.get("generator.scale", base.generator.scale)
-        values["data.patch_size"] = default_patch_size(final_scale)
+        added["data.patch_size"] = default_patch_size(final_scale)
     final_crappify = values["crappify"] if "crappify" in values else base.crappify
     for key, value in recipe_defaults(final_crappify).items():
-        if key not in values and not _is_set(base, key):
-            values[key] = value
-    return base.with_overrides(values)
+        if key not in values and key not in added and not _is_set(base, key):
+            added[key] = value
+    return added
 
 
 def _is_set(config: Any, dotted: str) -> bool:

@@ -152,8 +152,12 @@ def train(
         ),
         quiet=quiet or not main_process,
     )
-    if not main_process:
-        return
+    if main_process:
+        print_summary(result, out)
+
+
+def print_summary(result: Any, out: Path) -> None:
+    """Print what a finished run did: validation table, steps, best generator, model file."""
     if result.already_finished:
         err_console.print(f"{out}: this run is already finished; nothing to do", markup=False)
     print_validation(result)

@@ -44,6 +44,42 @@ def default_generator() -> GeneratorConfig:
     )  # fmt: skip
 
 
+#: Settings only the ``"resnet"`` U-Net reads: a generator section that gives one of them
+#: without ``arch`` (any run folder's ``train.yaml`` from before ``arch`` existed) means it.
+RESNET_ONLY = frozenset(
+    {"encoder", "preset", "nf_factor", "blocks_per_stage", "self_attention",
+     "attention_block", "norm_type", "grid", "tail", "encoder_depth"}
+)  # fmt: skip
+
+
+def over_default_generator(section: dict[str, Any]) -> dict[str, Any]:
+    """Complete a generator section of a config with the default generator's settings.
+
+    A config file's ``generator: {scale: 2}`` changes the default network's scale: the
+    settings it does not give are :func:`default_generator`'s (the network the docs
+    list), not :class:`GeneratorConfig`'s own field defaults, which are the ResNet
+    U-Net's. A section without ``arch`` that sets a ResNet-only setting
+    (:data:`RESNET_ONLY`) is the ResNet U-Net.
+
+    Parameters
+    ----------
+    section : dict
+        The section as written (nested ``naf`` settings are completed too).
+
+    Returns
+    -------
+    dict
+        The section with every setting.
+    """
+    base = default_generator().model_dump(mode="json")
+    if "arch" not in section and RESNET_ONLY & section.keys():
+        base["arch"] = "resnet"
+    merged = {**base, **section}
+    if isinstance(section.get("naf"), dict):
+        merged["naf"] = {**base["naf"], **section["naf"]}
+    return merged
+
+
 def default_loss() -> LossConfig:
     """Return the pretraining (and GAN content) loss unless a config says otherwise.
 

@@ -29,7 +29,7 @@ from decrappify.config.choices import check_device_name
 from decrappify.config.crappify import PRESETS, CrappifyConfig, get_preset
 from decrappify.config.data import DataConfig
 from decrappify.config.model import CriticConfig, GeneratorConfig, LossConfig
-from decrappify.config.recipes import default_generator, default_loss
+from decrappify.config.recipes import default_generator, default_loss, over_default_generator
 from decrappify.durations import duration_seconds
 
 __all__ = [
@@ -328,6 +328,12 @@ class TrainConfig(StrictModel):
     encoder_weights: str | None = None
     vgg_weights: str | None = None
     start_from: str = Field("auto", min_length=1)
+
+    @field_validator("generator", mode="before")
+    @classmethod
+    def _complete_generator(cls, value: Any) -> Any:
+        # a partial section changes the default network, not GeneratorConfig's defaults
+        return over_default_generator(value) if isinstance(value, dict) else value
 
     @model_validator(mode="before")
     @classmethod

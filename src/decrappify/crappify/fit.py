@@ -29,7 +29,7 @@ from decrappify.config.crappify import (
 )
 from decrappify.config.normalization import NormalizationConfig
 from decrappify.crappify import degradations as deg
-from decrappify.crappify.noise_stats import REGION, fit_line, patch_stats, regions
+from decrappify.crappify.noise_stats import REGION, NoiseLine, fit_line, patch_stats, regions
 from decrappify.crappify.sampling import area_downsample
 from decrappify.errors import InputError
 from decrappify.io.atomic import atomic_write_text
@@ -306,13 +306,9 @@ def fit_noise_model(
     Each image is cut into ``patch_size``-square patches (at most ``max_pixels`` pixels
     per image are read, from regions spread evenly over it, so huge lazy images are
     fine). Each patch gives a mean and a variance around its best-fitting plane (smooth
-    gradients do not count as noise); patches touching the dtype limits are dropped.
-    Patches are binned by mean; in each bin the noise variance is first estimated from
-    a low quantile of the patch variances (structure only adds variance), patches whose
-    variance is implausibly high for pure noise at that level (above the 99.5 % chi-square
-    quantile) are rejected as textured, and the mean variance of the remaining *flat*
-    patches (corrected for the truncation) is the bin's estimate. A weighted, Huber-robust
-    line ``variance = gain * mean + c`` through the bins gives the gain; the read noise is
+    gradients do not count as noise); patches touching the dtype limits are dropped. The
+    line ``variance = gain * mean + c`` through the flat patches
+    (:func:`~decrappify.crappify.noise_stats.fit_line`) gives the gain; the read noise is
     ``sqrt(c + gain * offset)``.
 
     Parameters
@@ -359,55 +355,108 @@ def fit_noise_model(
     lrs = _as_images(lr_images, "lr_images")
     notes: list[str] = []
 
-    per_stats = []
-    for img in lrs:
-        means, variances, samples = [], [], []
-        for region in regions(img, max_pixels):
-            m, v = patch_stats(region, patch_size, img.dtype)
-            means.append(m)
-            variances.append(v)
-            samples.append(region.ravel()[:: max(1, region.size // 65536)])
-        per_stats.append(
-            (np.concatenate(means), np.concatenate(variances), np.concatenate(samples))
-        )
-    all_means = np.concatenate([m for m, _, _ in per_stats])
-    all_vars = np.concatenate([v for _, v, _ in per_stats])
-    lo, hi = percentile_range(np.concatenate([x for _, _, x in per_stats]), norm.low, norm.high)
-    line = fit_line(all_means, all_vars, patch_size, n_bins, offset, lo, hi)
+    per_stats = [_image_stats(img, patch_size, max_pixels) for img in lrs]
+    (lo, hi), line = _pooled_line(per_stats, patch_size, n_bins, offset, norm)
     offset_estimated = offset is None
     if offset_estimated:
         notes.append("offset = mean of the darkest flat patches (assumed photon-free)")
     notes += line.notes
     per_image = _per_image_fits(lrs, per_stats, patch_size, n_bins, offset, norm)
-    gain, read_noise, photons, background = (
-        line.gain,
-        line.read_noise,
-        line.photons,
-        line.background,
+    scale, blur_sigma = _fit_pairs(lrs, hr_images, scale, notes)
+    scale = 1 if scale is None else int(scale)
+    steps = _fitted_steps(
+        line, per_image, (lo, hi), blur_sigma=blur_sigma, scale=scale, notes=notes
+    )
+    config = CrappifyConfig(name="fitted", scale=scale, steps=steps, normalization=norm)
+    return FitResult(
+        config=config,
+        gain=line.gain,
+        read_noise=line.read_noise,
+        offset=line.offset,
+        offset_estimated=offset_estimated,
+        photons=float(line.photons),
+        background=float(line.background),
+        read_noise_electrons=line.read_noise / line.gain if line.gain > 0 else math.inf,
+        lo=lo,
+        hi=hi,
+        r2=line.r2,
+        n_patches=line.n_patches,
+        bin_means=line.bin_means,
+        bin_variances=line.bin_variances,
+        scale=scale,
+        blur_sigma=blur_sigma,
+        notes=tuple(notes),
+        per_image=per_image,
     )
 
-    blur_sigma = None
-    if hr_images is not None:
-        hrs = _as_images(hr_images, "hr_images")
-        if len(hrs) != len(lrs):
-            raise InputError(
-                f"hr_images: got {len(hrs)} HR images for {len(lrs)} LR images; pairs must match"
-            )
-        scales = {_pair_scale(lr, hr, i) for i, (lr, hr) in enumerate(zip(lrs, hrs, strict=True))}
-        if len(scales) > 1:
-            raise InputError(f"hr_images: HR/LR pairs have different scales {sorted(scales)}")
-        pair_scale = scales.pop()
-        if scale is not None and scale != pair_scale:
-            raise InputError(
-                f"fit_noise_model: scale {scale} does not match the HR/LR shapes (x{pair_scale})"
-            )
-        scale = pair_scale
-        notes.append(f"scale {scale} from the HR/LR shapes")
-        blur_sigma = _estimate_blur(lrs[0], hrs[0], scale, notes)
-    else:
-        notes.append("no HR images: blur not estimated")
-    scale = 1 if scale is None else int(scale)
 
+def _image_stats(
+    img: Image, patch_size: int, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the patch means and variances of an image's regions, and a sample of its pixels."""
+    means, variances, samples = [], [], []
+    for region in regions(img, max_pixels):
+        m, v = patch_stats(region, patch_size, img.dtype)
+        means.append(m)
+        variances.append(v)
+        samples.append(region.ravel()[:: max(1, region.size // 65536)])
+    return np.concatenate(means), np.concatenate(variances), np.concatenate(samples)
+
+
+def _pooled_line(
+    per_stats: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    patch_size: int,
+    n_bins: int,
+    offset: float | None,
+    norm: NormalizationConfig,
+) -> tuple[tuple[float, float], NoiseLine]:
+    """Fit one line to all images' patches, in the normalised units of all their pixels."""
+    means = np.concatenate([m for m, _, _ in per_stats])
+    variances = np.concatenate([v for _, v, _ in per_stats])
+    lo, hi = percentile_range(np.concatenate([x for _, _, x in per_stats]), norm.low, norm.high)
+    return (lo, hi), fit_line(means, variances, patch_size, n_bins, offset, lo, hi)
+
+
+def _fit_pairs(
+    lrs: list[Image], hr_images: Any, scale: int | None, notes: list[str]
+) -> tuple[int | None, float | None]:
+    """Return the scale and the extra blur of LR that registered HR images show, if given."""
+    if hr_images is None:
+        notes.append("no HR images: blur not estimated")
+        return scale, None
+    hrs = _as_images(hr_images, "hr_images")
+    scale = _pairs_scale(lrs, hrs, scale)
+    notes.append(f"scale {scale} from the HR/LR shapes")
+    return scale, _estimate_blur(lrs[0], hrs[0], scale, notes)
+
+
+def _pairs_scale(lrs: list[Image], hrs: list[Image], scale: int | None) -> int:
+    """Return the one scale of all HR/LR pairs, checked against a given ``scale``."""
+    if len(hrs) != len(lrs):
+        raise InputError(
+            f"hr_images: got {len(hrs)} HR images for {len(lrs)} LR images; pairs must match"
+        )
+    scales = {_pair_scale(lr, hr, i) for i, (lr, hr) in enumerate(zip(lrs, hrs, strict=True))}
+    if len(scales) > 1:
+        raise InputError(f"hr_images: HR/LR pairs have different scales {sorted(scales)}")
+    pair_scale = scales.pop()
+    if scale is not None and scale != pair_scale:
+        raise InputError(
+            f"fit_noise_model: scale {scale} does not match the HR/LR shapes (x{pair_scale})"
+        )
+    return pair_scale
+
+
+def _fitted_steps(
+    line: NoiseLine,
+    per_image: tuple[ImageFit, ...],
+    norm_range: tuple[float, float],
+    *,
+    blur_sigma: float | None,
+    scale: int,
+    notes: list[str],
+) -> list[Any]:
+    """Return the crappifier's steps for the fitted blur, scale and noise."""
     steps: list[Any] = []
     if blur_sigma is not None and blur_sigma > 0.25:
         steps.append(BlurStep(sigma=round(blur_sigma, 3)))
@@ -422,33 +471,15 @@ def fit_noise_model(
             f"photon budgets differ between the images ({photon_range[0]:.4g} - "
             f"{photon_range[1]:.4g} at each one's bright level): the config samples that range"
         )
-    elif gain > 0:
-        steps.append(PoissonStep(photons=float(f"{photons:.4g}"), background=round(background, 4)))
-        steps.append(ReadNoiseStep(sigma=float(f"{read_noise / gain:.4g}")))
+    elif line.gain > 0:
+        steps.append(
+            PoissonStep(photons=float(f"{line.photons:.4g}"), background=round(line.background, 4))
+        )
+        steps.append(ReadNoiseStep(sigma=float(f"{line.read_noise / line.gain:.4g}")))
     else:
-        steps.append(GaussianNoiseStep(sigma=float(f"{read_noise / (hi - lo):.4g}")))
-    config = CrappifyConfig(name="fitted", scale=scale, steps=steps, normalization=norm)
-
-    return FitResult(
-        config=config,
-        gain=float(gain),
-        read_noise=read_noise,
-        offset=line.offset,
-        offset_estimated=offset_estimated,
-        photons=float(photons),
-        background=float(background),
-        read_noise_electrons=read_noise / gain if gain > 0 else math.inf,
-        lo=lo,
-        hi=hi,
-        r2=line.r2,
-        n_patches=line.n_patches,
-        bin_means=line.bin_means,
-        bin_variances=line.bin_variances,
-        scale=scale,
-        blur_sigma=blur_sigma,
-        notes=tuple(notes),
-        per_image=per_image,
-    )
+        sigma = line.read_noise / (norm_range[1] - norm_range[0])
+        steps.append(GaussianNoiseStep(sigma=float(f"{sigma:.4g}")))
+    return steps
 
 
 def _per_image_fits(

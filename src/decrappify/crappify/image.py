@@ -77,19 +77,10 @@ def crappify_image(
 
     seed = _check_seed(seed)
     scale = config.scale
+    _check_image(image, scale)
     height, width = image.shape[-2:]
-    if height < scale or width < scale:
-        raise InputError(
-            f"{image.source or 'image'}: image of {height}x{width} pixels is smaller than "
-            f"the scale {scale}"
-        )
     dtype = image.dtype
-    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-        raise InputError(f"{image.source or 'image'}: expected a numeric image, got dtype {dtype}")
-    params = sample_params(config, seed)
-    pixel_size = image.pixel_size[-2:] if image.pixel_size is not None else None
-    unit = image.units[-1] if image.units is not None else None
-    ops = build_ops(params, pixel_size=pixel_size, pixel_unit=unit)
+    ops = _image_ops(image, config, seed)
     norm = config.normalization
     lo, hi = percentile_range(image.data, norm.low, norm.high)
 
@@ -133,6 +124,26 @@ def crappify_image(
     if image.ndim == 2:
         out = out[0]
     return image.with_data(out, yx_factor=scale)
+
+
+def _check_image(image: Image, scale: int) -> None:
+    height, width = image.shape[-2:]
+    if height < scale or width < scale:
+        raise InputError(
+            f"{image.source or 'image'}: image of {height}x{width} pixels is smaller than "
+            f"the scale {scale}"
+        )
+    dtype = image.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise InputError(f"{image.source or 'image'}: expected a numeric image, got dtype {dtype}")
+
+
+def _image_ops(image: Image, config: CrappifyConfig, seed: int) -> list[Any]:
+    """Return the steps with their parameters drawn from ``seed``, at the image's pixel size."""
+    params = sample_params(config, seed)
+    pixel_size = image.pixel_size[-2:] if image.pixel_size is not None else None
+    unit = image.units[-1] if image.units is not None else None
+    return build_ops(params, pixel_size=pixel_size, pixel_unit=unit)
 
 
 def _lr_chunk_shape(chunks: int | Sequence[int] | None, image: Image) -> tuple[int, int]:

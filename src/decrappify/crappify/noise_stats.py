@@ -179,7 +179,16 @@ def fit_line(
     lo: float,
     hi: float,
 ) -> NoiseLine:
-    """Fit ``variance = gain * (mean - offset) + read_noise**2`` to the patches' statistics."""
+    """Fit ``variance = gain * (mean - offset) + read_noise**2`` to the patches' statistics.
+
+    Patches are binned by mean; in each bin the noise variance is first estimated from a
+    low quantile of the patch variances (structure only adds variance), patches whose
+    variance is implausibly high for pure noise at that level (above the 99.5 % chi-square
+    quantile) are rejected as textured, and the mean variance of the remaining *flat*
+    patches (corrected for the truncation) is the bin's estimate. A weighted, Huber-robust
+    line ``variance = gain * mean + c`` through the bins gives the gain; ``lo, hi`` (the
+    normalised units) turn it into a photon budget at the bright level.
+    """
     if means.size < 3 * MIN_BIN_PATCHES:
         raise InputError(
             f"low-res images: too few flat {patch_size}x{patch_size} patches to fit a noise "

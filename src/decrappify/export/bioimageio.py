@@ -208,6 +208,25 @@ def iter_export_bioimageio(
         format_version=format_version,
     )
     yield Progress(phase="export", step=1, total=total, message="test tensors")
+    content, status, checks = yield from _iter_package(job, target, test=test, total=total)
+    yield Progress(phase="export", step=total, total=total, message=target.name)
+    return BioimageioExport(
+        path=target,
+        rdf=content,
+        status=status,
+        checks=checks,
+        test_source=job.test_source,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _iter_package(
+    job: _Job, target: Path, *, test: bool, total: int
+) -> Generator[Progress, None, tuple[dict[str, Any], str | None, list[tuple[str, str]]]]:
+    """Write the package in a work folder beside ``target``, test it, then move it there.
+
+    Returns the rdf, the test's status and its checks (None and none without ``test``).
+    """
     work = partial_path(target)
     try:
         _remove(work)
@@ -234,15 +253,7 @@ def iter_export_bioimageio(
         raise
     finally:
         _remove(work)
-    yield Progress(phase="export", step=total, total=total, message=target.name)
-    return BioimageioExport(
-        path=target,
-        rdf=content,
-        status=status,
-        checks=checks,
-        test_source=job.test_source,
-        seconds=time.perf_counter() - start,
-    )
+    return content, status, checks
 
 
 def measure_geometry(model: Any) -> Geometry:

@@ -91,6 +91,12 @@ def crop_test_image(path: Path, g: Geometry) -> tuple[np.ndarray, str]:
     crop = np.asarray(data[:, y0 : y0 + sy, x0 : x0 + sx], dtype=np.float32)
     if not np.isfinite(crop).all():
         raise InputError(f"{path}: --test-image has NaN or Inf values in its central crop")
+    if crop.min() == crop.max():
+        # bioimage.io refuses test outputs without values far from zero
+        raise InputError(
+            f"{path}: --test-image is constant ({crop.flat[0]:g}) in its central {sy}x{sx} "
+            "crop; bioimage.io needs a test input with structure: pass another image"
+        )
     return crop, f"the central {sy}x{sx} crop of {path.name}"
 
 

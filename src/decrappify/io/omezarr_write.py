@@ -264,7 +264,26 @@ def iter_write_ome_zarr(
         if resume is not None:
             resume.save()
 
-    step, n0 = len(done), len(level0)  # the bar counts level-0 blocks, then the pyramid's
+    # the bar counts level-0 blocks, then the pyramid's
+    yield from _iter_level0(data, arrays[0], level0, block, done, resume, client, label)
+    yield from _iter_pyramid(arrays, pyramid, dtype, label)
+    if resume is not None:
+        remove_path(resume.folder)
+
+
+def _iter_level0(
+    data: Any,
+    target: Any,
+    level0: list[Any],
+    block: tuple[int, ...],
+    done: set[tuple[int, ...]],
+    resume: _ResumeState | None,
+    client: Any,
+    label: str,
+) -> Generator[Progress, None, None]:
+    """Write the level-0 blocks not ``done`` yet, recording each one once it is written."""
+    shape = tuple(int(s) for s in data.shape)
+    step, n0 = len(done), len(level0)
     if done:
         yield Progress(
             "write",
@@ -274,7 +293,6 @@ def iter_write_ome_zarr(
             info={"level": 0, "resumed": step},
         )
     todo = [(index, region) for index, region in level0 if index not in done]
-    target = arrays[0]
     with closing(iter_blocks(data, todo, client=client)) as blocks:
         for index, values in blocks:
             target[_region(index, block, shape)] = values
@@ -288,9 +306,6 @@ def iter_write_ome_zarr(
                 message=f"{label}: level 0, block {step} of {n0}",
                 info={"level": 0, "block": index},
             )
-    yield from _iter_pyramid(arrays, pyramid, dtype, label)
-    if resume is not None:
-        remove_path(resume.folder)
 
 
 def _iter_pyramid(

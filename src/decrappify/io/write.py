@@ -112,8 +112,33 @@ def iter_write_image(
     check_output_path(path, [image.source] if image.source else [], is_folder=False)
     if os.path.lexists(path) and not overwrite:
         raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
+    blocks = _format_writer(
+        image, data, path, fmt, chunks=chunks, levels=levels, resume_key=resume_key, client=client
+    )
+    with lock_outputs([path]):  # one writer per output: a second run fails here, at once
+        yield from _written(
+            blocks, path, fmt, overwrite=overwrite, resumable=resume_key is not None
+        )
+    return path
+
+
+def _format_writer(
+    image: Image,
+    data: Any,
+    path: Path,
+    fmt: str,
+    *,
+    chunks: Sequence[int] | None,
+    levels: int | None,
+    resume_key: str | None,
+    client: Any,
+) -> Generator[Progress, None, Any]:
+    """Return the generator that writes ``data`` in ``fmt`` to the partial output of ``path``.
+
+    Its settings are checked here, before anything is written.
+    """
     if fmt == "zarr":
-        blocks = iter_write_ome_zarr(
+        return iter_write_ome_zarr(
             data,
             partial_path(path),
             axes=image.axes,
@@ -127,16 +152,10 @@ def iter_write_image(
             client=client,
             label=path.name,
         )
-    else:
-        tile = tiff_tile(chunks)
-        blocks = _iter_write_tiff(
-            data, partial_path(path), image, tile=tile, client=client, label=path.name
-        )
-    with lock_outputs([path]):  # one writer per output: a second run fails here, at once
-        yield from _written(
-            blocks, path, fmt, overwrite=overwrite, resumable=resume_key is not None
-        )
-    return path
+    tile = tiff_tile(chunks)
+    return _iter_write_tiff(
+        data, partial_path(path), image, tile=tile, client=client, label=path.name
+    )
 
 
 def _written(

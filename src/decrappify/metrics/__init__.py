@@ -4,7 +4,7 @@ Pure numpy / scipy / scikit-image (no torch). See ``docs/metrics.md`` for what e
 number means and how to read the comparison figure.
 """
 
-from decrappify.metrics.baselines import METHOD_ORDERS, resize_plane, upsample
+from decrappify.metrics.baselines import METHOD_ORDERS, upsample
 from decrappify.metrics.core import (
     METRIC_NAMES,
     affine_fit,
@@ -16,6 +16,7 @@ from decrappify.metrics.core import (
 )
 from decrappify.metrics.figure import comparison_figure
 from decrappify.metrics.frc import FRCResult, frc, frc_single
+from decrappify.metrics.planes import resize_plane
 from decrappify.metrics.report import MetricsTable, format_table, results_to_json, write_csv
 from decrappify.metrics.stack import PREDICTION, StackResult, evaluate_stack, iter_evaluate_stack
 

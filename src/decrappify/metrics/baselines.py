@@ -21,6 +21,8 @@ import numpy as np
 
 from decrappify.errors import InputError
 from decrappify.io.image import Image
+from decrappify.metrics.denoise import DENOISERS, PARAM_NAMES, check_denoiser, denoise
+from decrappify.metrics.planes import resize_plane
 
 #: Interpolation methods and their spline order.
 METHOD_ORDERS: dict[str, int] = {"nearest": 0, "bilinear": 1, "bicubic": 3}
@@ -90,8 +92,6 @@ class Baseline:
             float32 plane of ``shape``: the plane (denoised for a denoiser), interpolated
             when ``shape`` differs from its own.
         """
-        from decrappify.metrics.denoise import DENOISERS, denoise
-
         if self.method in DENOISERS:
             base = denoise(plane, self.method, self.param)
         else:
@@ -120,8 +120,6 @@ def parse_baseline(spec: str | Baseline) -> Baseline:
         For an unknown method, a parameter given to an interpolation, a bad number, or
         ``bm3d`` without its package.
     """
-    from decrappify.metrics.denoise import DENOISERS, PARAM_NAMES, check_denoiser
-
     if isinstance(spec, Baseline):
         return spec
     name, sep, value = str(spec).strip().lower().partition("=")
@@ -247,37 +245,6 @@ def scale_for(lr_shape: tuple[int, ...], gt_shape: tuple[int, ...], scale: Any =
             f"of lr shape {tuple(lr_shape)}; pass --scale"
         )
     return inferred
-
-
-def resize_plane(plane: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
-    """Resample one 2D plane onto a ``shape`` grid spanning the same field of view.
-
-    Parameters
-    ----------
-    plane : numpy.ndarray
-        2D input, any real dtype.
-    shape : tuple of int
-        Output (Y, X) shape.
-    order : int
-        Spline order (0 nearest, 1 bilinear, 3 bicubic).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 plane of ``shape``; no anti-aliasing, reflect borders, values clipped to
-        the input's range.
-    """
-    from skimage.transform import resize
-
-    out = resize(
-        np.asarray(plane, dtype=np.float32),
-        tuple(int(s) for s in shape),
-        order=order,
-        mode="reflect",
-        anti_aliasing=False,
-        preserve_range=True,
-    )
-    return np.asarray(out, dtype=np.float32)
 
 
 def upsample(lr: Any, scale: int, method: Method = "bicubic") -> Any:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from decrappify.errors import InputError
-from decrappify.io.image import Image
-from decrappify.metrics.baselines import resize_plane
+from decrappify.metrics.frc import MIN_FRC_SIDE, frc
+from decrappify.metrics.planes import as_plane, resize_plane
 from decrappify.normalize import percentile_range
 
 #: Keys of the dictionary returned by :func:`evaluate_pair`, in reporting order.
@@ -47,36 +47,6 @@ METRIC_NAMES: tuple[str, ...] = (
 SSIM_SIGMA = 1.5
 #: Smallest side an image may have for SSIM with the Gaussian window (11 pixels).
 MIN_SIDE = 2 * int(3.5 * SSIM_SIGMA + 0.5) + 1
-
-
-def as_plane(array: Any, name: str) -> np.ndarray:
-    """Return a 2D array as numpy, computing it if it is lazy.
-
-    Parameters
-    ----------
-    array : array-like
-        A numpy or dask array, or a :class:`decrappify.io.Image` record.
-    name : str
-        What to call the array in error messages (``"pred"``, ``"gt"`` ...).
-
-    Returns
-    -------
-    numpy.ndarray
-        The pixels, dtype unchanged.
-
-    Raises
-    ------
-    InputError
-        If the array is not 2D.
-    """
-    data = array.data if isinstance(array, Image) else array
-    if not hasattr(data, "ndim"):
-        data = np.asarray(data)
-    if data.ndim != 2:  # checked before computing: never materialise a whole stack
-        raise InputError(f"{name}: expected a 2D (YX) image, got shape {tuple(data.shape)}")
-    if not isinstance(data, np.ndarray) and hasattr(data, "compute"):
-        data = data.compute()
-    return np.asarray(data)
 
 
 def default_data_range(gt: np.ndarray) -> float:
@@ -350,7 +320,7 @@ def evaluate_pair(
         pixel (index 0 on both axes) of both images.
     resize : bool
         When the shapes differ, resample ``pred`` onto the ``gt`` grid (same field of
-        view) by bicubic interpolation (:func:`~decrappify.metrics.baselines.resize_plane`).
+        view) by bicubic interpolation (:func:`~decrappify.metrics.planes.resize_plane`).
 
     Returns
     -------
@@ -446,9 +416,6 @@ def frc_resolution_px(pred: np.ndarray, gt: np.ndarray) -> float:
         ring (about 2 pixels, the Nyquist limit): the resolution is at least that fine.
         NaN for a flat image and for images smaller than the 16x16 pixels FRC needs.
     """
-    # imported here: decrappify.metrics.frc builds on this module
-    from decrappify.metrics.frc import MIN_FRC_SIDE, frc
-
     if min(gt.shape) < MIN_FRC_SIDE:
         return float("nan")
     curve = frc(pred, gt)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from decrappify.errors import InputError
+from decrappify.metrics.core import evaluate_pair
 from decrappify.normalize import percentile_range
 
 __all__ = [
@@ -260,8 +261,6 @@ def tune_denoiser(
     InputError
         For an unknown method, no pairs, unpaired lists or mismatched shapes.
     """
-    from decrappify.metrics.core import evaluate_pair
-
     check_denoiser(name)
     if not noisy or len(noisy) != len(clean):
         raise InputError(

@@ -19,12 +19,12 @@ from decrappify.io.image import Image
 from decrappify.metrics.baselines import baseline_label, scale_for, upsample
 from decrappify.metrics.core import (
     affine_fit,
-    as_plane,
     evaluate_pair,
     gt_range,
     shape_mismatch_message,
 )
 from decrappify.metrics.frc import FRCResult, frc
+from decrappify.metrics.planes import as_plane
 from decrappify.metrics.stack import PREDICTION
 from decrappify.normalize import percentile_range
 
@@ -97,10 +97,8 @@ def comparison_figure(
         ``scale`` and to the image size).
     baseline_name : str or None
         Label of the baseline (default: ``"bicubic"``, or ``"input"`` at scale 1).
-    figsize : (float, float)
-        Figure size in inches; the PNG is ``figsize * dpi`` pixels.
-    dpi : int
-        Resolution of the PNG.
+    figsize, dpi : (float, float), int
+        Figure size in inches and resolution: the PNG is ``figsize * dpi`` pixels.
     title : str, optional
         Figure title.
 
@@ -125,34 +123,67 @@ def comparison_figure(
     if lr_p is not None:
         scale = scale_for(lr_p.shape, gt_p.shape, scale)
     baseline_name = baseline_name or baseline_label(scale)
-    if baseline is None:
-        if lr_p is None:
-            raise InputError(
-                "--figure needs the low-res inputs (--lr) to draw the bicubic baseline"
-            )
-        assert scale is not None
-        base_p = upsample(lr_p, scale, "bicubic").astype(np.float64)
-        base_p = base_p[: gt_p.shape[0], : gt_p.shape[1]]
-    else:
-        base_p = _pick_plane(baseline, plane, baseline_name).astype(np.float64)
-    if base_p.shape != gt_p.shape:
-        raise InputError(shape_mismatch_message(baseline_name, base_p.shape, gt_p.shape))
+    base_p = _baseline_plane(baseline, lr_p, gt_p, scale=scale, plane=plane, name=baseline_name)
     if not isinstance(crop_size, int) or crop_size < 1:
         raise InputError(f"crop_size: expected a positive integer, got {crop_size!r}")
 
-    lo, hi = gt_range(gt_p, 0.1, 99.9)
-    gt_n = (gt_p - lo) / (hi - lo)
-    pred_n = _fit(pred_p, gt_n)
-    base_n = _fit(base_p, gt_n)
-    lr_n = None if lr_p is None else _fit_lr(lr_p, gt_n, scale or 1)
+    crops, errors = _panels(
+        lr_p, base_p, pred_p, gt_p, scale=scale or 1, crop_size=crop_size, name=baseline_name
+    )
     metrics = {
         baseline_name: evaluate_pair(base_p, gt_p),
         PREDICTION: evaluate_pair(pred_p, gt_p),
     }
     if frc_curves is None:
         frc_curves = {PREDICTION: frc(pred_p, gt_p), baseline_name: frc(base_p, gt_p)}
+    fig = _draw(crops, errors, metrics, frc_curves, figsize=figsize, dpi=dpi, title=title)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
-    s = scale or 1
+
+def _baseline_plane(
+    baseline: Any,
+    lr_p: np.ndarray | None,
+    gt_p: np.ndarray,
+    *,
+    scale: int | None,
+    plane: int | None,
+    name: str,
+) -> np.ndarray:
+    """Return the baseline's plane on the ground-truth grid (without one: bicubic from lr)."""
+    if baseline is not None:
+        base_p = _pick_plane(baseline, plane, name).astype(np.float64)
+    elif lr_p is None:
+        raise InputError("--figure needs the low-res inputs (--lr) to draw the bicubic baseline")
+    else:
+        assert scale is not None
+        base_p = upsample(lr_p, scale, "bicubic").astype(np.float64)
+        base_p = base_p[: gt_p.shape[0], : gt_p.shape[1]]
+    if base_p.shape != gt_p.shape:
+        raise InputError(shape_mismatch_message(name, base_p.shape, gt_p.shape))
+    return base_p
+
+
+def _panels(
+    lr_p: np.ndarray | None,
+    base_p: np.ndarray,
+    pred_p: np.ndarray,
+    gt_p: np.ndarray,
+    *,
+    scale: int,
+    crop_size: int,
+    name: str,
+) -> tuple[dict[str, np.ndarray | None], dict[str, np.ndarray]]:
+    """Normalise the planes onto the ground truth and crop their central windows.
+
+    Returns the top row's crops by title (the LR crop covers the same field of view) and
+    the bottom row's error maps of the baseline (titled ``name``) and the prediction.
+    """
+    lo, hi = gt_range(gt_p, 0.1, 99.9)
+    gt_n = (gt_p - lo) / (hi - lo)
+    pred_n = _fit(pred_p, gt_n)
+    base_n = _fit(base_p, gt_n)
+    lr_n = None if lr_p is None else _fit_lr(lr_p, gt_n, scale)
+    s = scale
     side = max(s, min(crop_size, *gt_p.shape) // s * s)
     y0 = (gt_p.shape[0] - side) // 2 // s * s
     x0 = (gt_p.shape[1] - side) // 2 // s * s
@@ -160,16 +191,15 @@ def comparison_figure(
     lr_window = (slice(y0 // s, (y0 + side) // s), slice(x0 // s, (x0 + side) // s))
     crops = {
         f"low resolution (×{s})": None if lr_n is None else lr_n[lr_window],
-        baseline_name: base_n[window],
+        name: base_n[window],
         PREDICTION: pred_n[window],
         "ground truth": gt_n[window],
     }
     errors = {
-        baseline_name: np.abs(base_n - gt_n)[window],
+        name: np.abs(base_n - gt_n)[window],
         PREDICTION: np.abs(pred_n - gt_n)[window],
     }
-    fig = _draw(crops, errors, metrics, frc_curves, figsize=figsize, dpi=dpi, title=title)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    return crops, errors
 
 
 def _fit(x: np.ndarray, target: np.ndarray) -> np.ndarray:

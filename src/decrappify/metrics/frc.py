@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from decrappify.errors import InputError
-from decrappify.metrics.core import as_plane
+from decrappify.metrics.planes import as_plane
 
 #: Shape parameter of the apodisation (Tukey) window: the tapered fraction of each axis.
 TUKEY_ALPHA = 0.25

@@ -16,8 +16,9 @@ import numpy as np
 from decrappify.errors import InputError
 from decrappify.io import Image
 from decrappify.metrics.alignment import ComparePlan
-from decrappify.metrics.baselines import METHOD_ORDERS, resize_plane
+from decrappify.metrics.baselines import METHOD_ORDERS
 from decrappify.metrics.core import gt_range, normalize_minmse
+from decrappify.metrics.planes import resize_plane
 
 __all__ = ["AGREEMENT_PIXELS", "baseline_image", "error_image", "error_plane", "map_agreement"]
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from decrappify.errors import InputError
-from decrappify.metrics.core import as_plane
+from decrappify.metrics.planes import as_plane
 
 __all__ = ["high_frequency_power_ratio", "hf_band_start", "radial_power"]
 

@@ -10,8 +10,9 @@ bounded by a plane (or one chunk of the input), never by the stack.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,6 @@ from decrappify.metrics.baselines import (
     Baseline,
     infer_scale,
     parse_baseline,
-    resize_plane,
     scale_for,
 )
 from decrappify.metrics.core import (
@@ -34,6 +34,7 @@ from decrappify.metrics.core import (
     evaluate_pair,
     shape_mismatch_message,
 )
+from decrappify.metrics.planes import resize_plane
 
 #: Name of the network's output among the methods of a :class:`StackResult`.
 PREDICTION = "prediction"
@@ -248,18 +249,16 @@ def iter_evaluate_stack(
     Parameters
     ----------
     pred : array-like
-        The restored image: 2D (YX) or 3D (ZYX / TYX), numpy, dask or
-        :class:`~decrappify.io.Image`.
+        The restored image: 2D (YX) or 3D (ZYX / TYX), numpy, dask or an ``Image``.
     gt : array-like
         The ground truth, same number of dimensions (and planes).
     lr : array-like, optional
         The low-resolution input the prediction was made from; the ``baselines`` are
         interpolated from it onto the ground-truth grid, plane by plane.
     baselines : sequence of str or Baseline
-        Any of ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"input"`` (scale 1), or a
-        denoiser of :mod:`decrappify.metrics.denoise` with its parameter
-        (``"gaussian=1.5"``, ``"nl-means"``, ``"tv=0.2"``, ``"bm3d"``), see
-        :func:`~decrappify.metrics.baselines.parse_baseline`; ignored without ``lr``.
+        ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"input"`` (scale 1), or a denoiser
+        with its parameter (``"gaussian=1.5"``, ``"nl-means"``, ``"tv=0.2"``, ``"bm3d"``),
+        read by :func:`~decrappify.metrics.baselines.parse_baseline`; ignored without ``lr``.
     scale : int, optional
         Factor between ``lr`` and ``gt``; inferred from the shapes when ``gt`` is an exact
         integer multiple of ``lr`` along Y and X (with ``resize=True`` it may stay
@@ -269,8 +268,7 @@ def iter_evaluate_stack(
         and for float ground truth ``max - min`` of each ground-truth plane; pass a value
         to use one range for the whole stack.
     norm_low, norm_high : float
-        Percentiles of each ground-truth plane mapped to 0 and 1 for the normalised
-        metrics.
+        Percentiles of each ground-truth plane mapped to 0 and 1 (normalised metrics).
     crop : bool
         When grids differ, compare the common region anchored at index 0 of every axis
         (top-left of each plane, the first planes of a stack) of the prediction, the
@@ -302,55 +300,83 @@ def iter_evaluate_stack(
     """
     check_alignment(crop, resize)
     check_percentiles(norm_low, norm_high)
-    name = name or (gt.source if isinstance(gt, Image) else None)
-    axes = gt.axes if isinstance(gt, Image) else None
-    pixel_size, unit = _x_pixel_size(gt)
     pred_d, gt_d = _data(pred, "pred"), _data(gt, "gt")
     lr_d = None if lr is None else _data(lr, "lr")
-    if pred_d.ndim != gt_d.ndim:
-        raise InputError(
-            f"pred has {pred_d.ndim} dimensions {tuple(pred_d.shape)} but gt has "
-            f"{gt_d.ndim} {tuple(gt_d.shape)}"
-        )
-    axes = axes or ("YX" if gt_d.ndim == 2 else "ZYX")
-    parsed = [parse_baseline(b) for b in baselines] if lr_d is not None else []
-    makers = {b.key: b for b in parsed}
-    methods = tuple(makers)
+    _check_dimensions("pred", pred_d, gt_d)
+    about = _about_gt(gt, gt_d.ndim, name)
+    makers: dict[str, Baseline] = {}
     if lr_d is not None:
-        if lr_d.ndim != gt_d.ndim:
-            raise InputError(
-                f"lr has {lr_d.ndim} dimensions {tuple(lr_d.shape)} but gt has "
-                f"{gt_d.ndim} {tuple(gt_d.shape)}"
-            )
-        if scale is None and resize:
-            # the baselines go straight onto the gt grid: the factor is only reported
-            scale = infer_scale(lr_d.shape, gt_d.shape)
-        else:
-            scale = scale_for(lr_d.shape, gt_d.shape, scale)
-        if INPUT in makers and scale != 1:
-            raise InputError(
-                f"baseline input: the input is on the output grid only at scale 1 (got scale "
-                f"{scale}); use nearest, bilinear or bicubic"
-            )
+        makers = {b.key: b for b in (parse_baseline(spec) for spec in baselines)}
+        scale = _baseline_scale(lr_d, gt_d, makers, scale=scale, resize=resize)
     if data_range is not None and not (np.isfinite(data_range) and data_range > 0):
         raise InputError(f"data_range: expected a positive number, got {data_range!r}")
     plan = _plan(pred_d, gt_d, lr_d, scale=scale, crop=crop, resize=resize)
+    score = partial(evaluate_pair, data_range=data_range, norm_low=norm_low, norm_high=norm_high)
+    values = yield from _iter_planes(
+        pred_d, gt_d, lr_d, plan=plan, makers=makers, score=score, name=about["source"]
+    )
+    return StackResult(
+        values=values,
+        shape=plan["shape"],
+        scale=scale if lr_d is not None else None,
+        data_range=None if data_range is None else float(data_range),
+        norm_low=float(norm_low),
+        norm_high=float(norm_high),
+        **about,
+    )
+
+
+def _check_dimensions(label: str, data: Any, gt: Any) -> None:
+    if data.ndim != gt.ndim:
+        raise InputError(
+            f"{label} has {data.ndim} dimensions {tuple(data.shape)} but gt has "
+            f"{gt.ndim} {tuple(gt.shape)}"
+        )
+
+
+def _baseline_scale(
+    lr: Any, gt: Any, makers: dict[str, Baseline], *, scale: int | None, resize: bool
+) -> int | None:
+    """Check ``lr`` and return the factor to ``gt`` of its baselines (None: onto the gt grid)."""
+    _check_dimensions("lr", lr, gt)
+    if scale is None and resize:
+        # the baselines go straight onto the gt grid: the factor is only reported
+        scale = infer_scale(lr.shape, gt.shape)
+    else:
+        scale = scale_for(lr.shape, gt.shape, scale)
+    if INPUT in makers and scale != 1:
+        raise InputError(
+            f"baseline input: the input is on the output grid only at scale 1 (got scale "
+            f"{scale}); use nearest, bilinear or bicubic"
+        )
+    return scale
+
+
+def _iter_planes(
+    pred: Any,
+    gt: Any,
+    lr: Any,
+    *,
+    plan: dict[str, Any],
+    makers: dict[str, Baseline],
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    name: str | None,
+) -> Generator[Progress, None, dict[str, dict[str, np.ndarray]]]:
+    """Score the planes one by one: method -> metric -> one value per plane."""
     n = plan["n_planes"]
     values: dict[str, dict[str, list[float]]] = {
-        method: {k: [] for k in METRIC_NAMES} for method in (PREDICTION, *methods)
+        method: {k: [] for k in METRIC_NAMES} for method in (PREDICTION, *makers)
     }
     for i in range(n):
-        p_i, g_i, l_i = _fetch(pred_d, gt_d, lr_d, i)
+        p_i, g_i, l_i = _fetch(pred, gt, lr, i)
         scored = _score_plane(
             p_i,
             g_i,
             l_i,
             plan=plan,
             makers=makers,
-            data_range=data_range,
-            norm_low=norm_low,
-            norm_high=norm_high,
-            where="" if gt_d.ndim == 2 else f"slice {i} of {n}: ",
+            score=score,
+            where="" if gt.ndim == 2 else f"slice {i} of {n}: ",
         )
         for method, metrics in scored.items():
             for k in METRIC_NAMES:
@@ -362,26 +388,25 @@ def iter_evaluate_stack(
             message=f"{name or 'image'}: plane {i + 1}/{n}",
             metrics=dict(scored[PREDICTION]),
         )
-    return StackResult(
-        values={
-            m: {k: np.asarray(v, dtype=np.float64) for k, v in t.items()} for m, t in values.items()
-        },
-        axes=axes,
-        shape=plan["shape"],
-        scale=scale if lr_d is not None else None,
-        data_range=None if data_range is None else float(data_range),
-        norm_low=float(norm_low),
-        norm_high=float(norm_high),
-        source=name,
-        pixel_size=pixel_size,
-        unit=unit,
-    )
+    return {
+        m: {k: np.asarray(v, dtype=np.float64) for k, v in t.items()} for m, t in values.items()
+    }
 
 
-def _x_pixel_size(gt: Any) -> tuple[float | None, str | None]:
-    if not isinstance(gt, Image) or gt.pixel_size is None:
-        return None, None
-    return float(gt.pixel_size[-1]), (gt.units[-1] if gt.units else None)
+def _about_gt(gt: Any, ndim: int, name: str | None) -> dict[str, Any]:
+    """Return what the result keeps of the ground truth: name, axes, X pixel size, unit."""
+    axes = "YX" if ndim == 2 else "ZYX"
+    if not isinstance(gt, Image):
+        return {"source": name, "axes": axes, "pixel_size": None, "unit": None}
+    pixel_size, unit = None, None
+    if gt.pixel_size is not None:
+        pixel_size, unit = float(gt.pixel_size[-1]), (gt.units[-1] if gt.units else None)
+    return {
+        "source": name or gt.source,
+        "axes": gt.axes or axes,
+        "pixel_size": pixel_size,
+        "unit": unit,
+    }
 
 
 def _data(array: Any, label: str) -> Any:
@@ -459,9 +484,7 @@ def _score_plane(
     *,
     plan: dict[str, Any],
     makers: dict[str, Baseline],
-    data_range: float | None,
-    norm_low: float,
-    norm_high: float,
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
     where: str,
 ) -> dict[str, dict[str, float]]:
     h, w = plan["yx"]
@@ -477,11 +500,6 @@ def _score_plane(
         target = (h, w) if mode == "resize" else (lr.shape[0] * scale, lr.shape[1] * scale)
         candidates[method] = baseline.apply(lr, target)[:h, :w]
     try:
-        return {
-            method: evaluate_pair(
-                image, gt, data_range=data_range, norm_low=norm_low, norm_high=norm_high
-            )
-            for method, image in candidates.items()
-        }
+        return {method: score(image, gt) for method, image in candidates.items()}
     except InputError as err:
         raise InputError(f"{where}{err}") from err

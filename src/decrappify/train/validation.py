@@ -41,11 +41,21 @@ def normalized_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
         ``psnr_norm`` and ``ssim_norm`` as :func:`decrappify.metrics.evaluate_pair`
         computes them.
     """
+    pred_n, gt_n = _normalized(pred, gt)
+    return psnr(pred_n, gt_n, data_range=1.0), ssim(pred_n, gt_n, data_range=1.0)
+
+
+def normalized_psnr(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Return the PSNR of :func:`normalized_scores` alone (no SSIM: a fraction of the cost)."""
+    return psnr(*_normalized(pred, gt), data_range=1.0)
+
+
+def _normalized(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale the ground truth to [0, 1] by its percentiles and fit the prediction to it."""
     gt64 = np.asarray(gt, dtype=np.float64)
     lo, hi = gt_range(gt64)
     gt_n = (gt64 - lo) / (hi - lo)
-    pred_n = normalize_minmse(np.asarray(pred, dtype=np.float64), gt_n)
-    return psnr(pred_n, gt_n, data_range=1.0), ssim(pred_n, gt_n, data_range=1.0)
+    return normalize_minmse(np.asarray(pred, dtype=np.float64), gt_n), gt_n
 
 
 def mean_scores(preds: np.ndarray, gts: np.ndarray, *, scale: int = 4) -> dict[str, float]:

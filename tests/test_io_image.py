@@ -1,3 +1,5 @@
+"""io.Image, the image record: derived records on a new grid, the translation and its round trip."""
+
 import numpy as np
 import pytest
 
