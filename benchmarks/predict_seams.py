@@ -1,7 +1,7 @@
 """Benchmark: tiled prediction with small tiles against whole-image prediction (seams).
 
-Real decrappify generators (x4; the default is a ``naf`` U-Net) super-resolve a 512^2 LR synthetic EM
-image into a 2048^2 output twice:
+Real decrappify generators (x4; the default is a ``naf`` U-Net) super-resolve a 512^2 LR
+synthetic EM image into a 2048^2 output twice:
 
 * **whole**: the network on the whole image in one forward pass (reflect-padded by
   ``--pad`` LR pixels, cropped back);
