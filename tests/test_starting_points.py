@@ -263,6 +263,9 @@ def test_the_shipped_starting_points_load_with_their_provenance(name):
     assert path.parent.name == "pretrained" and path.stat().st_size < 30 * 2**20
     info = read_model_info(name)
     assert info.generator.scale == point.scale
+    # the default network (what --from auto fits them to), at their scale
+    default = TrainConfig().generator.model_copy(update={"scale": point.scale})
+    assert (info.generator.arch, info.generator.naf) == (default.arch, default.naf)
     assert pretrained.crappifier_modality(info.crappify) == point.modality
     provenance = info.training["provenance"]
     assert provenance["name"] == name

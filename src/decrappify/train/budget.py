@@ -167,6 +167,8 @@ class PhaseCount:
         """Count the steps that fit in the time left at ``step_s`` seconds per step."""
         st = self.state
         closing = st.overhead if self.every else 0.0  # the closing validation + checkpoint
+        if self.clock.ends_run():  # then the self-check, the final save and the curves:
+            closing += st.overhead  # about one validation's time, inside the budget
         extra = steps_for_budget(
             self.clock.phase_time_left() - closing,
             step_s,

@@ -173,6 +173,10 @@ class Clock:
         assert self.phase_seconds is not None
         return self.phase_seconds - self.phase_elapsed()
 
+    def ends_run(self) -> bool:
+        """Whether the current phase's share is all the budget left (the run's last phase)."""
+        return self.phase_seconds is not None and self.phase_time_left() >= self.left() - 1e-6
+
     def resplit(self, todo: Sequence[str]) -> None:
         """Share what is left among ``todo`` again (the current phase first, keeping its past)."""
         assert self.budget is not None
