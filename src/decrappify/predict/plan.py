@@ -40,6 +40,7 @@ from decrappify.predict.network import ModelHandle, check_image, model_handle
 from decrappify.predict.receptive import auto_overlap, max_overlap, needed_probe, receptive_radius
 from decrappify.predict.settings import PredictSettings, resolve_settings
 from decrappify.predict.tile_geometry import split_overlap
+from decrappify.predict.tile_predictor import network_grid
 from decrappify.predict.trust import TrustPlan, map_path, plan_trust
 from decrappify.predict.trust_blocks import DegradedSlots
 
@@ -209,6 +210,9 @@ def measure_overlap(settings: PredictSettings, handle: ModelHandle) -> PredictSe
             needed=margin,
         )
     overlap = auto_overlap(record.radius, handle.scale, settings.tile, blend=settings.blend)
+    # an overlap on the network's grid lets every window start on it (tile_geometry)
+    step = network_grid(handle.net)
+    overlap = min(-(-overlap // step) * step, settings.tile // 2 // step * step) or overlap
     return replace(settings, overlap=overlap, radius=record.radius, auto_overlap=False)
 
 

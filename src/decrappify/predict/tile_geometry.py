@@ -296,6 +296,7 @@ def plan_tiles(
     multiple: int = DEFAULT_MULTIPLE,
     blend: float = 0.5,
     region: Bounds | Sequence[slice] | None = None,
+    grid: int = 1,
 ) -> list[Tile]:
     """Plan the tiles that cover a 2D LR plane (or a region of it).
 
@@ -320,6 +321,11 @@ def plan_tiles(
         LR rectangle to produce (default: the whole array). Tiles cover only this
         region; their windows read context around it from the array, and past the
         array's borders by reflection.
+    grid : int
+        The network's downsampling in LR pixels (``2**levels`` of a U-Net on the LR
+        grid; 1 for none): with an overlap that is a multiple of it, every window starts
+        on a multiple of it, where the network computes what it computes on the whole
+        image.
 
     Returns
     -------
@@ -343,7 +349,7 @@ def plan_tiles(
     bounds = normalize_bounds(region, size) if region is not None else ((0, size[0]), (0, size[1]))
     quantum = tile_quantum(scale, multiple)
     axes = [
-        _plan_axis(n, t, o, blend, span, quantum)
+        _plan_axis(n, t, o, blend, span, quantum, grid)
         for n, t, o, span in zip(size, tiles, overlaps, bounds, strict=True)
     ]
     plan = []
@@ -356,7 +362,7 @@ def plan_tiles(
 
 
 def _plan_axis(
-    length: int, tile: int, overlap: int, blend: float, region: Span, quantum: int
+    length: int, tile: int, overlap: int, blend: float, region: Span, quantum: int, grid: int = 1
 ) -> list[tuple[Span, Span, Span]]:
     """Windows, cores and ramps along one axis: the 1D plan behind :func:`plan_tiles`."""
     if 2 * overlap > tile:
@@ -379,12 +385,54 @@ def _plan_axis(
     span = (count - 1) * stride + size
     ideal = (length - span) // 2 + margin
     first = min(max(ideal, r0 - excess), r0)
+    if grid > 1 and overlap % grid == 0 and (first - margin) % grid:
+        return _plan_on_grid(tile, overlap, blend, region, (grid, quantum), count, size)
     plan = []
     for i in range(count):
         core0 = first + i * stride
         core1 = core0 + stride + band
         window = (core0 - margin, core0 - margin + size)
         core = (max(core0, r0), min(core1, r1))
+        ramps = (band if i > 0 else 0, band if i < count - 1 else 0)
+        plan.append((window, core, ramps))
+    return plan
+
+
+def _plan_on_grid(
+    tile: int,
+    overlap: int,
+    blend: float,
+    region: Span,
+    steps: tuple[int, int],
+    count: int,
+    size: int,
+) -> list[tuple[Span, Span, Span]]:
+    """Windows that start on the network's grid (multiples of ``grid`` LR pixels).
+
+    A U-Net that downsamples by ``grid`` computes the same output for a pixel only at
+    the same place in that grid: windows off it differ from each other and from the whole
+    image far beyond the 1e-4 the tiles promise. With an overlap on the grid the strides
+    are too, so the first window's start is moved down onto it, and the windows grow by a
+    size step (``quantum``) or one more is added when the cores would no longer reach the
+    region's end.
+    """
+    grid, quantum = steps
+    margin, band = split_overlap(overlap, blend)
+    r0, r1 = region
+    first = r0 - (r0 - margin) % grid  # the first core starts at or before r0
+    while True:
+        stride = size - overlap
+        if first + count * stride + band >= r1:
+            break
+        if count == 1 and size + quantum <= tile:
+            size += quantum
+        else:
+            count += 1
+    plan = []
+    for i in range(count):
+        core0 = first + i * stride
+        window = (core0 - margin, core0 - margin + size)
+        core = (max(core0, r0), min(core0 + stride + band, r1))
         ramps = (band if i > 0 else 0, band if i < count - 1 else 0)
         plan.append((window, core, ramps))
     return plan

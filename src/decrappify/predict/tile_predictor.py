@@ -46,7 +46,22 @@ from decrappify.predict.tile_geometry import (
 )
 from decrappify.predict.tta import DIHEDRAL, dihedral, inverse_dihedral
 
-__all__ = ["ProgressCallback", "predict_plane", "predict_region"]
+__all__ = ["ProgressCallback", "network_grid", "predict_plane", "predict_region"]
+
+
+def network_grid(net: Any) -> int:
+    """Return the downsampling of a decrappify network in LR pixels (1 when it has none).
+
+    decrappify's U-Nets declare the ``multiple`` their output sides need; the LR step of
+    that (:func:`~decrappify.predict.tile_geometry.tile_quantum`) is how far apart the
+    places are where they compute the same thing. Other networks are taken as
+    shift-invariant.
+    """
+    if getattr(net, "multiple", None) is None:
+        return 1
+    scale, _, multiple = net_attributes(net)
+    return tile_quantum(scale, multiple)
+
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(tiles_done, tiles_total)``; it may raise (e.g. ``Cancelled``) to stop."""
@@ -177,8 +192,9 @@ def predict_region(
     quantum = tile_quantum(scale, multiple)
     # Start from the tile the plan really uses, so that shrinking on OOM is never a no-op.
     first_plan = plan_tiles(
-        lr.shape[-2:], tiles, overlap, scale=scale, multiple=multiple, blend=blend, region=bounds
-    )
+        lr.shape[-2:], tiles, overlap, scale=scale, multiple=multiple, blend=blend,
+        region=bounds, grid=network_grid(net),
+    )  # fmt: skip
     used = first_plan[0].shape
     worker = _RegionPredictor(net, lr, bounds, settings, device, _resolve_dtype(dtype), progress)
     if spread is not None and settings.tta:
@@ -231,6 +247,7 @@ class _RegionPredictor:
         self.origin = (region[0][0], region[1][0])
         self.settings = settings
         self.scale, _, self.multiple = net_attributes(net)
+        self.grid = network_grid(net)
         self.device = device
         self.dtype = dtype
         self.progress = progress
@@ -263,6 +280,7 @@ class _RegionPredictor:
                     multiple=self.multiple,
                     blend=self.settings.blend,
                     region=self.region,
+                    grid=self.grid,
                 ),
             )
         total = len(self.tiles)
