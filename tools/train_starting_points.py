@@ -251,15 +251,20 @@ def smoke_test(model: Path, recipe: Recipe, work: Path) -> None:
 
     Prediction measures the network's receptive field once and keeps it beside the file
     (``NAME.safetensors.receptive_field.json``, shipped too): an installed starting point
-    then predicts without measuring it again, and without writing into the package.
+    then predicts without measuring it again, and without writing into the package. The
+    image is larger than the default tile, so that the measurement resolves what the
+    default tile's overlap needs (a smaller image measures less, and every user's first
+    large prediction would measure again).
     """
     import tifffile
 
     from decrappify import api
+    from decrappify.config.predict import PredictConfig
     from decrappify.sample import synthetic_image
 
     work.mkdir(parents=True, exist_ok=True)
-    image = synthetic_image(recipe.kind, (256 // recipe.scale, 256 // recipe.scale), seed=99)
+    side = PredictConfig().tile + 16  # LR pixels: more than one default tile
+    image = synthetic_image(recipe.kind, (side, side), seed=99)
     tifffile.imwrite(work / "lr.tif", image.data)
     results = api.predict(model, [work / "lr.tif"], work / "out", {"overwrite": True})
     if not results[0].ok:
