@@ -119,7 +119,7 @@ def test_phases_and_events(full_run):
     steps = [e.step for e in events if e.phase == "pretrain_generator"]
     assert steps == [0, 1, 2, 3, 4]
     pre = [e for e in events if e.phase == "pretrain_generator"]
-    assert set(pre[1].losses) == {"loss", "l1_loss", "ssim_loss"}
+    assert set(pre[1].losses) == {"loss", "l1_loss"}  # the default loss: L1 alone
     assert [bool(e.metrics) for e in pre] == [True, False, True, False, True]
     assert [e.step for e in events if e.phase == "save_outputs"] == [2, 4, 5]
     gan = [e for e in events if e.phase == "gan"]
@@ -193,7 +193,7 @@ def test_history_says_which_generator_was_kept(full_run):
         assert "kept that generator (from pretrain_generator" in gan_note
         assert notes[-2] == "final model: the pretrained generator (no GAN checkpoint beat it)"
     else:
-        assert "best validation ssim" in gan_note
+        assert "best validation frc" in gan_note  # the default watched metric: sharpness
     assert notes[-1].startswith("self-check: model")  # against the classical methods
     validations = [h for h in result.history if "psnr" in h]
     assert [(h["phase"], h["step"]) for h in validations] == [

@@ -508,7 +508,7 @@ class ModelPicker(QWidget):
         self.combo.setMinimumContentsLength(12)
         line = self.combo.lineEdit()
         if line is not None:
-            line.setPlaceholderText("model folder, .safetensors file or starting point")
+            line.setPlaceholderText("model path or name")
             line.editingFinished.connect(self._emit)
         self.combo.activated.connect(lambda *_: self._emit())
         self.button = QPushButton("Browse…")

@@ -344,6 +344,9 @@ def start_from_combo() -> QComboBox:
     """
     combo = QComboBox()
     combo.setEditable(True)
+    # long item texts must not widen the dock (the canvas keeps its room on a laptop)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(12)
     combo.addItems(
         [
             "auto (the shipped starting point that fits, else random)",

@@ -474,6 +474,7 @@ def greedy_command(*names: str, base: type[TyperCommand] = TyperCommand) -> type
 
     class GreedyCommand(base):  # type: ignore[valid-type, misc]
         def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-            return super().parse_args(ctx, spread_values(list(args), greedy))
+            # str(): callers in Python (typer's CliRunner) may pass paths
+            return super().parse_args(ctx, spread_values([str(a) for a in args], greedy))
 
     return GreedyCommand
