@@ -8,13 +8,13 @@ import pytest
 
 from decrappify.errors import InputError
 from decrappify.predict.block_geometry import input_region_for_output, output_blocks
+from decrappify.predict.receptive import radius_from_response
 from decrappify.predict.tile_geometry import (
     Tile,
     default_overlap,
     extract_window,
     normalize_bounds,
     plan_tiles,
-    radius_from_response,
     ramp_profile,
     reflect_indices,
     split_overlap,

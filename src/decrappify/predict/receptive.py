@@ -37,7 +37,6 @@ from decrappify.errors import InputError
 from decrappify.predict.network import evaluating, net_attributes
 from decrappify.predict.tile_geometry import (
     default_overlap,
-    radius_from_response,
     split_overlap,
     tile_quantum,
 )
@@ -50,6 +49,7 @@ __all__ = [
     "estimate_receptive_field",
     "max_overlap",
     "needed_probe",
+    "radius_from_response",
     "receptive_radius",
 ]
 
@@ -364,3 +364,36 @@ def _write_cached(paths: list[Path], digest: str, record: RadiusRecord) -> None:
         except OSError as err:  # OutputError is an OSError
             log.debug("cannot cache the receptive field in %s (%s)", path, err)
             continue
+
+
+def radius_from_response(response: np.ndarray, center: tuple[int, int], tol: float = 0.0) -> int:
+    """Receptive-field radius from a map of input sensitivities.
+
+    Parameters
+    ----------
+    response : numpy.ndarray
+        2D non-negative map, for example ``|∂ output / ∂ input|`` of the outputs of one
+        LR pixel.
+    center : tuple of int
+        The LR pixel whose outputs were probed.
+    tol : float
+        Fraction of the total response allowed outside the radius; 0 gives the exact
+        support (the farthest non-zero pixel).
+
+    Returns
+    -------
+    int
+        Smallest Chebyshev radius ``r`` such that the response outside the
+        ``(2r + 1)²`` square around ``center`` is at most ``tol`` times the total.
+    """
+    response = np.abs(np.asarray(response, dtype=np.float64))
+    yy, xx = np.indices(response.shape)
+    dist = np.maximum(np.abs(yy - center[0]), np.abs(xx - center[1]))
+    rings = np.bincount(dist.ravel(), weights=response.ravel())
+    total = rings.sum()
+    if total == 0:
+        return 0
+    # outside[r] = response beyond radius r, summed from the outermost ring inwards so
+    # that all-zero rings give exactly 0.
+    outside = np.concatenate([np.cumsum(rings[::-1])[::-1][1:], [0.0]])
+    return int(np.argmax(outside <= tol * total))

@@ -399,23 +399,17 @@ def _plan_axis(
 
 
 def _plan_on_grid(
-    tile: int,
-    overlap: int,
-    blend: float,
-    region: Span,
-    steps: tuple[int, int],
-    count: int,
-    size: int,
+    tile: int, overlap: int, blend: float, region: Span, steps: tuple[int, int], *layout: int
 ) -> list[tuple[Span, Span, Span]]:
     """Windows that start on the network's grid (multiples of ``grid`` LR pixels).
 
-    A U-Net that downsamples by ``grid`` computes the same output for a pixel only at
-    the same place in that grid: windows off it differ from each other and from the whole
-    image far beyond the 1e-4 the tiles promise. With an overlap on the grid the strides
-    are too, so the first window's start is moved down onto it, and the windows grow by a
-    size step (``quantum``) or one more is added when the cores would no longer reach the
-    region's end.
+    A U-Net that downsamples by ``grid`` computes the same output for a pixel only at the
+    same place in that grid: windows off it differ from each other and from the whole image
+    far beyond the 1e-4 the tiles promise. With the overlap on the grid so are the strides:
+    the first start moves down onto it, and the windows grow (``quantum``) or one more is
+    added when the cores would no longer reach the region's end.
     """
+    count, size = layout
     grid, quantum = steps
     margin, band = split_overlap(overlap, blend)
     r0, r1 = region
@@ -579,39 +573,6 @@ def normalize_bounds(region: Bounds | Sequence[slice], shape: Sequence[int]) -> 
                 f"region: expected a non-empty rectangle inside {tuple(shape)}, got {bounds}"
             )
     return bounds
-
-
-def radius_from_response(response: np.ndarray, center: tuple[int, int], tol: float = 0.0) -> int:
-    """Receptive-field radius from a map of input sensitivities.
-
-    Parameters
-    ----------
-    response : numpy.ndarray
-        2D non-negative map, for example ``|∂ output / ∂ input|`` of the outputs of one
-        LR pixel.
-    center : tuple of int
-        The LR pixel whose outputs were probed.
-    tol : float
-        Fraction of the total response allowed outside the radius; 0 gives the exact
-        support (the farthest non-zero pixel).
-
-    Returns
-    -------
-    int
-        Smallest Chebyshev radius ``r`` such that the response outside the
-        ``(2r + 1)²`` square around ``center`` is at most ``tol`` times the total.
-    """
-    response = np.abs(np.asarray(response, dtype=np.float64))
-    yy, xx = np.indices(response.shape)
-    dist = np.maximum(np.abs(yy - center[0]), np.abs(xx - center[1]))
-    rings = np.bincount(dist.ravel(), weights=response.ravel())
-    total = rings.sum()
-    if total == 0:
-        return 0
-    # outside[r] = response beyond radius r, summed from the outermost ring inwards so
-    # that all-zero rings give exactly 0.
-    outside = np.concatenate([np.cumsum(rings[::-1])[::-1][1:], [0.0]])
-    return int(np.argmax(outside <= tol * total))
 
 
 def _round_up(value: int, quantum: int) -> int:
