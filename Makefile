@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 
 # Python 3.12 for the second leg: on PATH, else the one pyenv keeps in the machine image
 # (uv and pyenv cannot download interpreters here: only the package registries are reachable).
-PY312 ?= $(shell command -v python3.12 || ls -d $(HOME)/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)
+# (pyenv's shim is on PATH even where no 3.12 is selected: the first that runs is taken)
+PY312 ?= $(shell for p in $$(command -v python3.12) $$(ls -d $(HOME)/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null); do $$p -c pass 2>/dev/null && { echo $$p; break; }; done)
 VENV312 ?= .venv312
 # The tests of the modules that never import torch (the contract in pyproject.toml): no
 # CPU build of torch for 3.12 is reachable, only a multi-GB CUDA one.
