@@ -386,7 +386,8 @@ def _plan_axis(
     ideal = (length - span) // 2 + margin
     first = min(max(ideal, r0 - excess), r0)
     if grid > 1 and overlap % grid == 0 and (first - margin) % grid:
-        return _plan_on_grid(tile, overlap, blend, region, (grid, quantum), count, size)
+        first, count, size = _onto_grid(tile, overlap, blend, region, (grid, quantum), count, size)
+        stride = size - overlap
     plan = []
     for i in range(count):
         core0 = first + i * stride
@@ -398,38 +399,29 @@ def _plan_axis(
     return plan
 
 
-def _plan_on_grid(
+def _onto_grid(
     tile: int, overlap: int, blend: float, region: Span, steps: tuple[int, int], *layout: int
-) -> list[tuple[Span, Span, Span]]:
-    """Windows that start on the network's grid (multiples of ``grid`` LR pixels).
+) -> tuple[int, int, int]:
+    """Move the windows onto the network's grid (starts on multiples of ``grid`` LR pixels).
 
     A U-Net that downsamples by ``grid`` computes the same output for a pixel only at the
     same place in that grid: windows off it differ from each other and from the whole image
     far beyond the 1e-4 the tiles promise. With the overlap on the grid so are the strides:
     the first start moves down onto it, and the windows grow (``quantum``) or one more is
-    added when the cores would no longer reach the region's end.
+    added when the cores would no longer reach the region's end. Returns the first core's
+    start, the count and the size.
     """
     count, size = layout
     grid, quantum = steps
     margin, band = split_overlap(overlap, blend)
     r0, r1 = region
     first = r0 - (r0 - margin) % grid  # the first core starts at or before r0
-    while True:
-        stride = size - overlap
-        if first + count * stride + band >= r1:
-            break
+    while first + count * (size - overlap) + band < r1:
         if count == 1 and size + quantum <= tile:
             size += quantum
         else:
             count += 1
-    plan = []
-    for i in range(count):
-        core0 = first + i * stride
-        window = (core0 - margin, core0 - margin + size)
-        core = (max(core0, r0), min(core0 + stride + band, r1))
-        ramps = (band if i > 0 else 0, band if i < count - 1 else 0)
-        plan.append((window, core, ramps))
-    return plan
+    return first, count, size
 
 
 @lru_cache(maxsize=256)
