@@ -60,3 +60,21 @@ SLOW_DRIVER = textwrap.dedent(
     main()
     """
 )
+
+
+def whole_image_prediction(net, frames, pad=24):
+    """The network on the whole reflect-extended image in one pass: what tiles must equal."""
+    import numpy as np
+    import torch
+
+    from decrappify.predict.tile_geometry import tile_quantum
+
+    frames = frames if frames.ndim == 3 else frames[None]
+    quantum = tile_quantum(net.scale, net.multiple)
+    h, w = frames.shape[-2:]
+    extra_h, extra_w = (-(h + 2 * pad)) % quantum, (-(w + 2 * pad)) % quantum
+    padded = np.pad(frames, ((0, 0), (pad, pad + extra_h), (pad, pad + extra_w)), mode="reflect")
+    with torch.no_grad():
+        out = net(torch.from_numpy(padded[None].astype(np.float32)))[0, 0].numpy()
+    s = net.scale
+    return out[pad * s : (pad + h) * s, pad * s : (pad + w) * s]

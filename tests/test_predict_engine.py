@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import zarr
 from torch import nn
 
+from _tiny import whole_image_prediction
 from decrappify.config.predict import MAX_IN_MEMORY, PredictConfig
 from decrappify.devices import resolve_device
 from decrappify.errors import Cancelled, InputError, OutputError
@@ -28,7 +29,7 @@ from decrappify.predict.network import model_handle
 from decrappify.predict.plan import iter_plan
 from decrappify.predict.receptive import auto_overlap, needed_probe
 from decrappify.predict.settings import check_tile, resolve_settings
-from decrappify.predict.tile_geometry import default_overlap, tile_quantum
+from decrappify.predict.tile_geometry import default_overlap
 from decrappify.predict.tile_predictor import network_grid
 
 
@@ -57,19 +58,6 @@ class ConvSR(nn.Module):
         up = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         centre = self.n_frames // 2
         return 1.5 * up[:, centre : centre + 1] - 0.5 * self.body(up)
-
-
-def whole_image_prediction(net, frames, pad=24):
-    """The network on the whole reflect-extended image in one pass (normalised units)."""
-    frames = frames if frames.ndim == 3 else frames[None]
-    quantum = tile_quantum(net.scale, net.multiple)
-    h, w = frames.shape[-2:]
-    extra_h, extra_w = (-(h + 2 * pad)) % quantum, (-(w + 2 * pad)) % quantum
-    padded = np.pad(frames, ((0, 0), (pad, pad + extra_h), (pad, pad + extra_w)), mode="reflect")
-    with torch.no_grad():
-        out = net(torch.from_numpy(padded[None].astype(np.float32)))[0, 0].numpy()
-    s = net.scale
-    return out[pad * s : (pad + h) * s, pad * s : (pad + w) * s]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _tiny import whole_image_prediction
 from decrappify.errors import InputError, ModelFileError
 from decrappify.predict.block_geometry import input_region_for_output, output_blocks
 from decrappify.predict.oom import (
@@ -21,7 +22,7 @@ from decrappify.predict.oom import (
 )
 from decrappify.predict.receptive import estimate_receptive_field
 from decrappify.predict.settings import PredictSettings
-from decrappify.predict.tile_geometry import default_overlap, plan_tiles, tile_quantum
+from decrappify.predict.tile_geometry import default_overlap, plan_tiles
 from decrappify.predict.tile_predictor import predict_plane, predict_region
 
 
@@ -112,19 +113,6 @@ def analytic_radius(scale: int, depth: int) -> int:
             k = math.floor(x)
             radius = max(radius, abs(k - p), abs(k + (x != k) - p))
     return radius
-
-
-def whole_image_prediction(net, lr, pad=24):
-    """The network on the whole reflect-extended image, in one pass."""
-    quantum = tile_quantum(net.scale, net.multiple)
-    frames = lr if lr.ndim == 3 else lr[None]
-    h, w = frames.shape[-2:]
-    extra_h, extra_w = (-(h + 2 * pad)) % quantum, (-(w + 2 * pad)) % quantum
-    padded = np.pad(frames, ((0, 0), (pad, pad + extra_h), (pad, pad + extra_w)), mode="reflect")
-    with torch.no_grad():
-        out = net(torch.from_numpy(padded[None].astype(np.float32)))[0, 0].numpy()
-    s = net.scale
-    return out[pad * s : (pad + h) * s, pad * s : (pad + w) * s]
 
 
 @pytest.fixture
