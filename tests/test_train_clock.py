@@ -134,6 +134,31 @@ def test_a_phase_ends_within_its_budget_whatever_the_load_does(before, after, ch
         assert len(notes) > 1  # the count followed the machine
 
 
+def test_the_first_count_is_logged_and_its_refits_only_at_debug(tmp_path, caplog):
+    """The console gets one line for the budget; each refit (every few seconds under a
+    changing load) stays in the run's history and the DEBUG log."""
+    now = FakeTime()
+    clock = Clock(60.0, {"pretrain_generator": 1.0}, now=now)
+    state = RunState()
+    report = Reporter(
+        tmp_path, state, clock, cycles=1, baseline_name="bicubic", validation=False, keep_rows=None
+    )
+    clock.start_phase(["pretrain_generator"])
+    count = PhaseCount(
+        clock, state, report, "pretrain_generator", fixed=10**9, calibration=3, every=1000
+    )
+    with caplog.at_level("DEBUG", logger="decrappify"):
+        while count.total is None or state.step < count.total:
+            now.t += 0.2 if state.step < 20 else 1.0  # the machine gets busy
+            state.step += 1
+            count.after_step()
+    notes = [h["note"] for h in state.history if "note" in h]
+    levels = [r.levelname for r in caplog.records if r.getMessage().startswith("time budget")]
+    assert len(notes) > 1 and len(levels) == len(notes)
+    assert levels == ["INFO"] + ["DEBUG"] * (len(notes) - 1)
+    report.close()
+
+
 def test_a_count_within_tolerance_does_not_move():
     """Noise of a few percent around a steady speed leaves the count (and learning rate) alone."""
     end, steps, notes = simulate(

@@ -192,6 +192,7 @@ class PhaseCount:
         self.report.note(
             f"time budget: {budget} {step_s:.3f} s/step -> {total} steps"
             + ("" if was is None else f" (was {was})"),
+            detail=was is not None,
             step_seconds=round(step_s, 4),
         )
 

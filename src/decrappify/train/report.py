@@ -117,12 +117,12 @@ class Reporter:
             info={**base, **(info or {})},
         )
 
-    def note(self, text: str, **extra: Any) -> None:
-        """Add a note to the run's history (and the log)."""
+    def note(self, text: str, *, detail: bool = False, **extra: Any) -> None:
+        """Add a note to the run's history (and the log: at DEBUG when it is a ``detail``)."""
         st = self.state
         st.history.append({"phase": st.phase, "cycle": st.cycle, "note": text, **extra})
         if self.writes:
-            log.info(text)
+            log.log(logging.DEBUG if detail else logging.INFO, text)
 
     def record_validation(self, phase: str, metrics: dict[str, float]) -> None:
         """Add a validation result to the run's history."""
