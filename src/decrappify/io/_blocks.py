@@ -54,9 +54,12 @@ class BlockArray:
         """Number of axes."""
         return len(self.shape)
 
-    def region(self, region: Region) -> np.ndarray:
-        """Compute ``array[region]`` (slices with unit steps) from the blocks under it."""
-        bounds = [s.indices(n)[:2] for s, n in zip(region, self.shape, strict=True)]
+    def region(self, region: Sequence[slice | int]) -> np.ndarray:
+        """Compute ``array[region]`` (integers, or slices with unit steps) from its blocks."""
+        bounds = [
+            (int(s), int(s) + 1) if isinstance(s, int | np.integer) else s.indices(n)[:2]
+            for s, n in zip(region, self.shape, strict=True)
+        ]
         out = np.empty(tuple(b - a for a, b in bounds), dtype=self.dtype)
         spans = [
             range(int(np.searchsorted(st, a, "right")) - 1, int(np.searchsorted(st, b, "left")))
@@ -70,7 +73,8 @@ class BlockArray:
                 src.append(slice(lo - int(st[i]), hi - int(st[i])))
                 dst.append(slice(lo - a, hi - a))
             out[tuple(dst)] = values[tuple(src)]
-        return out
+        dropped = tuple(i for i, s in enumerate(region) if isinstance(s, int | np.integer))
+        return out.squeeze(dropped) if dropped else out
 
 
 def write_block_shape(data: Any, chunks: Sequence[int]) -> tuple[int, ...]:
