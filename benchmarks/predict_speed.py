@@ -12,14 +12,20 @@ moved by a changing load).
 
 * **decrappify**: ``decrappify predict MODEL INPUTS --out OUT --format tif --threads T``
   (otherwise its defaults; ``--report`` only to read back the tile and overlap the engine
-  chose). MODEL is ``--model``, or an untrained model of the default training generator:
-  weights do not change the cost of a forward pass, but the automatic overlap comes from
-  the receptive field measured on the network (about 1 pixel for these random weights,
-  whose decoder starts at zero; a trained model's is larger, so its windows are: pass a
-  trained ``--model`` for the user's figure, or ``--active``: the untrained model with its
-  zero-initialised layers -- the blocks' layer scales, the last convolution -- made
-  random, so that every block contributes and the field is the architecture's). The
-  first run with a model measures its receptive field and caches it beside the model.
+  chose). MODEL is ``--model``: by default the shipped, trained starting point ``em-4x``
+  (what a user of EM data runs; the headline figure), a model path, or ``untrained``: a
+  model of the default training generator with its initial weights. Weights do not change
+  the cost of a forward pass, but the automatic overlap comes from the receptive field
+  measured on the network (about 1 pixel for the untrained weights, whose decoder starts
+  at zero; a trained model's is larger, so are its windows; ``--active``: the untrained
+  model with its zero-initialised layers -- the blocks' layer scales, the last
+  convolution -- made random, so that every block contributes and the field is the
+  architecture's). ``--also-untrained`` times the untrained model too, as one more job
+  of the same alternation. The first run with a model measures its receptive field and
+  caches it beside the model (``em-4x`` ships its own). ``--baseline-src DIR`` times
+  the same command with another version of decrappify's code too (``PYTHONPATH=DIR/src``,
+  e.g. ``git archive main src | tar -x -C DIR``), in the same alternation: a before/after
+  pair under the same load.
 * **PSSR2** (``--with-pssr2``): pssr 2.4.0 in its own venv (``pssr2_env.py``), its default
   ``ResUNet`` (60 M parameters, 4x) with random weights, seed 0: *whole image* through its
   CLI (``pssr -dp INPUTS -mp resunet.pth -dt "ImageDataset(hr_res=1024)"``: one forward
@@ -31,7 +37,9 @@ squeezed: PSSR2 writes (1, H, W)) and its dtype. Where the time goes inside decr
 ``predict_profile.py``.
 
 Usage: python benchmarks/predict_speed.py [--data DIR | --images DIR] [-n 5] [--threads 2]
-       [--repeat 3] [--model PATH | --active] [--with-pssr2] [--pssr2-paths whole,sliding]
+       [--repeat 3] [--model em-4x|untrained|PATH] [--active] [--also-untrained]
+       [--baseline-src DIR]
+       [--with-pssr2] [--pssr2-paths whole,sliding]
        [--pssr2-venv /tmp/pssr2-venv] [--json PATH] [--workdir DIR]
 """
 
@@ -94,7 +102,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        """A folder name: ``decrappify-cli-predict``, ``pssr2-whole-image``..."""
+        """A folder name: ``decrappify-cli-predict-em-4x``, ``pssr2-whole-image``..."""
         name = f"{self.tool} {self.path.split('(')[0]}".lower()
         return re.sub(r"[^a-z0-9]+", "-", name).strip("-")
 
@@ -155,12 +163,31 @@ def check_outputs(inputs: list[Path], out_dir: Path) -> dict[str, Any]:
     return {"ok": True, "detail": detail}
 
 
-def decrappify_model(model: Path | None, workdir: Path, active: bool) -> tuple[Path, str]:
-    """The model to run: ``--model``, or an untrained default generator saved here."""
-    if model is not None:
-        if not model.exists():
-            sys.exit(f"--model {model}: no such file or folder")
-        return model.resolve(), f"{model} (given)"
+#: ``--model`` for the default generator with its initial weights.
+UNTRAINED = "untrained"
+
+
+def decrappify_model(model: str, workdir: Path, active: bool) -> tuple[str, str]:
+    """The model to run (what the CLI is given) and its description.
+
+    ``--model``: a shipped starting point's name (passed by name, as a user would), a
+    model path, or ``untrained`` (the default generator, saved here).
+    """
+    if model != UNTRAINED:
+        from decrappify.pretrained import STARTING_POINTS, read_header_info
+
+        if model in STARTING_POINTS and not Path(model).exists():
+            from decrappify.pretrained import starting_point_path
+
+            training = read_header_info(starting_point_path(model)).get("training", {})
+            steps = training.get("steps") if isinstance(training, dict) else None
+            if isinstance(steps, dict):  # steps per phase
+                steps = " + ".join(f"{n} {phase}" for phase, n in steps.items())
+            after = f": {steps} steps" if steps else ""
+            return model, f"shipped starting point {model} (trained{after})"
+        if not Path(model).exists():
+            sys.exit(f"--model {model}: no such file or folder, nor a starting point")
+        return str(Path(model).resolve()), f"{model} (given)"
     from decrappify.config.model import ModelInfo
     from decrappify.config.train import TrainConfig
     from decrappify.models import build_generator, save_model
@@ -172,7 +199,8 @@ def decrappify_model(model: Path | None, workdir: Path, active: bool) -> tuple[P
         state = f"untrained, {activate(net)} zero-initialised tensors made random (--active)"
     path = save_model(workdir / "default_generator.safetensors", net, ModelInfo(generator=cfg))
     millions = sum(p.numel() for p in net.parameters()) / 1e6
-    return path, f"default generator ({cfg.describe()}, x{cfg.scale}, {millions:.1f} M), {state}"
+    text = f"default generator ({cfg.describe()}, x{cfg.scale}, {millions:.1f} M), {state}"
+    return str(path), text
 
 
 def engine_note(report: Path) -> str:
@@ -189,16 +217,24 @@ def engine_note(report: Path) -> str:
     return text + f", batch {first.get('batch')}, compute {compute:.1f} s"
 
 
-def decrappify_job(model: Path, inputs_dir: Path, args: argparse.Namespace) -> Job:
+def decrappify_job(
+    model: str, label: str, inputs_dir: Path, args: argparse.Namespace, src: Path | None = None
+) -> Job:
+    """decrappify's CLI on the inputs; with ``src``, that source tree's code instead of ours."""
     exe = Path(sys.executable).with_name("decrappify")
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "decrappify"]
     extra = ["--threads", str(args.threads), *shlex.split(args.decrappify_args)]
+    version = f"{metadata.version('decrappify')} ({git_version()}"
+    if src is not None:
+        if not (src / "src" / "decrappify" / "__init__.py").is_file():
+            sys.exit(f"--baseline-src {src}: expected src/decrappify/ in it")
+        label, version = f"{label}, baseline {src}", f"code of {src} ("
     return Job(
         "decrappify",
-        f"CLI predict ({args.decrappify_args or 'default settings'})",
-        f"{metadata.version('decrappify')} ({git_version()}, torch {metadata.version('torch')})",
-        [*base, "predict", str(model), str(inputs_dir), "--format", "tif", *extra],
-        thread_env(args.threads),
+        f"CLI predict, {label} ({args.decrappify_args or 'default settings'})",
+        f"{version}, torch {metadata.version('torch')})",
+        [*base, "predict", model, str(inputs_dir), "--format", "tif", *extra],
+        thread_env(args.threads, None if src is None else src.resolve() / "src"),
         "out",
     )
 
@@ -349,7 +385,14 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     load_before = os.getloadavg()
     inputs, images = prepare_inputs(args.images, args.data, args.n, workdir / "inputs")
     model, model_text = decrappify_model(args.model, workdir, args.active)
-    jobs = [decrappify_job(model, inputs[0].parent, args)]
+    jobs = [decrappify_job(model, args.model, inputs[0].parent, args)]
+    models = [model_text]
+    if args.baseline_src is not None:
+        jobs.append(decrappify_job(model, args.model, inputs[0].parent, args, args.baseline_src))
+    if args.also_untrained and args.model != UNTRAINED:
+        untrained, untrained_text = decrappify_model(UNTRAINED, workdir, args.active)
+        jobs.append(decrappify_job(untrained, UNTRAINED, inputs[0].parent, args))
+        models.append(untrained_text)
     pssr2: dict[str, Any] = {}
     if args.with_pssr2:
         more, pssr2 = pssr2_jobs(inputs, workdir, args)
@@ -358,7 +401,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         f"predict speed: {images} -> x{SCALE}, TIFF in and out, whole processes, "
         f"{args.threads} threads, {args.repeat} alternating runs each"
     )
-    print(f"decrappify model: {model_text}")
+    print(f"decrappify model(s): {'; '.join(models)}")
     run_all(jobs, inputs, workdir, args.repeat)
     load_after = os.getloadavg()
     rows = [summarise(job) for job in jobs]
@@ -367,13 +410,16 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         print(f"{tool}: {version}")
     print_table(rows, args.threads)
     whole = next((j for j in jobs if j.path.startswith("whole")), None)
-    ratio = ratios(jobs[0], whole) if whole else None
-    if ratio:
-        print(
-            f"decrappify vs PSSR2 whole image: {ratio['best']:.2f}x as fast (best runs), "
-            f"{ratio['paired_median']:.2f}x (median of the runs made one after the other: "
-            f"{', '.join(f'{x:.2f}' for x in ratio['paired'])}); goal >= 3x"
-        )
+    ours = [j for j in jobs if j.tool == "decrappify"]
+    all_ratios = {j.path: ratios(j, whole) for j in ours} if whole else {}
+    for path, r in all_ratios.items():
+        if r:
+            print(
+                f"decrappify ({path.split(' (')[0]}) vs PSSR2 whole image: {r['best']:.2f}x as "
+                f"fast (best runs), {r['paired_median']:.2f}x (median of the runs made one "
+                f"after the other: {', '.join(f'{x:.2f}' for x in r['paired'])}); goal >= 3x"
+            )
+    ratio = all_ratios.get(ours[0].path)
     record = {
         "benchmark": "predict_speed",
         "date": now(),
@@ -384,9 +430,11 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         "threads": args.threads,
         "repeat": args.repeat,
         "decrappify_model": model_text,
+        "decrappify_models": models,
         "pssr2": pssr2,
         "results": rows,
         "ratio_to_pssr2_whole": ratio,
+        "ratios_to_pssr2_whole": all_ratios,
     }
     if args.json is not None:
         write_record(args.json, record)
@@ -400,7 +448,17 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=5, help="number of images (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="threads per tool (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool (default 3)")
-    parser.add_argument("--model", type=Path, help="decrappify model (default: untrained)")
+    parser.add_argument(
+        "--model",
+        default="em-4x",
+        help="decrappify model: a starting point's name, a path, or 'untrained' (the default "
+        "generator's initial weights); default em-4x, the shipped trained EM starting point",
+    )
+    parser.add_argument(
+        "--also-untrained",
+        action="store_true",
+        help="also time the untrained default generator (one more job in the alternation)",
+    )
     parser.add_argument(
         "--active",
         action="store_true",
@@ -411,6 +469,11 @@ def main() -> int:
         "--decrappify-args",
         default="",
         help="extra options for decrappify predict, e.g. '--tile 256' (default: none)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also time decrappify with the code of this source tree (PYTHONPATH=DIR/src)",
     )
     parser.add_argument("--with-pssr2", action="store_true", help="also time PSSR2 2.4.0")
     parser.add_argument("--pssr2-paths", default="whole,sliding", help="whole and/or sliding")

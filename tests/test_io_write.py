@@ -13,7 +13,14 @@ import tifffile
 import zarr
 
 from decrappify.errors import InputError, OutputError
-from decrappify.io import Image, iter_write_image, partial_path, read_image, write_image
+from decrappify.io import (
+    BlockArray,
+    Image,
+    iter_write_image,
+    partial_path,
+    read_image,
+    write_image,
+)
 
 
 @pytest.fixture
@@ -287,3 +294,25 @@ def test_distributed_write_identical(tmp_path, rng):
     assert _store_bytes(dist_zarr) == _store_bytes(local_zarr)
     np.testing.assert_array_equal(tifffile.imread(dist_tif), tifffile.imread(local_tif))
     np.testing.assert_array_equal(tifffile.imread(dist_tif), base // 2 + 7)
+
+
+@pytest.mark.parametrize("fmt", ["tif", "zarr"])
+def test_a_block_array_is_written_as_its_blocks_computed_once_each(tmp_path, rng, fmt):
+    base = rng.integers(0, 60000, (3, 70, 90)).astype(np.uint16)
+    chunks = ((1, 1, 1), (32, 32, 6), (64, 26))
+    calls: list = []
+
+    def block(index):
+        calls.append(index)
+        where = tuple(
+            slice(sum(c[:i]), sum(c[: i + 1])) for c, i in zip(chunks, index, strict=True)
+        )
+        return base[where]
+
+    data = BlockArray(block, chunks, np.uint16)
+    assert (data.shape, data.ndim) == (base.shape, 3)
+    np.testing.assert_array_equal(data.region((1, slice(20, 70), slice(50, 90))), base[1, 20:, 50:])
+    calls.clear()
+    out = write_image(Image(data, axes="ZYX"), tmp_path / f"out.{fmt}", chunks=(1, 32, 64))
+    np.testing.assert_array_equal(np.asarray(read_image(out).data), base)
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 3 * 3 * 2

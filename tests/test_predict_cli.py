@@ -17,7 +17,7 @@ import torch
 import zarr
 from typer.testing import CliRunner
 
-from _tiny import FAST, SLOW_DRIVER, tiny_generator
+from _tiny import FAST, SLOW_DRIVER, em_model, tiny_generator
 from decrappify import api
 from decrappify.cli import app
 from decrappify.config.model import ModelInfo
@@ -95,6 +95,20 @@ def test_tif_output_and_dtype(models, em, tmp_path):
     assert result.exit_code == 0, result.output
     sr = tifffile.imread(tmp_path / "o" / "em.tif")
     assert sr.shape == (192, 160) and sr.dtype == np.uint16
+
+
+def test_a_local_run_with_its_consistency_map_imports_no_dask(em, tmp_path):
+    model = em_model(tmp_path)  # records its crappifier: the consistency map is made too
+    code = (
+        "import sys; from decrappify.cli import main; sys.argv = ['decrappify', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    args = [str(model), str(em), "--out", str(tmp_path / "o"), "-f", "tif", "-q"]
+    done = subprocess.run([sys.executable, "-c", code, "predict", *args], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "o" / "em.consistency.tif").is_file()
 
 
 def test_one_bad_input_fails_alone(models, em, tmp_path):

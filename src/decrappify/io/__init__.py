@@ -3,6 +3,7 @@
 See ``docs/io.md`` for the formats, the metadata kept, atomic writes and resume.
 """
 
+from decrappify.io._blocks import BlockArray
 from decrappify.io.atomic import atomic_write, atomic_write_text, partial_path
 from decrappify.io.image import Image
 from decrappify.io.omezarr import Multiscale, read_ome_zarr_metadata
@@ -18,6 +19,7 @@ from decrappify.io.validate import check_finite, coerce_dtype
 from decrappify.io.write import iter_write_image, write_image
 
 __all__ = [
+    "BlockArray",
     "Image",
     "Multiscale",
     "atomic_write",

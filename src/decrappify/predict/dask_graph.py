@@ -1,10 +1,12 @@
-"""The output of a prediction as a lazy dask array: one task per output block.
+"""The output of a prediction as a lazy array: one block per task.
 
 Local runs compute each block through the read/compute pipeline of this process
-(:mod:`decrappify.predict.local_pipeline`). Distributed runs (a ``dask.distributed``
-client) build one task per block whose inputs are the LR slices it needs, read on the
-workers; each worker loads the model once (a per-process cache keyed by the model's
-digest) and runs one forward pass at a time. The output is identical either way.
+(:mod:`decrappify.predict.local_pipeline`), behind a
+:class:`~decrappify.io.BlockArray` (no dask: importing dask.array is a fixed cost
+of every command). Distributed runs (a ``dask.distributed`` client) build a dask array
+with one task per block whose inputs are the LR slices it needs, read on the workers;
+each worker loads the model once (a per-process cache keyed by the model's digest) and
+runs one forward pass at a time. The output is identical either way.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from decrappify.io import BlockArray
 from decrappify.predict.block_predictor import BlockPredictor, remote_block
-from decrappify.predict.local_pipeline import BlockPipeline, LocalBlocks
+from decrappify.predict.local_pipeline import BlockPipeline
 
 __all__ = ["lazy_prediction"]
 
 
 def lazy_prediction(predictor: BlockPredictor, *, client: Any = None) -> tuple[Any, Any]:
-    """Build the output of a prediction as a lazy dask array, one task per block.
+    """Build the output of a prediction as a lazy array, one block per task.
 
     Parameters
     ----------
@@ -33,27 +36,19 @@ def lazy_prediction(predictor: BlockPredictor, *, client: Any = None) -> tuple[A
 
     Returns
     -------
-    data : dask.array.Array
-        The HR output, chunked by blocks.
+    data : BlockArray or dask.array.Array
+        The HR output, chunked by blocks: a local run's blocks computed on demand by
+        the pipeline, or a cluster's dask array.
     closer : callable
         Stops the local pipeline's threads (call it when done).
     """
-    import dask.array as da
-
     grid = predictor.grid
     dtype = np.dtype(predictor.settings.out_dtype)
-    meta = np.empty((0,) * len(grid.out_shape), dtype=dtype)
-    name = f"decrappify-predict-{predictor.token}"
     if client is None:
         pipeline = BlockPipeline(predictor)
-        data = da.map_blocks(
-            LocalBlocks(pipeline, predictor.token),
-            chunks=grid.chunks,
-            dtype=dtype,
-            meta=meta,
-            name=name,
-        )
-        return data, pipeline.close
+        return BlockArray(pipeline.get, grid.chunks, dtype), pipeline.close
+    meta = np.empty((0,) * len(grid.out_shape), dtype=dtype)
+    name = f"decrappify-predict-{predictor.token}"
     return _distributed_array(predictor, client, name, dtype, meta), lambda: None
 
 

@@ -1,6 +1,6 @@
 """Chunked super-resolution of images larger than memory (torch + dask).
 
-The output is a lazy dask array whose blocks are whole output chunks (2048² HR pixels by
+The output is a lazy array whose blocks are whole output chunks (2048² HR pixels by
 default, one plane deep). Each block is computed on its own from the low-resolution (LR)
 rectangle under it plus a halo of ``overlap`` LR pixels (an explicit block plan, see
 :mod:`decrappify.predict.block_geometry`): the LR pixels are read, normalised with the
@@ -82,8 +82,9 @@ class PredictResult:
     ----------
     image : Image
         The super-resolved image: in memory (numpy) without an output path, else the
-        written file opened lazily. Its pixel size is the input's divided by the scale
-        and its translation puts it over the input.
+        written file, opened when first asked for (a batch of files never reads its
+        outputs back). Its pixel size is the input's divided by the scale and its
+        translation puts it over the input.
     path : Path or None
         The written file.
     maps : dict of str to Image
@@ -103,10 +104,19 @@ class PredictResult:
         maps after the prediction) when maps were asked for.
     """
 
-    image: Image
+    _image: Image | None
     path: Path | None
     stats: dict[str, Any] = field(default_factory=dict)
     maps: dict[str, Image] = field(default_factory=dict)
+
+    @property
+    def image(self) -> Image:
+        """The super-resolved image (a written file is opened on first use)."""
+        if self._image is None:
+            assert self.path is not None
+            object.__setattr__(self, "_image", read_image(self.path))
+        assert self._image is not None
+        return self._image
 
 
 def iter_predict_image(
@@ -173,15 +183,15 @@ def iter_predict_image(
         predictor = BlockPredictor(plan, sinks.get("spread"), sinks.get("degraded"))
         counter = RateCounter(plan.grid, plan.name)
         stats = _plan_stats(plan)
+        result_image = None
         if output is None:
             result_image = yield from _iter_in_memory(plan, predictor, counter, stack)
         else:
             path = yield from _iter_write(plan, predictor, counter, stack, client)
             written.append(path)
-            result_image = read_image(path)
         if plan.trust.names or plan.trust.skipped:
             begun = time.perf_counter()
-            maps, stats["trust"] = yield from iter_trust_maps(plan, result_image, sinks)
+            maps, stats["trust"] = yield from iter_trust_maps(plan, sinks)
             stats["maps"] = {k: str(m.source) for k, m in maps.items() if m.source}
             local = predictor.trust_seconds if client is None or output is None else 0.0
             stats["trust_seconds"] = time.perf_counter() - begun + local
@@ -194,7 +204,7 @@ def iter_predict_image(
     stats["forward_seconds"] = predictor.forward_seconds if local else None
     stats["oom_retries"] = predictor.retries if local else None
     path = written[0] if written else None
-    return PredictResult(image=result_image, path=path, stats=stats, maps=maps)
+    return PredictResult(result_image, path=path, stats=stats, maps=maps)
 
 
 def _open_sinks(

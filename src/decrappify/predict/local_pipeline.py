@@ -2,8 +2,8 @@
 
 While the caller stores a block, the model already runs on the next one and the reader
 fetches the one after (:class:`BlockPipeline`). The model runs in one thread at a time
-with torch's intra-op parallelism; dask threads only move data (:class:`LocalBlocks` is
-the block function of the lazy output).
+with torch's intra-op parallelism; the writer asks for the blocks in row-major order
+(``BlockPipeline.get`` computes the blocks of the lazy output).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from decrappify.predict.block_predictor import BlockPredictor
 
-__all__ = ["BlockPipeline", "LocalBlocks"]
+__all__ = ["BlockPipeline"]
 
 
 class BlockPipeline:
@@ -95,19 +95,3 @@ class BlockPipeline:
             self._inputs.clear()
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._reader.shutdown(wait=True, cancel_futures=True)
-
-
-class LocalBlocks:
-    """The dask block function of a local run (delegates to the pipeline)."""
-
-    def __init__(self, pipeline: BlockPipeline, token: str) -> None:
-        self.pipeline = pipeline
-        self.token = token
-
-    def __call__(self, block_id: tuple[int, ...] | None = None) -> np.ndarray:
-        """Return the block dask asks for."""
-        assert block_id is not None
-        return self.pipeline.get(tuple(block_id))
-
-    def __dask_tokenize__(self) -> str:
-        return self.token

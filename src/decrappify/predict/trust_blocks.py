@@ -14,14 +14,15 @@ The data-consistency map is made in two steps around a prediction:
 
 :func:`recorded_blocks` hands out the TTA spread a prediction left in its sink.
 :class:`MapSummary` gathers each block's statistics as it goes by (see
-:mod:`decrappify.predict.trust`). Pure numpy/dask: no torch.
+:mod:`decrappify.predict.trust`). The maps are lazy :class:`~decrappify.io.BlockArray`
+records (no dask graph). Pure numpy: no torch.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from decrappify.crappify.consistency import (
 from decrappify.crappify.degradations import kernel_radius
 from decrappify.crappify.forward_operator import NUMPY, Arrays, reach
 from decrappify.events import Progress
-from decrappify.io import Image
+from decrappify.io import BlockArray, Image
 from decrappify.normalize import normalize
 from decrappify.predict.block_geometry import BlockGrid
 from decrappify.predict.trust import TrustPlan
@@ -329,21 +330,18 @@ def consistency_image(
     Returns
     -------
     Image
-        float32 dask record placed like the input: one task per block, each adding up
-        the shares of the forward model around its LR block (with the window's radius)
-        and comparing them with the input -- the map of the whole image.
+        float32 lazy record (:class:`~decrappify.io.BlockArray`) placed like the input:
+        each block adds up the shares of the forward model around its LR block (with the
+        window's radius) and compares them with the input -- the map of the whole image.
     """
-    import dask.array as da
-
     forward = trust.forward
     assert forward is not None
     halo = kernel_radius(WINDOW)
     height, width = slots.lr_shape
 
-    def task(block_info: Any = None) -> np.ndarray:
-        location = block_info[None]["array-location"]
-        lead = tuple(int(start) for start, _ in location[:-2])
-        out = tuple((int(a), int(b)) for a, b in location[-2:])
+    def task(index: tuple[int, ...], location: list[tuple[int, int]]) -> np.ndarray:
+        lead = tuple(start for start, _ in location[:-2])
+        out = tuple(location[-2:])
         (y0, y1), (x0, x1) = out
         region = ((max(0, y0 - halo), min(height, y1 + halo)),
                   (max(0, x0 - halo), min(width, x1 + halo)))  # fmt: skip
@@ -360,14 +358,12 @@ def consistency_image(
             arrays=arrays,
         )
         z = np.asarray(arrays.numpy(z), dtype=np.float32)
-        summary.record(tuple(block_info[None]["chunk-location"]), z)
+        summary.record(index, z)
         return z.reshape((1,) * len(lead) + z.shape)
 
     splits = [_splits(n, b) for n, b in zip(slots.lr_shape, slots.block, strict=True)]
     chunks = (*((1,) * n for n in lr.shape[:-2]), *splits)
-    meta = np.empty((0,) * lr.ndim, np.float32)
-    data = da.map_blocks(task, chunks=chunks, dtype=np.float32, meta=meta)
-    return lr.with_data(data, source=None)
+    return lr.with_data(_float_blocks(task, chunks), source=None)
 
 
 def compute_blocks(data: Any, message: str) -> Generator[Progress, None, np.ndarray]:
@@ -375,7 +371,7 @@ def compute_blocks(data: Any, message: str) -> Generator[Progress, None, np.ndar
 
     Parameters
     ----------
-    data : dask.array.Array
+    data : BlockArray
         The map.
     message : str
         Start of each event's message.
@@ -390,14 +386,12 @@ def compute_blocks(data: Any, message: str) -> Generator[Progress, None, np.ndar
     numpy.ndarray
         float32, the map's shape.
     """
-    from dask.local import get_sync
-
     out = np.empty(data.shape, dtype=np.float32)
-    blocks = list(np.ndindex(*data.numblocks))
+    blocks = list(np.ndindex(*(len(c) for c in data.chunks)))
     offsets = [np.cumsum((0, *c)) for c in data.chunks]
     for step, index in enumerate(blocks, start=1):
         where = tuple(slice(o[i], o[i + 1]) for o, i in zip(offsets, index, strict=True))
-        out[where] = data.blocks[index].compute(scheduler=get_sync)
+        out[where] = data.block(index)
         yield Progress("predict", step, len(blocks), message=f"{message}, block {step}")
     return out
 
@@ -410,25 +404,37 @@ def recorded_blocks(source: Any, chunks: Any, summary: MapSummary) -> Any:
     source : array-like
         A numpy or zarr array (a spread sink).
     chunks : tuple of tuple of int
-        The dask chunks (the prediction's blocks).
+        The block sizes along each axis (the prediction's blocks).
     summary : MapSummary
         Records each block as it is read.
 
     Returns
     -------
-    dask.array.Array
+    BlockArray
         float32 view of ``source``.
     """
-    import dask.array as da
 
-    def task(block_info: Any = None) -> np.ndarray:
-        location = block_info[None]["array-location"]
+    def task(index: tuple[int, ...], location: list[tuple[int, int]]) -> np.ndarray:
         values = np.asarray(source[tuple(slice(a, b) for a, b in location)], np.float32)
-        summary.record(tuple(block_info[None]["chunk-location"]), values)
+        summary.record(index, values)
         return values
 
-    meta = np.empty((0,) * len(chunks), np.float32)
-    return da.map_blocks(task, chunks=chunks, dtype=np.float32, meta=meta)
+    return _float_blocks(task, chunks)
+
+
+def _float_blocks(
+    task: Callable[[tuple[int, ...], list[tuple[int, int]]], np.ndarray],
+    chunks: Sequence[Sequence[int]],
+) -> BlockArray:
+    """Wrap ``task(index, [(start, stop), ...])`` as a float32 lazy array of these blocks."""
+    starts = [np.cumsum((0, *c)) for c in chunks]
+
+    def block(index: tuple[int, ...]) -> np.ndarray:
+        index = tuple(int(i) for i in index)
+        location = [(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True)]
+        return task(index, location)
+
+    return BlockArray(block, chunks, np.float32)
 
 
 def _read(data: Any, index: tuple[Any, ...]) -> np.ndarray:

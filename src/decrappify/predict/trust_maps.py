@@ -31,7 +31,7 @@ __all__ = ["iter_trust_maps"]
 
 
 def iter_trust_maps(
-    plan: PredictPlan, pred: Image, sinks: dict[str, Any]
+    plan: PredictPlan, sinks: dict[str, Any]
 ) -> Generator[Progress, None, tuple[dict[str, Image], dict[str, Any]]]:
     """Make a prediction's trust maps: in memory, or written beside the output.
 
@@ -40,9 +40,6 @@ def iter_trust_maps(
     plan : PredictPlan
         The prediction: ``plan.trust`` says which maps, ``plan.output`` where (None: in
         memory).
-    pred : Image
-        The prediction (in memory, or the written output opened lazily): where the
-        uncertainty map is placed.
     sinks : dict of str to array-like
         What the blocks left: ``spread`` (the TTA spread, with ``plan.trust.tta``) and
         ``degraded`` (their shares of the forward model, with a consistency map).
@@ -60,7 +57,7 @@ def iter_trust_maps(
         Map name to its :meth:`MapSummary.summary`; a consistency map that was asked for
         but not made is ``{"skipped": reason}``.
     """
-    images, summaries = _lazy_maps(plan, pred, sinks)
+    images, summaries = _lazy_maps(plan, sinks)
     maps: dict[str, Image] = {}
     for name, image in images.items():
         if plan.output is None:
@@ -75,7 +72,7 @@ def iter_trust_maps(
 
 
 def _lazy_maps(
-    plan: PredictPlan, pred: Image, sinks: dict[str, Any]
+    plan: PredictPlan, sinks: dict[str, Any]
 ) -> tuple[dict[str, Image], dict[str, MapSummary]]:
     """Build the maps as lazy images (one task per block), each with the summary it fills."""
     trust, grid = plan.trust, plan.grid
@@ -83,8 +80,10 @@ def _lazy_maps(
     summaries: dict[str, MapSummary] = {}
     if trust.tta and "spread" in sinks:
         summaries["uncertainty"] = MapSummary("uncertainty", unit=float(plan.hi - plan.lo))
-        images["uncertainty"] = pred.with_data(
-            recorded_blocks(sinks["spread"], grid.chunks, summaries["uncertainty"]), source=None
+        spread = recorded_blocks(sinks["spread"], grid.chunks, summaries["uncertainty"])
+        # placed as the prediction: the input's metadata, its pixels scale times smaller
+        images["uncertainty"] = plan.image.with_data(
+            spread, yx_factor=1.0 / plan.scale, source=None
         )
     slots = plan.degraded_slots
     if slots is not None and "degraded" in sinks:
