@@ -78,6 +78,10 @@ class PredictSettings:
         torch intra-op threads of a local CPU run.
     radius : int or None
         Measured receptive-field radius (LR pixels) behind an automatic overlap.
+    context : int
+        Least context in LR pixels that windows read past the image's borders, by
+        reflection (0: the overlap's context margin); an automatic overlap sets it from
+        the receptive field (:func:`decrappify.predict.plan.measure_overlap`).
     tta : bool
         Test-time augmentation: each tile predicted in the 8 rotations/mirrors, their mean
         kept and their spread recorded.
@@ -106,6 +110,7 @@ class PredictSettings:
     block: int = DEFAULT_BLOCK
     threads: int = 1
     radius: int | None = None
+    context: int = 0
     tta: bool = False
     auto_overlap: bool = False
     format: str | None = None
@@ -159,15 +164,15 @@ def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAUL
     Returns
     -------
     int
-        ``tile``, or less when one smaller tile already covers the image and the
-        context margin around it (up to half a tile, at most the image's side, read
-        by reflection), so that a small image is one window, not several overlapping
-        ones.
+        ``tile``, or less when one smaller tile already covers the image and a
+        context of a quarter of ``tile`` on each side (read by reflection: what the
+        receptive field of a U-Net asks for at the image's borders, see
+        :mod:`decrappify.predict.windows`), so that a small image is one window, not
+        several overlapping ones.
     """
     quantum = tile_quantum(scale, multiple)
     side = max(int(s) for s in shape)
-    margin = min(max_overlap(int(tile)), side)
-    cover = -(-(side + margin) // quantum) * quantum
+    cover = -(-(side + max_overlap(int(tile))) // quantum) * quantum
     return min(int(tile), max(cover, quantum))
 
 
