@@ -39,6 +39,9 @@ __all__ = [
 
 #: Largest network input side (``tile × scale``, HR pixels) a prediction accepts.
 MAX_TILE_SIDE = 8192
+#: Context (both sides together, LR pixels) a tile cut to a small image keeps at least:
+#: the context of the default tile, 512 (a U-Net's field is about 70 pixels).
+FIT_CONTEXT = 256
 #: Lower bound of the memory one HR pixel of a tile takes in a forward pass: float32
 #: activations of the 64 channels of the decoder's full-resolution block.
 TILE_BYTES_PER_PIXEL = 4 * 64
@@ -164,15 +167,16 @@ def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAUL
     Returns
     -------
     int
-        ``tile``, or less when one smaller tile already covers the image and a
-        context of a quarter of ``tile`` on each side (read by reflection: what the
-        receptive field of a U-Net asks for at the image's borders, see
-        :mod:`decrappify.predict.windows`), so that a small image is one window, not
-        several overlapping ones.
+        ``tile``, or less when one smaller tile already covers the image and the
+        context around it (read by reflection): half a tile, at most
+        :data:`FIT_CONTEXT` or the image's side if more, so that a small image is one
+        window, not several overlapping ones, whose windows can still read a U-Net's
+        receptive field past its borders (:mod:`decrappify.predict.windows`).
     """
     quantum = tile_quantum(scale, multiple)
     side = max(int(s) for s in shape)
-    cover = -(-(side + max_overlap(int(tile))) // quantum) * quantum
+    context = min(max_overlap(int(tile)), max(side, FIT_CONTEXT))
+    cover = -(-(side + context) // quantum) * quantum
     return min(int(tile), max(cover, quantum))
 
 
