@@ -214,12 +214,9 @@ def measure_overlap(settings: PredictSettings, handle: ModelHandle) -> PredictSe
     step = network_grid(handle.net)
     overlap = min(-(-overlap // step) * step, settings.tile // 2 // step * step) or overlap
     # past the image's borders no cross-fade hides a residual: there windows read the
-    # whole field (a record that fits the margin is exact), or a quarter tile when the
-    # overlap is capped (its radius is then only known to be larger)
-    if record.radius <= margin:
-        context = -(-record.radius // step) * step
-    else:
-        context = max_overlap(settings.tile) // 2
+    # whole field, which the margin already covers unless the overlap is capped; then a
+    # quarter of the tile (the radius is only known to exceed the capped margin)
+    context = record.radius if record.radius <= margin else max_overlap(settings.tile) // 2
     return replace(
         settings, overlap=overlap, radius=record.radius, context=context, auto_overlap=False
     )
