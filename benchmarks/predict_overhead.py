@@ -64,7 +64,8 @@ def raw_forward_seconds(
 
     import torch
 
-    from decrappify.predict.tile_geometry import extract_window, plan_tiles
+    from decrappify.predict.tile_geometry import plan_tiles
+    from decrappify.predict.windows import extract_window
 
     dev = torch.device(device)
     tiles = plan_tiles(lr.shape, tile, overlap, scale=net.scale, multiple=net.multiple)

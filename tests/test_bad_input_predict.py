@@ -50,7 +50,8 @@ def test_a_tile_larger_than_the_image_is_cut_to_it(bad, model):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     info = json.loads(bad.path("r.json").read_text())["results"][0]["info"]
-    assert info["tile"] == 128 and info["output_shape"] == [128, 128]  # the image + margin
+    # the image and its context (twice 128 pixels for a small image)
+    assert info["tile"] == 320 and info["output_shape"] == [128, 128]
 
 
 def test_a_tile_too_large_for_memory_is_refused_with_what_it_needs(bad, model):

@@ -4,9 +4,11 @@ A fresh virtual environment gets only PyTorch and bioimageio.core from the packa
 (``pip install torch==2.13.0 bioimageio.core 'pydantic<2.14'``: torch named so pip takes
 the CPU build, pydantic capped because bioimageio.core 0.11 pins a bioimageio.spec that
 rejects every model with pydantic 2.14). There ``bioimageio test --weight-format all``
-must pass on an exported package, and ``bioimageio.core``'s blockwise prediction must
-equal ``decrappify predict``'s within 2e-3 of its range, borders included (its whole-image
-mode takes the percentiles of the halo-padded image: bounded, not equal).
+must pass on an exported package, and ``bioimageio.core``'s prediction must equal
+``decrappify predict``'s within 1e-3 of its range, borders included: blockwise, and on a
+128² image in blocks where they fit in it (``naf``) or whole (``resnet``, whose smallest
+block is larger). Its whole-image mode takes the percentiles of the halo-padded image,
+which moves the ``naf`` model's output (bounded, not equal).
 """
 
 from __future__ import annotations
@@ -101,9 +103,10 @@ def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tm
     for side, lr in images.items():
         np.save(tmp_path / f"lr{side}.npy", lr.astype(np.float32))
     # bioimageio.core blockwise: the percentiles of the whole image, then blocks padded by
-    # the halo (blocks must fit in the image, so the 256 x 256 one); and the whole 128 x 128
-    # image at once. Named axes: from a bare array bioimageio.core 0.11 refuses an image
-    # smaller than the network's minimum, which includes the halo it pads.
+    # the halo (blocks must fit in the image: the 256 x 256 one, and the 128 x 128 one for
+    # the small halo of naf); and the whole 128 x 128 image at once. Named axes: from a
+    # bare array bioimageio.core 0.11 refuses an image smaller than the network's minimum,
+    # which includes the halo it pads.
     script = textwrap.dedent(
         f"""
         import numpy as np
@@ -111,9 +114,12 @@ def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tm
         model = load_model_description({str(package)!r})
         size = model.inputs[0].axes[2].size
         dims = ("batch", "channel", "y", "x")
-        for name, side, n in (
+        runs = [
             ("tiles", 256, 4), ("blocks", 256, (256 - size.min) // size.step), ("whole", 128, None)
-        ):
+        ]
+        if size.min + size.step <= 128:  # the smallest block but one fits in the small image
+            runs.append(("blocks128", 128, 1))
+        for name, side, n in runs:
             image = Tensor.from_numpy(np.load(f"lr{{side}}.npy")[None, None], dims=dims)
             sample = predict(model=model, inputs={{"input": image}}, blocksize_parameter=n)
             out = next(iter(sample.members.values())).data.to_numpy()
@@ -123,7 +129,18 @@ def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tm
     done = _run([str(consumer), "-c", script], cwd=tmp_path, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     model = package.parent / "em_x2_1f"  # the model the package was exported from
-    for name, side, bound in (("tiles", 256, 2e-3), ("blocks", 256, 2e-3), ("whole", 128, 0.1)):
+    arch = json.loads((model / "model.json").read_text())["generator"]["arch"]
+    # measured: tiles, blocks 2.6e-4, 7.4e-5 (naf) and 5.4e-4, 5.9e-4 (resnet); 128²: naf in
+    # blocks 2.4e-4, resnet whole 3.1e-4; naf whole 7.4e-3 (the percentiles of the padded
+    # image bioimageio.core takes)
+    bounds = {"tiles": 1e-3, "blocks": 1e-3, "blocks128": 1e-3}
+    bounds["whole"] = 1e-3 if arch == "resnet" else 1e-2
+    if arch == "naf":
+        assert (tmp_path / "blocks128.npy").exists()
+    for name, bound in bounds.items():
+        if not (tmp_path / f"{name}.npy").exists():
+            continue
+        side = 128 if name in ("whole", "blocks128") else 256
         lr = images[side]
         settings = {"dtype": "float32", "device": "cpu"}
         result = run_to_end(iter_predict_image(model, lr, None, settings))
@@ -131,7 +148,6 @@ def test_bioimageio_core_predicts_what_decrappify_predicts(consumer, package, tm
         ours = (np.asarray(result.image.data, dtype=np.float64) - lo) / (hi - lo)
         theirs = np.load(tmp_path / f"{name}.npy")
         assert ours.shape == theirs.shape == (2 * side, 2 * side)
-        # everywhere, the outermost rows and columns included; the whole image at once is
-        # off by the percentiles bioimageio.core takes of the image padded by the halo
+        # everywhere, the outermost rows and columns included
         difference = np.abs(ours - theirs).max()
         assert difference <= bound * float(ours.max() - ours.min()), (name, difference)

@@ -12,15 +12,14 @@ from decrappify.predict.receptive import radius_from_response
 from decrappify.predict.tile_geometry import (
     Tile,
     default_overlap,
-    extract_window,
     normalize_bounds,
     plan_tiles,
     ramp_profile,
-    reflect_indices,
     split_overlap,
     tile_quantum,
     validate_tile,
 )
+from decrappify.predict.windows import border_extension, extract_window, reflect_indices
 
 
 @pytest.fixture
@@ -378,3 +377,23 @@ def test_radius_from_response():
     assert radius_from_response(response, (10, 10), tol=1e-3) == 3
     assert radius_from_response(response, (10, 10), tol=0.5) == 0
     assert radius_from_response(np.zeros((5, 5)), (2, 2)) == 0
+
+
+def test_windows_read_the_context_past_the_image_borders():
+    # margin 8 (overlap 32) and a context of 22: the cores reach 14 past the borders,
+    # rounded up to the network's grid of 8; a region side 24 from the array's edge reads
+    # real pixels there and is not extended
+    assert border_extension(((0, 96), (24, 60)), (96, 84), (8, 8), 22, 8) == ((16, 16), (0, 0))
+    assert border_extension(((0, 96), (0, 84)), (96, 84), (8, 8), 8, 8) == ((0, 0), (0, 0))
+    plan = plan_tiles((96, 84), 64, 32, scale=2, multiple=16, grid=8, context=22)
+    weights = np.zeros((2 * (96 + 32), 2 * (84 + 32)))
+    for tile in plan:
+        assert all(start % 8 == 0 for start, _ in tile.window)  # on the grid
+        weights[tile.output_slices((-16, -16))] += tile.weights()
+    np.testing.assert_allclose(weights, 1.0, atol=1e-6)  # the extended region, once
+    for axis, n in ((0, 96), (1, 84)):
+        assert min(t.window[axis][0] for t in plan) <= -22
+        assert max(t.window[axis][1] for t in plan) >= n + 22
+    # without a context, windows read the margin past the borders (on the grid: 16)
+    plain = plan_tiles((96, 84), 64, 32, scale=2, multiple=16, grid=8)
+    assert min(t.window[0][0] for t in plain) == -16

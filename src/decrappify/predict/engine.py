@@ -248,6 +248,7 @@ def _plan_stats(plan: PredictPlan) -> dict[str, Any]:
         "tile": settings.tile,
         "overlap": settings.overlap,
         "radius": settings.radius,
+        "context": settings.context,
         "batch": settings.batch,
         "lo": plan.lo,
         "hi": plan.hi,

@@ -213,7 +213,13 @@ def measure_overlap(settings: PredictSettings, handle: ModelHandle) -> PredictSe
     # an overlap on the network's grid lets every window start on it (tile_geometry)
     step = network_grid(handle.net)
     overlap = min(-(-overlap // step) * step, settings.tile // 2 // step * step) or overlap
-    return replace(settings, overlap=overlap, radius=record.radius, auto_overlap=False)
+    # past the image's borders no cross-fade hides a residual: there windows read the
+    # whole field, which the margin already covers unless the overlap is capped; then a
+    # quarter of the tile (the radius is only known to exceed the capped margin)
+    context = record.radius if record.radius <= margin else max_overlap(settings.tile) // 2
+    return replace(
+        settings, overlap=overlap, radius=record.radius, context=context, auto_overlap=False
+    )
 
 
 def iter_plan(

@@ -39,6 +39,9 @@ __all__ = [
 
 #: Largest network input side (``tile × scale``, HR pixels) a prediction accepts.
 MAX_TILE_SIDE = 8192
+#: Context (both sides together, LR pixels) a tile cut to a small image keeps at least:
+#: the context of the default tile, 512 (a U-Net's field is about 70 pixels).
+FIT_CONTEXT = 256
 #: Lower bound of the memory one HR pixel of a tile takes in a forward pass: float32
 #: activations of the 64 channels of the decoder's full-resolution block.
 TILE_BYTES_PER_PIXEL = 4 * 64
@@ -78,6 +81,10 @@ class PredictSettings:
         torch intra-op threads of a local CPU run.
     radius : int or None
         Measured receptive-field radius (LR pixels) behind an automatic overlap.
+    context : int
+        Least context in LR pixels that windows read past the image's borders, by
+        reflection (0: the overlap's context margin); an automatic overlap sets it from
+        the receptive field (:func:`decrappify.predict.plan.measure_overlap`).
     tta : bool
         Test-time augmentation: each tile predicted in the 8 rotations/mirrors, their mean
         kept and their spread recorded.
@@ -106,6 +113,7 @@ class PredictSettings:
     block: int = DEFAULT_BLOCK
     threads: int = 1
     radius: int | None = None
+    context: int = 0
     tta: bool = False
     auto_overlap: bool = False
     format: str | None = None
@@ -160,14 +168,15 @@ def fit_tile(tile: int, shape: Sequence[int], scale: int, multiple: int = DEFAUL
     -------
     int
         ``tile``, or less when one smaller tile already covers the image and the
-        context margin around it (up to half a tile, at most the image's side, read
-        by reflection), so that a small image is one window, not several overlapping
-        ones.
+        context around it (read by reflection): half a tile, at most
+        :data:`FIT_CONTEXT` or the image's side if more, so that a small image is one
+        window, not several overlapping ones, whose windows can still read a U-Net's
+        receptive field past its borders (:mod:`decrappify.predict.windows`).
     """
     quantum = tile_quantum(scale, multiple)
     side = max(int(s) for s in shape)
-    margin = min(max_overlap(int(tile)), side)
-    cover = -(-(side + margin) // quantum) * quantum
+    context = min(max_overlap(int(tile)), max(side, FIT_CONTEXT))
+    cover = -(-(side + context) // quantum) * quantum
     return min(int(tile), max(cover, quantum))
 
 

@@ -23,10 +23,12 @@ and each overlap is split in three parts::
 whenever ``margin >= radius``; :func:`default_overlap` gives the smallest such overlap.
 
 At the borders of the image, windows extend past the image and are filled by
-reflection (``numpy.pad(mode="reflect")``), so every window has the full tile size and
-border pixels get the same context margin as interior ones; weights there are 1 (no
-ramp). Tiles are shrunk to the smallest valid size that keeps their number (an image
-smaller than a tile is one small tile, not a large padded one).
+reflection (``numpy.pad(mode="reflect")``, :mod:`decrappify.predict.windows`), so every
+window has the full tile size; there a window reads at least ``context`` pixels past the
+border (the receptive field, where the capped margin is less: the cores then reach past
+the border, and what they compute there is dropped), and weights are 1 (no ramp). Tiles
+are shrunk to the smallest valid size that keeps their number (an image smaller than a
+tile is one small tile, not a large padded one).
 
 All geometry here is in LR pixels, ``[start, stop)`` per axis, in the coordinates of the
 array the windows are read from; HR quantities are those times ``scale``.
@@ -43,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from decrappify.errors import InputError
+from decrappify.predict.windows import border_extension
 
 Span = tuple[int, int]
 """``(start, stop)`` of one axis, stop excluded."""
@@ -65,10 +68,12 @@ class Tile:
     window : Bounds
         Input window in LR pixels, in the coordinates of the source array. It may
         extend past the array; the missing pixels are filled by reflection
-        (:func:`extract_window`). All tiles of a plan have the same window size.
+        (:func:`~decrappify.predict.windows.extract_window`). All tiles of a plan have
+        the same window size.
     core : Bounds
-        LR pixels this tile contributes to (weight > 0), inside the planned region and
-        at least ``margin`` pixels from every window edge that is not an array border.
+        LR pixels this tile contributes to (weight > 0), inside the planned region (which
+        a ``context`` extends past the array's borders) and at least ``margin`` pixels
+        from every window edge.
     ramps : Bounds
         Width in LR pixels of the cross-fade at the ``(start, stop)`` side of the core,
         per axis; 0 where the core meets the region border (weight 1 up to the border)
@@ -297,6 +302,7 @@ def plan_tiles(
     blend: float = 0.5,
     region: Bounds | Sequence[slice] | None = None,
     grid: int = 1,
+    context: int = 0,
 ) -> list[Tile]:
     """Plan the tiles that cover a 2D LR plane (or a region of it).
 
@@ -348,10 +354,13 @@ def plan_tiles(
     overlaps = int_pair(overlap, "overlap")
     bounds = normalize_bounds(region, size) if region is not None else ((0, size[0]), (0, size[1]))
     quantum = tile_quantum(scale, multiple)
-    axes = [
-        _plan_axis(n, t, o, blend, span, quantum, grid)
-        for n, t, o, span in zip(size, tiles, overlaps, bounds, strict=True)
-    ]
+    margins = [split_overlap(o, blend)[0] for o in overlaps]
+    extension = border_extension(bounds, size, margins, context, grid)
+    axes = []
+    for n, t, o, (r0, r1), (e0, e1) in zip(size, tiles, overlaps, bounds, extension, strict=True):
+        # plan the extended region in an array extended alike (e0 is on the grid), shift back
+        axis = _plan_axis(n + e0 + e1, t, o, blend, (r0, r1 + e0 + e1), quantum, grid)
+        axes.append([tuple((a - e0, b - e0) for a, b in spans[:2]) + spans[2:] for spans in axis])
     plan = []
     for iy, (wy, cy, ry) in enumerate(axes[0]):
         for ix, (wx, cx, rx) in enumerate(axes[1]):
@@ -468,59 +477,6 @@ def ramp_profile(
             f"ramps {ramp_start} + {ramp_stop} do not fit in a profile of length {length}"
         )
     return _ramp_profile_cached(int(length), int(ramp_start), int(ramp_stop), np.dtype(dtype).name)
-
-
-def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
-    """Map ``range(start, stop)`` to indices of an axis of ``length``, reflecting at the ends.
-
-    Parameters
-    ----------
-    start, stop : int
-        Virtual range, which may extend past ``[0, length)`` by any amount.
-    length : int
-        Length of the real axis (at least 1).
-
-    Returns
-    -------
-    numpy.ndarray
-        Integer indices in ``[0, length)``, as ``numpy.pad(mode="reflect")`` would
-        fill them (the edge pixel is not repeated; an axis of length 1 is repeated).
-    """
-    idx = np.arange(start, stop)
-    if length == 1:
-        return np.zeros_like(idx)
-    period = 2 * (length - 1)
-    idx = np.mod(idx, period)
-    return np.where(idx >= length, period - idx, idx)
-
-
-def extract_window(array: Any, window: Bounds) -> np.ndarray:
-    """Read an LR window from an array, filling what lies outside by reflection.
-
-    Parameters
-    ----------
-    array : array-like
-        numpy, zarr or dask array with Y and X as its last two axes (leading axes, such
-        as the frames of a 2.5D input, are kept whole). Only the rows and columns the
-        window needs are read, with basic slicing.
-    window : Bounds
-        ``((y0, y1), (x0, x1))``, possibly extending past the array.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``array.shape[:-2] + (y1 - y0, x1 - x0)``, the array's dtype.
-    """
-    lead = (slice(None),) * (len(array.shape) - 2)
-    (y0, y1), (x0, x1) = window
-    h, w = array.shape[-2:]
-    if 0 <= y0 and y1 <= h and 0 <= x0 and x1 <= w:
-        return np.asarray(array[(*lead, slice(y0, y1), slice(x0, x1))])
-    iy = reflect_indices(y0, y1, h)
-    ix = reflect_indices(x0, x1, w)
-    ylo, xlo = int(iy.min()), int(ix.min())
-    block = np.asarray(array[(*lead, slice(ylo, int(iy.max()) + 1), slice(xlo, int(ix.max()) + 1))])
-    return block[(*lead, (iy - ylo)[:, None], (ix - xlo)[None, :])]
 
 
 def normalize_bounds(region: Bounds | Sequence[slice], shape: Sequence[int]) -> Bounds:

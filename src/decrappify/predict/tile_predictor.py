@@ -37,7 +37,6 @@ from decrappify.predict.settings import PredictSettings
 from decrappify.predict.tile_geometry import (
     Bounds,
     Tile,
-    extract_window,
     normalize_bounds,
     plan_tiles,
     split_overlap,
@@ -45,6 +44,7 @@ from decrappify.predict.tile_geometry import (
     validate_tile,
 )
 from decrappify.predict.tta import DIHEDRAL, dihedral, inverse_dihedral
+from decrappify.predict.windows import border_extension, extract_window
 
 __all__ = ["ProgressCallback", "network_grid", "predict_plane", "predict_region"]
 
@@ -152,7 +152,9 @@ def predict_region(
     whenever the halo and the tiles' context margin cover the network's receptive field.
     Past the block's borders windows are filled by reflection, which is exact at the
     image border (where the halo is clipped) and harmless elsewhere when the halo covers
-    the receptive field.
+    the receptive field. Where the region lies within ``settings.context`` of the block's
+    edge, windows read that far past it (the tiles' cores cover that margin too, and what
+    they compute there is dropped).
 
     Parameters
     ----------
@@ -193,17 +195,18 @@ def predict_region(
     # Start from the tile the plan really uses, so that shrinking on OOM is never a no-op.
     first_plan = plan_tiles(
         lr.shape[-2:], tiles, overlap, scale=scale, multiple=multiple, blend=blend,
-        region=bounds, grid=network_grid(net),
+        region=bounds, grid=network_grid(net), context=settings.context,
     )  # fmt: skip
     used = first_plan[0].shape
     worker = _RegionPredictor(net, lr, bounds, settings, device, _resolve_dtype(dtype), progress)
+    crop = worker.crop()
     if spread is not None and settings.tta:
-        if spread.shape != worker.out.shape or spread.dtype != np.float32:
+        if spread.shape != worker.out[crop].shape or spread.dtype != np.float32:
             raise InputError(
-                f"spread: expected a float32 array of shape {worker.out.shape}, got "
+                f"spread: expected a float32 array of shape {worker.out[crop].shape}, got "
                 f"{spread.dtype} {spread.shape}"
             )
-        worker.spread = spread
+        worker.spread = np.zeros_like(worker.out)
     worker.adopt(used, first_plan)
     with evaluating(net):
         net.to(device=device)
@@ -225,7 +228,9 @@ def predict_region(
                 else "use a smaller overlap, amp=True, a float16 dtype or device 'cpu'"
             ),
         )
-    return worker.out
+    if spread is not None and worker.spread is not None:
+        spread[...] = worker.spread[crop]
+    return np.ascontiguousarray(worker.out[crop])
 
 
 class _RegionPredictor:
@@ -244,19 +249,33 @@ class _RegionPredictor:
         self.net = net
         self.lr = lr
         self.region = region
-        self.origin = (region[0][0], region[1][0])
         self.settings = settings
         self.scale, _, self.multiple = net_attributes(net)
         self.grid = network_grid(net)
         self.device = device
         self.dtype = dtype
         self.progress = progress
-        (y0, y1), (x0, x1) = region
-        self.out = np.zeros(((y1 - y0) * self.scale, (x1 - x0) * self.scale), dtype=np.float32)
+        # at the array's borders the cores reach past the region, by this (windows/tiles)
+        margin, _ = split_overlap(settings.overlap, settings.blend)
+        self.extension = border_extension(
+            region, lr.shape[-2:], (margin, margin), settings.context, self.grid
+        )
+        ((y0, y1), (x0, x1)), ((top, bottom), (left, right)) = region, self.extension
+        self.origin = (y0 - top, x0 - left)
+        shape = (y1 - y0 + top + bottom, x1 - x0 + left + right)
+        self.out = np.zeros((shape[0] * self.scale, shape[1] * self.scale), dtype=np.float32)
         self.spread: np.ndarray | None = None  # the TTA spread, when asked for
         self.tile: tuple[int, int] | None = None
         self.tiles: list[Tile] = []
         self.done = 0
+
+    def crop(self) -> tuple[slice, slice]:
+        """HR slices of the region in the output, which holds the border extension too."""
+        s = self.scale
+        return tuple(  # type: ignore[return-value]
+            slice(lo * s, n - hi * s)
+            for (lo, hi), n in zip(self.extension, self.out.shape, strict=True)
+        )
 
     def adopt(self, tile: tuple[int, int], tiles: list[Tile]) -> None:
         """Start over with a new tile plan."""
@@ -281,6 +300,7 @@ class _RegionPredictor:
                     blend=self.settings.blend,
                     region=self.region,
                     grid=self.grid,
+                    context=self.settings.context,
                 ),
             )
         total = len(self.tiles)
