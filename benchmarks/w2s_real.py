@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         *repeat("--hr", [c for _, c in fit_pairs]),
         "--out",
         fitted_yaml,
+        "--overwrite",  # --reuse keeps OUT: the fit (deterministic) writes the same file again
     )
     fitted = CrappifyConfig.from_yaml(fitted_yaml)
 

@@ -84,7 +84,9 @@ class PretrainGeneratorConfig(StrictModel):
         Validate and write a checkpoint every this many steps (and at the end).
     fine_tune_lr_factor : float
         ``max_lr`` is multiplied by this when the generator starts from a trained model
-        (``start_from``): it is fine-tuned, not trained again.
+        (``start_from``). 1 by default: the one-cycle warm-up (from ``max_lr /
+        div_factor``) keeps the start, and a lower rate adapts a starting point to real
+        data more slowly (``docs/benchmarks.md``, issue 16).
     """
 
     steps: int = Field(1000, ge=1, le=10_000_000)
@@ -97,7 +99,7 @@ class PretrainGeneratorConfig(StrictModel):
     weight_decay: float = Field(1e-3, ge=0.0, le=1.0)
     frozen_fraction: float | None = Field(None, ge=0.0, le=1.0)
     checkpoint_every: int = Field(100, ge=1, le=10_000_000)
-    fine_tune_lr_factor: float = Field(0.1, gt=0.0, le=1.0)
+    fine_tune_lr_factor: float = Field(1.0, gt=0.0, le=1.0)
 
     def resolved_frozen_fraction(self, pretrained_encoder: bool) -> float:
         """Fraction of steps with the encoder frozen.
