@@ -163,3 +163,31 @@ def test_demo_cli(tmp_path, tiny_demo, monkeypatch):
 def test_default_demo_beats_bicubic_by_2_db(tmp_path):
     report = api.demo(tmp_path / "demo")
     assert report.gain_db >= 2.0
+
+
+@pytest.mark.parametrize(("kind", "name"), [("fluorescence", "fluo-4x"), ("em", "em-4x")])
+def test_the_demo_fine_tunes_the_default_network_and_scores_images_its_start_never_saw(kind, name):
+    """The demo trains what ``decrappify train`` trains by default: the default network,
+    from the matching shipped starting point; its held-back images are not among the
+    synthetic images that starting point was trained on (seeds in its provenance)."""
+    import re
+
+    from decrappify.config.train import TrainConfig
+    from decrappify.pretrained import read_header_info
+    from decrappify.train.start import choose_start
+
+    config = api.train_config(
+        preset=demo_module._preset(kind), scale=4, overrides=demo_module.DEMO_RECIPE
+    )
+    assert config.generator == TrainConfig().generator.model_copy(update={"scale": 4})
+    start = choose_start(config)
+    assert start.name == name
+    provenance = read_header_info(start.path)["training"]["provenance"]
+    seen: set[int] = set()
+    for data in provenance["data"]:
+        for first, last in re.findall(r"seeds (\d+)-(\d+)", data["what"]):
+            seen |= set(range(int(first), int(last) + 1))
+    assert seen  # the provenance names the seeds
+    n_train, n_test = demo_module.N_TRAIN, demo_module.N_TEST
+    held_back = {demo_module.image_seed(0, i) for i in range(n_train, n_train + n_test)}
+    assert not held_back & seen
