@@ -7,12 +7,14 @@ pass) gives the time to act in the middle of a run.
 
 from __future__ import annotations
 
+import linecache
 import os
 import resource
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pytest
 import tifffile
 
 from _tiny import SLOW_DRIVER, em_model
+from decrappify.cli._signals import interruptible
 from decrappify.config.train import TrainConfig
 from decrappify.io import read_image
 from decrappify.io.outputs import name_limit
@@ -144,6 +147,41 @@ def test_a_signal_while_a_pool_starts_its_thread_does_not_hang_the_exit(tmp_path
     returncode, err = _run_script(code, tmp_path)
     assert returncode == 130, err
     assert err.startswith("interrupted by 2 after starting ['ThreadPoolExecutor-"), err
+
+
+def _verdicts(code, run, line: str = "") -> list[bool]:
+    """``interruptible`` at each step of ``code`` (at ``line``, if given) while ``run()`` runs."""
+    verdicts = []
+
+    def trace(frame, event, arg):
+        if frame.f_code is code:
+            if not line or line in linecache.getline(frame.f_code.co_filename, frame.f_lineno):
+                verdicts.append(interruptible(frame))
+            return trace
+        return None
+
+    sys.settrace(trace)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    return verdicts
+
+
+def test_a_signal_is_raised_only_where_the_thread_machinery_unwinds():
+    """Inside ``Condition.__exit__`` an interrupt left the lock held (a pool's worker then
+    waited forever for its task's future); in ``Condition.wait`` it must still stop the wait."""
+    condition = threading.Condition()
+
+    def enter_and_wait():
+        with condition:
+            condition.wait(0.01)
+
+    exits = _verdicts(threading.Condition.__exit__.__code__, enter_and_wait)
+    waits = _verdicts(threading.Condition.wait.__code__, enter_and_wait, "waiter.acquire(")
+    assert exits and not any(exits)
+    assert waits and all(waits)
+    assert interruptible(sys._getframe()) and interruptible(None)
 
 
 def test_ctrl_c_at_the_first_block_of_a_resumable_prediction_ends(setup, tmp_path):

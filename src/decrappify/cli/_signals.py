@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import _thread
+import linecache
+import queue
 import signal
 import threading
 import time
+from concurrent.futures import _base as futures_base
 from concurrent.futures import thread as futures_thread
 from typing import Any
 
@@ -13,8 +16,8 @@ __all__ = [
     "SIGNAL_WORDS",
     "Interrupted",
     "install_signal_handlers",
+    "interruptible",
     "interrupted_message",
-    "starting_a_thread",
 ]
 
 
@@ -47,19 +50,17 @@ def install_signal_handlers() -> None:
     and the exit status is 128 + the signal number (130, 143, 129). Signals that come
     while that clean-up runs are ignored, so a second Ctrl-C or a repeated SIGTERM does
     not cut it short. A signal the parent told it to ignore (``nohup`` ignores SIGHUP)
-    stays ignored. A signal that comes while the main thread starts a thread of a pool
-    is raised a few steps later, once the pool has booked the thread
-    (:func:`starting_a_thread`).
+    stays ignored. A signal that comes where Python's thread machinery cannot unwind
+    (:func:`interruptible`) is sent again 10 ms later, until it comes where it can.
     """
     stopping = []
 
     def stop(signum: int, frame: Any) -> None:
         if stopping:
             return
-        if starting_a_thread(frame):
-            # asked again in a moment, from a bare thread (threading's would take a lock
-            # that Thread.start may hold)
-            _thread.start_new_thread(_interrupt_main_soon, (signum,))
+        if not interruptible(frame):
+            # from a bare thread: threading's own would take a lock Thread.start may hold
+            _thread.start_new_thread(_signal_main_soon, (signum,))
             return
         stopping.append(signum)
         raise Interrupted(signum)
@@ -69,9 +70,12 @@ def install_signal_handlers() -> None:
             signal.signal(signum, stop)
 
 
-def _interrupt_main_soon(signum: int) -> None:
+def _signal_main_soon(signum: int) -> None:
     time.sleep(0.01)
-    _thread.interrupt_main(signum)
+    if hasattr(signal, "pthread_kill"):  # a real signal also wakes a wait on a lock
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+    else:  # pragma: no cover - Windows
+        _thread.interrupt_main(signum)
 
 
 #: Code that starts a pool's thread and books it. An exception raised inside leaves a thread
@@ -86,10 +90,31 @@ _STARTING_A_THREAD = frozenset(
     )
     if function is not None
 )
+#: Python's thread machinery: an exception raised inside it at an arbitrary step can leave
+#: a lock held (``Condition.__exit__`` before it releases) or a waiter unremoved; a thread
+#: that needs the lock later (a pool's worker taking its next task) then waits forever.
+_MACHINERY = frozenset(
+    module.__file__ for module in (threading, queue, futures_base, futures_thread)
+)
+#: Where the machinery waits and unwinds cleanly: a signal must still stop these waits.
+_WAITS = frozenset(
+    function.__code__
+    for function in (
+        threading.Thread.join,
+        getattr(threading.Thread, "_wait_for_tstate_lock", None),
+    )
+    if function is not None
+)
 
 
-def starting_a_thread(frame: Any) -> bool:
-    """Tell whether the interrupted code is starting a thread (of a pool, or not).
+def interruptible(frame: Any) -> bool:
+    """Tell whether an exception raised in the interrupted code unwinds cleanly.
+
+    Not while a thread is started and booked by its pool (``frame`` or a caller is
+    :meth:`threading.Thread.start` or the pool's start-and-book step), and not inside
+    the locks, conditions, queues and futures of the standard library, except where they
+    wait: ``Condition.wait`` on its waiter (so Ctrl-C still stops ``Queue.get``,
+    ``Event.wait`` and ``Future.result``) and ``Thread.join``.
 
     Parameters
     ----------
@@ -99,14 +124,21 @@ def starting_a_thread(frame: Any) -> bool:
     Returns
     -------
     bool
-        True when ``frame`` or one of its callers is :meth:`threading.Thread.start` or
-        the thread pool's own start-and-book step.
+        Whether the handler may raise now.
     """
-    while frame is not None:
-        if frame.f_code in _STARTING_A_THREAD:
-            return True
-        frame = frame.f_back
-    return False
+    caller = frame
+    while caller is not None:
+        if caller.f_code in _STARTING_A_THREAD:
+            return False
+        caller = caller.f_back
+    if frame is None or frame.f_code.co_filename not in _MACHINERY:
+        return True
+    if frame.f_code in _WAITS:
+        return True
+    waiting = frame.f_code is threading.Condition.wait.__code__
+    return waiting and "waiter.acquire(" in linecache.getline(
+        frame.f_code.co_filename, frame.f_lineno
+    )
 
 
 def interrupted_message(error: BaseException) -> tuple[str, int]:
