@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import contextlib
 import linecache
 import queue
 import signal
@@ -73,7 +74,8 @@ def install_signal_handlers() -> None:
 def _signal_main_soon(signum: int) -> None:
     time.sleep(0.01)
     if hasattr(signal, "pthread_kill"):  # a real signal also wakes a wait on a lock
-        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+        with contextlib.suppress(OSError):  # the main thread has ended meanwhile
+            signal.pthread_kill(threading.main_thread().ident or 0, signum)
     else:  # pragma: no cover - Windows
         _thread.interrupt_main(signum)
 
