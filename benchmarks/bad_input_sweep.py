@@ -22,10 +22,13 @@ prints the family table for ``docs/robustness.md``. ENOSPC cases need root (they
 small tmpfs) and are skipped otherwise.
 
 Usage: python benchmarks/bad_input_sweep.py [--src DIR] [--scratch DIR] [--only SUBSTRING ...]
-       [--json OUT.json] [--markdown]
+       [--json OUT.json] [--markdown] [--repeat N] [--jitter SECONDS]
 
 With ``--only`` and an existing ``--json`` file, the cases run replace their rows in it (a
 rerun of a few cases after a fix) and ``--markdown`` prints the table of the whole file.
+``--repeat N`` runs each case N times (a case's row is then ok only if every run was, and
+its note counts the outcomes); ``--jitter S`` sends each signal a random 0 to S seconds
+after the moment the case waits for, so that repeats hit different points of the run.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -112,6 +116,8 @@ class Sweep:
     scratch: Path
     model: Path = field(default=Path())
     results: list[dict] = field(default_factory=list)
+    jitter: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     # ------------------------------------------------------------------ running commands
 
@@ -620,6 +626,7 @@ def _stop(s: Sweep, d: Path, signum: int, *args, marker: str, resume: bool = Fal
     deadline = time.monotonic() + 180
     while not (d / marker).exists() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
+    time.sleep(s.rng.uniform(0, s.jitter))
     if child.poll() is not None:
         return None
     child.send_signal(signum)
@@ -981,6 +988,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the outcomes here")
     parser.add_argument("--markdown", action="store_true", help="print the family table")
+    parser.add_argument("--repeat", type=int, default=1, help="run each case this many times")
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, metavar="SECONDS",
+        help="send each signal a random 0 to SECONDS after the moment the case waits for",
+    )  # fmt: skip
     parser.add_argument(
         "--compare", type=Path, nargs=2, metavar=("BEFORE.json", "AFTER.json"),
         help="print the family table of two earlier runs side by side (runs nothing)",
@@ -991,22 +1003,16 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(before, after) + "\n\n" + case_table(before, after))
         return 0
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="decrappify-sweep-"))
-    sweep = Sweep(args.src.resolve() if args.src else None, scratch.resolve())
+    sweep = Sweep(args.src.resolve() if args.src else None, scratch.resolve(), jitter=args.jitter)
     prepare(sweep)
     for item in CASES:
         if args.only and not any(part in item.name for part in args.only):
             continue
-        start = time.monotonic()
-        try:
-            outcome, note = item.func(sweep, sweep.folder(item.name.replace(" ", "_")))
-        except Exception as err:  # the sweep's own failure, said as such
-            outcome, note = "sweep error", f"{type(err).__name__}: {err}"
-        seconds = time.monotonic() - start
-        sweep.results.append(
-            {"family": item.family, "case": item.name, "outcome": outcome, "note": note,
-             "seconds": round(seconds, 1)}
-        )  # fmt: skip
-        print(f"{item.family:9} {outcome:16} {seconds:6.1f} s  {item.name}: {note}", flush=True)
+        runs = [run_case(sweep, item) for _ in range(args.repeat)]
+        sweep.results.append(runs[0] if len(runs) == 1 else repeated(runs))
+        if len(runs) > 1:
+            print(f"{item.family:9} {sweep.results[-1]['outcome']:16} {item.name}: "
+                  f"{sweep.results[-1]['note']}", flush=True)  # fmt: skip
     results = sweep.results
     if args.json and args.only and args.json.exists():
         ran = {r["case"]: r for r in results}
@@ -1017,6 +1023,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print(markdown(results))
     return 0
+
+
+def run_case(sweep: Sweep, item: Case) -> dict:
+    """Run one case once; its row of the results."""
+    start = time.monotonic()
+    try:
+        outcome, note = item.func(sweep, sweep.folder(item.name.replace(" ", "_")))
+    except Exception as err:  # the sweep's own failure, said as such
+        outcome, note = "sweep error", f"{type(err).__name__}: {err}"
+    seconds = time.monotonic() - start
+    print(f"{item.family:9} {outcome:16} {seconds:6.1f} s  {item.name}: {note}", flush=True)
+    return {"family": item.family, "case": item.name, "outcome": outcome, "note": note,
+            "seconds": round(seconds, 1)}  # fmt: skip
+
+
+def repeated(runs: list[dict]) -> dict:
+    """One row for the runs of one case: ok only if every run was; the note counts them."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run["outcome"]] = counts.get(run["outcome"], 0) + 1
+    worst = [run for run in runs if run["outcome"] != "ok"]
+    tally = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    note = f"{len(runs)} runs: {tally}" + (f"; first not ok: {worst[0]['note']}" if worst else "")
+    return {**runs[0], "outcome": worst[0]["outcome"] if worst else "ok", "note": note,
+            "seconds": round(sum(run["seconds"] for run in runs), 1), "runs": counts}  # fmt: skip
 
 
 def markdown(results: list[dict], after: list[dict] | None = None) -> str:

@@ -7,11 +7,14 @@ pass) gives the time to act in the middle of a run.
 
 from __future__ import annotations
 
+import linecache
 import os
 import resource
 import signal
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import pytest
 import tifffile
 
 from _tiny import SLOW_DRIVER, em_model
+from decrappify.cli._signals import interruptible
 from decrappify.config.train import TrainConfig
 from decrappify.io import read_image
 from decrappify.io.outputs import name_limit
@@ -75,6 +79,125 @@ def _finish(child: subprocess.Popen, seconds: float = 180) -> tuple[int, str]:
         child.kill()
         raise
     return child.returncode, " ".join(err.split())
+
+
+#: The signal comes while the main thread waits, inside ``Thread.start``, for the first
+#: thread of a pool that it starts (dask's own pool, at the first block of a prediction):
+#: that thread sends it to the main thread before it runs. Raised there, the interrupt left
+#: a thread its pool never booked, and Python's exit waited for it forever (issue 20: the
+#: one hang of the sweep, ``predict --resume`` stopped by Ctrl-C at its first block).
+LATE_POOL_THREAD = textwrap.dedent(
+    """
+    import signal, threading, time
+    from concurrent.futures import thread as futures_thread
+
+    start, bootstrap = threading.Thread.start, threading.Thread._bootstrap
+    sent = []
+
+    def marked_start(self):
+        self.from_main = threading.current_thread() is threading.main_thread()
+        start(self)
+
+    def late_bootstrap(self):
+        if not sent and self._target is futures_thread._worker and self.from_main:
+            sent.append(self.name)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            time.sleep(0.1)  # the main thread waits in Thread.start meanwhile
+        bootstrap(self)
+
+    threading.Thread.start, threading.Thread._bootstrap = marked_start, late_bootstrap
+    """
+)
+
+
+def _run_script(code: str, cwd: Path, seconds: float = 60) -> tuple[int, str]:
+    """Run ``python -c code`` with Ctrl-C at its default; fail if it does not end."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "SLOW_FORWARD": "0.2", "COLUMNS": "200"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        _, err = child.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        child.kill()  # SIGKILL: a stopping command ignores further signals
+        _, err = child.communicate()
+        pytest.fail(f"no exit {seconds} s after the signal (a thread nobody wakes?)\n{err}")
+    return child.returncode, " ".join(err.split())
+
+
+def test_a_signal_while_a_pool_starts_its_thread_does_not_hang_the_exit(tmp_path):
+    """The interrupt is raised once the pool has booked its thread, and the process ends."""
+    code = LATE_POOL_THREAD + textwrap.dedent(
+        """
+        import sys
+        import dask.array as da
+        from decrappify.cli._signals import Interrupted, install_signal_handlers
+
+        install_signal_handlers()
+        slow = da.ones(4, chunks=4).map_blocks(lambda b: time.sleep(2) or b)
+        try:
+            slow.compute(scheduler="threads")
+        except Interrupted as stop:
+            time.sleep(1)  # a clean-up: the pool's thread runs meanwhile
+            print(f"interrupted by {stop.signum} after starting {sent}", file=sys.stderr)
+            sys.exit(130)
+        """
+    )
+    returncode, err = _run_script(code, tmp_path)
+    assert returncode == 130, err
+    assert err.startswith("interrupted by 2 after starting ['ThreadPoolExecutor-"), err
+
+
+def _verdicts(code, run, line: str = "") -> list[bool]:
+    """``interruptible`` at each step of ``code`` (at ``line``, if given) while ``run()`` runs."""
+    verdicts = []
+
+    def trace(frame, event, arg):
+        if frame.f_code is code:
+            if not line or line in linecache.getline(frame.f_code.co_filename, frame.f_lineno):
+                verdicts.append(interruptible(frame))
+            return trace
+        return None
+
+    sys.settrace(trace)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    return verdicts
+
+
+def test_a_signal_is_raised_only_where_the_thread_machinery_unwinds():
+    """Inside ``Condition.__exit__`` an interrupt left the lock held (a pool's worker then
+    waited forever for its task's future); in ``Condition.wait`` it must still stop the wait."""
+    condition = threading.Condition()
+
+    def enter_and_wait():
+        with condition:
+            condition.wait(0.01)
+
+    exits = _verdicts(threading.Condition.__exit__.__code__, enter_and_wait)
+    waits = _verdicts(threading.Condition.wait.__code__, enter_and_wait, "waiter.acquire(")
+    assert exits and not any(exits)
+    assert waits and all(waits)
+    assert interruptible(sys._getframe()) and interruptible(None)
+
+
+def test_ctrl_c_at_the_first_block_of_a_resumable_prediction_ends(setup, tmp_path):
+    """Issue 20: ``predict --resume`` stopped at its first block printed its message and hung."""
+    folder, model = setup
+    args = [model, folder / "big.tif", "-o", "out", *SMALL, "-q", "--resume"]
+    driver = LATE_POOL_THREAD + SLOW_DRIVER.replace(
+        "sys.argv[1:]", repr(["predict", *map(str, args)])
+    )
+    returncode, err = _run_script(driver, tmp_path)
+    assert returncode == 130, err
+    assert (
+        "interrupted (Ctrl-C); 0 of 1 inputs finished; the partial output out/.big.zarr.partial "
+        "is kept: run the same command again with --resume to finish it"
+    ) in err
+    assert "Traceback" not in err and "Exception ignored" not in err
 
 
 def _hidden(folder: Path) -> list[str]:

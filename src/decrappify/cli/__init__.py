@@ -83,7 +83,7 @@ def main() -> None:
 
     torch's idle threads sleep (passive waits); SIGTERM and SIGHUP stop it as Ctrl-C does.
     """
-    from decrappify.cli._shell import install_signal_handlers
+    from decrappify.cli._signals import install_signal_handlers
     from decrappify.devices import prefer_passive_waits
 
     prefer_passive_waits()

@@ -7,7 +7,6 @@ import errno
 import functools
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
+from decrappify.cli._signals import interrupted_message
 from decrappify.errors import DecrappifyError
 from decrappify.events import Progress as ProgressEvent
 from decrappify.io.atomic import WRITE_ERRORS, write_errno
@@ -93,74 +93,6 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(file_handler)
     logger.propagate = False
-
-
-class Interrupted(KeyboardInterrupt):
-    """A stop asked by a signal: SIGINT (Ctrl-C), SIGTERM (a job's time limit), SIGHUP.
-
-    A subclass of ``KeyboardInterrupt``, so every clean-up written for Ctrl-C runs for
-    the other two as well.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-#: How the one-line message names each signal.
-SIGNAL_WORDS = {
-    signal.SIGINT: "interrupted (Ctrl-C)",
-    signal.SIGTERM: "stopped by SIGTERM (a job time limit, kill or scancel)",
-}
-if hasattr(signal, "SIGHUP"):
-    SIGNAL_WORDS[signal.SIGHUP] = "stopped by SIGHUP (the terminal or ssh session closed)"
-
-
-def install_signal_handlers() -> None:
-    """Make SIGTERM and SIGHUP stop a command as Ctrl-C does: cleanly, said plainly.
-
-    The first signal raises :class:`Interrupted` in the main thread, so the same
-    clean-up runs as for Ctrl-C (outputs half-written are deleted, resumable ones kept)
-    and the exit status is 128 + the signal number (130, 143, 129). Signals that come
-    while that clean-up runs are ignored, so a second Ctrl-C or a repeated SIGTERM does
-    not cut it short. A signal the parent told it to ignore (``nohup`` ignores SIGHUP)
-    stays ignored.
-    """
-    stopping = []
-
-    def stop(signum: int, frame: Any) -> None:
-        if stopping:
-            return
-        stopping.append(signum)
-        raise Interrupted(signum)
-
-    for signum in SIGNAL_WORDS:
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup ignores SIGHUP: keep it
-            signal.signal(signum, stop)
-
-
-def interrupted_message(error: BaseException) -> tuple[str, int]:
-    """The line to print for an interrupted command, and its exit status.
-
-    Parameters
-    ----------
-    error : KeyboardInterrupt
-        The interruption; its notes (added by the core as it unwound) say which inputs
-        finished and what was kept for ``--resume``.
-
-    Returns
-    -------
-    tuple of (str, int)
-        ``"stopped by SIGTERM (...); 2 of 5 inputs finished (a.tif, b.tif); nothing
-        half-written was left behind"`` and ``143``.
-    """
-    signum = int(getattr(error, "signum", signal.SIGINT))
-    notes = list(getattr(error, "__notes__", []))
-    if not any(word in note for note in notes for word in ("kept", "keeps", "nothing half")):
-        notes.append("nothing half-written was left behind")
-    return "; ".join(
-        [SIGNAL_WORDS.get(signum, f"stopped by signal {signum}"), *notes]
-    ), 128 + signum
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
