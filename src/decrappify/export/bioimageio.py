@@ -32,7 +32,13 @@ from decrappify.events import Progress
 from decrappify.export.package import bioimageio_test, package, spec_version
 from decrappify.export.rdf import Geometry, PackageFiles, People, package_name, rdf_content
 from decrappify.export.readme import readme_text
-from decrappify.export.tensors import PathLike, make_test_input, normalised_input, write_cover
+from decrappify.export.tensors import (
+    PathLike,
+    make_test_input,
+    model_crappifier,
+    normalised_input,
+    write_cover,
+)
 from decrappify.export.weights import WEIGHT_FORMATS, weights_entries, write_weights
 from decrappify.io.atomic import partial_path, write_failure
 
@@ -306,13 +312,10 @@ def _prepare(
 
     loaded = load_model(model)
     net = loaded.net.eval()
-    if test_image is None and not loaded.info.crappify:
-        raise InputError(
-            "--test-image: the model records no crappifier to make a synthetic test input "
-            "with; pass a low-resolution image"
-        )
+    # the crappifier first: measuring the halo takes a while, a bad crappifier does not
+    crappifier = None if test_image is not None else model_crappifier(loaded.info)
     geometry = measure_geometry(loaded)
-    raw, test_source = make_test_input(test_image, loaded.info, geometry, seed)
+    raw, test_source = make_test_input(test_image, crappifier, geometry, seed)
     return _Job(
         net=net,
         info=loaded.info,

@@ -23,24 +23,40 @@ def fit_side(size: int, g: Geometry) -> int:
     return g.min_side + (limit - g.min_side) // g.step * g.step
 
 
-def make_test_input(
-    test_image: PathLike | None, info: Any, g: Geometry, seed: int
-) -> tuple[np.ndarray, str]:
-    """Raw float32 ``(n_frames, h, w)`` test input and a phrase saying where it came from."""
-    if test_image is not None:
-        return crop_test_image(Path(test_image), g)
+def model_crappifier(info: Any) -> Any:
+    """Return the crappifier a model records, validated (it makes the synthetic test input).
+
+    Raises
+    ------
+    InputError
+        When the model records none, or one this version cannot use (an unknown step).
+    """
     from decrappify.config.crappify import CrappifyConfig
-    from decrappify.crappify import crappify_image
-    from decrappify.sample import synthetic_image
 
     if not info.crappify:
         raise InputError(
             "--test-image: the model records no crappifier to make a synthetic test input "
             "with; pass a low-resolution image"
         )
-    config = CrappifyConfig.validate_dict(
+    return CrappifyConfig.validate_dict(
         info.crappify, source="the model's crappifier (pass --test-image to export without it)"
     )
+
+
+def make_test_input(
+    test_image: PathLike | None, crappifier: Any, g: Geometry, seed: int
+) -> tuple[np.ndarray, str]:
+    """Raw float32 ``(n_frames, h, w)`` test input and a phrase saying where it came from.
+
+    It is the central crop of ``test_image``, else a synthetic image crappified by
+    ``crappifier`` (:func:`model_crappifier`).
+    """
+    if test_image is not None:
+        return crop_test_image(Path(test_image), g)
+    from decrappify.crappify import crappify_image
+    from decrappify.sample import synthetic_image
+
+    config = crappifier
     if config.scale != g.scale:
         config = config.with_scale(g.scale)
     kind = "em" if str(config.name or "").startswith("em") else "fluorescence"
