@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from decrappify.errors import OutputError
+from decrappify.export.rdf import ARCHITECTURE_CALLABLE
 
 #: Name of the class a consumer instantiates (``weights.pytorch_state_dict.architecture``).
-CALLABLE = "DecrappifyNet"
+CALLABLE = ARCHITECTURE_CALLABLE
 #: Largest tensor that is not in the state dict but written into the source (a constant).
 MAX_CONSTANT = 4096
 #: Names the generated code may use besides ``torch`` (fx's code generator emits them).

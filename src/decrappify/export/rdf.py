@@ -41,6 +41,8 @@ UNET_CITATIONS: tuple[dict[str, str], ...] = (
 )
 
 #: Characters bioimage.io allows in a resource name.
+#: The class ``architecture.py`` defines (the rdf's ``architecture.callable``).
+ARCHITECTURE_CALLABLE = "DecrappifyNet"
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_+\- ()]+")
 #: A Windows drive or UNC path (``C:\data``, ``\\server\share``).
 _WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
