@@ -25,8 +25,6 @@ import torch
 from decrappify.errors import OutputError
 from decrappify.export.rdf import ARCHITECTURE_CALLABLE
 
-#: Name of the class a consumer instantiates (``weights.pytorch_state_dict.architecture``).
-CALLABLE = ARCHITECTURE_CALLABLE
 #: Largest tensor that is not in the state dict but written into the source (a constant).
 MAX_CONSTANT = 4096
 #: Names the generated code may use besides ``torch`` (fx's code generator emits them).
@@ -127,8 +125,9 @@ def architecture_source(
     Returns
     -------
     str
-        The file's text. Its class :data:`CALLABLE` takes no arguments and loads the
-        network's ``state_dict()`` with ``strict=True``.
+        The file's text. Its class (named
+        :data:`~decrappify.export.rdf.ARCHITECTURE_CALLABLE`) takes no arguments and
+        loads the network's ``state_dict()`` with ``strict=True``.
 
     Raises
     ------
@@ -166,7 +165,7 @@ def architecture_source(
         step=step,
         state="[\n" + "".join(f"    {row!r},\n" for row in rows) + "]",
         constants=repr(constants),
-        callable=CALLABLE,
+        callable=ARCHITECTURE_CALLABLE,
         network="\n".join("    " + line if line else "" for line in network.splitlines()),
     )
 
@@ -180,7 +179,7 @@ def load_architecture(path: Path) -> torch.nn.Module:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-        return getattr(module, CALLABLE)()
+        return getattr(module, ARCHITECTURE_CALLABLE)()
     finally:
         sys.modules.pop(name, None)
 

@@ -40,9 +40,10 @@ UNET_CITATIONS: tuple[dict[str, str], ...] = (
     },
 )
 
-#: Characters bioimage.io allows in a resource name.
-#: The class ``architecture.py`` defines (the rdf's ``architecture.callable``).
+#: Name of the class ``architecture.py`` defines, which a consumer instantiates (the rdf's
+#: ``weights.pytorch_state_dict.architecture.callable``).
 ARCHITECTURE_CALLABLE = "DecrappifyNet"
+#: Characters bioimage.io allows in a resource name.
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_+\- ()]+")
 #: A Windows drive or UNC path (``C:\data``, ``\\server\share``).
 _WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
