@@ -72,6 +72,11 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def _add_scaled(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x + y * scale``: one pass (``addcmul``) on a channels-last batch, two otherwise."""
+    return torch.addcmul(x, y, scale) if _channels_last(x) else x + y * scale
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channels of every pixel (NAFNet's ``LayerNorm2d``)."""
 
@@ -131,13 +136,9 @@ class NafBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Spatial branch, then feed-forward branch, each added to its input."""
         y = self.conv3(self.gate(self.conv2(self.conv1(self.norm1(x)))))
-        if _channels_last(x):  # one pass each instead of two
-            x = torch.addcmul(x, y, self.beta)
-            y = self.conv5(self.gate(self.conv4(self.norm2(x))))
-            return torch.addcmul(x, y, self.gamma)
-        x = x + y * self.beta
+        x = _add_scaled(x, y, self.beta)
         y = self.conv5(self.gate(self.conv4(self.norm2(x))))
-        return x + y * self.gamma
+        return _add_scaled(x, y, self.gamma)
 
 
 class ResBlock(nn.Module):
