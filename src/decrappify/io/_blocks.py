@@ -54,6 +54,17 @@ class BlockArray:
         """Number of axes."""
         return len(self.shape)
 
+    @property
+    def numblocks(self) -> tuple[int, ...]:
+        """Number of blocks along each axis."""
+        return tuple(len(axis) for axis in self.chunks)
+
+    def location(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
+        """``(start, stop)`` along each axis of the block at ``index``."""
+        return tuple(
+            (int(st[i]), int(st[i + 1])) for st, i in zip(self._starts, index, strict=True)
+        )
+
     def region(self, region: Sequence[slice | int]) -> np.ndarray:
         """Compute ``array[region]`` (integers, or slices with unit steps) from its blocks."""
         bounds = [
@@ -68,9 +79,9 @@ class BlockArray:
         for index in itertools.product(*spans):
             values = self.block(index)
             src, dst = [], []
-            for i, st, (a, b) in zip(index, self._starts, bounds, strict=True):
-                lo, hi = max(a, int(st[i])), min(b, int(st[i + 1]))
-                src.append(slice(lo - int(st[i]), hi - int(st[i])))
+            for (start, stop), (a, b) in zip(self.location(index), bounds, strict=True):
+                lo, hi = max(a, start), min(b, stop)
+                src.append(slice(lo - start, hi - start))
                 dst.append(slice(lo - a, hi - a))
             out[tuple(dst)] = values[tuple(src)]
         dropped = tuple(i for i, s in enumerate(region) if isinstance(s, int | np.integer))

@@ -387,11 +387,9 @@ def compute_blocks(data: Any, message: str) -> Generator[Progress, None, np.ndar
         float32, the map's shape.
     """
     out = np.empty(data.shape, dtype=np.float32)
-    blocks = list(np.ndindex(*(len(c) for c in data.chunks)))
-    offsets = [np.cumsum((0, *c)) for c in data.chunks]
+    blocks = list(np.ndindex(*data.numblocks))
     for step, index in enumerate(blocks, start=1):
-        where = tuple(slice(o[i], o[i + 1]) for o, i in zip(offsets, index, strict=True))
-        out[where] = data.block(index)
+        out[tuple(slice(a, b) for a, b in data.location(index))] = data.block(index)
         yield Progress("predict", step, len(blocks), message=f"{message}, block {step}")
     return out
 
@@ -427,14 +425,13 @@ def _float_blocks(
     chunks: Sequence[Sequence[int]],
 ) -> BlockArray:
     """Wrap ``task(index, [(start, stop), ...])`` as a float32 lazy array of these blocks."""
-    starts = [np.cumsum((0, *c)) for c in chunks]
 
     def block(index: tuple[int, ...]) -> np.ndarray:
         index = tuple(int(i) for i in index)
-        location = [(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True)]
-        return task(index, location)
+        return task(index, list(array.location(index)))
 
-    return BlockArray(block, chunks, np.float32)
+    array = BlockArray(block, chunks, np.float32)
+    return array
 
 
 def _read(data: Any, index: tuple[Any, ...]) -> np.ndarray:
